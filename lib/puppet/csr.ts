@@ -1,3 +1,5 @@
+// @peculiar/x509 resolves its crypto providers through tsyringe, which needs this polyfill first.
+import 'reflect-metadata';
 import * as asn1js from 'asn1js';
 import { Pkcs10CertificateRequest, SubjectAlternativeNameExtension } from '@peculiar/x509';
 import { RefusedInputError } from '../errors';

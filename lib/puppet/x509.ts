@@ -1,3 +1,5 @@
+// @peculiar/x509 resolves its crypto providers through tsyringe, which needs this polyfill first.
+import 'reflect-metadata';
 import { X509Certificate, X509Crl } from '@peculiar/x509';
 
 /** Serial numbers are compared as integers: the CA API gives decimals, X.509 gives hex. */
