@@ -116,6 +116,14 @@ export class PuppetEndpoint {
         if (!error.retryable) throw error;
         lastError = error;
       } else {
+        const tlsProblem = tlsVerificationProblem(result);
+        if (tlsProblem) {
+          // A certificate that does not verify will not verify on the next attempt either.
+          throw new PuppetApiError(
+            { server: this.server, url, operation: spec.operation, detail: `TLS verification failed (${tlsProblem})` },
+            { cause: result, hint: `the ${this.server} server's certificate does not match the pinned CA or the host name ${new URL(url).hostname}: check the CA certificate you configured and the server's dns_alt_names` },
+          );
+        }
         lastError = new PuppetApiError(
           { server: this.server, url, operation: spec.operation, detail: result.message },
           { cause: result },
@@ -157,6 +165,25 @@ export class PuppetEndpoint {
     const text = await response.body.text();
     return { url, status: response.statusCode, headers: response.headers, text };
   }
+}
+
+const TLS_VERIFY_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_REVOKED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+function tlsVerificationProblem(error: Error): string | undefined {
+  for (let current: unknown = error; current instanceof Error; current = current.cause) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && TLS_VERIFY_CODES.has(code)) return code;
+  }
+  return undefined;
 }
 
 function trim(text: string): string {

@@ -63,10 +63,12 @@ describe('PuppetEndpoint', () => {
 
   it('refuses a server whose certificate is not signed by the pinned CA', async () => {
     const otherCa = await makeTestCa('Some other CA');
-    const error = await endpoint({ tls: { ca: otherCa.cert }, retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 } })
+    const error = await endpoint({ tls: { ca: otherCa.cert } })
       .call({ operation: 'probe', method: 'GET', path: '/x', accept: [200] })
       .catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(PuppetUnavailableError);
+    expect(error).toBeInstanceOf(PuppetApiError);
+    expect(error).not.toBeInstanceOf(PuppetUnavailableError);
+    expect((error as Error).message).toMatch(/TLS verification failed \(\w+\).*pinned CA/);
     expect(hits).toBe(0);
   });
 
