@@ -1,0 +1,123 @@
+import 'reflect-metadata';
+import { webcrypto } from 'node:crypto';
+import * as asn1js from 'asn1js';
+import {
+  Extension,
+  PemConverter,
+  Pkcs10CertificateRequestGenerator,
+  SubjectAlternativeNameExtension,
+  X509Certificate,
+  type JsonGeneralName,
+} from '@peculiar/x509';
+import { request } from 'undici';
+import { labAgent, loadLab, readPems, type LabDescription } from './lab';
+
+/** Puppet's short names for the extensions compile masters request (arc 1.3.6.1.4.1.34380). */
+export const PUPPET_EXTENSION_OIDS = {
+  pp_uuid: '1.3.6.1.4.1.34380.1.1.1',
+  pp_instance_id: '1.3.6.1.4.1.34380.1.1.2',
+  pp_image_name: '1.3.6.1.4.1.34380.1.1.3',
+  pp_role: '1.3.6.1.4.1.34380.1.1.13',
+  pp_region: '1.3.6.1.4.1.34380.1.1.18',
+  pp_auth_role: '1.3.6.1.4.1.34380.1.3.13',
+  pp_cli_auth: '1.3.6.1.4.1.34380.1.3.39',
+} as const;
+
+export type PuppetExtensionName = keyof typeof PUPPET_EXTENSION_OIDS;
+
+export interface CsrOptions {
+  certname: string;
+  /** Subject CN; defaults to the certname (set it to build a mismatching CSR). */
+  commonName?: string;
+  dnsAltNames?: string[];
+  /** IP alternative names: never legitimate for a compile master, handy for refusal tests. */
+  ipAltNames?: string[];
+  /** Extension requests by Puppet short name or dotted OID, as csr_attributes.yaml's extension_requests. */
+  extensions?: Partial<Record<PuppetExtensionName, string>> & Record<string, string>;
+}
+
+export interface GeneratedCsr {
+  certname: string;
+  csrPem: string;
+  privateKeyPem: string;
+}
+
+const RSA: webcrypto.RsaHashedKeyGenParams = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 };
+
+/** Puppet DER-encodes each requested extension value as a UTF8String inside the extension. */
+function puppetExtension(nameOrOid: string, value: string): Extension {
+  const oid = PUPPET_EXTENSION_OIDS[nameOrOid as PuppetExtensionName] ?? nameOrOid;
+  if (!/^\d+(\.\d+)+$/.test(oid)) throw new Error(`unknown Puppet extension ${nameOrOid}`);
+  return new Extension(oid, false, new asn1js.Utf8String({ value }).toBER(false));
+}
+
+/**
+ * An RSA 2048 key and a PKCS#10 CSR, made in memory the way `puppet ssl submit_request` makes
+ * them: CN = certname, alt names and extension requests in the extReq attribute. (RSA because
+ * Puppet Server 7's CA signs it everywhere; EC support came later and is patchy.)
+ */
+export async function makeCsr(options: CsrOptions): Promise<GeneratedCsr> {
+  const keys = (await webcrypto.subtle.generateKey(RSA, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const altNames: JsonGeneralName[] = [
+    ...(options.dnsAltNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+    ...(options.ipAltNames ?? []).map((value) => ({ type: 'ip' as const, value })),
+  ];
+  const extensions: Extension[] = Object.entries(options.extensions ?? {}).map(([name, value]) => puppetExtension(name, value));
+  if (altNames.length > 0) extensions.push(new SubjectAlternativeNameExtension(altNames));
+  const csr = await Pkcs10CertificateRequestGenerator.create(
+    { name: [{ CN: [options.commonName ?? options.certname] }], keys, signingAlgorithm: RSA, extensions },
+    webcrypto,
+  );
+  const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
+  return { certname: options.certname, csrPem: csr.toString('pem'), privateKeyPem: PemConverter.encode(pkcs8, 'PRIVATE KEY') };
+}
+
+/** Submits a CSR as an agent does: unauthenticated PUT to the CA, TLS verified against the lab CA. */
+export async function submitCsr(csr: GeneratedCsr, lab: LabDescription = loadLab()): Promise<void> {
+  const dispatcher = labAgent('anonymous', readPems(lab));
+  try {
+    const response = await request(`${lab.ca.url}/puppet-ca/v1/certificate_request/${encodeURIComponent(csr.certname)}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'text/plain' },
+      body: csr.csrPem,
+      dispatcher,
+    });
+    const body = await response.body.text();
+    if (response.statusCode !== 200) throw new Error(`CA refused the CSR for ${csr.certname}: ${response.statusCode} ${body}`);
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+/** makeCsr + submitCsr: the CA now holds a pending request for the certname. */
+export async function requestCertificate(options: CsrOptions, lab: LabDescription = loadLab()): Promise<GeneratedCsr> {
+  const csr = await makeCsr(options);
+  await submitCsr(csr, lab);
+  return csr;
+}
+
+export interface CertificateContents {
+  commonName: string | undefined;
+  dnsAltNames: string[];
+  /** Puppet-arc extensions by short name (or OID when unnamed), values decoded from UTF8String. */
+  puppetExtensions: Record<string, string>;
+}
+
+/** What a signed certificate (e.g. from `GET /puppet-ca/v1/certificate/:name`) actually carries. */
+export function readCertificate(pem: string): CertificateContents {
+  const certificate = new X509Certificate(pem);
+  const names = certificate.getExtension(SubjectAlternativeNameExtension)?.names.items ?? [];
+  const shortNames = new Map<string, string>(Object.entries(PUPPET_EXTENSION_OIDS).map(([name, oid]) => [oid, name]));
+  const puppetExtensions: Record<string, string> = {};
+  for (const extension of certificate.extensions) {
+    if (!extension.type.startsWith('1.3.6.1.4.1.34380.')) continue;
+    const decoded = asn1js.fromBER(extension.value);
+    const value = decoded.result instanceof asn1js.Utf8String ? decoded.result.valueBlock.value : Buffer.from(extension.value).toString('utf8');
+    puppetExtensions[shortNames.get(extension.type) ?? extension.type] = value;
+  }
+  return {
+    commonName: certificate.subjectName.getField('CN')[0],
+    dnsAltNames: names.filter((name) => name.type === 'dns').map((name) => name.value),
+    puppetExtensions,
+  };
+}
