@@ -18,6 +18,11 @@ export interface CsrFacts {
   otherExtensionOids: string[];
   /** Whether the CSR is signed by the key it carries. */
   signatureValid: boolean;
+  /**
+   * SHA-256 of the SubjectPublicKeyInfo, hex. The CA signs whatever CSR it holds at signing time,
+   * so a signer compares this with the issued certificate's key to prove it signed what it checked.
+   */
+  publicKeySha256: string;
 }
 
 const SAN_OID = '2.5.29.17';
@@ -48,6 +53,7 @@ export async function readCsr(pem: string): Promise<CsrFacts> {
     puppetExtensions,
     otherExtensionOids,
     signatureValid: await csr.verify().catch(() => false),
+    publicKeySha256: Buffer.from(await csr.publicKey.getThumbprint('SHA-256')).toString('hex'),
   };
 }
 

@@ -26,6 +26,8 @@ export interface CertificateFacts {
   /** "AB:CD:…", SHA-256, the format Puppet's CA reports as `fingerprint`. */
   sha256Fingerprint: string;
   notAfter: Date;
+  /** SHA-256 of the SubjectPublicKeyInfo, hex: compare with CsrFacts.publicKeySha256. */
+  publicKeySha256: string;
 }
 
 export async function certificateFacts(pem: string): Promise<CertificateFacts> {
@@ -37,5 +39,6 @@ export async function certificateFacts(pem: string): Promise<CertificateFacts> {
     serial: serialToBigInt(cert.serialNumber),
     sha256Fingerprint: [...thumbprint].map((byte) => byte.toString(16).padStart(2, '0').toUpperCase()).join(':'),
     notAfter: cert.notAfter,
+    publicKeySha256: Buffer.from(await cert.publicKey.getThumbprint('SHA-256')).toString('hex'),
   };
 }

@@ -4,7 +4,7 @@ import * as x509 from '@peculiar/x509';
 import * as asn1js from 'asn1js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { RefusedInputError } from '../../../lib/errors';
-import { PUPPET_EXTENSION_OIDS, parseMissing, readCsr } from '../../../lib/puppet';
+import { PUPPET_EXTENSION_OIDS, certificateFacts, parseMissing, readCsr } from '../../../lib/puppet';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 const ALG = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 };
@@ -52,6 +52,17 @@ describe('readCsr', () => {
       extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'ip', value: '10.0.0.1' }])],
     });
     expect((await readCsr(csr.toString('pem'))).otherAltNames).toEqual(['ip:10.0.0.1']);
+  });
+
+  it('fingerprints the public key so a signer can match the issued certificate to the CSR it checked', async () => {
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=node.lab.test', keys, signingAlgorithm: ALG });
+    const sameKey = await x509.X509CertificateGenerator.createSelfSigned({ name: 'CN=node.lab.test', keys, signingAlgorithm: ALG });
+    const otherKeys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as unknown as typeof keys;
+    const otherKey = await x509.X509CertificateGenerator.createSelfSigned({ name: 'CN=node.lab.test', keys: otherKeys, signingAlgorithm: ALG });
+    const { publicKeySha256 } = await readCsr(csr.toString('pem'));
+    expect(publicKeySha256).toMatch(/^[0-9a-f]{64}$/);
+    expect((await certificateFacts(sameKey.toString('pem'))).publicKeySha256).toBe(publicKeySha256);
+    expect((await certificateFacts(otherKey.toString('pem'))).publicKeySha256).not.toBe(publicKeySha256);
   });
 
   it('refuses garbage and oversized input with a RefusedInputError', async () => {
