@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { assertCertname } from '../certname';
 import { PuppetApiError } from '../errors';
 import { PuppetEndpoint, parseJson, type EndpointOptions } from './http';
