@@ -28,6 +28,11 @@ export interface EndpointOptions {
   retry?: RetryPolicy;
   /** Several clients may share one connection pool (same host and identity). */
   dispatcher?: Dispatcher;
+  /**
+   * The name the server's certificate must carry, when baseUrl holds an address instead (a
+   * compile master reached by private IP is verified against its certname).
+   */
+  servername?: string;
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
 }
@@ -61,9 +66,9 @@ export function backoffDelay(attempt: number, policy: RetryPolicy, random: () =>
   return Math.floor(random() * ceiling);
 }
 
-export function createAgent(tls: TlsIdentity): Agent {
+export function createAgent(tls: TlsIdentity, servername?: string): Agent {
   return new Agent({
-    connect: { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: true },
+    connect: { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: true, ...(servername ? { servername } : {}) },
     keepAliveTimeout: 30_000,
     connections: 16,
   });
@@ -93,7 +98,7 @@ export class PuppetEndpoint {
       throw new TypeError(`${options.server} URL must be https:// (got ${options.baseUrl})`);
     }
     this.ownsDispatcher = options.dispatcher === undefined;
-    this.dispatcher = options.dispatcher ?? createAgent(options.tls);
+    this.dispatcher = options.dispatcher ?? createAgent(options.tls, options.servername);
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.retry = options.retry ?? DEFAULT_RETRY;
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));

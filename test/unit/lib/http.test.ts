@@ -72,6 +72,18 @@ describe('PuppetEndpoint', () => {
     expect(hits).toBe(0);
   });
 
+  it('verifies a server reached by address against the given servername', async () => {
+    const byAddress = baseUrl.replace('localhost', '127.0.0.1');
+    script = [{ status: 200, body: 'running' }];
+    const result = await endpoint({ baseUrl: byAddress, servername: 'localhost' }).call({ operation: 'probe', method: 'GET', path: '/x', accept: [200] });
+    expect(result.text).toBe('running');
+    const error = await endpoint({ baseUrl: byAddress, servername: 'someone-else.lab.test' })
+      .call({ operation: 'probe', method: 'GET', path: '/x', accept: [200] })
+      .catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(/TLS verification failed \(ERR_TLS_CERT_ALTNAME_INVALID\)/);
+    expect(hits).toBe(0);
+  });
+
   it('refuses plain http URLs', () => {
     expect(() => new PuppetEndpoint({ server: 'ca', baseUrl: 'http://localhost:8140', tls: { ca: '' } })).toThrow(/https/);
   });
