@@ -10,13 +10,23 @@ export function serialToBigInt(serial: string | number | bigint): bigint {
   return BigInt(`0x${hex || '0'}`);
 }
 
-export function crlSerials(crlPem: string): Set<bigint> {
-  const crl = new X509Crl(crlPem);
-  return new Set(crl.entries.map((entry) => serialToBigInt(entry.serialNumber)));
+/**
+ * Revoked serials from a PEM bundle of CRLs. Puppet 7's CA serves its chain's CRLs (the issuing
+ * intermediate's and the root's) in one answer; serials are unique only per issuer, so callers
+ * compare against the CRL of the certificate's issuer when that matters.
+ */
+export function crlSerials(crlPem: string, issuer?: string): Set<bigint> {
+  const serials = new Set<bigint>();
+  for (const block of crlPem.match(/-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g) ?? []) {
+    const crl = new X509Crl(block);
+    if (issuer !== undefined && crl.issuer !== issuer) continue;
+    for (const entry of crl.entries) serials.add(serialToBigInt(entry.serialNumber));
+  }
+  return serials;
 }
 
-export function isSerialRevoked(crlPem: string, serial: string | number | bigint): boolean {
-  return crlSerials(crlPem).has(serialToBigInt(serial));
+export function isSerialRevoked(crlPem: string, serial: string | number | bigint, issuer?: string): boolean {
+  return crlSerials(crlPem, issuer).has(serialToBigInt(serial));
 }
 
 export interface CertificateFacts {

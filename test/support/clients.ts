@@ -1,0 +1,52 @@
+import { CaClient, OrchestratorClient, PuppetDbClient, type RetryPolicy } from '../../lib/puppet';
+import { loadLab, orchestratorToken, readPems, type LabDescription, type LabPems } from './lab';
+
+export interface LabClients {
+  ca: CaClient;
+  puppetdb: PuppetDbClient;
+  orchestrator: OrchestratorClient;
+  close(): Promise<void>;
+}
+
+/** The project's own Puppet clients, pointed at the lab with one of its client identities. */
+export function labClients(
+  options: { identity?: 'lifecycle' | 'forbidden'; token?: string; retry?: RetryPolicy; lab?: LabDescription; pems?: LabPems } = {},
+): LabClients {
+  const lab = options.lab ?? loadLab();
+  const pems = options.pems ?? readPems(lab);
+  const tls = { ca: pems.ca, ...pems[options.identity ?? 'lifecycle'] };
+  const common = { tls, ...(options.retry ? { retry: options.retry } : {}) };
+  const ca = new CaClient({ ...common, baseUrl: lab.ca.url });
+  const puppetdb = new PuppetDbClient({ ...common, baseUrl: lab.puppetdb.url });
+  const orchestrator = new OrchestratorClient({ ...common, baseUrl: lab.orchestrator.url, token: options.token ?? orchestratorToken(lab) });
+  return {
+    ca,
+    puppetdb,
+    orchestrator,
+    async close() {
+      await Promise.all([ca.close(), puppetdb.close(), orchestrator.close()]);
+    },
+  };
+}
+
+/** Polls until `check` returns a value (PuppetDB processes commands asynchronously). */
+export async function eventually<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/** Makes PuppetDB know a node, as an agent run would, so deactivation has something to act on. */
+export async function storeFacts(puppetdb: PuppetDbClient, certname: string, environment = 'production'): Promise<void> {
+  await puppetdb.submitCommand('replace_facts', 5, certname, {
+    certname,
+    environment,
+    producer_timestamp: new Date().toISOString(),
+    producer: 'primary.lab.test',
+    values: { kernel: 'Linux', role: 'compile_master' },
+  });
+}
