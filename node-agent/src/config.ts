@@ -1,0 +1,137 @@
+import { readFile } from 'node:fs/promises';
+import { isAbsolute } from 'node:path';
+import { z } from 'zod';
+import { certnameProblem } from '../../lib/certname';
+import { ConfigError } from '../../lib/errors';
+import { isPuppetExtensionName } from '../../lib/puppet';
+
+export const DEFAULT_CONFIG_PATH = '/etc/compile-master-agent/agent.json';
+
+const hostname = z.string().refine((value) => certnameProblem(value) === undefined, {
+  error: (issue) => `must be a lowercase DNS name; ${JSON.stringify(issue.input)} ${certnameProblem(issue.input)}`,
+});
+const absolutePath = z.string().refine(isAbsolute, { error: 'must be an absolute path' });
+const port = z.number().int().min(1).max(65_535);
+const seconds = z.number().int().positive();
+
+/** Set by the agent itself from instance metadata; the configuration may not override them. */
+const AGENT_SET_EXTENSIONS = new Set(['pp_instance_id', 'pp_region']);
+/**
+ * Extensions whose certificate would be an administrator's, not a compile master's: the CA
+ * refuses to sign them, so asking for one would only leave the node waiting forever.
+ */
+const FORBIDDEN_EXTENSIONS = new Set(['pp_cli_auth']);
+
+const extensions = z
+  .record(z.string(), z.string().min(1).max(255).regex(/^[\x20-\x7e]+$/, 'must be printable ASCII'))
+  .superRefine((value, context) => {
+    for (const name of Object.keys(value)) {
+      let problem: string | undefined;
+      if (!isPuppetExtensionName(name)) problem = 'is not a Puppet extension short name this project knows (see lib/puppet/extensions.ts)';
+      else if (AGENT_SET_EXTENSIONS.has(name)) problem = 'is set by the agent from instance metadata; remove it from the configuration';
+      else if (FORBIDDEN_EXTENSIONS.has(name)) problem = 'would ask for CA-administrator rights, which the CA never signs for a compile master';
+      if (problem) context.addIssue({ code: 'custom', path: [name], message: `extension ${JSON.stringify(name)} ${problem}` });
+    }
+  });
+
+/**
+ * The agent's configuration, written by the CDK stack to EFS (config/agent.json) and copied by the
+ * bootstrap to /etc/compile-master-agent/agent.json. Unknown keys are refused so that a typo
+ * fails loudly at boot instead of silently falling back to a default.
+ */
+export const AgentConfigSchema = z.strictObject({
+  /** The primary server (CA and catalog server) the node enrolls with. */
+  primaryServer: hostname,
+  caPort: port.default(8140),
+  /** The primary's CA certificate: pinned for every TLS call and handed to Puppet, never fetched. */
+  caCertPath: absolutePath.default('/etc/compile-master-agent/ca.pem'),
+  /** The controller's queue; the instance profile may only SendMessage to it. */
+  queueUrl: z.url({ protocol: /^https$/, error: 'must be an https:// SQS queue URL' }),
+  region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'must be an AWS region name such as eu-west-1'),
+  /** Puppet short names → values requested in the CSR besides pp_instance_id and pp_region. */
+  extensions: extensions.default({}),
+  /** Usually the NLB's DNS name; the certname is always added. */
+  dnsAltNames: z.array(hostname).default([]),
+  puppetBin: absolutePath.default('/opt/puppetlabs/bin/puppet'),
+  confdir: absolutePath.default('/etc/puppetlabs/puppet'),
+  ssldir: absolutePath.default('/etc/puppetlabs/puppet/ssl'),
+  localServerPort: port.default(8140),
+  /**
+   * Host name used to reach this node's own Puppet Server for the health check. Defaults to the
+   * certname because that is a name the server's certificate carries.
+   */
+  localServerHost: hostname.optional(),
+  /**
+   * The local Puppet Server's systemd unit, restarted after a re-enrollment so it serves the new
+   * certificate instead of the revoked one it loaded at start; null when nothing should be restarted.
+   */
+  localServerService: z.string().regex(/^[A-Za-z0-9@._-]+$/).nullable().default('pe-puppetserver'),
+  /**
+   * Run `puppet agent --test` as a transient systemd unit (systemd-run): converging a compile master
+   * installs packages and manages services everywhere, which the agent's own sandbox forbids.
+   * false runs it in-process (tests, or layouts whose Puppet run stays inside ReadWritePaths).
+   */
+  isolatePuppetRun: z.boolean().default(true),
+  /** Old SSL directories are moved here (timestamped, 0700) before a re-enrollment. */
+  backupDir: absolutePath.default('/var/lib/compile-master-agent/ssl-backups'),
+  timeouts: z
+    .strictObject({
+      /** Per IMDS request; the shutdown step must never hold up a shutdown for long. */
+      imdsMs: z.number().int().positive().default(2_000),
+      /** How long a CA that cannot be reached is retried before the boot step gives up. */
+      caUnavailableSeconds: seconds.default(300),
+      /** How long to wait for the controller to sign the CSR. */
+      certificateSeconds: seconds.default(1_800),
+      /** Upper bound for each puppet command (the agent run installs the compile master). */
+      puppetRunSeconds: seconds.default(1_800),
+      /** How long the local Puppet Server may take to answer healthy after the run. */
+      serverHealthySeconds: seconds.default(600),
+    })
+    .prefault({}),
+});
+
+export type AgentConfig = z.infer<typeof AgentConfigSchema>;
+
+/** Validates a parsed configuration; `source` names where it came from in the error. */
+export function parseConfig(value: unknown, source: string): AgentConfig {
+  const parsed = AgentConfigSchema.safeParse(value);
+  if (!parsed.success) {
+    throw new ConfigError(`Invalid node-agent configuration in ${source}:\n${z.prettifyError(parsed.error)}`, {
+      cause: parsed.error,
+      hint: 'fix config/agent.json on the EFS share (the CDK stack writes it), then rerun the bootstrap or restart compile-master-agent',
+    });
+  }
+  return parsed.data;
+}
+
+export async function loadConfig(path: string): Promise<AgentConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    throw new ConfigError(`Cannot read the node-agent configuration ${path}`, {
+      cause,
+      hint: 'the bootstrap copies it from /mnt/compile-masters/config/agent.json; check that EFS is mounted and rerun the bootstrap',
+    });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new ConfigError(`The node-agent configuration ${path} is not valid JSON`, { cause });
+  }
+  return parseConfig(json, path);
+}
+
+export async function loadCaCertificate(config: AgentConfig): Promise<string> {
+  try {
+    const pem = await readFile(config.caCertPath, 'utf8');
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate in the file');
+    return pem;
+  } catch (cause) {
+    throw new ConfigError(`Cannot read the pinned CA certificate ${config.caCertPath}`, {
+      cause,
+      hint: "the bootstrap copies the primary's CA certificate from /mnt/compile-masters/config/ca.pem",
+    });
+  }
+}
