@@ -1,0 +1,185 @@
+import { CompileMastersError, PuppetUnavailableError } from '../../lib/errors';
+import { certificateFacts, crlSerials, type CaClient, type CertificateFacts } from '../../lib/puppet';
+import type { AgentConfig } from './config';
+import { decideBoot, keyFitsCertificate, samePem, type BootPlan, type IdentityObservation } from './identity';
+import type { InstanceIdentity } from './imds';
+import type { Logger } from './log';
+import type { Notifier } from './notify';
+import { pollUntil, type Clock } from './poll';
+import { commandFailed, type PuppetCli } from './puppet';
+import { backupSslDir, readLocalSsl, resetSslDir } from './ssl-dir';
+
+export interface BootDeps {
+  config: AgentConfig;
+  /** The pinned CA certificate, put into a wiped ssldir so Puppet never fetches it on trust. */
+  caPem: string;
+  identity: InstanceIdentity;
+  /** Only the CA's unauthenticated endpoints: the node has no credentials for anything else. */
+  ca: Pick<CaClient, 'getCertificate' | 'getCsr' | 'getCrl'>;
+  puppet: Pick<PuppetCli, 'configure' | 'submitCsr' | 'downloadCert' | 'agentRun'>;
+  localServer: { isHealthy(): Promise<boolean> };
+  /** Restarts the local Puppet Server if it is running, so it loads the new certificate. */
+  restartLocalServer(): Promise<void>;
+  notifier: Notifier;
+  clock: Clock;
+  log: Logger;
+}
+
+/** Backoff between polls of the CA while it is down or while the CSR waits for signing. */
+const CA_BACKOFF = { baseDelayMs: 2_000, maxDelayMs: 60_000 };
+const SIGNING_BACKOFF = { baseDelayMs: 2_000, maxDelayMs: 30_000 };
+const HEALTH_BACKOFF = { baseDelayMs: 1_000, maxDelayMs: 15_000 };
+
+/**
+ * The boot step: decide from the node's and the CA's view of its certificate, then do only
+ * what that decision needs. Every path that is not 'keep' ends enrolled or throws; none of them
+ * touches the CA beyond submitting this node's own CSR.
+ */
+export async function boot(deps: BootDeps): Promise<BootPlan> {
+  const { identity, log } = deps;
+  const plan = decideBoot(await observeUntilCaAnswers(deps));
+  log.info('boot decision', { certname: identity.certname, instanceId: identity.instanceId, plan: plan.kind, reason: plan.reason });
+  if (plan.kind === 'keep') {
+    await deps.notifier.notify('booted');
+    return plan;
+  }
+  if (plan.kind === 'blocked') {
+    throw new CompileMastersError(`Cannot enroll ${identity.certname}: ${plan.reason}`, {
+      hint: 'nothing was changed on this node; compile-master-agent retries after the CA has been cleaned',
+    });
+  }
+  if (plan.kind === 'enroll') await submitNewCsr(deps);
+  if (plan.kind === 'enroll' || plan.kind === 'await') {
+    await deps.notifier.notify('csr-submitted');
+    await waitForSignedCertificate(deps);
+  }
+  await installAndConverge(deps);
+  await deps.notifier.notify('enrolled');
+  return plan;
+}
+
+export async function observe(deps: Pick<BootDeps, 'config' | 'identity' | 'ca' | 'clock' | 'log'>): Promise<IdentityObservation> {
+  const { certname } = deps.identity;
+  const local = await readLocalSsl(deps.config.ssldir, certname);
+  const [caCertPem, crl] = await Promise.all([deps.ca.getCertificate(certname), deps.ca.getCrl()]);
+  if (crl === 'not-modified') throw new Error('the CA answered 304 to a CRL request without If-Modified-Since');
+  const caCert = caCertPem === undefined ? undefined : { ...(await certificateFacts(caCertPem)), matchesLocalKey: keyFitsCertificate(caCertPem, local.keyPem) };
+  const pendingCsr = caCert ? undefined : await deps.ca.getCsr(certname);
+  return {
+    certname,
+    now: new Date(deps.clock.now()),
+    local: {
+      cert: local.certPem === undefined ? undefined : await readableFacts(local.certPem, deps.log),
+      keyMatchesCert: local.certPem !== undefined && keyFitsCertificate(local.certPem, local.keyPem),
+    },
+    ca: {
+      cert: caCert,
+      csr: caCert ? undefined : pendingCsr === undefined ? 'none' : samePem(pendingCsr, local.csrPem) ? 'ours' : 'foreign',
+      revokedSerials: crlSerials(crl.pem),
+    },
+  };
+}
+
+/** A CA that does not answer proves nothing about the certificate: wait for it, never wipe. */
+async function observeUntilCaAnswers(deps: BootDeps): Promise<IdentityObservation> {
+  let last: unknown;
+  return pollUntil(
+    async () => {
+      try {
+        return await observe(deps);
+      } catch (error) {
+        if (!(error instanceof PuppetUnavailableError)) throw error;
+        last = error;
+        deps.log.warn('the CA does not answer; retrying', { error });
+        return undefined;
+      }
+    },
+    {
+      what: `the CA at ${deps.config.primaryServer}:${deps.config.caPort} to answer`,
+      timeoutMs: deps.config.timeouts.caUnavailableSeconds * 1000,
+      backoff: CA_BACKOFF,
+      clock: deps.clock,
+      lastReason: () => last,
+      hint: 'nothing was changed on this node; compile-master-agent is restarted by systemd and checks again',
+    },
+  );
+}
+
+async function submitNewCsr(deps: BootDeps): Promise<void> {
+  const { config, identity, log } = deps;
+  const backup = await backupSslDir(config.ssldir, config.backupDir, new Date(deps.clock.now()));
+  if (backup) log.info('backed up the old SSL directory', { backup });
+  await resetSslDir(config.ssldir, deps.caPem);
+  await deps.puppet.configure(identity);
+  const submission = await deps.puppet.submitCsr();
+  // Bootstrap's exit code is 1 both for "submitted, not signed yet" and for real failures:
+  // the CA holding our CSR (or, if the controller was quick, a certificate for our key) is the proof.
+  const local = await readLocalSsl(config.ssldir, identity.certname);
+  const pending = await deps.ca.getCsr(identity.certname);
+  if (samePem(pending, local.csrPem)) return;
+  const signed = await deps.ca.getCertificate(identity.certname);
+  if (signed !== undefined && keyFitsCertificate(signed, local.keyPem)) return;
+  throw commandFailed(
+    `puppet ssl bootstrap (afterwards the CA at ${config.primaryServer} holds no CSR of ours for ${identity.certname})`,
+    submission,
+    'check the CA log on the primary: a CSR with alt names needs allow-subject-alt-names: true in ca.conf',
+  );
+}
+
+async function waitForSignedCertificate(deps: BootDeps): Promise<void> {
+  const { certname } = deps.identity;
+  let last: unknown;
+  await pollUntil(
+    async () => {
+      let pem: string | undefined;
+      try {
+        pem = await deps.ca.getCertificate(certname);
+      } catch (error) {
+        if (!(error instanceof PuppetUnavailableError)) throw error;
+        last = error;
+        return undefined;
+      }
+      if (pem === undefined) return undefined;
+      const { keyPem } = await readLocalSsl(deps.config.ssldir, certname);
+      if (!keyFitsCertificate(pem, keyPem)) {
+        throw new CompileMastersError(`The CA signed a certificate for ${certname} that does not fit this node's private key`, {
+          hint: `another CSR for this certname was signed; clean it on the primary ('puppetserver ca clean --certname ${certname}') and restart compile-master-agent`,
+        });
+      }
+      return pem;
+    },
+    {
+      what: `the controller to sign the CSR of ${certname}`,
+      timeoutMs: deps.config.timeouts.certificateSeconds * 1000,
+      backoff: SIGNING_BACKOFF,
+      clock: deps.clock,
+      lastReason: () => last,
+      hint: 'the controller signs only CSRs that pass its checks (instance in the group, expected certname, extensions and alt names); see its logs. compile-master-agent resumes waiting on its next start',
+    },
+  );
+  deps.log.info('the CSR was signed', { certname });
+}
+
+async function installAndConverge(deps: BootDeps): Promise<void> {
+  await deps.puppet.downloadCert();
+  await deps.restartLocalServer();
+  await deps.puppet.agentRun();
+  await pollUntil(async () => ((await deps.localServer.isHealthy()) ? true : undefined), {
+    what: 'the local Puppet Server to answer healthy',
+    timeoutMs: deps.config.timeouts.serverHealthySeconds * 1000,
+    backoff: HEALTH_BACKOFF,
+    clock: deps.clock,
+    hint: 'the Puppet run succeeded but the compile master\'s Puppet Server is not running; check its service and logs on this node',
+  });
+  deps.log.info('the local Puppet Server answers healthy');
+}
+
+/** A local certificate Puppet cannot read either is as good as none. */
+async function readableFacts(pem: string, log: Logger): Promise<CertificateFacts | undefined> {
+  try {
+    return await certificateFacts(pem);
+  } catch (error) {
+    log.warn('the local certificate cannot be parsed; treating it as missing', { error });
+    return undefined;
+  }
+}

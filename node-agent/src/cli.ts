@@ -1,0 +1,115 @@
+import { parseArgs } from 'node:util';
+import { MetadataService } from '@aws-sdk/ec2-metadata-service';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { CompileMastersError, ConfigError, PuppetApiError, RefusedInputError } from '../../lib/errors';
+import { CaClient, PuppetServerStatusClient } from '../../lib/puppet';
+import { boot } from './boot';
+import { DEFAULT_CONFIG_PATH, loadCaCertificate, loadConfig, type AgentConfig } from './config';
+import { instanceMetadata } from './imds';
+import { jsonLogger, type Logger } from './log';
+import { sqsNotifier } from './notify';
+import { systemClock } from './poll';
+import { PuppetCli, execCommand, type RunCommand } from './puppet';
+import { shutdown } from './shutdown';
+
+export type Step = 'boot' | 'shutdown';
+
+const USAGE = 'usage: node-agent.mjs boot|shutdown [--config /etc/compile-master-agent/agent.json]';
+
+export function parseCommandLine(argv: readonly string[]): { step: Step; configPath: string } {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], allowPositionals: true, strict: true, options: { config: { type: 'string' } } });
+  } catch (cause) {
+    throw new ConfigError(`${(cause as Error).message}; ${USAGE}`, { cause });
+  }
+  const [step, ...extra] = parsed.positionals;
+  if ((step !== 'boot' && step !== 'shutdown') || extra.length > 0) throw new ConfigError(USAGE);
+  return { step, configPath: parsed.values.config ?? DEFAULT_CONFIG_PATH };
+}
+
+/**
+ * Exit codes from sysexits.h, so the unit can tell what a restart may fix: the unit's
+ * RestartPreventExitStatus lists the codes that need a person (bad configuration, hostile
+ * metadata) and systemd restarts the boot step for the rest.
+ */
+export const EXIT = { ok: 0, dataError: 65, unavailable: 69, software: 70, tempFail: 75, config: 78 } as const;
+
+export function exitCodeFor(error: unknown): number {
+  if (error instanceof ConfigError) return EXIT.config;
+  if (error instanceof RefusedInputError) return EXIT.dataError;
+  if (error instanceof PuppetApiError) return EXIT.unavailable;
+  if (error instanceof CompileMastersError) return EXIT.tempFail;
+  return EXIT.software;
+}
+
+export interface CliIo {
+  stdout: { write(line: string): unknown };
+  stderr: { write(line: string): unknown };
+  /** Only tests and the benchmark change these; the instance uses the SDK defaults. */
+  imdsEndpoint?: string;
+  sqs?: Pick<SQSClient, 'send'>;
+  run?: RunCommand;
+}
+
+/** The whole program: parse, wire the clients once, run one step, map the outcome to an exit code. */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const log = jsonLogger(io.stdout, io.stderr);
+  const closers: (() => unknown)[] = [];
+  try {
+    const { step, configPath } = parseCommandLine(argv);
+    const config = await loadConfig(configPath);
+    const imds = instanceMetadata(
+      new MetadataService({
+        endpoint: io.imdsEndpoint,
+        ec2MetadataV1Disabled: true,
+        httpOptions: { timeout: config.timeouts.imdsMs },
+        // At shutdown one quick retry: systemd's stop timeout is short and every answer but
+        // Terminated keeps the identity anyway.
+        retries: step === 'shutdown' ? 1 : 3,
+        backoff: (failures) => 0.2 * 2 ** failures,
+      }),
+    );
+    if (step === 'shutdown') {
+      await shutdown({ imds, log });
+      return EXIT.ok;
+    }
+    const identity = await imds.identity();
+    const caPem = await loadCaCertificate(config);
+    const ca = new CaClient({ baseUrl: `https://${config.primaryServer}:${config.caPort}`, tls: { ca: caPem } });
+    const localServer = new PuppetServerStatusClient({ baseUrl: `https://${config.localServerHost ?? identity.certname}:${config.localServerPort}`, tls: { ca: caPem } });
+    const sqs = io.sqs ?? new SQSClient({ region: config.region });
+    closers.push(() => ca.close(), () => localServer.close(), () => (io.sqs ? undefined : (sqs as SQSClient).destroy()));
+    const run = io.run ?? execCommand;
+    await boot({
+      config,
+      caPem,
+      identity,
+      ca,
+      puppet: new PuppetCli(config, run, log),
+      localServer,
+      restartLocalServer: () => restartLocalServer(config, run, log),
+      notifier: sqsNotifier({ client: sqs, queueUrl: config.queueUrl, instanceId: identity.instanceId, log }),
+      clock: systemClock,
+      log,
+    });
+    return EXIT.ok;
+  } catch (error) {
+    const code = exitCodeFor(error);
+    log.error(error instanceof Error ? error.message : String(error), { exitCode: code, error });
+    return code;
+  } finally {
+    await Promise.allSettled(closers.map((close) => close()));
+  }
+}
+
+/**
+ * `try-restart` leaves a stopped or absent server alone (first enrollment: the Puppet run installs
+ * and starts it). A failure is only logged: the health check that follows catches a dead server.
+ */
+async function restartLocalServer(config: AgentConfig, run: RunCommand, log: Logger): Promise<void> {
+  if (config.localServerService === null) return;
+  const result = await run('systemctl', ['try-restart', config.localServerService], { timeoutMs: 300_000 });
+  if (result.code === 0) log.info('restarted the local Puppet Server if it was running, so it serves the new certificate', { service: config.localServerService });
+  else log.warn('could not restart the local Puppet Server', { service: config.localServerService, code: result.code, stderr: result.stderr.trim() });
+}
