@@ -75,7 +75,8 @@ export async function observe(deps: Pick<BootDeps, 'config' | 'identity' | 'ca' 
     ca: {
       cert: caCert,
       csr: caCert ? undefined : pendingCsr === undefined ? 'none' : samePem(pendingCsr, local.csrPem) ? 'ours' : 'foreign',
-      revokedSerials: crlSerials(crl.pem),
+      // Serials are unique per issuer only, and Puppet serves its whole chain's CRLs in one answer.
+      revokedSerials: caCert ? crlSerials(crl.pem, caCert.issuer) : new Set(),
     },
   };
 }
