@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# First-boot bootstrap of a compile master. The launch template's user data mounts the EFS share
+# at /mnt/compile-masters and runs `bash /mnt/compile-masters/bootstrap.sh`; the stack copies this
+# file there. It installs what the node agent needs and starts it; the agent does the enrollment.
+# Safe to run again: every step converges.
+#
+# Node.js: the bundle needs Node.js >= 20. On Amazon Linux 2023 the `nodejs` package is Node 18,
+# so we install `nodejs20` (binary /usr/bin/node-20) unless a Node >= 20 is already present.
+#
+# Puppet agent: when the configured puppet binary is missing, it is installed from the primary
+# the way Puppet Enterprise documents it (/packages/current/install.bash), over TLS verified
+# against the pinned CA certificate. For open-source Puppet or OpenVox, bake puppet-agent into
+# the AMI (or install it in the user data before this script): we do not guess a package source.
+set -euo pipefail
+
+readonly SHARE="${COMPILE_MASTERS_SHARE:-/mnt/compile-masters}"
+readonly ETC_DIR=/etc/compile-master-agent
+readonly LIB_DIR=/usr/local/lib/compile-master-agent
+readonly UNIT_NAME=compile-master-agent.service
+
+log() { printf 'compile-master bootstrap: %s\n' "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+node_major() { "$1" -e 'process.stdout.write(process.versions.node.split(".")[0])' 2>/dev/null; }
+
+# Prints the first Node.js >= 20 found, preferring the newest.
+find_node() {
+  local candidate path
+  for candidate in node-22 node-20 node; do
+    path="$(command -v "$candidate" 2>/dev/null)" || continue
+    if [[ "$(node_major "$path")" -ge 20 ]]; then
+      printf '%s\n' "$path"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# Reads one top-level value from the agent configuration (with the agent's defaults).
+config_value() {
+  "$NODE" -e '
+    const config = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8"));
+    const defaults = { caPort: 8140, puppetBin: "/opt/puppetlabs/bin/puppet" };
+    process.stdout.write(String(config[process.argv[2]] ?? defaults[process.argv[2]] ?? ""));
+  ' "$ETC_DIR/agent.json" "$1"
+}
+
+install_puppet_agent() {
+  local primary port script
+  primary="$(config_value primaryServer)"
+  port="$(config_value caPort)"
+  [[ -n "$primary" ]] || die "primaryServer is missing from $ETC_DIR/agent.json"
+  script="$(mktemp)"
+  # Downloaded to a file first so that a truncated download is never half-executed.
+  log "installing puppet-agent from https://$primary:$port/packages/current/install.bash"
+  curl --fail --silent --show-error --retry 10 --retry-delay 15 --retry-all-errors \
+    --cacert "$ETC_DIR/ca.pem" --output "$script" \
+    "https://$primary:$port/packages/current/install.bash"
+  # The node agent writes the certname, alt names and extensions and submits the CSR itself;
+  # the puppet service stays stopped until the node is enrolled and classified.
+  bash "$script" --puppet-service-ensure stopped --puppet-service-enable false
+  rm -f "$script"
+}
+
+main() {
+  [[ "$(id -u)" -eq 0 ]] || die "must run as root"
+  local file
+  for file in config/agent.json config/ca.pem node-agent/node-agent.mjs node-agent/$UNIT_NAME; do
+    [[ -s "$SHARE/$file" ]] || die "$SHARE/$file is missing or empty: is the EFS share mounted at $SHARE?"
+  done
+
+  # Public material only (the CA certificate and non-secret settings), root-owned and read-only.
+  install -d -m 0755 -o root -g root "$ETC_DIR" "$LIB_DIR"
+  install -m 0644 -o root -g root "$SHARE/config/agent.json" "$ETC_DIR/agent.json"
+  install -m 0644 -o root -g root "$SHARE/config/ca.pem" "$ETC_DIR/ca.pem"
+
+  if ! NODE="$(find_node)"; then
+    command -v dnf >/dev/null || die "no Node.js >= 20 found and no dnf to install one: install Node.js >= 20 first"
+    log "installing Node.js 20"
+    dnf install -y nodejs20
+    NODE="$(find_node)" || die "nodejs20 is installed but no Node.js >= 20 was found on PATH"
+  fi
+  readonly NODE
+
+  local puppet_bin
+  puppet_bin="$(config_value puppetBin)"
+  [[ -x "$puppet_bin" ]] || install_puppet_agent
+  [[ -x "$puppet_bin" ]] || die "$puppet_bin is still missing after installing puppet-agent"
+
+  install -m 0644 -o root -g root "$SHARE/node-agent/node-agent.mjs" "$LIB_DIR/node-agent.mjs"
+  # The unit runs this fixed path, whichever Node.js binary the distribution provides.
+  ln -sfn "$NODE" "$LIB_DIR/node"
+  install -m 0644 -o root -g root "$SHARE/node-agent/$UNIT_NAME" "/etc/systemd/system/$UNIT_NAME"
+
+  systemctl daemon-reload
+  # --no-block: the boot step waits for signing and a full Puppet run, far longer than user data
+  # should take; its progress is in `journalctl -u compile-master-agent`.
+  systemctl --no-block enable --now "$UNIT_NAME"
+  log "compile-master-agent enabled and started"
+}
+
+main "$@"

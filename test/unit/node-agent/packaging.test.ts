@@ -1,0 +1,95 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmod, cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const UNIT = 'node-agent/systemd/compile-master-agent.service';
+const BOOTSTRAP = 'node-agent/bootstrap.sh';
+
+/** Installs a Debian package when its program is missing, so a fresh machine runs these tests too. */
+function ensureProgram(program: string, debianPackage: string): void {
+  if (spawnSync('sh', ['-c', `command -v ${program}`]).status === 0) return;
+  const install = () => spawnSync('apt-get', ['install', '-y', '--no-install-recommends', debianPackage], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } }).status;
+  if (install() !== 0) {
+    spawnSync('apt-get', ['update'], { stdio: 'inherit' });
+    if (install() !== 0) throw new Error(`cannot install ${debianPackage} (needed for ${program})`);
+  }
+}
+
+function run(program: string, args: string[]) {
+  const result = spawnSync(program, args, { encoding: 'utf8' });
+  return { status: result.status, output: `${result.stdout}${result.stderr}`.trim() };
+}
+
+describe('systemd unit', () => {
+  let root: string;
+  beforeAll(async () => {
+    ensureProgram('systemd-analyze', 'systemd');
+    // A root holding the host's own units plus ours, with a stand-in for the node binary the
+    // bootstrap links: verify checks that ExecStart/ExecStop are executable.
+    root = await mkdtemp(join(tmpdir(), 'agent-unit-'));
+    await mkdir(join(root, 'usr/lib/systemd'), { recursive: true });
+    await cp('/usr/lib/systemd/system', join(root, 'usr/lib/systemd/system'), { recursive: true, verbatimSymlinks: true });
+    await mkdir(join(root, 'etc/systemd/system'), { recursive: true });
+    await cp(UNIT, join(root, 'etc/systemd/system/compile-master-agent.service'));
+    await mkdir(join(root, 'usr/local/lib/compile-master-agent'), { recursive: true });
+    await writeFile(join(root, 'usr/local/lib/compile-master-agent/node'), '#!/bin/sh\n');
+    await chmod(join(root, 'usr/local/lib/compile-master-agent/node'), 0o755);
+  }, 300_000);
+
+  it('passes systemd-analyze verify without a single warning', () => {
+    const result = run('systemd-analyze', ['verify', `--root=${root}`, 'compile-master-agent.service']);
+    expect(result.output).toBe('');
+    expect(result.status).toBe(0);
+  });
+
+  it('catches a broken unit (the check is real)', async () => {
+    const broken = (await readFile(UNIT, 'utf8')).replace('Restart=on-failure', 'Restart=sometimes');
+    await writeFile(join(root, 'etc/systemd/system/broken-agent.service'), broken);
+    expect(run('systemd-analyze', ['verify', `--root=${root}`, 'broken-agent.service']).output).toMatch(/Failed to parse service restart specifier/);
+  });
+
+  it('is hardened: systemd rates its exposure below 3 (of 10)', () => {
+    const result = run('systemd-analyze', ['security', '--offline=true', `--root=${root}`, '--threshold=30', 'compile-master-agent.service']);
+    expect(result.output).toMatch(/Overall exposure level for compile-master-agent.service: [0-2]\.\d/);
+    expect(result.status).toBe(0);
+  });
+
+  it('is a oneshot that stays active, runs boot at start and shutdown at stop, after the network', async () => {
+    const unit = await readFile(UNIT, 'utf8');
+    expect(unit).toMatch(/^Type=oneshot$/m);
+    expect(unit).toMatch(/^RemainAfterExit=yes$/m);
+    expect(unit).toMatch(/^ExecStart=\S+ \S+node-agent\.mjs boot --config \/etc\/compile-master-agent\/agent\.json$/m);
+    expect(unit).toMatch(/^ExecStop=\S+ \S+node-agent\.mjs shutdown --config \/etc\/compile-master-agent\/agent\.json$/m);
+    expect(unit).toMatch(/^Wants=network-online\.target$/m);
+    expect(unit).toMatch(/^After=network-online\.target/m);
+    expect(unit).toMatch(/^ProtectSystem=strict$/m);
+  });
+});
+
+describe('bootstrap.sh', () => {
+  beforeAll(() => ensureProgram('shellcheck', 'shellcheck'), 300_000);
+
+  it('parses (bash -n) and is shellcheck-clean', () => {
+    expect(run('bash', ['-n', BOOTSTRAP])).toEqual({ status: 0, output: '' });
+    expect(run('shellcheck', ['--severity=style', BOOTSTRAP])).toEqual({ status: 0, output: '' });
+  });
+
+  it('never skips TLS verification and installs the files where the unit expects them', async () => {
+    const script = await readFile(BOOTSTRAP, 'utf8');
+    expect(script).not.toMatch(/curl[^\n]*(\s-k\b|--insecure)/);
+    expect(script).toMatch(/--cacert "\$ETC_DIR\/ca\.pem"/);
+    const unit = await readFile(UNIT, 'utf8');
+    for (const path of ['/usr/local/lib/compile-master-agent/node', '/usr/local/lib/compile-master-agent/node-agent.mjs']) expect(unit).toContain(path);
+    expect(script).toContain('readonly LIB_DIR=/usr/local/lib/compile-master-agent');
+  });
+
+  it('refuses to run without the EFS share, naming the missing file', async () => {
+    const share = await mkdtemp(join(tmpdir(), 'agent-share-'));
+    const result = spawnSync('bash', [BOOTSTRAP], { encoding: 'utf8', env: { ...process.env, COMPILE_MASTERS_SHARE: share } });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(`${share}/config/agent.json is missing or empty: is the EFS share mounted at ${share}?`);
+    expect(execFileSync('ls', ['-A', share], { encoding: 'utf8' })).toBe('');
+  });
+});
