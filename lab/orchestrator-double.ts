@@ -5,9 +5,10 @@
  * `puppet agent --test` for the primary against the lab's Puppet Server; other nodes are not
  * connected to anything here, so they error, as unconnected nodes do in PE.
  *
- * Lab-only extras: `GET /status/v1/simple`, and `GET|PUT /lab/v1/faults` (token required) to make
- * the deploy endpoint fail (`deploy`: normal | error | hang | token-revoked) or runs misbehave
- * (`runs`: real | fail | hang — a hung run resumes when set back to real).
+ * Lab-only extras: `GET /status/v1/simple`, and `GET|PUT /lab/v1/faults` (the lab token is
+ * required, and keeps working whatever the faults) to make the RBAC token look revoked or expired
+ * (`token`: valid | revoked | expired), the deploy endpoint fail (`deploy`: normal | error | hang)
+ * or runs misbehave (`runs`: real | fail | hang — a hung run resumes when set back to real).
  *
  * Started by `npm run lab:puppet -- up` as: node --import tsx lab/orchestrator-double.ts --lab-dir DIR
  */
@@ -42,18 +43,15 @@ interface Job {
   nodes: NodeRun[];
 }
 
-interface Faults {
-  deploy: 'normal' | 'error' | 'hang' | 'token-revoked';
-  runs: 'real' | 'fail' | 'hang';
-}
-
 const faultsSchema = z
   .object({
-    deploy: z.enum(['normal', 'error', 'hang', 'token-revoked']),
+    token: z.enum(['valid', 'revoked', 'expired']),
+    deploy: z.enum(['normal', 'error', 'hang']),
     runs: z.enum(['real', 'fail', 'hang']),
   })
-  .partial()
   .strict();
+
+type Faults = z.infer<typeof faultsSchema>;
 
 /** Every key PE documents for POST /command/deploy; anything else is refused, as PE's schema does. */
 const deploySchema = z
@@ -113,7 +111,7 @@ class Orchestrator {
   private readonly jobs = new Map<number, Job>();
   private nextJob = 1;
   private queue: Promise<void> = Promise.resolve();
-  faults: Faults = { deploy: 'normal', runs: 'real' };
+  faults: Faults = { token: 'valid', deploy: 'normal', runs: 'real' };
 
   constructor(private readonly paths: LabLayout) {}
 
@@ -304,28 +302,33 @@ function sameSecret(given: string, expected: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-function authenticate(request: IncomingMessage, url: URL, token: string, faults: Faults): void {
+function authenticate(request: IncomingMessage, url: URL, token: string): void {
   const header = request.headers['x-authentication'];
   const given = (Array.isArray(header) ? header[0] : header) ?? url.searchParams.get('token');
   if (!given) throw new ApiError(401, 'puppetlabs.rbac/user-unauthenticated', 'Route requires authentication');
   if (!sameSecret(given, token)) throw new ApiError(401, 'puppetlabs.rbac/invalid-token', 'The provided token is invalid.');
-  if (faults.deploy === 'token-revoked') throw new ApiError(401, 'puppetlabs.rbac/token-revoked', 'Authentication token has been revoked.');
+}
+
+function applyTokenFault(faults: Faults): void {
+  if (faults.token === 'revoked') throw new ApiError(401, 'puppetlabs.rbac/token-revoked', 'Authentication token has been revoked.');
+  if (faults.token === 'expired') throw new ApiError(401, 'puppetlabs.rbac/token-expired', 'The provided token has expired.');
 }
 
 async function route(orchestrator: Orchestrator, token: string, request: IncomingMessage, response: ServerResponse): Promise<void> {
   const url = new URL(request.url ?? '/', URLS.orchestrator);
   const method = request.method ?? 'GET';
   if (method === 'GET' && url.pathname === '/status/v1/simple') return send(response, 200, 'running');
-  authenticate(request, url, token, orchestrator.faults);
+  authenticate(request, url, token);
 
   if (url.pathname === '/lab/v1/faults') {
     if (method === 'PUT') {
-      const parsed = faultsSchema.safeParse(await readJson(request));
+      const parsed = faultsSchema.partial().safeParse(await readJson(request));
       if (!parsed.success) throw new ApiError(400, 'puppetlabs.orchestrator/validation-error', z.prettifyError(parsed.error));
       orchestrator.faults = { ...orchestrator.faults, ...parsed.data };
     }
     return send(response, 200, orchestrator.faults);
   }
+  applyTokenFault(orchestrator.faults);
   if (method === 'POST' && url.pathname === '/orchestrator/v1/command/deploy') {
     if (orchestrator.faults.deploy === 'hang') return; // never answered: exercises client timeouts
     if (orchestrator.faults.deploy === 'error') throw new ApiError(500, 'puppetlabs.orchestrator/unknown-error', 'lab fault: internal error');
