@@ -31,7 +31,7 @@ export async function makeCrl(ca: { cert: string; key: string }, serialsHex: str
   const signingKey = await webcrypto.subtle.importKey('pkcs8', der, algorithm, false, ['sign']);
   const crl = await x509.X509CrlGenerator.create({
     issuer: new x509.X509Certificate(ca.cert).subject,
-    signingKey: signingKey as unknown as CryptoKey,
+    signingKey: signingKey as unknown as Parameters<typeof x509.X509CrlGenerator.create>[0]["signingKey"],
     signingAlgorithm: algorithm,
     thisUpdate: new Date(Date.now() - 60_000),
     nextUpdate: new Date(Date.now() + 86_400_000),

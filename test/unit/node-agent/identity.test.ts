@@ -8,7 +8,7 @@ const NOW = new Date('2026-06-01T00:00:00Z');
 const CERTNAME = 'ip-10-0-1-23.eu-west-1.compute.internal';
 
 function facts(serial: bigint, fingerprint = `FP:${serial}`, notAfter = new Date('2031-01-01T00:00:00Z')): CertificateFacts {
-  return { serial, sha256Fingerprint: fingerprint, subjectCommonName: CERTNAME, issuer: 'CN=Puppet CA', notAfter };
+  return { serial, sha256Fingerprint: fingerprint, publicKeySha256: `KEY:${serial}`, subjectCommonName: CERTNAME, issuer: 'CN=Puppet CA', notAfter };
 }
 
 function observation(overrides: { local?: Partial<IdentityObservation['local']>; ca?: Partial<IdentityObservation['ca']> }): IdentityObservation {

@@ -69,10 +69,12 @@ describe('the puppet command line', () => {
     expect(puppetConfSettings(config, identity.certname).at(-1)).toEqual(['dns_alt_names', `${identity.certname},nlb.example.com`]);
   });
 
-  it('submits with ssl bootstrap --waitforcert 0 and accepts its exit 1 (not signed yet)', async () => {
-    const { cli, calls } = await setup({}, () => ({ code: 1, stdout: '', stderr: 'Exiting now because the waitforcert setting is set to 0.' }));
-    await expect(cli.submitCsr()).resolves.toMatchObject({ code: 1 });
-    expect(calls[0]?.args.slice(0, 4)).toEqual(['ssl', 'bootstrap', '--waitforcert', '0']);
+  it('submits with ssl submit_request on a fresh connection, and fails with puppet\'s output on a refusal', async () => {
+    const { cli, calls } = await setup();
+    await cli.submitCsr();
+    expect(calls[0]?.args.slice(0, 4)).toEqual(['ssl', 'submit_request', '--http_keepalive_timeout', '0']);
+    const refused = await setup({}, () => ({ code: 1, stdout: '', stderr: "Error: Could not run: Could not submit certificate request for 'x' due to a conflict on the server" }));
+    await expect(refused.cli.submitCsr()).rejects.toThrow(/puppet ssl submit_request \(submit the CSR\) exited 1; output:\nError: .*conflict on the server/);
   });
 
   it('fails with the command output when download_cert fails', async () => {
