@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { request, type Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCertificate, requestCertificate } from '../support/csr';
-import { labAgent, loadLab, orchestratorToken, readPems, uniqueCertname, type LabDescription } from '../support/lab';
+import { labAgent, loadLab, orchestratorToken, readPems, setOrchestratorFaults, uniqueCertname, type LabDescription } from '../support/lab';
 
 // The lab itself, over real mTLS: what every other integration test relies on.
 let lab: LabDescription;
@@ -106,6 +106,19 @@ describe('orchestrator double', () => {
     });
     expect(response.status).toBe(400);
     expect(response.json()).toMatchObject({ kind: 'puppetlabs.orchestrator/validation-error' });
+  });
+
+  it('can be switched to answer as if the token were revoked', async () => {
+    const headers = { 'x-authentication': orchestratorToken(lab) };
+    await setOrchestratorFaults({ token: 'revoked' }, lab);
+    try {
+      const refused = await call(anonymous, deployUrl(), { method: 'POST', body: deployBody(), headers });
+      expect(refused.status).toBe(401);
+      expect(refused.json()).toMatchObject({ kind: 'puppetlabs.rbac/token-revoked' });
+    } finally {
+      await setOrchestratorFaults({ token: 'valid' }, lab);
+    }
+    expect((await call(anonymous, `${lab.orchestrator.url}/orchestrator/v1/jobs`, { headers })).status).toBe(200);
   });
 
   it('runs a real Puppet run on the primary to finished, reported to PuppetDB', async () => {

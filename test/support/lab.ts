@@ -1,7 +1,10 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Agent } from 'undici';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Agent, request } from 'undici';
 import { labDescriptionSchema, labDir, type ClientCertificate, type LabDescription } from '../../lab/description';
 
 export type { LabDescription } from '../../lab/description';
@@ -67,4 +70,40 @@ let sequence = 0;
 export function uniqueCertname(prefix = 'ip-10-0-1'): string {
   sequence += 1;
   return `${prefix}-${sequence}-${runTag}.lab.test`;
+}
+
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** Fault injection on the lab's servers: stop or start the CA (Puppet Server), PuppetDB or the orchestrator double. */
+export async function labCommand(
+  command: 'stop-ca' | 'start-ca' | 'stop-puppetdb' | 'start-puppetdb' | 'stop-orchestrator' | 'start-orchestrator',
+): Promise<void> {
+  await promisify(execFile)(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'lab', 'puppet-lab.ts'), command], {
+    cwd: REPO_ROOT,
+    timeout: 600_000,
+  });
+}
+
+export interface OrchestratorFaults {
+  token?: 'valid' | 'revoked' | 'expired';
+  deploy?: 'normal' | 'error' | 'hang';
+  runs?: 'real' | 'fail' | 'hang';
+}
+
+/** Switches the orchestrator double's faults (see lab/orchestrator-double.ts); returns them all. */
+export async function setOrchestratorFaults(faults: OrchestratorFaults, lab: LabDescription = loadLab()): Promise<Required<OrchestratorFaults>> {
+  const dispatcher = labAgent('anonymous', readPems(lab));
+  try {
+    const response = await request(`${lab.orchestrator.url}/lab/v1/faults`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json', 'x-authentication': orchestratorToken(lab) },
+      body: JSON.stringify(faults),
+      dispatcher,
+    });
+    const body = await response.body.text();
+    if (response.statusCode !== 200) throw new Error(`orchestrator double refused faults ${JSON.stringify(faults)}: ${body}`);
+    return JSON.parse(body) as Required<OrchestratorFaults>;
+  } finally {
+    await dispatcher.close();
+  }
 }
