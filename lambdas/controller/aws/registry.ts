@@ -1,0 +1,144 @@
+import { DynamoDBDocumentClient, GetCommand, paginateScan, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import * as z from 'zod';
+import type { RegistryEntry, RegistryState, RunRecord } from '../model';
+import type { RegistryPort } from '../ports';
+import { awsCall, errorName, toAwsCallError } from './call';
+
+/** The run record shares the table; its key can never be an instance id. */
+export const RUN_KEY = 'orchestrator-run';
+
+const LIVE_STATES: readonly RegistryState[] = ['signed', 'converging', 'in-service', 'stalled'];
+
+const EntrySchema = z.object({
+  instanceId: z.string().regex(/^i-[0-9a-f]+$/),
+  certname: z.string(),
+  state: z.enum(['signed', 'converging', 'in-service', 'stalled', 'purging', 'purged']),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  claimedAt: z.string().optional(),
+});
+
+const RunSchema = z.object({
+  version: z.number().int(),
+  pending: z.array(z.string()).default([]),
+  requestedAt: z.string().optional(),
+  job: z
+    .object({ name: z.string().optional(), claimedAt: z.string(), covers: z.array(z.string()), attempt: z.number().int() })
+    .optional(),
+  last: z
+    .object({ name: z.string(), outcome: z.enum(['finished', 'failed']), covers: z.array(z.string()), endedAt: z.string() })
+    .optional(),
+});
+
+/**
+ * The registry table (partition key `instanceId`). Reads are strongly consistent and every write
+ * that decides ownership is conditional, so two passes can never both claim an instance.
+ */
+export class DynamoRegistry implements RegistryPort {
+  constructor(
+    private readonly client: DynamoDBDocumentClient,
+    private readonly table: string,
+    private readonly onInvalid: (detail: { instanceId: unknown; problem: string }) => void,
+  ) {}
+
+  async get(instanceId: string): Promise<RegistryEntry | undefined> {
+    const answer = await awsCall('GetItem', () =>
+      this.client.send(new GetCommand({ TableName: this.table, Key: { instanceId }, ConsistentRead: true })),
+    );
+    return answer.Item ? this.entry(answer.Item) : undefined;
+  }
+
+  async list(): Promise<RegistryEntry[]> {
+    const entries: RegistryEntry[] = [];
+    await awsCall('Scan', async () => {
+      for await (const page of paginateScan({ client: this.client }, { TableName: this.table, ConsistentRead: true })) {
+        for (const item of page.Items ?? []) {
+          if (item.instanceId === RUN_KEY) continue;
+          const entry = this.entry(item);
+          if (entry) entries.push(entry);
+        }
+      }
+    });
+    return entries;
+  }
+
+  recordSigned(instanceId: string, certname: string, now: Date): Promise<boolean> {
+    return this.conditionalUpdate({
+      Key: { instanceId },
+      UpdateExpression: 'SET certname = :certname, #state = :signed, updatedAt = :now, createdAt = if_not_exists(createdAt, :now) REMOVE claimedAt',
+      ConditionExpression: 'attribute_not_exists(instanceId) OR (certname = :certname AND NOT #state IN (:purging, :stalled))',
+      ExpressionAttributeNames: { '#state': 'state' },
+      ExpressionAttributeValues: { ':certname': certname, ':signed': 'signed', ':purging': 'purging', ':stalled': 'stalled', ':now': now.toISOString() },
+    });
+  }
+
+  transition(instanceId: string, from: readonly RegistryState[], to: RegistryState, now: Date): Promise<boolean> {
+    const fromValues = Object.fromEntries(from.map((state, index) => [`:from${index}`, state]));
+    return this.conditionalUpdate({
+      Key: { instanceId },
+      UpdateExpression: `SET #state = :to, updatedAt = :now${to === 'purged' ? ' REMOVE claimedAt' : ''}`,
+      ConditionExpression: `#state IN (${Object.keys(fromValues).join(', ')})`,
+      ExpressionAttributeNames: { '#state': 'state' },
+      ExpressionAttributeValues: { ...fromValues, ':to': to, ':now': now.toISOString() },
+    });
+  }
+
+  claimPurge(instanceId: string, now: Date, staleBefore: Date): Promise<boolean> {
+    const liveValues = Object.fromEntries(LIVE_STATES.map((state, index) => [`:live${index}`, state]));
+    return this.conditionalUpdate({
+      Key: { instanceId },
+      UpdateExpression: 'SET #state = :purging, claimedAt = :now, updatedAt = :now',
+      ConditionExpression: `#state IN (${Object.keys(liveValues).join(', ')}) OR (#state = :purging AND (attribute_not_exists(claimedAt) OR claimedAt < :stale))`,
+      ExpressionAttributeNames: { '#state': 'state' },
+      ExpressionAttributeValues: { ...liveValues, ':purging': 'purging', ':now': now.toISOString(), ':stale': staleBefore.toISOString() },
+    });
+  }
+
+  async getRun(): Promise<RunRecord> {
+    const answer = await awsCall('GetItem', () =>
+      this.client.send(new GetCommand({ TableName: this.table, Key: { instanceId: RUN_KEY }, ConsistentRead: true })),
+    );
+    if (!answer.Item) return { version: 0, pending: [] };
+    const parsed = RunSchema.safeParse(answer.Item);
+    if (parsed.success) return parsed.data;
+    // A damaged record must not wedge every pass: start over from an empty one (its version
+    // still guards the next write).
+    this.onInvalid({ instanceId: RUN_KEY, problem: parsed.error.message });
+    return { version: typeof answer.Item.version === 'number' ? answer.Item.version : 0, pending: [] };
+  }
+
+  async putRun(next: Omit<RunRecord, 'version'>, expectedVersion: number): Promise<boolean> {
+    try {
+      await this.client.send(
+        new PutCommand({
+          TableName: this.table,
+          // Through JSON: the record is plain data, and DynamoDB refuses undefined attributes.
+          Item: JSON.parse(JSON.stringify({ ...next, instanceId: RUN_KEY, version: expectedVersion + 1 })) as Record<string, unknown>,
+          ConditionExpression: expectedVersion === 0 ? 'attribute_not_exists(instanceId) OR version = :expected' : 'version = :expected',
+          ExpressionAttributeValues: { ':expected': expectedVersion },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (errorName(error) === 'ConditionalCheckFailedException') return false;
+      throw toAwsCallError('PutItem', error);
+    }
+  }
+
+  private async conditionalUpdate(input: Omit<ConstructorParameters<typeof UpdateCommand>[0], 'TableName'>): Promise<boolean> {
+    try {
+      await this.client.send(new UpdateCommand({ TableName: this.table, ...input }));
+      return true;
+    } catch (error) {
+      if (errorName(error) === 'ConditionalCheckFailedException') return false;
+      throw toAwsCallError('UpdateItem', error);
+    }
+  }
+
+  private entry(item: Record<string, unknown>): RegistryEntry | undefined {
+    const parsed = EntrySchema.safeParse(item);
+    if (parsed.success) return parsed.data;
+    this.onInvalid({ instanceId: item.instanceId, problem: parsed.error.message });
+    return undefined;
+  }
+}

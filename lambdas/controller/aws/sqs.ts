@@ -1,0 +1,25 @@
+import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import type { QueuePort, RecheckMessage } from '../ports';
+import { awsCall } from './call';
+
+/** SQS's longest per-message delay. */
+const MAX_DELAY_SECONDS = 900;
+
+export class SqsQueue implements QueuePort {
+  constructor(
+    private readonly client: SQSClient,
+    private readonly queueUrl: string,
+  ) {}
+
+  async sendRecheck(message: RecheckMessage, delaySeconds: number): Promise<void> {
+    await awsCall('SendMessage', () =>
+      this.client.send(
+        new SendMessageCommand({
+          QueueUrl: this.queueUrl,
+          MessageBody: JSON.stringify(message),
+          DelaySeconds: Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.round(delaySeconds))),
+        }),
+      ),
+    );
+  }
+}

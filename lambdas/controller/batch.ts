@@ -1,0 +1,49 @@
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { describeUntrusted } from '../../lib/certname';
+import { parseMessage, type MessageScope } from './messages';
+import type { Log } from './execute';
+import type { Trigger } from './model';
+
+export interface BatchDependencies {
+  scope: MessageScope;
+  logger: Log;
+  /** Runs one reconcile for all the batch's triggers; throws if it could not finish. */
+  reconcile(triggers: readonly Trigger[]): Promise<unknown>;
+}
+
+/**
+ * One SQS batch. Every record is parsed on its own: a malformed one is logged (truncated) and
+ * dropped, since retrying cannot fix it. The valid ones share a single reconcile (it looks at the
+ * whole group anyway); if that fails, exactly those records are reported as failures and come
+ * back after the visibility timeout.
+ */
+export async function handleBatch(event: SQSEvent, deps: BatchDependencies): Promise<SQSBatchResponse> {
+  const { logger } = deps;
+  const triggers = new Map<string, Trigger>();
+  for (const record of event.Records) {
+    const parsed = parseMessage(record.body, deps.scope);
+    if (parsed.outcome === 'trigger') triggers.set(record.messageId, parsed.trigger);
+    else if (parsed.outcome === 'ignored') logger.info('Message ignored', { messageId: record.messageId, reason: parsed.reason });
+    else logger.warn('Malformed message dropped', { messageId: record.messageId, reason: parsed.reason, body: describeUntrusted(record.body) });
+  }
+
+  let failure: unknown;
+  if (triggers.size > 0) {
+    try {
+      await deps.reconcile([...triggers.values()]);
+    } catch (error) {
+      failure = error;
+      logger.error('Reconcile failed; its messages will be retried', { error: error as Error });
+    }
+  }
+  const processor = new BatchProcessor(EventType.SQS);
+  return processPartialResponse(
+    event,
+    async (record: SQSRecord) => {
+      if (failure !== undefined && triggers.has(record.messageId)) throw failure;
+    },
+    processor,
+    { throwOnFullBatchFailure: false },
+  );
+}

@@ -1,0 +1,161 @@
+import * as z from 'zod';
+import { certnameProblem } from '../../lib/certname';
+import { ConfigError } from '../../lib/errors';
+import { isPuppetExtensionName } from '../../lib/puppet/extensions';
+
+/**
+ * The controller's environment, parsed once at cold start. A wrong value fails the whole
+ * container with a message that names the variable and shows an example, instead of surfacing
+ * later as a half-done lifecycle action.
+ */
+export interface ControllerConfig {
+  region: string;
+  groupName: string;
+  launchHookName: string;
+  terminateHookName: string;
+  registryTable: string;
+  queueUrl: string;
+  clientCertSecretArn: string;
+  rbacTokenSecretArn: string;
+  ca: { hostname: string; port: number };
+  puppetdb: { hostname: string; port: number };
+  orchestrator: { hostname: string; port: number; environment: string };
+  primaryCertname: string;
+  /** PROTECTED_CERTNAMES plus the primary; the lifecycle client's own name is added once its certificate is read. */
+  protectedCertnames: ReadonlySet<string>;
+  nlbDnsName: string;
+  extraAltNames: readonly string[];
+  /** Puppet extensions every compile master's CSR must carry, short name → value. */
+  expectedExtensions: Readonly<Record<string, string>>;
+  certnameSource: 'private-dns-name';
+}
+
+const EXAMPLES: Record<string, string> = {
+  AWS_REGION: 'us-west-2',
+  GROUP_NAME: 'compile-masters',
+  LAUNCH_HOOK_NAME: 'compile-master-launching',
+  TERMINATE_HOOK_NAME: 'compile-master-terminating',
+  REGISTRY_TABLE: 'compile-masters-registry',
+  QUEUE_URL: 'https://sqs.us-west-2.amazonaws.com/123456789012/compile-masters-lifecycle',
+  CLIENT_CERT_SECRET_ARN: 'arn:aws:secretsmanager:us-west-2:123456789012:secret:compile-masters/client-cert-AbCdEf',
+  RBAC_TOKEN_SECRET_ARN: 'arn:aws:secretsmanager:us-west-2:123456789012:secret:compile-masters/rbac-token-AbCdEf',
+  PRIMARY_HOSTNAME: 'puppet.corp.example.com',
+  PRIMARY_CERTNAME: 'puppet.corp.example.com',
+  CA_PORT: '8140',
+  PUPPETDB_HOSTNAME: 'puppet.corp.example.com',
+  PUPPETDB_PORT: '8081',
+  ORCHESTRATOR_HOSTNAME: 'puppet.corp.example.com',
+  ORCHESTRATOR_PORT: '8143',
+  ORCHESTRATOR_ENVIRONMENT: 'production',
+  PROTECTED_CERTNAMES: '["puppet-replica.corp.example.com"]',
+  NLB_DNS_NAME: 'compile-masters-0123456789abcdef.elb.us-west-2.amazonaws.com',
+  EXTRA_ALT_NAMES: '["puppet.corp.example.com"]',
+  EXPECTED_EXTENSIONS: '{"pp_role":"compile_master"}',
+  CERTNAME_SOURCE: 'private-dns-name',
+  POWERTOOLS_SERVICE_NAME: 'compile-masters-controller',
+  POWERTOOLS_METRICS_NAMESPACE: 'CompileMasters',
+};
+
+/** Extensions the controller itself checks against AWS facts, or that must never be granted. */
+const RESERVED_EXTENSIONS = new Set(['pp_instance_id', 'pp_region', 'pp_cli_auth']);
+
+const required = z.string({ error: 'is not set' }).trim().min(1, 'is empty');
+const certname = required.refine((value) => certnameProblem(value) === undefined, {
+  error: (issue) => `must be a lowercase DNS-style certname (it ${certnameProblem(issue.input)})`,
+});
+const port = (fallback: number) =>
+  z.coerce.number({ error: 'must be a TCP port number' }).int('must be a whole number').min(1).max(65_535).default(fallback);
+/** DNS is case-insensitive; names are compared lowercased. */
+const dnsName = z.string({ error: 'is not set' }).trim().toLowerCase().pipe(certname);
+const secretArn = required.regex(/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/, 'must be a Secrets Manager secret ARN');
+
+/** A JSON document in a variable: parse errors and shape errors read the same way. */
+function json<T extends z.ZodType>(schema: T, fallback: string) {
+  return z
+    .string()
+    .default(fallback)
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'is not valid JSON' });
+        return z.NEVER;
+      }
+    })
+    .pipe(schema);
+}
+
+const EnvSchema = z.object({
+  AWS_REGION: required,
+  GROUP_NAME: required,
+  LAUNCH_HOOK_NAME: required,
+  TERMINATE_HOOK_NAME: required,
+  REGISTRY_TABLE: required,
+  QUEUE_URL: required.pipe(z.url({ protocol: /^https$/, error: 'must be an https:// SQS queue URL' })),
+  CLIENT_CERT_SECRET_ARN: secretArn,
+  RBAC_TOKEN_SECRET_ARN: secretArn,
+  PRIMARY_HOSTNAME: certname,
+  PRIMARY_CERTNAME: certname,
+  CA_PORT: port(8140),
+  PUPPETDB_HOSTNAME: certname.optional(),
+  PUPPETDB_PORT: port(8081),
+  ORCHESTRATOR_HOSTNAME: certname.optional(),
+  ORCHESTRATOR_PORT: port(8143),
+  ORCHESTRATOR_ENVIRONMENT: required.regex(/^\w+$/, 'must be a Puppet environment name').default('production'),
+  PROTECTED_CERTNAMES: json(z.array(certname, 'must be a JSON array of certnames'), '[]'),
+  NLB_DNS_NAME: dnsName,
+  EXTRA_ALT_NAMES: json(z.array(dnsName, 'must be a JSON array of DNS names'), '[]'),
+  EXPECTED_EXTENSIONS: json(
+    z.record(
+      z.string().refine((name) => isPuppetExtensionName(name) && !RESERVED_EXTENSIONS.has(name), {
+        error: (issue) =>
+          `key ${JSON.stringify(issue.input)} is not an allowed Puppet extension short name (pp_instance_id and pp_region are checked by the controller itself; pp_cli_auth is never granted)`,
+      }),
+      z.string('values must be strings').min(1, 'values must not be empty'),
+      'must be a JSON object of Puppet extension short names to values',
+    ),
+    '{}',
+  ),
+  CERTNAME_SOURCE: z.literal('private-dns-name', 'only "private-dns-name" is supported').default('private-dns-name'),
+  POWERTOOLS_SERVICE_NAME: required,
+  POWERTOOLS_METRICS_NAMESPACE: required,
+});
+
+export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? '(environment)');
+      const example = EXAMPLES[name] ? ` (example: ${name}=${EXAMPLES[name]})` : '';
+      const where = issue.path.length > 1 ? ` at ${issue.path.slice(1).join('.')}` : '';
+      return `${name}${where} ${issue.message}${example}`;
+    });
+    throw new ConfigError(`The lifecycle controller's environment is invalid:\n  ${lines.join('\n  ')}`, {
+      hint: 'the stack sets these variables on the function; fix the context values that feed them and redeploy',
+    });
+  }
+  const v = parsed.data;
+  return {
+    region: v.AWS_REGION,
+    groupName: v.GROUP_NAME,
+    launchHookName: v.LAUNCH_HOOK_NAME,
+    terminateHookName: v.TERMINATE_HOOK_NAME,
+    registryTable: v.REGISTRY_TABLE,
+    queueUrl: v.QUEUE_URL,
+    clientCertSecretArn: v.CLIENT_CERT_SECRET_ARN,
+    rbacTokenSecretArn: v.RBAC_TOKEN_SECRET_ARN,
+    ca: { hostname: v.PRIMARY_HOSTNAME, port: v.CA_PORT },
+    puppetdb: { hostname: v.PUPPETDB_HOSTNAME ?? v.PRIMARY_HOSTNAME, port: v.PUPPETDB_PORT },
+    orchestrator: {
+      hostname: v.ORCHESTRATOR_HOSTNAME ?? v.PRIMARY_HOSTNAME,
+      port: v.ORCHESTRATOR_PORT,
+      environment: v.ORCHESTRATOR_ENVIRONMENT,
+    },
+    primaryCertname: v.PRIMARY_CERTNAME,
+    protectedCertnames: new Set([v.PRIMARY_CERTNAME, ...v.PROTECTED_CERTNAMES]),
+    nlbDnsName: v.NLB_DNS_NAME,
+    extraAltNames: v.EXTRA_ALT_NAMES,
+    expectedExtensions: v.EXPECTED_EXTENSIONS,
+    certnameSource: v.CERTNAME_SOURCE,
+  };
+}

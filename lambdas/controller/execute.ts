@@ -1,0 +1,312 @@
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { CompileMastersError } from '../../lib/errors';
+import { mapLimit } from './concurrency';
+import type { Action, Plan, RunJob, RunRecord } from './model';
+import { TIMING } from './planner';
+import type { LifecycleHook, Ports } from './ports';
+
+/** Metric names; the stack's alarms use the first four. */
+export const METRIC = {
+  refused: 'LifecycleActionsRefused',
+  failed: 'LifecycleActionsFailed',
+  runsFailed: 'OrchestratorRunsFailed',
+  drift: 'Drift',
+  completed: 'LifecycleActionsCompleted',
+  signed: 'CertificatesSigned',
+  requestsRefused: 'CertificateRequestsRefused',
+  purged: 'NodesPurged',
+  runsStarted: 'OrchestratorRunsStarted',
+} as const;
+
+/** What the controller needs of Powertools' Logger: a message and structured attributes. */
+export interface Log {
+  debug(message: string, ...attributes: Array<Record<string, unknown>>): void;
+  info(message: string, ...attributes: Array<Record<string, unknown>>): void;
+  warn(message: string, ...attributes: Array<Record<string, unknown>>): void;
+  error(message: string, ...attributes: Array<Record<string, unknown>>): void;
+}
+
+/** What it needs of Powertools' Metrics. */
+export interface MetricsSink {
+  addMetric(name: string, unit: typeof MetricUnit.Count, value: number): unknown;
+}
+
+export interface ExecutionContext {
+  ports: Ports;
+  logger: Log;
+  metrics: MetricsSink;
+  now: Date;
+}
+
+/**
+ * Order matters where one action relies on another: refusals first (they only ever close doors),
+ * then signing, purging, convergence and launch completions, and only then the run record, whose
+ * job may be ended only once the launches it covered are completed.
+ */
+const PHASES: ReadonlyArray<ReadonlyArray<Action['kind']>> = [
+  ['refuse'],
+  ['sign'],
+  ['purge', 'forget', 'complete-terminate'],
+  ['converge', 'launched', 'heartbeat', 'stall'],
+  ['reset-run', 'start-run', 'end-run'],
+  ['recheck'],
+];
+const ACTION_CONCURRENCY = 8;
+const RUN_RECORD_ATTEMPTS = 5;
+
+/**
+ * Carries a plan out. An action that fails does not stop the others (each is safe to repeat, so
+ * whatever succeeds is progress), except that a run is not ended after a failed completion. The
+ * first failure is thrown at the end so the queue delivers the trigger again.
+ */
+export async function execute(plan: Plan, context: ExecutionContext): Promise<void> {
+  const executor = new Executor(context);
+  return executor.run(plan);
+}
+
+class Executor {
+  private readonly failures: unknown[] = [];
+
+  constructor(private readonly context: ExecutionContext) {}
+
+  async run(plan: Plan): Promise<void> {
+    const { logger, metrics } = this.context;
+    for (const note of plan.notes) logger.debug(note);
+    for (const drift of plan.drift) logger.warn('Drift', { ...drift });
+    metrics.addMetric(METRIC.drift, MetricUnit.Count, plan.drift.length);
+
+    for (const phase of PHASES) {
+      const actions = plan.actions.filter((action) => phase.includes(action.kind));
+      await mapLimit(actions, ACTION_CONCURRENCY, async (action) => {
+        if (action.kind === 'end-run' && this.failures.length > 0) {
+          return logger.warn('Not ending the orchestrator run: an earlier action of this pass failed', { jobName: action.jobName });
+        }
+        try {
+          await this.action(action);
+        } catch (error) {
+          this.failures.push(error);
+          logger.error('Action failed; the trigger will be retried', { action: action.kind, error: error as Error });
+        }
+      });
+    }
+    if (this.failures.length > 0) throw this.failures[0];
+  }
+
+  private async action(action: Action): Promise<void> {
+    switch (action.kind) {
+      case 'refuse':
+        return this.refuse(action);
+      case 'sign':
+        return this.sign(action);
+      case 'purge':
+        return this.purge(action);
+      case 'forget':
+        await this.ports.registry.transition(action.instanceId, ['signed', 'converging', 'in-service', 'stalled', 'purging'], 'purged', this.now);
+        return this.logger.info('Registry entry marked purged without touching Puppet', { instanceId: action.instanceId, reason: action.reason });
+      case 'complete-terminate':
+        this.logger.info('Completing terminate action without a purge', { instanceId: action.instanceId, reason: action.reason });
+        return this.complete(action.instanceId, 'terminate', 'CONTINUE');
+      case 'converge':
+        await this.requestRun(action.instanceIds);
+        await mapLimit(action.instanceIds, ACTION_CONCURRENCY, (id) => this.ports.registry.transition(id, ['signed'], 'converging', this.now));
+        return this.logger.info("Puppet Servers healthy; waiting for the primary's run", { instanceIds: action.instanceIds });
+      case 'launched':
+        if (action.completeLaunch) await this.complete(action.instanceId, 'launch', 'CONTINUE');
+        await this.ports.registry.transition(action.instanceId, ['converging', 'in-service'], 'in-service', this.now);
+        return this.logger.info('Compile master in service', { instanceId: action.instanceId });
+      case 'heartbeat':
+        await mapLimit(action.instanceIds, ACTION_CONCURRENCY, (instanceId) => this.ports.group.recordHeartbeat(instanceId, 'launch'));
+        return this.logger.debug('Heartbeat recorded for launches waiting on the primary', { instanceIds: action.instanceIds });
+      case 'stall':
+        await mapLimit(action.instanceIds, ACTION_CONCURRENCY, (id) => this.ports.registry.transition(id, ['converging'], 'stalled', this.now));
+        this.context.metrics.addMetric(METRIC.failed, MetricUnit.Count, action.instanceIds.length);
+        return this.logger.error("Launches left to the launch hook's default result", { instanceIds: action.instanceIds, reason: action.reason });
+      case 'start-run':
+        return this.startRun(action);
+      case 'end-run':
+        return this.endRun(action);
+      case 'reset-run':
+        await this.mutateRun((run) =>
+          run.job && !run.job.name && run.job.claimedAt === action.claimedAt ? { ...run, job: undefined, pending: union(run.pending, run.job.covers) } : undefined,
+        );
+        return this.logger.warn('Orchestrator run claim released', { reason: action.reason });
+      case 'recheck': {
+        const { delaySeconds, reason, instanceId, jobName, attempt } = action;
+        await this.ports.queue.sendRecheck(
+          { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason, attempt, ...(instanceId ? { instanceId } : {}), ...(jobName ? { jobName } : {}) },
+          delaySeconds,
+        );
+        return this.logger.debug('Recheck scheduled', { reason, instanceId, jobName, attempt, delaySeconds });
+      }
+    }
+  }
+
+  private async refuse(action: Extract<Action, { kind: 'refuse' }>): Promise<void> {
+    this.logger.warn(action.abandon ? 'Refused: abandoning the launch' : 'Refused a certificate request', {
+      instanceId: action.instanceId,
+      certname: action.certname,
+      reasons: action.reasons,
+    });
+    if (!action.abandon) {
+      this.context.metrics.addMetric(METRIC.requestsRefused, MetricUnit.Count, 1);
+      return;
+    }
+    this.context.metrics.addMetric(METRIC.refused, MetricUnit.Count, 1);
+    await this.complete(action.instanceId, 'launch', 'ABANDON');
+  }
+
+  private async sign(action: Extract<Action, { kind: 'sign' }>): Promise<void> {
+    const { instanceId, certname } = action;
+    // Ownership is recorded before the certificate exists, so no signed certificate is ever
+    // unknown to the registry (which is what entitles the controller to purge it later).
+    if (!(await this.ports.registry.recordSigned(instanceId, certname, this.now))) {
+      return this.logger.warn('Not signing: the registry records this instance differently', { instanceId, certname });
+    }
+    await this.ports.puppet.sign(certname);
+    const issuedKey = await this.ports.puppet.certificateKey(certname);
+    if (issuedKey !== action.publicKeySha256) {
+      // The CA signs the CSR it holds at that moment: another one replaced the checked CSR.
+      await this.ports.puppet.clean([certname]);
+      await this.ports.registry.transition(instanceId, ['signed'], 'purged', this.now);
+      return this.refuse({
+        kind: 'refuse',
+        instanceId,
+        certname,
+        reasons: ['the certificate the CA issued is not for the key that was checked (the CSR was replaced meanwhile); it was revoked'],
+        abandon: !action.reEnrollment,
+      });
+    }
+    this.context.metrics.addMetric(METRIC.signed, MetricUnit.Count, 1);
+    this.logger.info(action.reEnrollment ? 'Signed re-enrollment' : 'Signed', { instanceId, certname });
+  }
+
+  /**
+   * Claim, then clean at the CA in one call, deactivate in PuppetDB, ask for the primary's run,
+   * mark purged, complete terminations. A crash anywhere leaves claims that the next pass
+   * re-takes once their lease runs out, and every step is safe to repeat.
+   */
+  private async purge(action: Extract<Action, { kind: 'purge' }>): Promise<void> {
+    const staleBefore = new Date(this.now.getTime() - TIMING.purgeLeaseMs);
+    const claimed = (
+      await mapLimit(action.targets, ACTION_CONCURRENCY, async (target) =>
+        (await this.ports.registry.claimPurge(target.instanceId, this.now, staleBefore)) ? target : undefined,
+      )
+    ).filter((target) => target !== undefined);
+    const skipped = action.targets.filter((target) => !claimed.includes(target));
+    if (skipped.length > 0) this.logger.info('Purge claimed by another pass', { instanceIds: skipped.map((t) => t.instanceId) });
+    if (claimed.length === 0) return;
+
+    const certnames = [...new Set(claimed.map((target) => target.certname))];
+    const terminating = claimed.filter((target) => target.completeTerminate);
+    try {
+      await this.ports.puppet.clean(certnames);
+      await mapLimit(certnames, ACTION_CONCURRENCY, (certname) => this.ports.puppet.deactivate(certname, this.now));
+      await this.requestRun(claimed.map((target) => target.instanceId));
+      await mapLimit(claimed, ACTION_CONCURRENCY, (target) => this.ports.registry.transition(target.instanceId, ['purging'], 'purged', this.now));
+    } catch (error) {
+      if (terminating.length > 0) this.context.metrics.addMetric(METRIC.failed, MetricUnit.Count, terminating.length);
+      throw error;
+    }
+    this.context.metrics.addMetric(METRIC.purged, MetricUnit.Count, claimed.length);
+    this.logger.info('Purged', { certnames, reason: action.reason });
+    await mapLimit(terminating, ACTION_CONCURRENCY, (target) => this.complete(target.instanceId, 'terminate', 'CONTINUE'));
+  }
+
+  private async complete(instanceId: string, hook: LifecycleHook, result: 'CONTINUE' | 'ABANDON'): Promise<void> {
+    try {
+      const outcome = await this.ports.group.completeLifecycleAction(instanceId, hook, result);
+      if (outcome === 'completed') this.context.metrics.addMetric(METRIC.completed, MetricUnit.Count, 1);
+      this.logger.info('Lifecycle action completed', { instanceId, hook, result, outcome });
+    } catch (error) {
+      this.context.metrics.addMetric(METRIC.failed, MetricUnit.Count, 1);
+      throw error;
+    }
+  }
+
+  // ---- the run record ------------------------------------------------------------------------
+
+  private async requestRun(instanceIds: readonly string[]): Promise<void> {
+    const now = this.now.toISOString();
+    await this.mutateRun((run) =>
+      instanceIds.every((id) => run.pending.includes(id)) ? undefined : { ...run, pending: union(run.pending, instanceIds), requestedAt: now },
+    );
+  }
+
+  private async startRun(action: Extract<Action, { kind: 'start-run' }>): Promise<void> {
+    const claimedAt = this.now.toISOString();
+    const claimed = await this.mutateRun((run) => {
+      if (action.retryOf ? run.job?.name !== action.retryOf : run.job) return undefined;
+      const covers = union(run.job?.covers ?? [], run.pending);
+      if (covers.length === 0) return undefined;
+      return { ...run, pending: [], job: { claimedAt, covers, attempt: action.attempt } };
+    });
+    const job = claimed?.job;
+    if (!job) return this.logger.debug('Orchestrator run already started or nothing left to run');
+    let name: string;
+    try {
+      name = await this.ports.puppet.runPrimary(`compile-masters: ${job.covers.length} compile master change(s) (attempt ${job.attempt})`);
+    } catch (error) {
+      // Not a failed job: the orchestrator could not be asked. Give the changes back so the
+      // retry of this trigger starts the run afresh.
+      await this.mutateRun((run) =>
+        run.job?.claimedAt === claimedAt && !run.job.name ? { ...run, job: undefined, pending: union(run.pending, job.covers) } : undefined,
+      );
+      throw error;
+    }
+    await this.mutateRun((run) => (run.job?.claimedAt === claimedAt ? { ...run, job: { ...(run.job as RunJob), name } } : undefined));
+    this.context.metrics.addMetric(METRIC.runsStarted, MetricUnit.Count, 1);
+    this.logger.info("Started the primary's orchestrator run", { jobName: name, covers: job.covers, attempt: job.attempt, reason: action.reason });
+    await this.ports.queue.sendRecheck(
+      { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', jobName: name, attempt: 1 },
+      TIMING.followRunSeconds,
+    );
+  }
+
+  private async endRun(action: Extract<Action, { kind: 'end-run' }>): Promise<void> {
+    const endedAt = this.now.toISOString();
+    const ended = await this.mutateRun((run) =>
+      run.job?.name === action.jobName
+        ? { ...run, job: undefined, last: { name: action.jobName, outcome: action.outcome, covers: run.job.covers, endedAt } }
+        : undefined,
+    );
+    if (!ended) return;
+    if (action.outcome === 'finished') return this.logger.info("The primary's orchestrator run finished", { jobName: action.jobName });
+    this.context.metrics.addMetric(METRIC.runsFailed, MetricUnit.Count, 1);
+    this.logger.error("The primary's orchestrator run failed after retrying", {
+      jobName: action.jobName,
+      hint: 'look at the job in the PE console and run Puppet on the primary by hand once fixed',
+    });
+  }
+
+  /**
+   * Read-modify-write of the run record with optimistic versioning. `change` answers undefined
+   * when there is nothing (left) to do. Answers the record written, or undefined.
+   */
+  private async mutateRun(change: (run: RunRecord) => Omit<RunRecord, 'version'> | undefined): Promise<Omit<RunRecord, 'version'> | undefined> {
+    for (let attempt = 0; attempt < RUN_RECORD_ATTEMPTS; attempt++) {
+      const run = await this.ports.registry.getRun();
+      const next = change(run);
+      if (!next) return undefined;
+      if (await this.ports.registry.putRun(next, run.version)) return next;
+    }
+    throw new CompileMastersError(`The orchestrator run record kept changing during ${RUN_RECORD_ATTEMPTS} attempts to update it`, {
+      hint: 'several passes are racing on it; the trigger will be retried',
+    });
+  }
+
+  private get ports(): Ports {
+    return this.context.ports;
+  }
+
+  private get logger(): ExecutionContext['logger'] {
+    return this.context.logger;
+  }
+
+  private get now(): Date {
+    return this.context.now;
+  }
+}
+
+function union(a: readonly string[], b: readonly string[]): string[] {
+  return [...new Set([...a, ...b])];
+}

@@ -1,0 +1,73 @@
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EC2Client } from '@aws-sdk/client-ec2';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { certificateFacts } from '../../lib/puppet/x509';
+import { AutoScalingGroup } from './aws/auto-scaling';
+import { SDK_MAX_ATTEMPTS } from './aws/call';
+import { Ec2Instances } from './aws/ec2';
+import { DynamoRegistry } from './aws/registry';
+import { SecretsManagerSecrets } from './aws/secrets';
+import { SqsQueue } from './aws/sqs';
+import { handleBatch } from './batch';
+import { loadConfig } from './config';
+import { createLogger } from './logging';
+import { PuppetApis, PuppetServerHealth } from './puppet';
+import { reconcile, type ControllerContext } from './reconcile';
+
+// Cold start: configuration fails fast, clients are built once and reused by every invocation.
+const config = loadConfig(process.env);
+const logger = createLogger();
+const metrics = new Metrics();
+const sdk = { maxAttempts: SDK_MAX_ATTEMPTS };
+const secrets = new SecretsManagerSecrets(new SecretsManagerClient(sdk), {
+  clientCert: config.clientCertSecretArn,
+  rbacToken: config.rbacTokenSecretArn,
+});
+const aws = {
+  group: new AutoScalingGroup(new AutoScalingClient(sdk), config),
+  instances: new Ec2Instances(new EC2Client(sdk)),
+  registry: new DynamoRegistry(DynamoDBDocumentClient.from(new DynamoDBClient(sdk)), config.registryTable, (detail) =>
+    logger.error('Registry item ignored: it does not parse', detail),
+  ),
+  queue: new SqsQueue(new SQSClient(sdk), config.queueUrl),
+};
+
+/** The Puppet side needs the secrets; built on first use and kept, retried if it failed. */
+let controller: Promise<ControllerContext> | undefined;
+
+async function connect(): Promise<ControllerContext> {
+  const [bundle, token] = await Promise.all([secrets.clientBundle(), secrets.rbacToken()]);
+  // The controller's own certificate is as untouchable as the primary.
+  const ownCertname = (await certificateFacts(bundle.cert)).subjectCommonName;
+  return {
+    ports: { ...aws, puppet: PuppetApis.create(config, bundle, token), health: new PuppetServerHealth(bundle.ca) },
+    policy: { ...config, protectedCertnames: new Set([...config.protectedCertnames, ...(ownCertname ? [ownCertname] : [])]) },
+    logger,
+    metrics,
+    clock: () => new Date(),
+  };
+}
+
+function getController(): Promise<ControllerContext> {
+  controller ??= connect();
+  controller.catch(() => (controller = undefined));
+  return controller;
+}
+
+export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
+  logger.addContext(context);
+  try {
+    return await handleBatch(event, {
+      scope: config,
+      logger,
+      reconcile: async (triggers) => reconcile(await getController(), triggers),
+    });
+  } finally {
+    metrics.publishStoredMetrics();
+  }
+}

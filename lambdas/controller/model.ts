@@ -1,0 +1,129 @@
+import type { CsrFacts } from '../../lib/puppet/csr';
+
+/** What made the controller look. Every trigger ends in the same full reconcile. */
+export type Trigger =
+  | { kind: 'lifecycle'; transition: 'launch' | 'terminate'; instanceId: string }
+  | { kind: 'instance-state'; instanceId: string; state: 'shutting-down' | 'terminated' }
+  | { kind: 'schedule' }
+  | { kind: 'node-agent'; instanceId: string; event: 'csr-submitted' | 'enrolled' | 'booted' }
+  | { kind: 'recheck'; reason: RecheckReason; instanceId?: string; jobName?: string; attempt: number };
+
+export type RecheckReason = 'start-run' | 'follow-run' | 'await-node';
+
+/** An Auto Scaling group member as DescribeAutoScalingGroups reports it. */
+export interface Member {
+  instanceId: string;
+  /** AWS's LifecycleState, e.g. "Pending:Wait", "InService", "Terminating:Wait". */
+  lifecycleState: string;
+}
+
+export interface Ec2Instance {
+  instanceId: string;
+  /** pending | running | shutting-down | terminated | stopping | stopped */
+  state: string;
+  privateDnsName: string | undefined;
+  privateIp: string | undefined;
+  launchTime: Date | undefined;
+}
+
+/**
+ * Registry states of an instance the controller enrolled:
+ * signed → converging (healthy, waiting for the primary's run) → in-service;
+ * stalled: the primary's run failed for good, the launch is left to the hook's default result;
+ * purging (claimed, lease in claimedAt) → purged. A purged entry of a live member may re-enroll.
+ */
+export type RegistryState = 'signed' | 'converging' | 'in-service' | 'stalled' | 'purging' | 'purged';
+
+export interface RegistryEntry {
+  instanceId: string;
+  certname: string;
+  state: RegistryState;
+  createdAt: string;
+  updatedAt: string;
+  /** When the current purge claim was taken (state purging). */
+  claimedAt?: string;
+}
+
+/**
+ * The one orchestrator run of the tier, coordinated through one registry item with optimistic
+ * versioning: `pending` collects instances whose change the primary has not yet seen; a job claims
+ * them all at once, so a burst of changes costs one run.
+ */
+export interface RunRecord {
+  version: number;
+  pending: string[];
+  /** Last time something was added to pending: runs start after a short quiet period. */
+  requestedAt?: string;
+  job?: RunJob;
+  last?: { name: string; outcome: 'finished' | 'failed'; covers: string[]; endedAt: string };
+}
+
+export interface RunJob {
+  /** Set once the orchestrator accepted the deploy; absent between claim and deploy. */
+  name?: string;
+  claimedAt: string;
+  covers: string[];
+  attempt: number;
+}
+
+export type CertState = 'requested' | 'signed' | 'revoked' | 'absent';
+
+export type CsrObservation = { ok: true; facts: CsrFacts } | { ok: false; problem: string };
+
+/** The orchestrator's answer about the current job; 'unreachable' must not stop the rest of a pass. */
+export type JobObservation = { kind: 'state'; state: string } | { kind: 'missing' } | { kind: 'unreachable'; problem: string };
+
+/** Everything the planner may look at; gathered fresh for every pass. */
+export interface Observed {
+  now: Date;
+  members: Member[];
+  instances: ReadonlyMap<string, Ec2Instance>;
+  registry: RegistryEntry[];
+  run: RunRecord;
+  /** CA state by certname, for the certnames the pass cares about. */
+  certs: ReadonlyMap<string, CertState>;
+  /** Pending CSRs of launching (or re-enrolling) members, by certname. */
+  csrs: ReadonlyMap<string, CsrObservation>;
+  /** Puppet Server health of nodes waiting to be converged, by instance id. */
+  health: ReadonlyMap<string, boolean>;
+  /** State of run.job, when it has a name. */
+  job: JobObservation | undefined;
+}
+
+export interface PurgeTarget {
+  instanceId: string;
+  certname: string;
+  /** Also CONTINUE the instance's terminate lifecycle action once purged. */
+  completeTerminate: boolean;
+}
+
+/** What the executor carries out. Every action says why, for the log. */
+export type Action =
+  | { kind: 'refuse'; instanceId: string; certname?: string; reasons: string[]; abandon: boolean }
+  | { kind: 'sign'; instanceId: string; certname: string; publicKeySha256: string; reEnrollment: boolean }
+  | { kind: 'purge'; targets: PurgeTarget[]; reason: string }
+  | { kind: 'forget'; instanceId: string; reason: string }
+  | { kind: 'complete-terminate'; instanceId: string; reason: string }
+  /** Healthy nodes the primary must see: one request for all of them. */
+  | { kind: 'converge'; instanceIds: string[] }
+  | { kind: 'launched'; instanceId: string; completeLaunch: boolean }
+  | { kind: 'heartbeat'; instanceIds: string[] }
+  | { kind: 'stall'; instanceIds: string[]; reason: string }
+  /** Claims everything pending (plus, for a retry, what the failed job covered) for one new job. */
+  | { kind: 'start-run'; attempt: number; retryOf?: string; reason: string }
+  | { kind: 'end-run'; jobName: string; outcome: 'finished' | 'failed' }
+  | { kind: 'reset-run'; claimedAt: string; reason: string }
+  | { kind: 'recheck'; delaySeconds: number; reason: RecheckReason; instanceId?: string; jobName?: string; attempt: number };
+
+export interface Drift {
+  instanceId?: string;
+  certname?: string;
+  detail: string;
+}
+
+export interface Plan {
+  actions: Action[];
+  drift: Drift[];
+  /** Things the pass saw and deliberately left alone, for the log. */
+  notes: string[];
+}

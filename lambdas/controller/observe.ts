@@ -1,0 +1,91 @@
+import { isValidCertname } from '../../lib/certname';
+import { RefusedInputError } from '../../lib/errors';
+import { mapLimit } from './concurrency';
+import type { CertState, CsrObservation, JobObservation, Observed } from './model';
+import { LAUNCHING, SERVING } from './planner';
+import type { Ports } from './ports';
+
+/** Calls in flight per kind of observation (CA statuses, CSRs, node health). */
+const OBSERVE_CONCURRENCY = 8;
+
+/**
+ * Gathers what the planner needs, in two rounds: the wide view (group, registry, run record, the
+ * CA's pending requests), then only the certificates, CSRs and nodes that view makes relevant.
+ * A big site's CA holds thousands of agents: listing them all on every pass would cost more than
+ * asking about the few dozen compile masters by name.
+ */
+export async function observe(ports: Ports, now: Date): Promise<Observed> {
+  const [members, registry, run, requested] = await Promise.all([
+    ports.group.members(),
+    ports.registry.list(),
+    ports.registry.getRun(),
+    ports.puppet.requestedCertnames(),
+  ]);
+  const memberIds = new Set(members.map((member) => member.instanceId));
+  const entries = new Map(registry.map((entry) => [entry.instanceId, entry]));
+  const instances = await ports.instances.describe([
+    ...new Set([...memberIds, ...registry.filter((entry) => entry.state !== 'purged').map((entry) => entry.instanceId)]),
+  ]);
+
+  // Certnames of launching members (from EC2) and of owned serving members (from the registry).
+  const interesting = new Set<string>();
+  const csrWanted = new Set<string>();
+  for (const member of members) {
+    const entry = entries.get(member.instanceId);
+    if (member.lifecycleState === LAUNCHING) {
+      const certname = instances.get(member.instanceId)?.privateDnsName?.toLowerCase();
+      if (certname && isValidCertname(certname)) {
+        interesting.add(certname);
+        csrWanted.add(certname);
+      }
+    } else if (SERVING.has(member.lifecycleState) && entry) {
+      interesting.add(entry.certname);
+      if (entry.state === 'purged') csrWanted.add(entry.certname);
+    }
+  }
+  const certs = new Map<string, CertState>();
+  await mapLimit([...interesting], OBSERVE_CONCURRENCY, async (certname) => {
+    certs.set(certname, requested.has(certname) ? 'requested' : await ports.puppet.certState(certname));
+  });
+
+  const csrs = new Map<string, CsrObservation>();
+  await mapLimit(
+    [...csrWanted].filter((certname) => certs.get(certname) === 'requested'),
+    OBSERVE_CONCURRENCY,
+    async (certname) => {
+      const observation = await readCsr(ports, certname);
+      if (observation) csrs.set(certname, observation);
+    },
+  );
+
+  const health = new Map<string, boolean>();
+  const waiting = registry.filter(
+    (entry) => entry.state === 'signed' && memberIds.has(entry.instanceId) && certs.get(entry.certname) === 'signed',
+  );
+  await mapLimit(waiting, OBSERVE_CONCURRENCY, async (entry) => {
+    const privateIp = instances.get(entry.instanceId)?.privateIp;
+    if (privateIp) health.set(entry.instanceId, await ports.health.isHealthy({ certname: entry.certname, privateIp }));
+  });
+
+  return { now, members, instances, registry, run, certs, csrs, health, job: run.job?.name ? await observeJob(ports, run.job.name) : undefined };
+}
+
+async function readCsr(ports: Ports, certname: string): Promise<CsrObservation | undefined> {
+  try {
+    const facts = await ports.puppet.readCsr(certname);
+    return facts && { ok: true, facts };
+  } catch (error) {
+    if (error instanceof RefusedInputError) return { ok: false, problem: error.message };
+    throw error;
+  }
+}
+
+/** An orchestrator that cannot answer must not stop purges: the job's fate is simply unknown this pass. */
+async function observeJob(ports: Ports, name: string): Promise<JobObservation> {
+  try {
+    const state = await ports.puppet.jobState(name);
+    return state ? { kind: 'state', state } : { kind: 'missing' };
+  } catch (error) {
+    return { kind: 'unreachable', problem: error instanceof Error ? error.message : String(error) };
+  }
+}

@@ -1,0 +1,392 @@
+import { certnameProblem } from '../../lib/certname';
+import { csrProblems, type CsrPolicy } from './csr-policy';
+import type { Action, Drift, Ec2Instance, Member, Observed, Plan, PurgeTarget, RegistryEntry, RunRecord, Trigger } from './model';
+
+export interface PlannerPolicy extends CsrPolicy {
+  protectedCertnames: ReadonlySet<string>;
+}
+
+/** Timings of the state machine; none is worth an environment variable. */
+export const TIMING = {
+  /** Quiet period after the last change before the primary's run starts: a burst costs one run. */
+  runQuietSeconds: 5,
+  followRunSeconds: 20,
+  awaitNodeSeconds: 30,
+  awaitNodeAttempts: 10,
+  /** Longer than the function's timeout, so a live pass never loses its claim. */
+  purgeLeaseMs: 150_000,
+  /** A claimed run without a job name after this long was lost by a crashed pass. */
+  runClaimTimeoutMs: 120_000,
+  /** A job still not finished after this long counts as failed. */
+  runTimeoutMs: 30 * 60_000,
+  runAttempts: 2,
+  stuckLaunchMs: 30 * 60_000,
+} as const;
+
+export const LAUNCHING = 'Pending:Wait';
+const TERMINATING = 'Terminating:Wait';
+/** Leaving the group for good: nothing to complete any more, but owned certificates must go. */
+const LEAVING = new Set(['Terminating', 'Terminating:Proceed', 'Terminated']);
+/** Serving, or about to: an owned certificate there must stay valid; a purged one may re-enroll. */
+export const SERVING: ReadonlySet<string> = new Set(['InService', 'Pending:Proceed', 'Standby', 'EnteringStandby']);
+const GONE_EC2_STATES = new Set(['shutting-down', 'terminated']);
+const FINISHED_JOB_STATES = new Set(['finished']);
+/** 'missing': the orchestrator no longer knows the job, so it will never finish. */
+const FAILED_JOB_STATES = new Set(['failed', 'stopped', 'missing']);
+
+/**
+ * The pure core: observed state in, actions out. It never performs I/O and never reads a clock, so
+ * every transition and refusal is a table row in its tests. Every trigger gets the same full
+ * reconcile; triggers only decide whether a waiting chain of rechecks continues.
+ */
+export function plan(observed: Observed, triggers: readonly Trigger[], policy: PlannerPolicy): Plan {
+  return new Planner(observed, triggers, policy).plan();
+}
+
+class Planner {
+  private readonly actions: Action[] = [];
+  private readonly drift: Drift[] = [];
+  private readonly notes: string[] = [];
+  private readonly purgeTargets: PurgeTarget[] = [];
+  /** Owned entries whose node is healthy and waits for (or is covered by) the primary's run. */
+  private readonly converging: RegistryEntry[] = [];
+  /** Nodes to hand to the primary's next run. */
+  private readonly toConverge: string[] = [];
+  private readonly entries: Map<string, RegistryEntry>;
+  private readonly members: Map<string, Member>;
+  private needsRunStart = false;
+
+  constructor(
+    private readonly observed: Observed,
+    private readonly triggers: readonly Trigger[],
+    private readonly policy: PlannerPolicy,
+  ) {
+    this.entries = new Map(observed.registry.map((entry) => [entry.instanceId, entry]));
+    this.members = new Map(observed.members.map((member) => [member.instanceId, member]));
+  }
+
+  plan(): Plan {
+    for (const member of this.observed.members) this.member(member);
+    for (const entry of this.observed.registry) {
+      if (!this.members.has(entry.instanceId)) this.nonMember(entry);
+    }
+    this.purges();
+    this.run();
+    if (this.toConverge.length > 0) {
+      this.act({ kind: 'converge', instanceIds: this.toConverge });
+      this.needsRunStart = true;
+    }
+    if (this.needsRunStart) this.recheck('start-run', TIMING.runQuietSeconds);
+    return { actions: this.actions, drift: this.drift, notes: this.notes };
+  }
+
+  // ---- members -------------------------------------------------------------------------------
+
+  private member(member: Member): void {
+    const { instanceId, lifecycleState } = member;
+    const entry = this.entries.get(instanceId);
+    if (lifecycleState === LAUNCHING) return this.launching(instanceId, entry);
+    if (lifecycleState === TERMINATING) {
+      if (entry && this.purgeable(entry)) return this.purge(entry, true);
+      if (entry?.state === 'purging') return this.note(`${instanceId}: terminating, its purge is in progress elsewhere`);
+      return this.act({
+        kind: 'complete-terminate',
+        instanceId,
+        reason: entry ? 'already purged' : 'not enrolled by the controller: nothing of it to purge',
+      });
+    }
+    if (LEAVING.has(lifecycleState)) {
+      if (entry && this.purgeable(entry)) this.purge(entry, false);
+      return;
+    }
+    if (SERVING.has(lifecycleState)) return this.serving(instanceId, entry);
+    this.note(`${instanceId}: ${lifecycleState}, nothing to do`);
+  }
+
+  private launching(instanceId: string, entry: RegistryEntry | undefined): void {
+    const instance = this.observed.instances.get(instanceId);
+    const certname = instance?.privateDnsName?.toLowerCase();
+    if (!instance || !certname) return this.note(`${instanceId}: launching, EC2 does not report its private DNS name yet`);
+    const refusal = this.certnameRefusal(certname);
+    if (refusal) return this.refuse(instanceId, certname, [refusal], true);
+    if (entry && entry.certname !== certname) {
+      return this.refuse(instanceId, certname, [`the registry holds ${entry.certname} for this instance`], true);
+    }
+    if (entry?.state === 'stalled') return this.note(`${instanceId}: the primary's run failed for good; left to the launch hook's default result`);
+    if (entry?.state === 'purging') {
+      if (this.purgeable(entry)) this.purge(entry, false);
+      return;
+    }
+
+    const cert = this.observed.certs.get(certname) ?? 'absent';
+    if (cert === 'requested') return this.csr(instanceId, certname, false, true);
+    const owned = entry?.state === 'purged' ? undefined : entry;
+    if (cert === 'absent') {
+      if (owned) return this.certificateLost(owned, 'absent');
+      this.stuckCheck(instance, 'its CSR');
+      return;
+    }
+    if (!owned) {
+      const why = cert === 'signed' ? 'was signed outside the controller' : 'is revoked but still on file (not owned by the controller: clean it by hand)';
+      return this.refuse(instanceId, certname, [`a certificate for ${certname} ${why}`], true);
+    }
+    if (cert === 'revoked') return this.certificateLost(owned, 'revoked');
+    this.ownedWithCertificate(instance, owned, true);
+  }
+
+  private serving(instanceId: string, entry: RegistryEntry | undefined): void {
+    if (!entry) return this.addDrift({ instanceId, detail: 'serving member not enrolled by the controller' });
+    const cert = this.observed.certs.get(entry.certname) ?? 'absent';
+    if (entry.state === 'stalled') return this.addDrift({ instanceId, certname: entry.certname, detail: 'serving although its launch stalled' });
+    if (entry.state === 'purging') {
+      if (this.purgeable(entry)) this.purge(entry, false);
+      return;
+    }
+    if (entry.state === 'purged') {
+      if (cert === 'requested') return this.csr(instanceId, entry.certname, true, false);
+      if (cert !== 'absent') return this.addDrift({ instanceId, certname: entry.certname, detail: `purged, yet the CA has a ${cert} certificate` });
+      return this.note(`${instanceId}: purged and serving; waiting for it to re-enroll`);
+    }
+    if (cert === 'requested') {
+      // The certificate went away behind our back and the node asks again: record that it is
+      // gone first, so the re-enrollment is signed by the rule for purged nodes.
+      this.addDrift({ instanceId, certname: entry.certname, detail: 'certificate removed outside the controller' });
+      this.act({ kind: 'forget', instanceId, reason: 'its certificate is gone and it asks for a new one' });
+      return this.recheck('await-node', TIMING.awaitNodeSeconds, instanceId);
+    }
+    if (cert !== 'signed') return this.certificateLost(entry, cert);
+    const instance = this.observed.instances.get(instanceId);
+    if (instance) this.ownedWithCertificate(instance, entry, false);
+  }
+
+  /** An owned, signed node on its way in: wait for its Puppet Server, then for the primary's run. */
+  private ownedWithCertificate(instance: Ec2Instance, entry: RegistryEntry, launching: boolean): void {
+    const { instanceId } = entry;
+    if (entry.state === 'converging') {
+      this.converging.push(entry);
+      return;
+    }
+    if (entry.state === 'in-service') {
+      // The launch was completed already; AWS may lag, and repeating the completion is harmless.
+      if (launching) this.act({ kind: 'launched', instanceId, completeLaunch: true });
+      return;
+    }
+    if (this.observed.health.get(instanceId) === true) {
+      this.toConverge.push(instanceId);
+      return;
+    }
+    this.note(`${instanceId}: signed, waiting for its Puppet Server to answer`);
+    if (launching) this.stuckCheck(instance, 'its Puppet Server');
+    const attempt = this.promptFor(instanceId);
+    if (attempt !== undefined && attempt < TIMING.awaitNodeAttempts) {
+      this.recheck('await-node', TIMING.awaitNodeSeconds, instanceId, attempt + 1);
+    }
+  }
+
+  private certificateLost(entry: RegistryEntry, cert: 'absent' | 'revoked'): void {
+    this.addDrift({ instanceId: entry.instanceId, certname: entry.certname, detail: `certificate ${cert} at the CA outside the controller` });
+    this.purge(entry, false);
+  }
+
+  /** DESIGN rule 2: sign only what this instance should ask for; otherwise refuse, and ABANDON a launch. */
+  private csr(instanceId: string, certname: string, reEnrollment: boolean, abandon: boolean): void {
+    const observation = this.observed.csrs.get(certname);
+    if (!observation) return this.note(`${instanceId}: its CSR vanished before it could be read`);
+    if (!observation.ok) return this.refuse(instanceId, certname, [observation.problem], abandon);
+    const problems = csrProblems(observation.facts, { certname, instanceId }, this.policy);
+    if (problems.length > 0) return this.refuse(instanceId, certname, problems, abandon);
+    this.act({ kind: 'sign', instanceId, certname, publicKeySha256: observation.facts.publicKeySha256, reEnrollment });
+  }
+
+  // ---- instances that left the group ---------------------------------------------------------
+
+  private nonMember(entry: RegistryEntry): void {
+    if (entry.state === 'purged') return;
+    const instance = this.observed.instances.get(entry.instanceId);
+    const gone = !instance || GONE_EC2_STATES.has(instance.state);
+    if (!gone) {
+      return this.addDrift({ instanceId: entry.instanceId, certname: entry.certname, detail: `owned but no longer a member (EC2 state ${instance.state})` });
+    }
+    if (!this.purgeable(entry)) return this.note(`${entry.instanceId}: gone, its purge is in progress elsewhere`);
+    if (entry.state !== 'purging') {
+      this.addDrift({ instanceId: entry.instanceId, certname: entry.certname, detail: 'gone without a completed terminate lifecycle action' });
+    }
+    this.purge(entry, false);
+  }
+
+  // ---- purges --------------------------------------------------------------------------------
+
+  private purgeable(entry: RegistryEntry): boolean {
+    if (entry.state === 'purged') return false;
+    if (entry.state !== 'purging') return true;
+    const claimedAt = entry.claimedAt ? Date.parse(entry.claimedAt) : 0;
+    return this.observed.now.getTime() - claimedAt > TIMING.purgeLeaseMs;
+  }
+
+  private purge(entry: RegistryEntry, completeTerminate: boolean): void {
+    this.purgeTargets.push({ instanceId: entry.instanceId, certname: entry.certname, completeTerminate });
+  }
+
+  /** DESIGN rule 1 again, on the way out: only owned, unprotected certnames no live instance still holds. */
+  private purges(): void {
+    const targets: PurgeTarget[] = [];
+    for (const target of this.purgeTargets) {
+      const refusal = this.certnameRefusal(target.certname);
+      const holder = this.liveHolder(target);
+      if (refusal) {
+        this.addDrift({ instanceId: target.instanceId, detail: `registry entry not purged: ${refusal}` });
+        if (target.completeTerminate) this.act({ kind: 'complete-terminate', instanceId: target.instanceId, reason: `not purged: ${refusal}` });
+      } else if (holder) {
+        this.act({ kind: 'forget', instanceId: target.instanceId, reason: `${target.certname} now belongs to live instance ${holder}` });
+        if (target.completeTerminate) this.act({ kind: 'complete-terminate', instanceId: target.instanceId, reason: 'its certname is in use by another instance' });
+      } else {
+        targets.push(target);
+      }
+    }
+    if (targets.length === 0) return;
+    this.act({ kind: 'purge', targets, reason: 'owned certificates of instances that are leaving, gone, or lost their certificate' });
+    this.needsRunStart = true;
+  }
+
+  /** EC2 reuses private addresses, so a certname may already be another live instance's. */
+  private liveHolder(target: PurgeTarget): string | undefined {
+    for (const other of this.observed.registry) {
+      if (other.instanceId === target.instanceId || other.certname !== target.certname || other.state === 'purged') continue;
+      const member = this.members.get(other.instanceId);
+      if (member && !LEAVING.has(member.lifecycleState) && member.lifecycleState !== TERMINATING) return other.instanceId;
+      const instance = this.observed.instances.get(other.instanceId);
+      if (!member && instance && !GONE_EC2_STATES.has(instance.state)) return other.instanceId;
+    }
+    return undefined;
+  }
+
+  // ---- the primary's run ---------------------------------------------------------------------
+
+  private run(): void {
+    const { run, job } = this.observed;
+    const now = this.observed.now.getTime();
+    const current = run.job;
+    if (current && !current.name) {
+      if (now - Date.parse(current.claimedAt) > TIMING.runClaimTimeoutMs) {
+        this.act({ kind: 'reset-run', claimedAt: current.claimedAt, reason: 'a pass claimed the run but never started it' });
+        this.needsRunStart = true;
+      }
+      return this.waitingForRun(run, false);
+    }
+    if (current?.name) {
+      const state = job?.kind === 'state' ? job.state : job?.kind === 'missing' ? 'missing' : 'unknown';
+      const timedOut = now - Date.parse(current.claimedAt) > TIMING.runTimeoutMs;
+      if (FINISHED_JOB_STATES.has(state)) {
+        for (const entry of this.converging) {
+          if (current.covers.includes(entry.instanceId)) this.launched(entry);
+        }
+        this.act({ kind: 'end-run', jobName: current.name, outcome: 'finished' });
+        if (run.pending.length > 0) this.needsRunStart = true;
+        return this.waitingForRun(run, true, current.covers);
+      }
+      if (FAILED_JOB_STATES.has(state) || timedOut) {
+        if (current.attempt < TIMING.runAttempts) {
+          const outcome = timedOut ? 'timed out' : `ended ${state}`;
+          this.act({ kind: 'start-run', attempt: current.attempt + 1, retryOf: current.name, reason: `job ${current.name} ${outcome}; retrying` });
+          return this.waitingForRun(run, false);
+        }
+        const stalled = this.converging.filter((entry) => current.covers.includes(entry.instanceId)).map((entry) => entry.instanceId);
+        if (stalled.length > 0) this.act({ kind: 'stall', instanceIds: stalled, reason: `the primary's run failed ${current.attempt} times (job ${current.name})` });
+        this.act({ kind: 'end-run', jobName: current.name, outcome: 'failed' });
+        if (run.pending.length > 0) this.needsRunStart = true;
+        return this.waitingForRun(run, true, current.covers);
+      }
+      const following = this.triggers.some((t) => t.kind === 'recheck' && t.reason === 'follow-run' && t.jobName === current.name);
+      if (following) {
+        const attempt = Math.max(...this.triggers.map((t) => (t.kind === 'recheck' && t.reason === 'follow-run' ? t.attempt : 0)));
+        this.recheck('follow-run', TIMING.followRunSeconds, undefined, attempt + 1, current.name);
+      }
+      return this.waitingForRun(run, false);
+    }
+    if (run.pending.length > 0) {
+      const quietFor = now - (run.requestedAt ? Date.parse(run.requestedAt) : 0);
+      if (quietFor >= TIMING.runQuietSeconds * 1000) {
+        this.act({ kind: 'start-run', attempt: 1, reason: `changes waiting for the primary: ${run.pending.join(', ')}` });
+      } else if (this.triggers.some((t) => t.kind === 'recheck' && t.reason === 'start-run')) {
+        // More changes came in since that recheck was sent: wait out the new quiet period. (Any
+        // other pass leaves it to the recheck the pass that added the changes sent.)
+        this.needsRunStart = true;
+      }
+    }
+    this.waitingForRun(run, false);
+  }
+
+  /**
+   * Converging nodes not settled above: covered by a run still to come (heartbeat their launches on
+   * follow-ups), completed by the last finished run, or lost track of (ask again).
+   */
+  private waitingForRun(run: RunRecord, settled: boolean, settledCovers: readonly string[] = []): void {
+    const followUp = this.triggers.some((t) => t.kind === 'schedule' || (t.kind === 'recheck' && t.reason === 'follow-run'));
+    const heartbeats: string[] = [];
+    for (const entry of this.converging) {
+      const { instanceId } = entry;
+      if (settled && settledCovers.includes(instanceId)) continue;
+      const waiting = run.pending.includes(instanceId) || (run.job?.covers.includes(instanceId) ?? false);
+      if (waiting) {
+        if (followUp && this.members.get(instanceId)?.lifecycleState === LAUNCHING) heartbeats.push(instanceId);
+      } else if (run.last?.outcome === 'finished' && run.last.covers.includes(instanceId)) {
+        this.launched(entry);
+      } else {
+        this.toConverge.push(instanceId);
+      }
+    }
+    if (heartbeats.length > 0) this.act({ kind: 'heartbeat', instanceIds: heartbeats });
+  }
+
+  private launched(entry: RegistryEntry): void {
+    const launching = this.members.get(entry.instanceId)?.lifecycleState === LAUNCHING;
+    this.act({ kind: 'launched', instanceId: entry.instanceId, completeLaunch: launching });
+  }
+
+  // ---- helpers -------------------------------------------------------------------------------
+
+  private certnameRefusal(certname: string): string | undefined {
+    const problem = certnameProblem(certname);
+    if (problem) return `certname ${certname.slice(0, 80)} ${problem}`;
+    if (this.policy.protectedCertnames.has(certname)) return `${certname} is a protected certname`;
+    return undefined;
+  }
+
+  private refuse(instanceId: string, certname: string, reasons: string[], abandon: boolean): void {
+    this.act({ kind: 'refuse', instanceId, certname, reasons, abandon });
+  }
+
+  private stuckCheck(instance: Ec2Instance, waitingFor: string): void {
+    const age = instance.launchTime ? this.observed.now.getTime() - instance.launchTime.getTime() : 0;
+    if (age > TIMING.stuckLaunchMs) {
+      this.addDrift({ instanceId: instance.instanceId, detail: `launch waiting for ${waitingFor} for ${Math.round(age / 60_000)} min` });
+    }
+  }
+
+  /** The attempt number if this pass was prompted about the instance (node agent or a recheck). */
+  private promptFor(instanceId: string): number | undefined {
+    let attempt: number | undefined;
+    for (const trigger of this.triggers) {
+      if (trigger.kind === 'node-agent' && trigger.instanceId === instanceId) attempt = Math.max(attempt ?? 0, 0);
+      if (trigger.kind === 'recheck' && trigger.reason === 'await-node' && trigger.instanceId === instanceId) attempt = Math.max(attempt ?? 0, trigger.attempt);
+    }
+    return attempt;
+  }
+
+  private recheck(reason: 'start-run' | 'follow-run' | 'await-node', delaySeconds: number, instanceId?: string, attempt = 1, jobName?: string): void {
+    const duplicate = this.actions.some((a) => a.kind === 'recheck' && a.reason === reason && a.instanceId === instanceId && a.jobName === jobName);
+    if (!duplicate) this.act({ kind: 'recheck', delaySeconds, reason, attempt, ...(instanceId ? { instanceId } : {}), ...(jobName ? { jobName } : {}) });
+  }
+
+  private act(action: Action): void {
+    this.actions.push(action);
+  }
+
+  private addDrift(drift: Drift): void {
+    this.drift.push(drift);
+  }
+
+  private note(note: string): void {
+    this.notes.push(note);
+  }
+}

@@ -1,0 +1,99 @@
+import type { CsrFacts } from '../../lib/puppet/csr';
+import type { CertState, Ec2Instance, Member, RecheckReason, RegistryEntry, RunRecord } from './model';
+
+/**
+ * The controller's view of the outside world. The AWS adapters live in aws/, the Puppet one in
+ * puppet.ts, and test/support/memory-cloud.ts implements the AWS side in memory for tests and
+ * the lab. Every method is safe to repeat.
+ */
+
+export type LifecycleHook = 'launch' | 'terminate';
+
+export interface GroupPort {
+  members(): Promise<Member[]>;
+  /** 'already-completed' when AWS says there is no active action: a repeat is success. */
+  completeLifecycleAction(instanceId: string, hook: LifecycleHook, result: 'CONTINUE' | 'ABANDON'): Promise<'completed' | 'already-completed'>;
+  recordHeartbeat(instanceId: string, hook: LifecycleHook): Promise<'recorded' | 'no-active-action'>;
+}
+
+export interface InstancesPort {
+  /** Instances EC2 knows (terminated ones for about an hour); unknown ids are simply absent. */
+  describe(instanceIds: readonly string[]): Promise<Map<string, Ec2Instance>>;
+}
+
+/**
+ * The controller's record of what it enrolled. Writes are conditional: two passes racing on the
+ * same instance cannot both claim it, and a lost race answers false, never throws.
+ */
+export interface RegistryPort {
+  get(instanceId: string): Promise<RegistryEntry | undefined>;
+  list(): Promise<RegistryEntry[]>;
+  /** Takes ownership before signing: only if absent, or the same certname and not mid-purge or stalled. */
+  recordSigned(instanceId: string, certname: string, now: Date): Promise<boolean>;
+  /** Moves an entry on, only if it is in one of `from`. */
+  transition(instanceId: string, from: readonly RegistryEntry['state'][], to: 'converging' | 'in-service' | 'stalled' | 'purged', now: Date): Promise<boolean>;
+  /** Claims a purge: from any live state, or from a purge whose claim is older than `staleBefore`. */
+  claimPurge(instanceId: string, now: Date, staleBefore: Date): Promise<boolean>;
+  getRun(): Promise<RunRecord>;
+  /** Replaces the run record if its version is still `expectedVersion`; the new record has version + 1. */
+  putRun(next: Omit<RunRecord, 'version'>, expectedVersion: number): Promise<boolean>;
+}
+
+export interface RecheckMessage {
+  source: 'compile-masters.controller';
+  version: 1;
+  kind: 'recheck';
+  reason: RecheckReason;
+  instanceId?: string;
+  jobName?: string;
+  attempt: number;
+}
+
+export interface QueuePort {
+  sendRecheck(message: RecheckMessage, delaySeconds: number): Promise<void>;
+}
+
+/** The lifecycle client's TLS identity for the CA and PuppetDB: PEM, kept in memory only. */
+export interface ClientBundle {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+/** Secrets are read once per container and cached; their values never reach a log line. */
+export interface SecretsPort {
+  clientBundle(): Promise<ClientBundle>;
+  rbacToken(): Promise<string>;
+}
+
+export interface PuppetPort {
+  /** Certnames with a pending CSR (one call, whatever the CA's size). */
+  requestedCertnames(): Promise<Set<string>>;
+  certState(certname: string): Promise<CertState>;
+  /** The pending CSR's facts; undefined when there is none any more. Throws RefusedInputError for garbage. */
+  readCsr(certname: string): Promise<CsrFacts | undefined>;
+  /** Signs the pending CSR; a CSR someone already signed is success. */
+  sign(certname: string): Promise<void>;
+  /** SHA-256 of the issued certificate's public key, hex; undefined when there is no certificate. */
+  certificateKey(certname: string): Promise<string | undefined>;
+  /** Revokes and deletes, one call for the batch; unknown certnames are fine. */
+  clean(certnames: readonly string[]): Promise<void>;
+  deactivate(certname: string, at: Date): Promise<void>;
+  /** Starts a Puppet run on the primary; answers the orchestrator's job name. */
+  runPrimary(description: string): Promise<string>;
+  jobState(jobName: string): Promise<string | undefined>;
+}
+
+export interface NodeHealthPort {
+  /** Whether the node's Puppet Server answers "running", with its certificate verified as `certname`. */
+  isHealthy(node: { certname: string; privateIp: string }): Promise<boolean>;
+}
+
+export interface Ports {
+  group: GroupPort;
+  instances: InstancesPort;
+  registry: RegistryPort;
+  queue: QueuePort;
+  puppet: PuppetPort;
+  health: NodeHealthPort;
+}

@@ -1,0 +1,117 @@
+import { isIP } from 'node:net';
+import { PuppetApiError } from '../../lib/errors';
+import { CaClient } from '../../lib/puppet/ca';
+import { readCsr } from '../../lib/puppet/csr';
+import { OrchestratorClient } from '../../lib/puppet/orchestrator';
+import { PuppetDbClient } from '../../lib/puppet/puppetdb';
+import { PuppetServerStatusClient } from '../../lib/puppet/status';
+import { certificateFacts } from '../../lib/puppet/x509';
+import type { CsrFacts } from '../../lib/puppet/csr';
+import type { CertState } from './model';
+import type { ClientBundle, NodeHealthPort, PuppetPort } from './ports';
+
+export interface PuppetSettings {
+  ca: { hostname: string; port: number };
+  puppetdb: { hostname: string; port: number };
+  orchestrator: { hostname: string; port: number; environment: string };
+  primaryCertname: string;
+}
+
+/** The Puppet side through the shared clients: CA and PuppetDB over mTLS, the orchestrator with the RBAC token. */
+export class PuppetApis implements PuppetPort {
+  constructor(
+    private readonly ca: CaClient,
+    private readonly puppetdb: PuppetDbClient,
+    private readonly orchestrator: OrchestratorClient,
+    private readonly settings: Pick<PuppetSettings, 'primaryCertname'> & { environment: string },
+  ) {}
+
+  static create(settings: PuppetSettings, bundle: ClientBundle, token: string): PuppetApis {
+    const tls = { ca: bundle.ca, cert: bundle.cert, key: bundle.key };
+    return new PuppetApis(
+      new CaClient({ baseUrl: `https://${settings.ca.hostname}:${settings.ca.port}`, tls }),
+      new PuppetDbClient({ baseUrl: `https://${settings.puppetdb.hostname}:${settings.puppetdb.port}`, tls }),
+      new OrchestratorClient({ baseUrl: `https://${settings.orchestrator.hostname}:${settings.orchestrator.port}`, tls: { ca: bundle.ca }, token }),
+      { primaryCertname: settings.primaryCertname, environment: settings.orchestrator.environment },
+    );
+  }
+
+  async requestedCertnames(): Promise<Set<string>> {
+    return new Set((await this.ca.listStatuses('requested')).map((status) => status.name));
+  }
+
+  async certState(certname: string): Promise<CertState> {
+    return (await this.ca.getStatus(certname))?.state ?? 'absent';
+  }
+
+  async readCsr(certname: string): Promise<CsrFacts | undefined> {
+    const pem = await this.ca.getCsr(certname);
+    return pem === undefined ? undefined : readCsr(pem);
+  }
+
+  async sign(certname: string): Promise<void> {
+    try {
+      await this.ca.sign(certname);
+    } catch (error) {
+      // 409 also means "already signed": a repeat of this pass, or a racing one, did it.
+      if (error instanceof PuppetApiError && error.status === 409 && (await this.certState(certname)) === 'signed') return;
+      throw error;
+    }
+  }
+
+  async certificateKey(certname: string): Promise<string | undefined> {
+    const pem = await this.ca.getCertificate(certname);
+    return pem === undefined ? undefined : (await certificateFacts(pem)).publicKeySha256;
+  }
+
+  async clean(certnames: readonly string[]): Promise<void> {
+    await this.ca.clean(certnames);
+  }
+
+  async deactivate(certname: string, at: Date): Promise<void> {
+    await this.puppetdb.deactivateNode(certname, at);
+  }
+
+  async runPrimary(description: string): Promise<string> {
+    const job = await this.orchestrator.deploy({ environment: this.settings.environment, nodes: [this.settings.primaryCertname], description });
+    return job.name;
+  }
+
+  async jobState(jobName: string): Promise<string | undefined> {
+    try {
+      return (await this.orchestrator.getJob(jobName)).state;
+    } catch (error) {
+      if (error instanceof PuppetApiError && error.status === 404) return undefined;
+      throw error;
+    }
+  }
+}
+
+/** Every compile master serves Puppet on this port; only the primary's ports are configurable. */
+const NODE_PUPPET_PORT = 8140;
+const HEALTH_TIMEOUT_MS = 3_000;
+
+/**
+ * Asks a new compile master's Puppet Server for /status/v1/simple by private IP, verifying its
+ * certificate against the pinned CA *and* its certname: an answer from anything else is not health.
+ */
+export class PuppetServerHealth implements NodeHealthPort {
+  constructor(private readonly caPem: string) {}
+
+  async isHealthy(node: { certname: string; privateIp: string }): Promise<boolean> {
+    const family = isIP(node.privateIp);
+    if (family === 0) return false;
+    const host = family === 6 ? `[${node.privateIp}]` : node.privateIp;
+    const client = new PuppetServerStatusClient({
+      baseUrl: `https://${host}:${NODE_PUPPET_PORT}`,
+      tls: { ca: this.caPem },
+      servername: node.certname,
+      timeoutMs: HEALTH_TIMEOUT_MS,
+    });
+    try {
+      return await client.isHealthy();
+    } finally {
+      await client.close();
+    }
+  }
+}

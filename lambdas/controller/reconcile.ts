@@ -1,0 +1,54 @@
+import { execute, type ExecutionContext } from './execute';
+import type { Plan, Trigger } from './model';
+import { observe } from './observe';
+import { plan, type PlannerPolicy } from './planner';
+
+export interface ControllerContext extends Omit<ExecutionContext, 'now'> {
+  policy: PlannerPolicy;
+  clock: () => Date;
+}
+
+/**
+ * One pass: observe everything, plan, execute. Whatever triggered it, the pass looks at the whole
+ * group, so a lost, late, repeated or out-of-order event changes nothing but timing. Answers the
+ * plan it carried out (undefined when the triggers were not about this group at all); throws when
+ * an action failed, so the triggers are delivered again.
+ */
+export async function reconcile(context: ControllerContext, triggers: readonly Trigger[]): Promise<Plan | undefined> {
+  const { ports, logger } = context;
+  if (triggers.length > 0 && triggers.every((trigger) => trigger.kind === 'instance-state')) {
+    // Every instance of the account reports its state changes here; only the ones the
+    // registry knows are worth a pass.
+    const known = await Promise.all(triggers.map((trigger) => ports.registry.get(trigger.instanceId)));
+    if (known.every((entry) => entry === undefined)) {
+      logger.debug('EC2 state changes of instances the controller never enrolled; nothing to do');
+      return undefined;
+    }
+  }
+  const now = context.clock();
+  const observed = await observe(ports, now);
+  const result = plan(observed, triggers, context.policy);
+  logger.info('Reconcile', {
+    triggers: triggers.map(describeTrigger),
+    members: observed.members.length,
+    actions: result.actions.map((action) => action.kind),
+    drift: result.drift.length,
+  });
+  await execute(result, { ports, logger, metrics: context.metrics, now });
+  return result;
+}
+
+function describeTrigger(trigger: Trigger): string {
+  switch (trigger.kind) {
+    case 'lifecycle':
+      return `${trigger.transition} ${trigger.instanceId}`;
+    case 'instance-state':
+      return `${trigger.state} ${trigger.instanceId}`;
+    case 'schedule':
+      return 'schedule';
+    case 'node-agent':
+      return `${trigger.event} ${trigger.instanceId}`;
+    case 'recheck':
+      return `recheck ${trigger.reason}${trigger.instanceId ? ` ${trigger.instanceId}` : ''}${trigger.jobName ? ` job ${trigger.jobName}` : ''}`;
+  }
+}

@@ -1,0 +1,489 @@
+import { randomUUID } from 'node:crypto';
+import type { SQSEvent, SQSRecord } from 'aws-lambda';
+import { ConfigError } from '../../lib/errors';
+import type { Ec2Instance, Member, RegistryEntry, RegistryState, RunRecord } from '../../lambdas/controller/model';
+import type {
+  ClientBundle,
+  GroupPort,
+  InstancesPort,
+  LifecycleHook,
+  NodeHealthPort,
+  Ports,
+  PuppetPort,
+  QueuePort,
+  RecheckMessage,
+  RegistryPort,
+  SecretsPort,
+} from '../../lambdas/controller/ports';
+
+/**
+ * The AWS side of the controller, in memory: an Auto Scaling group with lifecycle hooks, EC2
+ * descriptions, the registry table with DynamoDB's conditional-write semantics, the SQS queue
+ * with delays, Secrets Manager, and node health. It behaves like AWS where the controller can
+ * tell (a completed action cannot be completed again, an ABANDONed launch terminates, a
+ * terminated instance stays describable), emits the EventBridge events AWS would, and can inject
+ * failures. Used by the controller's tests and benchmarks and by the lab.
+ */
+
+export interface MemoryCloudOptions {
+  groupName?: string;
+  launchHookName?: string;
+  terminateHookName?: string;
+  region?: string;
+  accountId?: string;
+  /** The clock everything here stamps with; tests move it to age claims and delays. */
+  clock?: () => Date;
+  /** Where emitted EventBridge events go; by default straight onto the queue. */
+  onEvent?: (event: EventBridgeEvent) => void;
+}
+
+export interface EventBridgeEvent {
+  version: '0';
+  id: string;
+  'detail-type': string;
+  source: string;
+  account: string;
+  time: string;
+  region: string;
+  resources: string[];
+  detail: Record<string, unknown>;
+}
+
+export interface LifecycleRecord {
+  instanceId: string;
+  hook: LifecycleHook;
+  result: 'CONTINUE' | 'ABANDON';
+  at: Date;
+}
+
+/** An operation name as the ports see it, e.g. 'group.completeLifecycleAction' or 'registry.putRun'. */
+export type Operation = `${'group' | 'instances' | 'registry' | 'queue' | 'secrets' | 'health'}.${string}`;
+
+export class MemoryCloud {
+  readonly groupName: string;
+  readonly launchHookName: string;
+  readonly terminateHookName: string;
+  readonly region: string;
+  readonly accountId: string;
+  readonly clock: () => Date;
+  readonly group: MemoryGroup;
+  readonly instances: MemoryInstances;
+  readonly registry: MemoryRegistry;
+  readonly queue: MemoryQueue;
+  readonly secrets: MemorySecrets;
+  readonly health: MemoryHealth;
+  /** Every event emitted, in order (also those handed to `onEvent`). */
+  readonly events: EventBridgeEvent[] = [];
+  /** Every port call, in order: what a test asserts the controller did (or did not) ask. */
+  readonly calls: Array<{ operation: Operation; args: unknown[] }> = [];
+  private readonly faults: Array<{ operation: Operation; error: Error; remaining: number }> = [];
+  private readonly onEvent: (event: EventBridgeEvent) => void;
+  private sequence = 0;
+
+  constructor(options: MemoryCloudOptions = {}) {
+    this.groupName = options.groupName ?? 'compile-masters';
+    this.launchHookName = options.launchHookName ?? 'compile-master-launching';
+    this.terminateHookName = options.terminateHookName ?? 'compile-master-terminating';
+    this.region = options.region ?? 'us-west-2';
+    this.accountId = options.accountId ?? '123456789012';
+    this.clock = options.clock ?? (() => new Date());
+    this.group = new MemoryGroup(this);
+    this.instances = new MemoryInstances(this);
+    this.registry = new MemoryRegistry(this);
+    this.queue = new MemoryQueue(this);
+    this.secrets = new MemorySecrets(this);
+    this.health = new MemoryHealth(this);
+    this.onEvent = options.onEvent ?? ((event) => this.queue.enqueue(JSON.stringify(event)));
+  }
+
+  /** The controller's ports over this cloud, with the given Puppet side. */
+  ports(puppet: PuppetPort): Ports {
+    return { group: this.group, instances: this.instances, registry: this.registry, queue: this.queue, puppet, health: this.health };
+  }
+
+  // ---- simulation ----------------------------------------------------------------------------
+
+  /**
+   * A new instance joins the group and waits in Pending:Wait for the launch hook. Its private DNS
+   * name (the certname) defaults to the EC2 shape for its private IP.
+   */
+  launch(options: { instanceId?: string; privateIp?: string; privateDnsName?: string } = {}): Ec2Instance {
+    this.sequence += 1;
+    const instanceId = options.instanceId ?? `i-${(0x0a000000 + this.sequence).toString(16).padStart(17, '0')}`;
+    const privateIp = options.privateIp ?? `10.0.${Math.floor(this.sequence / 250)}.${(this.sequence % 250) + 4}`;
+    const instance: Ec2Instance = {
+      instanceId,
+      state: 'running',
+      privateIp,
+      privateDnsName: options.privateDnsName ?? `ip-${privateIp.replaceAll('.', '-')}.${this.region}.compute.internal`,
+      launchTime: this.clock(),
+    };
+    this.instances.put(instance);
+    this.group.setState(instanceId, 'Pending:Wait');
+    this.emitLifecycle(instanceId, 'launch');
+    return instance;
+  }
+
+  /** A member already in service (e.g. enrolled before the test). */
+  addInService(instance: Omit<Ec2Instance, 'launchTime' | 'state'> & { launchTime?: Date }): void {
+    this.instances.put({ state: 'running', launchTime: this.clock(), ...instance });
+    this.group.setState(instance.instanceId, 'InService');
+  }
+
+  /** The group scales in: each instance waits in Terminating:Wait for the terminate hook. */
+  scaleIn(instanceIds: readonly string[]): void {
+    for (const instanceId of instanceIds) this.beginTermination(instanceId);
+  }
+
+  /** Someone runs `aws ec2 terminate-instances`: the group loses the instance without any hook. */
+  terminateOutside(instanceId: string): void {
+    this.group.remove(instanceId);
+    for (const state of ['shutting-down', 'terminated'] as const) {
+      this.instances.setState(instanceId, state);
+      this.emit('aws.ec2', 'EC2 Instance State-change Notification', { 'instance-id': instanceId, state }, [
+        `arn:aws:ec2:${this.region}:${this.accountId}:instance/${instanceId}`,
+      ]);
+    }
+  }
+
+  /** Makes the next `times` calls of `operation` fail with `error` (e.g. throttling). */
+  failNext(operation: Operation, error: Error, times = 1): void {
+    this.faults.push({ operation, error, remaining: times });
+  }
+
+  /** Port calls of one operation, e.g. completions: `callsOf('group.completeLifecycleAction')`. */
+  callsOf(operation: Operation): unknown[][] {
+    return this.calls.filter((call) => call.operation === operation).map((call) => call.args);
+  }
+
+  /** @internal Records the call and throws an injected fault, if any. */
+  enter(operation: Operation, args: unknown[]): void {
+    this.calls.push({ operation, args });
+    const fault = this.faults.find((candidate) => candidate.operation === operation && candidate.remaining > 0);
+    if (fault) {
+      fault.remaining -= 1;
+      throw fault.error;
+    }
+  }
+
+  /** @internal */
+  beginTermination(instanceId: string): void {
+    this.group.setState(instanceId, 'Terminating:Wait');
+    this.emitLifecycle(instanceId, 'terminate');
+  }
+
+  /** @internal The instance leaves the group and EC2 terminates it. */
+  finishTermination(instanceId: string): void {
+    this.group.remove(instanceId);
+    this.instances.setState(instanceId, 'terminated');
+  }
+
+  private emitLifecycle(instanceId: string, hook: LifecycleHook): void {
+    const launch = hook === 'launch';
+    this.emit(
+      'aws.autoscaling',
+      launch ? 'EC2 Instance-launch Lifecycle Action' : 'EC2 Instance-terminate Lifecycle Action',
+      {
+        LifecycleActionToken: randomUUID(),
+        AutoScalingGroupName: this.groupName,
+        LifecycleHookName: launch ? this.launchHookName : this.terminateHookName,
+        EC2InstanceId: instanceId,
+        LifecycleTransition: launch ? 'autoscaling:EC2_INSTANCE_LAUNCHING' : 'autoscaling:EC2_INSTANCE_TERMINATING',
+        NotificationMetadata: '',
+        Origin: launch ? 'EC2' : 'AutoScalingGroup',
+        Destination: launch ? 'AutoScalingGroup' : 'EC2',
+      },
+      [`arn:aws:autoscaling:${this.region}:${this.accountId}:autoScalingGroup:0:autoScalingGroupName/${this.groupName}`],
+    );
+  }
+
+  private emit(source: string, detailType: string, detail: Record<string, unknown>, resources: string[]): void {
+    const event: EventBridgeEvent = {
+      version: '0',
+      id: randomUUID(),
+      'detail-type': detailType,
+      source,
+      account: this.accountId,
+      time: this.clock().toISOString(),
+      region: this.region,
+      resources,
+      detail,
+    };
+    this.events.push(event);
+    this.onEvent(event);
+  }
+}
+
+export class MemoryGroup implements GroupPort {
+  private readonly states = new Map<string, string>();
+  readonly completions: LifecycleRecord[] = [];
+  readonly heartbeats: Array<{ instanceId: string; at: Date }> = [];
+
+  constructor(private readonly cloud: MemoryCloud) {}
+
+  async members(): Promise<Member[]> {
+    this.cloud.enter('group.members', []);
+    return [...this.states].map(([instanceId, lifecycleState]) => ({ instanceId, lifecycleState }));
+  }
+
+  async completeLifecycleAction(instanceId: string, hook: LifecycleHook, result: 'CONTINUE' | 'ABANDON'): Promise<'completed' | 'already-completed'> {
+    this.cloud.enter('group.completeLifecycleAction', [instanceId, hook, result]);
+    const state = this.states.get(instanceId);
+    if (state !== waitState(hook)) return 'already-completed';
+    this.completions.push({ instanceId, hook, result, at: this.cloud.clock() });
+    if (hook === 'terminate') this.cloud.finishTermination(instanceId);
+    else if (result === 'CONTINUE') this.states.set(instanceId, 'InService');
+    else this.cloud.beginTermination(instanceId);
+    return 'completed';
+  }
+
+  async recordHeartbeat(instanceId: string, hook: LifecycleHook): Promise<'recorded' | 'no-active-action'> {
+    this.cloud.enter('group.recordHeartbeat', [instanceId, hook]);
+    if (this.states.get(instanceId) !== waitState(hook)) return 'no-active-action';
+    this.heartbeats.push({ instanceId, at: this.cloud.clock() });
+    return 'recorded';
+  }
+
+  /** The lifecycle state of a member; undefined once it left the group. */
+  stateOf(instanceId: string): string | undefined {
+    return this.states.get(instanceId);
+  }
+
+  /** Lifecycle actions still waiting for a result. */
+  pendingActions(): string[] {
+    return [...this.states].filter(([, state]) => state.endsWith(':Wait')).map(([instanceId]) => instanceId);
+  }
+
+  setState(instanceId: string, lifecycleState: string): void {
+    this.states.set(instanceId, lifecycleState);
+  }
+
+  remove(instanceId: string): void {
+    this.states.delete(instanceId);
+  }
+}
+
+function waitState(hook: LifecycleHook): string {
+  return hook === 'launch' ? 'Pending:Wait' : 'Terminating:Wait';
+}
+
+export class MemoryInstances implements InstancesPort {
+  private readonly known = new Map<string, Ec2Instance>();
+
+  constructor(private readonly cloud: MemoryCloud) {}
+
+  async describe(instanceIds: readonly string[]): Promise<Map<string, Ec2Instance>> {
+    this.cloud.enter('instances.describe', [instanceIds]);
+    const found = new Map<string, Ec2Instance>();
+    for (const id of instanceIds) {
+      const instance = this.known.get(id);
+      if (instance) found.set(id, { ...instance });
+    }
+    return found;
+  }
+
+  get(instanceId: string): Ec2Instance | undefined {
+    return this.known.get(instanceId);
+  }
+
+  put(instance: Ec2Instance): void {
+    this.known.set(instance.instanceId, { ...instance });
+  }
+
+  setState(instanceId: string, state: string): void {
+    const instance = this.known.get(instanceId);
+    if (instance) instance.state = state;
+  }
+
+  /** EC2 forgets terminated instances after about an hour. */
+  forget(instanceId: string): void {
+    this.known.delete(instanceId);
+  }
+}
+
+const LIVE_STATES: readonly RegistryState[] = ['signed', 'converging', 'in-service', 'stalled'];
+
+/** The registry table, with the same conditions as the DynamoDB adapter's expressions. */
+export class MemoryRegistry implements RegistryPort {
+  private readonly entries = new Map<string, RegistryEntry>();
+  private run: RunRecord | undefined;
+
+  constructor(private readonly cloud: MemoryCloud) {}
+
+  async get(instanceId: string): Promise<RegistryEntry | undefined> {
+    this.cloud.enter('registry.get', [instanceId]);
+    return this.peek(instanceId);
+  }
+
+  async list(): Promise<RegistryEntry[]> {
+    this.cloud.enter('registry.list', []);
+    return [...this.entries.values()].map((entry) => ({ ...entry }));
+  }
+
+  async recordSigned(instanceId: string, certname: string, now: Date): Promise<boolean> {
+    this.cloud.enter('registry.recordSigned', [instanceId, certname]);
+    const entry = this.entries.get(instanceId);
+    if (entry && (entry.certname !== certname || entry.state === 'purging' || entry.state === 'stalled')) return false;
+    const at = now.toISOString();
+    this.entries.set(instanceId, { instanceId, certname, state: 'signed', createdAt: entry?.createdAt ?? at, updatedAt: at });
+    return true;
+  }
+
+  async transition(instanceId: string, from: readonly RegistryState[], to: RegistryState, now: Date): Promise<boolean> {
+    this.cloud.enter('registry.transition', [instanceId, from, to]);
+    const entry = this.entries.get(instanceId);
+    if (!entry || !from.includes(entry.state)) return false;
+    entry.state = to;
+    entry.updatedAt = now.toISOString();
+    if (to === 'purged') delete entry.claimedAt;
+    return true;
+  }
+
+  async claimPurge(instanceId: string, now: Date, staleBefore: Date): Promise<boolean> {
+    this.cloud.enter('registry.claimPurge', [instanceId]);
+    const entry = this.entries.get(instanceId);
+    if (!entry) return false;
+    const stale = entry.state === 'purging' && (!entry.claimedAt || entry.claimedAt < staleBefore.toISOString());
+    if (!LIVE_STATES.includes(entry.state) && !stale) return false;
+    entry.state = 'purging';
+    entry.claimedAt = now.toISOString();
+    entry.updatedAt = entry.claimedAt;
+    return true;
+  }
+
+  async getRun(): Promise<RunRecord> {
+    this.cloud.enter('registry.getRun', []);
+    return this.peekRun();
+  }
+
+  async putRun(next: Omit<RunRecord, 'version'>, expectedVersion: number): Promise<boolean> {
+    this.cloud.enter('registry.putRun', [next, expectedVersion]);
+    if ((this.run?.version ?? 0) !== expectedVersion) return false;
+    this.run = { ...(JSON.parse(JSON.stringify(next)) as Omit<RunRecord, 'version'>), version: expectedVersion + 1 };
+    return true;
+  }
+
+  /** Reads without recording a call: for assertions. */
+  peek(instanceId: string): RegistryEntry | undefined {
+    const entry = this.entries.get(instanceId);
+    return entry && { ...entry };
+  }
+
+  peekRun(): RunRecord {
+    return this.run ? structuredClone(this.run) : { version: 0, pending: [] };
+  }
+
+  /** Seeds an entry as if an earlier pass had written it. */
+  seed(entry: RegistryEntry): void {
+    this.entries.set(entry.instanceId, { ...entry });
+  }
+}
+
+export interface QueuedMessage {
+  messageId: string;
+  body: string;
+  availableAt: Date;
+  receiveCount: number;
+}
+
+/** The lifecycle queue: events and rechecks, each visible from its delay on. */
+export class MemoryQueue implements QueuePort {
+  readonly messages: QueuedMessage[] = [];
+
+  constructor(private readonly cloud: MemoryCloud) {}
+
+  async sendRecheck(message: RecheckMessage, delaySeconds: number): Promise<void> {
+    this.cloud.enter('queue.sendRecheck', [message, delaySeconds]);
+    this.enqueue(JSON.stringify(message), delaySeconds);
+  }
+
+  enqueue(body: string, delaySeconds = 0): void {
+    this.messages.push({ messageId: randomUUID(), body, availableAt: new Date(this.cloud.clock().getTime() + delaySeconds * 1000), receiveCount: 0 });
+  }
+
+  /** Takes up to `max` messages visible at `at` (default: now) off the queue, as one SQS batch. */
+  receive(max = 10, at: Date = this.cloud.clock()): SQSEvent {
+    const due = this.messages.filter((message) => message.availableAt <= at).slice(0, max);
+    for (const message of due) this.messages.splice(this.messages.indexOf(message), 1);
+    return toSqsEvent(due.map((message) => ({ ...message, receiveCount: message.receiveCount + 1 })), this.cloud.region);
+  }
+
+  /** Puts failed records back, as SQS does after the visibility timeout. */
+  returnFailed(event: SQSEvent, failures: ReadonlyArray<{ itemIdentifier: string }>, visibleAfterSeconds = 0): void {
+    const failed = new Set(failures.map((failure) => failure.itemIdentifier));
+    for (const record of event.Records) {
+      if (!failed.has(record.messageId)) continue;
+      this.messages.push({
+        messageId: record.messageId,
+        body: record.body,
+        availableAt: new Date(this.cloud.clock().getTime() + visibleAfterSeconds * 1000),
+        receiveCount: Number(record.attributes.ApproximateReceiveCount),
+      });
+    }
+  }
+
+  /** When the next message becomes visible, if any. */
+  nextAvailableAt(): Date | undefined {
+    return this.messages.reduce<Date | undefined>((soonest, message) => (!soonest || message.availableAt < soonest ? message.availableAt : soonest), undefined);
+  }
+}
+
+/** Records shaped as the Lambda SQS event source delivers them. */
+export function toSqsEvent(messages: ReadonlyArray<{ messageId?: string; body: string; receiveCount?: number }>, region = 'us-west-2'): SQSEvent {
+  return {
+    Records: messages.map(
+      (message): SQSRecord => ({
+        messageId: message.messageId ?? randomUUID(),
+        receiptHandle: randomUUID(),
+        body: message.body,
+        attributes: {
+          ApproximateReceiveCount: String(message.receiveCount ?? 1),
+          SentTimestamp: String(Date.now()),
+          SenderId: 'AIDAEXAMPLE',
+          ApproximateFirstReceiveTimestamp: String(Date.now()),
+        },
+        messageAttributes: {},
+        md5OfBody: '',
+        eventSource: 'aws:sqs',
+        eventSourceARN: `arn:aws:sqs:${region}:123456789012:compile-masters-lifecycle`,
+        awsRegion: region,
+      }),
+    ),
+  };
+}
+
+export class MemorySecrets implements SecretsPort {
+  bundle: ClientBundle | undefined;
+  token: string | undefined;
+
+  constructor(private readonly cloud: MemoryCloud) {}
+
+  async clientBundle(): Promise<ClientBundle> {
+    this.cloud.enter('secrets.clientBundle', []);
+    if (!this.bundle) throw new ConfigError('The lifecycle client certificate bundle secret has no value');
+    return this.bundle;
+  }
+
+  async rbacToken(): Promise<string> {
+    this.cloud.enter('secrets.rbacToken', []);
+    if (!this.token) throw new ConfigError('The RBAC token secret has no value');
+    return this.token;
+  }
+}
+
+/** Which nodes' Puppet Servers answer; simulated nodes start unhealthy. */
+export class MemoryHealth implements NodeHealthPort {
+  private readonly healthy = new Set<string>();
+
+  constructor(private readonly cloud: MemoryCloud) {}
+
+  async isHealthy(node: { certname: string; privateIp: string }): Promise<boolean> {
+    this.cloud.enter('health.isHealthy', [node]);
+    return this.healthy.has(node.certname);
+  }
+
+  set(certname: string, healthy: boolean): void {
+    if (healthy) this.healthy.add(certname);
+    else this.healthy.delete(certname);
+  }
+}

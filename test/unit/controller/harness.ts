@@ -1,0 +1,123 @@
+import type { SQSBatchResponse } from 'aws-lambda';
+import { handleBatch } from '../../../lambdas/controller/batch';
+import { reconcile, type ControllerContext } from '../../../lambdas/controller/reconcile';
+import { MemoryCloud, type EventBridgeEvent } from '../../support/memory-cloud';
+import { FakePuppet, NOW, POLICY, RecordingLogger, RecordingMetrics, csrFacts } from './support';
+
+/**
+ * The controller on the in-memory cloud with a fake Puppet side and a clock the test moves: the
+ * whole loop of events, batches, passes and delayed rechecks, as SQS and Lambda would run it.
+ */
+export class Harness {
+  now = new Date(NOW);
+  readonly puppet = new FakePuppet();
+  readonly logger = new RecordingLogger();
+  readonly metrics = new RecordingMetrics();
+  readonly cloud: MemoryCloud;
+  readonly context: ControllerContext;
+  /** Events the simulated EventBridge dropped. */
+  readonly dropped: EventBridgeEvent[] = [];
+  dropEvents = false;
+  passes = 0;
+
+  constructor() {
+    this.cloud = new MemoryCloud({
+      clock: () => this.now,
+      onEvent: (event) => (this.dropEvents ? this.dropped.push(event) : this.cloud.queue.enqueue(JSON.stringify(event))),
+    });
+    this.context = {
+      ports: this.cloud.ports(this.puppet),
+      policy: POLICY,
+      logger: this.logger,
+      metrics: this.metrics,
+      clock: () => this.now,
+    };
+  }
+
+  advance(seconds: number): void {
+    this.now = new Date(this.now.getTime() + seconds * 1000);
+  }
+
+  /** One Lambda invocation: up to `batchSize` visible messages, failures go back to the queue. */
+  async deliver(batchSize = 10): Promise<SQSBatchResponse | undefined> {
+    const event = this.cloud.queue.receive(batchSize);
+    if (event.Records.length === 0) return undefined;
+    const response = await handleBatch(event, {
+      scope: this.cloud,
+      logger: this.logger,
+      reconcile: (triggers) => {
+        this.passes += 1;
+        return reconcile(this.context, triggers);
+      },
+    });
+    this.cloud.queue.returnFailed(event, response.batchItemFailures, 30);
+    return response;
+  }
+
+  /**
+   * Runs the queue dry: delivers what is visible, then moves the clock to the next delayed
+   * message, until nothing is left or `maxSeconds` of simulated time passed.
+   */
+  async settle(maxSeconds = 600): Promise<void> {
+    const until = this.now.getTime() + maxSeconds * 1000;
+    for (let guard = 0; guard < 1000; guard++) {
+      if (await this.deliver()) continue;
+      const next = this.cloud.queue.nextAvailableAt();
+      if (!next || next.getTime() > until) return;
+      this.now = new Date(Math.max(this.now.getTime(), next.getTime()));
+    }
+    throw new Error('queue never settled');
+  }
+
+  /** What the node agent does on a new instance: submit its CSR and say so. */
+  nodeSubmitsCsr(instanceId: string, overrides: Parameters<typeof csrFacts>[1] = {}): void {
+    const instance = this.cloud.instances.get(instanceId);
+    if (!instance?.privateDnsName) throw new Error(`no such instance ${instanceId}`);
+    const certname = instance.privateDnsName;
+    this.puppet.request(certname, {
+      ...csrFacts(1),
+      commonName: certname,
+      dnsAltNames: [certname, POLICY.nlbDnsName],
+      puppetExtensions: { pp_instance_id: instanceId, pp_role: 'compile_master', pp_region: POLICY.region },
+      publicKeySha256: `key-of-${certname}`,
+      ...overrides,
+    });
+    this.notify(instanceId, 'csr-submitted');
+  }
+
+  /** The node's Puppet Server is up and the agent says it enrolled. */
+  nodeEnrolled(instanceId: string): void {
+    const certname = this.cloud.instances.get(instanceId)?.privateDnsName;
+    if (!certname) throw new Error(`no such instance ${instanceId}`);
+    this.cloud.health.set(certname, true);
+    this.notify(instanceId, 'enrolled');
+  }
+
+  notify(instanceId: string, event: 'csr-submitted' | 'enrolled' | 'booted'): void {
+    this.cloud.queue.enqueue(JSON.stringify({ source: 'compile-masters.node-agent', version: 1, instanceId, event }));
+  }
+
+  schedule(): void {
+    this.cloud.queue.enqueue(JSON.stringify({ version: '0', id: 'tick', 'detail-type': 'Scheduled Event', source: 'aws.events', account: '123456789012', time: this.now.toISOString(), region: 'us-west-2', resources: [], detail: {} }));
+  }
+
+  /** Marks every started orchestrator job with `state` (the orchestrator double runs them). */
+  jobsEnd(state: 'finished' | 'failed'): void {
+    for (const [name, current] of this.puppet.jobs) if (current === 'running') this.puppet.jobs.set(name, state);
+  }
+
+  /** A scaled-out, in-service tier of `count` compile masters, enrolled through the controller. */
+  async tier(count: number): Promise<string[]> {
+    const ids = Array.from({ length: count }, () => this.cloud.launch().instanceId);
+    await this.settle();
+    for (const id of ids) this.nodeSubmitsCsr(id);
+    await this.settle();
+    for (const id of ids) this.nodeEnrolled(id);
+    await this.deliver(100);
+    this.advance(10);
+    await this.settle(15);
+    this.jobsEnd('finished');
+    await this.settle();
+    return ids;
+  }
+}

@@ -1,0 +1,464 @@
+import { describe, expect, it } from 'vitest';
+import type { Action, Trigger } from '../../../lambdas/controller/model';
+import { plan, TIMING } from '../../../lambdas/controller/planner';
+import { NOW, POLICY, csrFacts, entry, node, validCsr, world, type WorldSpec } from './support';
+
+/**
+ * Every transition and every refusal as a table row: a world, the triggers of the pass, and the
+ * actions the planner must answer (in order; toMatchObject, so rows name only what matters).
+ */
+interface Row {
+  name: string;
+  world: WorldSpec;
+  triggers?: Trigger[];
+  actions: Array<{ kind: Action['kind'] } & Record<string, unknown>>;
+  drift?: number;
+}
+
+const schedule: Trigger[] = [{ kind: 'schedule' }];
+const minutesAgo = (minutes: number) => new Date(NOW.getTime() - minutes * 60_000).toISOString();
+const n1 = node(1);
+const n2 = node(2);
+
+function run(rows: Row[]) {
+  it.each(rows.map((row) => [row.name, row] as const))('%s', (_name, row) => {
+    const result = plan(world(row.world), row.triggers ?? schedule, POLICY);
+    expect(result.actions).toMatchObject(row.actions);
+    if (row.drift !== undefined) expect(result.drift).toHaveLength(row.drift);
+  });
+}
+
+const refusedLaunch = (reason: RegExp) => [{ kind: 'refuse' as const, instanceId: n1.id, abandon: true, reasons: expect.arrayContaining([expect.stringMatching(reason)]) }];
+
+describe('planner: launches (Pending:Wait)', () => {
+  run([
+    { name: 'no private DNS name from EC2 yet: wait', world: { members: [[1, 'Pending:Wait']], ec2: { 1: undefined } }, actions: [] },
+    { name: 'no CSR yet: wait', world: { members: [[1, 'Pending:Wait']] }, actions: [], drift: 0 },
+    {
+      name: 'no CSR for longer than the stuck threshold: drift, still no action',
+      world: { members: [[1, 'Pending:Wait']], launchedMinutesAgo: TIMING.stuckLaunchMs / 60_000 + 5 },
+      actions: [],
+      drift: 1,
+    },
+    {
+      name: 'valid CSR: sign it',
+      world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) } },
+      actions: [{ kind: 'sign', instanceId: n1.id, certname: n1.certname, publicKeySha256: `key-of-${n1.certname}`, reEnrollment: false }],
+    },
+    {
+      name: 'valid CSR without pp_region, with the extra alt name: sign it',
+      world: {
+        members: [[1, 'Pending:Wait']],
+        certs: { 1: 'requested' },
+        csrs: { 1: { ok: true, facts: csrFacts(1, { dnsAltNames: [n1.certname, 'PUPPET.corp.example.com'], puppetExtensions: { pp_instance_id: n1.id, pp_role: 'compile_master' } }) } },
+      },
+      actions: [{ kind: 'sign', instanceId: n1.id }],
+    },
+    {
+      name: 'valid CSR of a node enrolled before (registry purged): sign as a first enrollment',
+      world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'purged')], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) } },
+      actions: [{ kind: 'sign', instanceId: n1.id, reEnrollment: false }],
+    },
+    {
+      name: 'signed by us, Puppet Server not answering yet: wait',
+      world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'signed')], certs: { 1: 'signed' } },
+      actions: [],
+    },
+    {
+      name: 'signed by us, node agent says enrolled but not healthy yet: recheck the node soon',
+      world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'signed')], certs: { 1: 'signed' } },
+      triggers: [{ kind: 'node-agent', instanceId: n1.id, event: 'enrolled' }],
+      actions: [{ kind: 'recheck', reason: 'await-node', instanceId: n1.id, attempt: 1, delaySeconds: TIMING.awaitNodeSeconds }],
+    },
+    {
+      name: 'still unhealthy after the last await-node recheck: stop asking (the hook times out)',
+      world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'signed')], certs: { 1: 'signed' } },
+      triggers: [{ kind: 'recheck', reason: 'await-node', instanceId: n1.id, attempt: TIMING.awaitNodeAttempts }],
+      actions: [],
+    },
+    {
+      name: 'signed by us and healthy: converge (ask for the primary run)',
+      world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'signed')], certs: { 1: 'signed' }, healthy: [1] },
+      actions: [{ kind: 'converge', instanceIds: [n1.id] }, { kind: 'recheck', reason: 'start-run', delaySeconds: TIMING.runQuietSeconds }],
+    },
+    {
+      name: 'converging, waiting in the pending run: nothing on an unrelated trigger',
+      world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'converging')], certs: { 1: 'signed' }, run: { pending: [n1.id], requestedAt: NOW.toISOString() } },
+      triggers: [{ kind: 'lifecycle', transition: 'launch', instanceId: n1.id }],
+      actions: [],
+    },
+    {
+      name: 'completed already but AWS still says Pending:Wait: complete again (harmless)',
+      world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'in-service')], certs: { 1: 'signed' } },
+      actions: [{ kind: 'launched', instanceId: n1.id, completeLaunch: true }],
+    },
+    {
+      name: "stalled after the primary's run failed: left to the hook's default result",
+      world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'stalled')], certs: { 1: 'signed' } },
+      actions: [],
+    },
+    {
+      name: 'our certificate vanished from the CA: purge what is left, the node re-enrolls',
+      world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'signed')], certs: { 1: 'absent' } },
+      actions: [{ kind: 'purge', targets: [{ instanceId: n1.id, completeTerminate: false }] }, { kind: 'recheck', reason: 'start-run' }],
+      drift: 1,
+    },
+    {
+      name: 'our certificate was revoked outside the controller: purge (clean deletes it, so it can re-enroll)',
+      world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'in-service')], certs: { 1: 'revoked' } },
+      actions: [{ kind: 'purge', targets: [{ instanceId: n1.id }] }, { kind: 'recheck' }],
+      drift: 1,
+    },
+    {
+      name: 'purge of it claimed by another pass moments ago: leave it',
+      world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'purging', { claimedAt: minutesAgo(1) })], certs: { 1: 'signed' } },
+      actions: [],
+    },
+    {
+      name: 'purge claimed long ago by a pass that died: take it over',
+      world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'purging', { claimedAt: minutesAgo(10) })], certs: { 1: 'signed' } },
+      actions: [{ kind: 'purge', targets: [{ instanceId: n1.id }] }, { kind: 'recheck' }],
+    },
+  ]);
+});
+
+describe('planner: refusals (DESIGN rule 2), each ABANDONs the launch and changes nothing else', () => {
+  const forged = (overrides: Parameters<typeof csrFacts>[1]): WorldSpec => ({
+    members: [[1, 'Pending:Wait']],
+    certs: { 1: 'requested' },
+    csrs: { 1: { ok: true, facts: csrFacts(1, overrides) } },
+  });
+  run([
+    { name: 'wrong pp_instance_id', world: forged({ puppetExtensions: { pp_instance_id: 'i-0ffffffffffffffff', pp_role: 'compile_master' } }), actions: refusedLaunch(/pp_instance_id "i-0ffffffffffffffff" is not/) },
+    { name: 'no pp_instance_id', world: forged({ puppetExtensions: { pp_role: 'compile_master' } }), actions: refusedLaunch(/no pp_instance_id/) },
+    { name: 'CN is not the instance certname', world: forged({ commonName: 'evil.corp.example.com' }), actions: refusedLaunch(/CN "evil.corp.example.com" is not/) },
+    { name: 'signature does not verify', world: forged({ signatureValid: false }), actions: refusedLaunch(/signature/) },
+    { name: 'an extra DNS alt name', world: forged({ dnsAltNames: [n1.certname, 'puppet'] }), actions: refusedLaunch(/DNS alt names outside the allowed set: "puppet"/) },
+    { name: 'an IP alt name', world: forged({ otherAltNames: ['ip:10.0.0.1'] }), actions: refusedLaunch(/non-DNS alt names/) },
+    { name: 'the configured pp_role missing', world: forged({ puppetExtensions: { pp_instance_id: n1.id } }), actions: refusedLaunch(/lacks the configured extension pp_role=compile_master/) },
+    { name: 'a different pp_role', world: forged({ puppetExtensions: { pp_instance_id: n1.id, pp_role: 'primary' } }), actions: refusedLaunch(/pp_role "primary" is not/) },
+    {
+      name: 'an unconfigured Puppet extension (pp_auth_role)',
+      world: forged({ puppetExtensions: { pp_instance_id: n1.id, pp_role: 'compile_master', pp_auth_role: 'pe_compiler' } }),
+      actions: refusedLaunch(/not configured: "pp_auth_role"/),
+    },
+    { name: 'a non-Puppet X.509 extension (basicConstraints)', world: forged({ otherExtensionOids: ['2.5.29.19'] }), actions: refusedLaunch(/non-Puppet X.509 extensions/) },
+    { name: 'pp_region of another region', world: forged({ puppetExtensions: { pp_instance_id: n1.id, pp_role: 'compile_master', pp_region: 'eu-west-1' } }), actions: refusedLaunch(/pp_region "eu-west-1"/) },
+    {
+      name: 'an unreadable CSR',
+      world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: { ok: false, problem: 'Refused CSR: it is not a PEM-encoded PKCS#10 request' } } },
+      actions: refusedLaunch(/not a PEM-encoded/),
+    },
+    {
+      name: 'a certificate for the certname was signed outside the controller',
+      world: { members: [[1, 'Pending:Wait']], certs: { 1: 'signed' } },
+      actions: refusedLaunch(/signed outside the controller/),
+    },
+    {
+      name: 'a revoked certificate the controller does not own blocks the certname',
+      world: { members: [[1, 'Pending:Wait']], certs: { 1: 'revoked' } },
+      actions: refusedLaunch(/revoked but still on file/),
+    },
+    {
+      name: 'the registry holds another certname for the instance',
+      world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'signed', { certname: 'ip-10-9-9-9.us-west-2.compute.internal' })], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) } },
+      actions: refusedLaunch(/registry holds ip-10-9-9-9/),
+    },
+    {
+      name: 'several problems are all reported',
+      world: forged({ signatureValid: false, otherAltNames: ['ip:10.0.0.1'], commonName: 'x.example.com' }),
+      actions: [{ kind: 'refuse', reasons: [expect.stringMatching(/signature/), expect.stringMatching(/CN/), expect.stringMatching(/non-DNS/)] }],
+    },
+  ]);
+
+  it("refuses (ABANDONs) a launch whose EC2 certname is protected or hostile, without looking at the CA", () => {
+    const protectedWorld = world({ members: [[1, 'Pending:Wait']] });
+    protectedWorld.instances.get(n1.id)!.privateDnsName = 'primary.corp.example.com';
+    expect(plan(protectedWorld, schedule, POLICY).actions).toMatchObject([
+      { kind: 'refuse', instanceId: n1.id, abandon: true, reasons: ['primary.corp.example.com is a protected certname'] },
+    ]);
+    const hostile = world({ members: [[1, 'Pending:Wait']] });
+    hostile.instances.get(n1.id)!.privateDnsName = '../etc%2Fpasswd';
+    expect(plan(hostile, schedule, POLICY).actions).toMatchObject([{ kind: 'refuse', abandon: true, reasons: [expect.stringMatching(/not a lowercase DNS-style name/)] }]);
+  });
+
+  it('never refuses or signs for an instance that is not a member, whatever the CA holds', () => {
+    const result = plan(world({ ec2: { 1: 'running' }, certs: { 1: 'requested' }, csrs: { 1: validCsr(1) } }), [{ kind: 'node-agent', instanceId: n1.id, event: 'csr-submitted' }], POLICY);
+    expect(result.actions).toEqual([]);
+  });
+});
+
+describe('planner: terminations (Terminating:Wait)', () => {
+  run([
+    {
+      name: 'owned: purge, then complete the terminate action',
+      world: { members: [[1, 'Terminating:Wait']], registry: [entry(1, 'in-service')] },
+      actions: [{ kind: 'purge', targets: [{ instanceId: n1.id, certname: n1.certname, completeTerminate: true }] }, { kind: 'recheck', reason: 'start-run' }],
+    },
+    {
+      name: 'owned but stalled: purge and complete',
+      world: { members: [[1, 'Terminating:Wait']], registry: [entry(1, 'stalled')] },
+      actions: [{ kind: 'purge', targets: [{ instanceId: n1.id, completeTerminate: true }] }, { kind: 'recheck' }],
+    },
+    {
+      name: 'not enrolled by the controller: complete without purging',
+      world: { members: [[1, 'Terminating:Wait']], certs: { 1: 'signed' } },
+      actions: [{ kind: 'complete-terminate', instanceId: n1.id, reason: expect.stringMatching(/not enrolled/) }],
+    },
+    {
+      name: 'already purged (a repeated event): complete again, nothing else',
+      world: { members: [[1, 'Terminating:Wait']], registry: [entry(1, 'purged')] },
+      actions: [{ kind: 'complete-terminate', instanceId: n1.id, reason: 'already purged' }],
+    },
+    {
+      name: 'its purge is claimed by another pass: leave it to that pass',
+      world: { members: [[1, 'Terminating:Wait']], registry: [entry(1, 'purging', { claimedAt: minutesAgo(1) })] },
+      actions: [],
+    },
+    {
+      name: 'a registry entry naming a protected certname is never purged (the action still completes)',
+      world: { members: [[1, 'Terminating:Wait']], registry: [entry(1, 'in-service', { certname: 'primary.corp.example.com' })] },
+      actions: [{ kind: 'complete-terminate', instanceId: n1.id, reason: expect.stringMatching(/protected/) }],
+      drift: 1,
+    },
+    {
+      name: 'a registry entry with a hostile certname is never purged',
+      world: { members: [[1, 'Terminating:Wait']], registry: [entry(1, 'in-service', { certname: '../x' })] },
+      actions: [{ kind: 'complete-terminate', instanceId: n1.id }],
+      drift: 1,
+    },
+    {
+      name: 'its certname now belongs to a live instance (EC2 reused the address): forget, do not clean',
+      world: {
+        members: [[1, 'Terminating:Wait'], [2, 'InService']],
+        registry: [entry(1, 'in-service'), entry(2, 'in-service', { certname: n1.certname })],
+        certs: { 1: 'signed' },
+      },
+      actions: [
+        { kind: 'forget', instanceId: n1.id, reason: expect.stringMatching(new RegExp(`belongs to live instance ${n2.id}`)) },
+        { kind: 'complete-terminate', instanceId: n1.id },
+      ],
+    },
+    {
+      name: 'leaving without a hook (Terminating:Proceed): purge, nothing to complete',
+      world: { members: [[1, 'Terminating:Proceed']], registry: [entry(1, 'in-service')] },
+      actions: [{ kind: 'purge', targets: [{ instanceId: n1.id, completeTerminate: false }] }, { kind: 'recheck' }],
+    },
+  ]);
+
+  it('purges a burst of terminations as one batch and asks for one run', () => {
+    const numbers = Array.from({ length: 50 }, (_, index) => index + 1);
+    const result = plan(world({ members: numbers.map((n) => [n, 'Terminating:Wait']), registry: numbers.map((n) => entry(n, 'in-service')) }), schedule, POLICY);
+    expect(result.actions.map((action) => action.kind)).toEqual(['purge', 'recheck']);
+    expect(result.actions[0]).toMatchObject({ kind: 'purge' });
+    expect((result.actions[0] as Extract<Action, { kind: 'purge' }>).targets).toHaveLength(50);
+  });
+});
+
+describe('planner: serving members', () => {
+  run([
+    { name: 'not enrolled by the controller: drift only', world: { members: [[1, 'InService']], certs: { 1: 'signed' } }, actions: [], drift: 1 },
+    { name: 'owned and signed: steady state', world: { members: [[1, 'InService']], registry: [entry(1, 'in-service')], certs: { 1: 'signed' } }, actions: [], drift: 0 },
+    {
+      name: 'owned, certificate revoked outside the controller: purge so it can re-enroll',
+      world: { members: [[1, 'InService']], registry: [entry(1, 'in-service')], certs: { 1: 'revoked' } },
+      actions: [{ kind: 'purge', targets: [{ instanceId: n1.id, completeTerminate: false }] }, { kind: 'recheck' }],
+      drift: 1,
+    },
+    {
+      name: 'owned, certificate cleaned outside the controller: purge the rest (PuppetDB)',
+      world: { members: [[1, 'InService']], registry: [entry(1, 'in-service')], certs: { 1: 'absent' } },
+      actions: [{ kind: 'purge' }, { kind: 'recheck' }],
+      drift: 1,
+    },
+    {
+      name: 'owned, certificate gone and a new CSR pending: record it as purged first, look again soon',
+      world: { members: [[1, 'InService']], registry: [entry(1, 'in-service')], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) } },
+      actions: [{ kind: 'forget', instanceId: n1.id }, { kind: 'recheck', reason: 'await-node', instanceId: n1.id }],
+      drift: 1,
+    },
+    {
+      name: 're-enrolling after a purge the registry knows of, valid CSR: sign as re-enrollment',
+      world: { members: [[1, 'InService']], registry: [entry(1, 'purged')], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) } },
+      actions: [{ kind: 'sign', instanceId: n1.id, reEnrollment: true }],
+    },
+    {
+      name: 're-enrolling with a forged CSR: refused, nothing to abandon',
+      world: {
+        members: [[1, 'InService']],
+        registry: [entry(1, 'purged')],
+        certs: { 1: 'requested' },
+        csrs: { 1: { ok: true, facts: csrFacts(1, { puppetExtensions: { pp_instance_id: node(9).id, pp_role: 'compile_master' } }) } },
+      },
+      actions: [{ kind: 'refuse', instanceId: n1.id, abandon: false }],
+    },
+    { name: 'purged and no CSR yet: wait', world: { members: [[1, 'InService']], registry: [entry(1, 'purged')] }, actions: [] },
+    { name: 'purged but a certificate signed elsewhere: drift, never sign', world: { members: [[1, 'InService']], registry: [entry(1, 'purged')], certs: { 1: 'signed' } }, actions: [], drift: 1 },
+    {
+      name: 're-enrolled and healthy: converge',
+      world: { members: [[1, 'InService']], registry: [entry(1, 'signed')], certs: { 1: 'signed' }, healthy: [1] },
+      actions: [{ kind: 'converge', instanceIds: [n1.id] }, { kind: 'recheck', reason: 'start-run' }],
+    },
+    {
+      name: 'in service with an unowned CSR for another certname: never looked at',
+      world: { members: [[1, 'InService']], registry: [entry(1, 'in-service')], certs: { 1: 'signed', 2: 'requested' }, csrs: { 2: validCsr(2) } },
+      actions: [],
+    },
+  ]);
+});
+
+describe('planner: instances that left the group', () => {
+  run([
+    {
+      name: 'owned and terminated outside the group: purge (no lifecycle action)',
+      world: { ec2: { 1: 'terminated' }, registry: [entry(1, 'in-service')] },
+      actions: [{ kind: 'purge', targets: [{ instanceId: n1.id, completeTerminate: false }] }, { kind: 'recheck' }],
+      drift: 1,
+    },
+    { name: 'owned and shutting down: purge', world: { ec2: { 1: 'shutting-down' }, registry: [entry(1, 'in-service')] }, actions: [{ kind: 'purge' }, { kind: 'recheck' }] },
+    { name: 'owned and unknown to EC2 (long gone): purge', world: { ec2: { 1: undefined }, registry: [entry(1, 'signed')] }, actions: [{ kind: 'purge' }, { kind: 'recheck' }] },
+    { name: 'owned, not a member but running (detached): drift, no purge', world: { ec2: { 1: 'running' }, registry: [entry(1, 'in-service')] }, actions: [], drift: 1 },
+    { name: 'owned, stopped outside the group (warm pool): drift, no purge', world: { ec2: { 1: 'stopped' }, registry: [entry(1, 'in-service')] }, actions: [], drift: 1 },
+    { name: 'already purged: nothing', world: { ec2: { 1: 'terminated' }, registry: [entry(1, 'purged')] }, actions: [], drift: 0 },
+    { name: 'an unowned instance terminated: nothing', world: { ec2: { 1: 'terminated' } }, triggers: [{ kind: 'instance-state', instanceId: n1.id, state: 'terminated' }], actions: [] },
+  ]);
+});
+
+describe("planner: the primary's orchestrator run", () => {
+  const converging = (job?: Partial<WorldSpec['run']>) => ({ members: [[1, 'Pending:Wait']] as Array<[number, string]>, registry: [entry(1, 'converging')], certs: { 1: 'signed' as const }, run: job });
+  const job = (overrides: Record<string, unknown> = {}) => ({ name: '7', claimedAt: minutesAgo(1), covers: [n1.id], attempt: 1, ...overrides });
+  const following: Trigger[] = [{ kind: 'recheck', reason: 'follow-run', jobName: '7', attempt: 3 }];
+  run([
+    {
+      name: 'changes pending and quiet long enough: start one run for all of them',
+      world: { run: { pending: [n1.id, n2.id], requestedAt: minutesAgo(1) } },
+      actions: [{ kind: 'start-run', attempt: 1 }],
+    },
+    {
+      name: 'start-run recheck while changes keep coming: look again after the quiet period',
+      world: { run: { pending: [n1.id], requestedAt: NOW.toISOString() } },
+      triggers: [{ kind: 'recheck', reason: 'start-run', attempt: 1 }],
+      actions: [{ kind: 'recheck', reason: 'start-run', delaySeconds: TIMING.runQuietSeconds }],
+    },
+    {
+      name: 'changes pending, not quiet yet, another trigger: the recheck already sent will start it',
+      world: { run: { pending: [n1.id], requestedAt: NOW.toISOString() } },
+      actions: [],
+    },
+    {
+      name: 'job running, followed: heartbeat the launches it covers and follow again',
+      world: { ...converging({ job: job() }), job: { kind: 'state', state: 'running' } },
+      triggers: following,
+      actions: [{ kind: 'recheck', reason: 'follow-run', jobName: '7', attempt: 4 }, { kind: 'heartbeat', instanceIds: [n1.id] }],
+    },
+    {
+      name: 'job running, some other trigger: no second chain of follow-ups',
+      world: { ...converging({ job: job() }), job: { kind: 'state', state: 'running' } },
+      triggers: [{ kind: 'lifecycle', transition: 'launch', instanceId: n1.id }],
+      actions: [],
+    },
+    {
+      name: 'job running, on the schedule: heartbeat (the follow-up chain may be lost)',
+      world: { ...converging({ job: job() }), job: { kind: 'state', state: 'running' } },
+      actions: [{ kind: 'heartbeat', instanceIds: [n1.id] }],
+    },
+    {
+      name: "orchestrator unreachable: the job's fate is unknown, keep waiting",
+      world: { ...converging({ job: job() }), job: { kind: 'unreachable', problem: 'connection refused' } },
+      actions: [{ kind: 'heartbeat' }],
+    },
+    {
+      name: 'job finished: complete the launches it covered, then end the run',
+      world: { ...converging({ job: job() }), job: { kind: 'state', state: 'finished' } },
+      actions: [{ kind: 'launched', instanceId: n1.id, completeLaunch: true }, { kind: 'end-run', jobName: '7', outcome: 'finished' }],
+    },
+    {
+      name: 'job finished for a re-enrolled serving node: in service, no lifecycle action',
+      world: { members: [[1, 'InService']], registry: [entry(1, 'converging')], certs: { 1: 'signed' }, run: { job: job() }, job: { kind: 'state', state: 'finished' } },
+      actions: [{ kind: 'launched', instanceId: n1.id, completeLaunch: false }, { kind: 'end-run' }],
+    },
+    {
+      name: 'job finished while more changes piled up: end it and start the next after the quiet period',
+      world: { run: { job: job({ covers: [n2.id] }), pending: [n1.id], requestedAt: minutesAgo(1) }, job: { kind: 'state', state: 'finished' } },
+      actions: [{ kind: 'end-run', outcome: 'finished' }, { kind: 'recheck', reason: 'start-run' }],
+    },
+    {
+      name: 'job failed the first time: retry once',
+      world: { ...converging({ job: job() }), job: { kind: 'state', state: 'failed' } },
+      actions: [{ kind: 'start-run', attempt: 2, retryOf: '7' }, { kind: 'heartbeat', instanceIds: [n1.id] }],
+    },
+    {
+      name: 'job the orchestrator no longer knows: counts as failed',
+      world: { ...converging({ job: job() }), job: { kind: 'missing' } },
+      actions: [{ kind: 'start-run', attempt: 2, retryOf: '7' }, { kind: 'heartbeat' }],
+    },
+    {
+      name: 'job still running after the run timeout: counts as failed',
+      world: { ...converging({ job: job({ claimedAt: minutesAgo(TIMING.runTimeoutMs / 60_000 + 1) }) }), job: { kind: 'state', state: 'running' } },
+      actions: [{ kind: 'start-run', attempt: 2, reason: expect.stringMatching(/timed out/) }, { kind: 'heartbeat' }],
+    },
+    {
+      name: "job failed again: stall its launches (hook default result applies), end the run as failed",
+      world: { ...converging({ job: job({ attempt: 2 }) }), job: { kind: 'state', state: 'failed' } },
+      actions: [{ kind: 'stall', instanceIds: [n1.id] }, { kind: 'end-run', outcome: 'failed' }],
+    },
+    {
+      name: 'a pass claimed the run and died before starting it: release the claim',
+      world: { ...converging({ job: { claimedAt: minutesAgo(10), covers: [n1.id], attempt: 1 } }) },
+      actions: [{ kind: 'reset-run', claimedAt: minutesAgo(10) }, { kind: 'heartbeat' }, { kind: 'recheck', reason: 'start-run' }],
+    },
+    {
+      name: 'a pass claimed the run moments ago: it is starting it (heartbeat on the schedule meanwhile)',
+      world: { ...converging({ job: { claimedAt: NOW.toISOString(), covers: [n1.id], attempt: 1 } }) },
+      actions: [{ kind: 'heartbeat', instanceIds: [n1.id] }],
+    },
+    {
+      name: 'converging, already covered by the last finished run (completion was lost): complete it',
+      world: { ...converging({ last: { name: '6', outcome: 'finished', covers: [n1.id], endedAt: minutesAgo(1) } }) },
+      actions: [{ kind: 'launched', instanceId: n1.id, completeLaunch: true }],
+    },
+    {
+      name: 'converging but in no run at all (lost track): ask for a run again',
+      world: converging(),
+      actions: [{ kind: 'converge', instanceIds: [n1.id] }, { kind: 'recheck', reason: 'start-run' }],
+    },
+  ]);
+});
+
+describe('planner: properties', () => {
+  it('is deterministic and independent of trigger order', () => {
+    const spec: WorldSpec = {
+      members: [[1, 'Pending:Wait'], [2, 'Terminating:Wait'], [3, 'InService']],
+      registry: [entry(2, 'in-service'), entry(3, 'in-service'), entry(4, 'in-service')],
+      ec2: { 4: 'terminated' },
+      certs: { 1: 'requested', 3: 'signed' },
+      csrs: { 1: validCsr(1) },
+    };
+    const triggers: Trigger[] = [
+      { kind: 'lifecycle', transition: 'terminate', instanceId: node(2).id },
+      { kind: 'instance-state', instanceId: node(4).id, state: 'terminated' },
+      { kind: 'node-agent', instanceId: node(1).id, event: 'csr-submitted' },
+    ];
+    const forward = plan(world(spec), triggers, POLICY);
+    const backward = plan(world(spec), [...triggers].reverse(), POLICY);
+    const none = plan(world(spec), [], POLICY);
+    expect(backward).toEqual(forward);
+    expect(none.actions).toEqual(forward.actions);
+    expect(forward.actions.map((action) => action.kind)).toEqual(['sign', 'purge', 'recheck']);
+  });
+
+  it('asks for at most one start-run recheck per pass', () => {
+    const result = plan(
+      world({
+        members: [[1, 'Pending:Wait'], [2, 'Terminating:Wait']],
+        registry: [entry(1, 'signed'), entry(2, 'in-service')],
+        certs: { 1: 'signed' },
+        healthy: [1],
+        run: { pending: [node(3).id], requestedAt: NOW.toISOString() },
+      }),
+      schedule,
+      POLICY,
+    );
+    expect(result.actions.filter((action) => action.kind === 'recheck')).toHaveLength(1);
+  });
+});

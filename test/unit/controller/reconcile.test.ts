@@ -1,0 +1,307 @@
+import { describe, expect, it } from 'vitest';
+import { AwsCallError } from '../../../lib/errors';
+import { METRIC } from '../../../lambdas/controller/execute';
+import { TIMING } from '../../../lambdas/controller/planner';
+import { Harness } from './harness';
+
+/**
+ * The whole loop on the in-memory cloud: events through the queue, one reconcile per batch,
+ * delayed rechecks, a fake Puppet side. What must hold is the end state, whatever the path.
+ */
+describe('scale out', () => {
+  it('signs a valid CSR, waits for health, runs the primary once, then CONTINUEs the launch', async () => {
+    const h = new Harness();
+    const { instanceId, privateDnsName } = h.cloud.launch();
+    const certname = privateDnsName as string;
+    await h.settle();
+    expect(h.puppet.state(certname)).toBe('absent');
+
+    h.nodeSubmitsCsr(instanceId);
+    await h.settle();
+    expect(h.puppet.state(certname)).toBe('signed');
+    expect(h.cloud.registry.peek(instanceId)).toMatchObject({ certname, state: 'signed' });
+    expect(h.cloud.group.stateOf(instanceId)).toBe('Pending:Wait');
+
+    h.nodeEnrolled(instanceId);
+    await h.settle(TIMING.runQuietSeconds + 1);
+    expect(h.puppet.runs).toHaveLength(1);
+    expect(h.cloud.registry.peek(instanceId)?.state).toBe('converging');
+    expect(h.cloud.group.stateOf(instanceId)).toBe('Pending:Wait');
+
+    await h.settle(TIMING.followRunSeconds + 1);
+    expect(h.cloud.group.heartbeats.map((beat) => beat.instanceId)).toContain(instanceId);
+    h.jobsEnd('finished');
+    await h.settle();
+    expect(h.cloud.group.completions).toEqual([{ instanceId, hook: 'launch', result: 'CONTINUE', at: expect.any(Date) }]);
+    expect(h.cloud.group.stateOf(instanceId)).toBe('InService');
+    expect(h.cloud.registry.peek(instanceId)?.state).toBe('in-service');
+    expect(h.cloud.registry.peekRun()).toMatchObject({ pending: [], last: { outcome: 'finished', covers: [instanceId] } });
+    expect(h.metrics.get(METRIC.signed)).toBe(1);
+    expect(h.metrics.get(METRIC.completed)).toBe(1);
+  });
+
+  it('scales out three at once with one orchestrator run', async () => {
+    const h = new Harness();
+    const ids = await h.tier(3);
+    expect(ids.map((id) => h.cloud.group.stateOf(id))).toEqual(['InService', 'InService', 'InService']);
+    expect(h.puppet.runs).toHaveLength(1);
+  });
+
+  it('refuses a forged CSR: never signed, launch ABANDONed, nothing purged, counted', async () => {
+    const h = new Harness();
+    const { instanceId, privateDnsName } = h.cloud.launch();
+    h.nodeSubmitsCsr(instanceId, { puppetExtensions: { pp_instance_id: 'i-0ffffffffffffffff', pp_role: 'compile_master' } });
+    await h.settle();
+    expect(h.puppet.state(privateDnsName as string)).toBe('requested');
+    expect(h.puppet.calls).not.toContain('sign');
+    expect(h.puppet.calls).not.toContain('clean');
+    expect(h.cloud.group.completions.map((c) => [c.hook, c.result])).toEqual([['launch', 'ABANDON'], ['terminate', 'CONTINUE']]);
+    expect(h.cloud.group.stateOf(instanceId)).toBeUndefined();
+    expect(h.cloud.registry.peek(instanceId)).toBeUndefined();
+    expect(h.metrics.get(METRIC.refused)).toBe(1);
+    expect(h.logger.lines.find((line) => line.message.startsWith('Refused'))?.attributes).toMatchObject({
+      instanceId,
+      reasons: [expect.stringMatching(/pp_instance_id "i-0ffffffffffffffff" is not/)],
+    });
+  });
+
+  it('revokes what the CA issued when the CSR was replaced between the check and the signing', async () => {
+    const h = new Harness();
+    const { instanceId, privateDnsName } = h.cloud.launch();
+    h.puppet.replaceCsrBeforeSigning = true;
+    h.nodeSubmitsCsr(instanceId);
+    await h.settle();
+    expect(h.puppet.revoked).toEqual([privateDnsName]);
+    expect(h.cloud.group.completions[0]).toMatchObject({ instanceId, hook: 'launch', result: 'ABANDON' });
+    expect(h.metrics.get(METRIC.signed)).toBe(0);
+  });
+
+  it("leaves a launch to the hook's default result when the primary's run fails twice, and alarms", async () => {
+    const h = new Harness();
+    const { instanceId } = h.cloud.launch();
+    h.nodeSubmitsCsr(instanceId);
+    await h.settle();
+    h.nodeEnrolled(instanceId);
+    await h.settle(TIMING.runQuietSeconds + 1);
+    h.jobsEnd('failed');
+    await h.settle(TIMING.followRunSeconds + 1);
+    expect(h.puppet.runs).toHaveLength(2);
+    h.jobsEnd('failed');
+    await h.settle();
+    expect(h.metrics.get(METRIC.runsFailed)).toBe(1);
+    expect(h.metrics.get(METRIC.failed)).toBe(1);
+    expect(h.cloud.registry.peek(instanceId)?.state).toBe('stalled');
+    expect(h.cloud.group.stateOf(instanceId)).toBe('Pending:Wait');
+    expect(h.cloud.group.completions).toEqual([]);
+
+    // No more heartbeats or runs for it: the hook's ABANDON default takes it away, and then it is purged.
+    h.schedule();
+    await h.settle();
+    expect(h.puppet.runs).toHaveLength(2);
+    await h.cloud.group.completeLifecycleAction(instanceId, 'launch', 'ABANDON');
+    await h.settle();
+    expect(h.cloud.registry.peek(instanceId)?.state).toBe('purged');
+  });
+});
+
+describe('scale in', () => {
+  it('purges 50 terminating members with one clean, one run, and completes all 50', async () => {
+    const h = new Harness();
+    const ids = await h.tier(50);
+    const certnames = ids.map((id) => h.cloud.instances.get(id)?.privateDnsName);
+    h.puppet.runs.length = 0;
+    h.puppet.cleans.length = 0;
+
+    h.cloud.scaleIn(ids);
+    await h.settle();
+    expect(h.puppet.cleans).toEqual([expect.arrayContaining(certnames)]);
+    expect(h.puppet.cleans[0]).toHaveLength(50);
+    expect([...h.puppet.deactivated.keys()].sort()).toEqual([...certnames].sort());
+    expect(h.cloud.group.completions.filter((c) => c.hook === 'terminate')).toHaveLength(50);
+    expect(h.cloud.group.pendingActions()).toEqual([]);
+    expect(h.puppet.runs).toHaveLength(1);
+    expect(ids.every((id) => h.cloud.registry.peek(id)?.state === 'purged')).toBe(true);
+    expect(h.metrics.get(METRIC.purged)).toBe(50);
+  });
+
+  it('completes a terminating member it never enrolled without touching Puppet', async () => {
+    const h = new Harness();
+    h.cloud.addInService({ instanceId: 'i-0000000000000abcd', privateDnsName: 'handmade.corp.example.com', privateIp: '10.0.9.9' });
+    h.cloud.scaleIn(['i-0000000000000abcd']);
+    await h.settle();
+    expect(h.cloud.group.completions).toMatchObject([{ instanceId: 'i-0000000000000abcd', hook: 'terminate', result: 'CONTINUE' }]);
+    expect(h.puppet.calls).not.toContain('clean');
+    expect(h.puppet.calls).not.toContain('deactivate');
+  });
+
+  it('purges an instance terminated outside the group, with no lifecycle action', async () => {
+    const h = new Harness();
+    const [id] = await h.tier(1);
+    h.cloud.terminateOutside(id as string);
+    await h.settle();
+    expect(h.cloud.registry.peek(id as string)?.state).toBe('purged');
+    expect(h.puppet.revoked).toEqual([h.cloud.instances.get(id as string)?.privateDnsName]);
+    expect(h.cloud.group.completions.filter((c) => c.hook === 'terminate')).toEqual([]);
+  });
+
+  it("does not even look at the group for EC2 state changes of other instances", async () => {
+    const h = new Harness();
+    h.cloud.addInService({ instanceId: 'i-0000000000000beef', privateDnsName: 'other.corp.example.com', privateIp: '10.9.0.1' });
+    h.cloud.terminateOutside('i-0000000000000beef');
+    await h.settle();
+    expect(h.cloud.callsOf('group.members')).toEqual([]);
+    expect(h.puppet.calls).toEqual([]);
+  });
+});
+
+describe('lost, repeated, late and out-of-order events end in the same state', () => {
+  async function endState(h: Harness, ids: string[]) {
+    return {
+      members: ids.map((id) => h.cloud.group.stateOf(id)),
+      registry: ids.map((id) => h.cloud.registry.peek(id)?.state),
+      certs: ids.map((id) => h.puppet.state(h.cloud.instances.get(id)?.privateDnsName as string)),
+      deactivated: ids.map((id) => h.puppet.deactivated.has(h.cloud.instances.get(id)?.privateDnsName as string)),
+      pending: h.cloud.group.pendingActions(),
+    };
+  }
+
+  it('a lost terminate event is caught by the scheduled reconcile', async () => {
+    const reference = new Harness();
+    const refIds = await reference.tier(2);
+    reference.cloud.scaleIn(refIds);
+    await reference.settle();
+
+    const h = new Harness();
+    const ids = await h.tier(2);
+    h.dropEvents = true;
+    h.cloud.scaleIn(ids);
+    await h.settle();
+    expect(h.cloud.group.pendingActions()).toHaveLength(2);
+    h.schedule();
+    await h.settle();
+    expect(await endState(h, ids)).toEqual(await endState(reference, refIds));
+    expect(h.dropped).toHaveLength(2);
+  });
+
+  it('a lost launch event and a lost node-agent notice are caught by the schedule', async () => {
+    const h = new Harness();
+    h.dropEvents = true;
+    const { instanceId, privateDnsName } = h.cloud.launch();
+    h.puppet.request(privateDnsName as string, {
+      commonName: privateDnsName,
+      dnsAltNames: [privateDnsName as string],
+      otherAltNames: [],
+      puppetExtensions: { pp_instance_id: instanceId, pp_role: 'compile_master' },
+      otherExtensionOids: [],
+      signatureValid: true,
+      publicKeySha256: 'k',
+    });
+    h.schedule();
+    await h.settle();
+    expect(h.puppet.state(privateDnsName as string)).toBe('signed');
+  });
+
+  it('duplicated and reordered events change nothing more', async () => {
+    const h = new Harness();
+    const ids = await h.tier(2);
+    const runsBefore = h.puppet.runs.length;
+    h.cloud.scaleIn(ids);
+    const bodies = h.cloud.queue.messages.map((message) => message.body);
+    // The same events again, newest first, plus a stale launch event for one of them.
+    for (const body of [...bodies].reverse()) h.cloud.queue.enqueue(body);
+    const staleLaunch = h.cloud.events.find((event) => event['detail-type'] === 'EC2 Instance-launch Lifecycle Action' && event.detail.EC2InstanceId === ids[0]);
+    h.cloud.queue.enqueue(JSON.stringify(staleLaunch));
+    await h.settle();
+    h.schedule();
+    await h.settle();
+    expect(h.puppet.cleans.flat().sort()).toEqual(ids.map((id) => h.cloud.instances.get(id)?.privateDnsName).sort());
+    expect(h.cloud.group.completions.filter((c) => c.hook === 'terminate')).toHaveLength(2);
+    expect(h.puppet.runs.length - runsBefore).toBe(1);
+    expect(h.metrics.get(METRIC.failed)).toBe(0);
+  });
+});
+
+describe('failures', () => {
+  it('fails the batch while the Puppet side is down, changing nothing; the retry does the work', async () => {
+    const h = new Harness();
+    const ids = await h.tier(2);
+    h.puppet.down = true;
+    h.cloud.scaleIn(ids);
+    const response = await h.deliver();
+    expect(response?.batchItemFailures).toHaveLength(2);
+    expect(ids.map((id) => h.cloud.registry.peek(id)?.state)).toEqual(['in-service', 'in-service']);
+    expect(h.cloud.group.pendingActions()).toHaveLength(2);
+
+    h.puppet.down = false;
+    await h.settle();
+    expect(ids.map((id) => h.cloud.registry.peek(id)?.state)).toEqual(['purged', 'purged']);
+    expect(h.cloud.group.pendingActions()).toEqual([]);
+  });
+
+  it('keeps a purge the CA failed in the middle of: claims stay, the alarm counts, a later pass finishes it', async () => {
+    const h = new Harness();
+    const ids = await h.tier(2);
+    h.puppet.failing.add('clean');
+    h.cloud.scaleIn(ids);
+    const response = await h.deliver();
+    expect(response?.batchItemFailures).toHaveLength(2);
+    expect(ids.map((id) => h.cloud.registry.peek(id)?.state)).toEqual(['purging', 'purging']);
+    expect(h.cloud.group.pendingActions()).toHaveLength(2);
+    expect(h.metrics.get(METRIC.failed)).toBe(2);
+
+    h.puppet.failing.clear();
+    h.advance(TIMING.purgeLeaseMs / 1000 + 1);
+    await h.settle();
+    expect(ids.map((id) => h.cloud.registry.peek(id)?.state)).toEqual(['purged', 'purged']);
+    expect(h.cloud.group.pendingActions()).toEqual([]);
+  });
+
+  it('survives AWS throttling of CompleteLifecycleAction: the record is retried and succeeds', async () => {
+    const h = new Harness();
+    const ids = await h.tier(1);
+    const throttled = new AwsCallError('CompleteLifecycleAction failed: Throttling: Rate exceeded');
+    h.cloud.failNext('group.completeLifecycleAction', throttled);
+    h.cloud.scaleIn(ids);
+    const first = await h.deliver();
+    expect(first?.batchItemFailures).toHaveLength(1);
+    await h.settle();
+    expect(h.cloud.group.pendingActions()).toEqual([]);
+    expect(h.cloud.registry.peek(ids[0] as string)?.state).toBe('purged');
+    expect(h.puppet.cleans.filter((batch) => batch.length > 0)).toHaveLength(1);
+  });
+
+  it('finishes a purge a crashed pass left half done, once its claim is stale', async () => {
+    const h = new Harness();
+    const [id] = (await h.tier(1)) as [string];
+    const deactivate = h.puppet.deactivate.bind(h.puppet);
+    let crashes = 1;
+    h.puppet.deactivate = async (certname, at) => {
+      if (crashes-- > 0) throw new Error('Lambda timed out');
+      return deactivate(certname, at);
+    };
+    h.cloud.scaleIn([id]);
+    await h.deliver();
+    expect(h.cloud.registry.peek(id)?.state).toBe('purging');
+    await h.settle(60);
+    expect(h.cloud.registry.peek(id)?.state).toBe('purging');
+    h.advance(TIMING.purgeLeaseMs / 1000);
+    h.schedule();
+    await h.settle();
+    expect(h.cloud.registry.peek(id)?.state).toBe('purged');
+    expect(h.cloud.group.pendingActions()).toEqual([]);
+  });
+
+  it('lets only one of two racing passes claim a purge', async () => {
+    const h = new Harness();
+    const ids = await h.tier(4);
+    h.cloud.scaleIn(ids);
+    h.cloud.queue.messages.length = 0;
+    h.schedule();
+    h.schedule();
+    await Promise.all([h.deliver(1), h.deliver(1)]);
+    await h.settle();
+    expect(h.puppet.cleans.flat()).toHaveLength(4);
+    expect(h.cloud.group.completions.filter((c) => c.hook === 'terminate')).toHaveLength(4);
+    expect(h.puppet.runs.length).toBe(2);
+  });
+});

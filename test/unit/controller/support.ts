@@ -1,0 +1,228 @@
+import { PuppetApiError, PuppetUnavailableError } from '../../../lib/errors';
+import type { CsrFacts } from '../../../lib/puppet/csr';
+import type { CertState, CsrObservation, Ec2Instance, JobObservation, Member, Observed, RegistryEntry, RegistryState, RunRecord } from '../../../lambdas/controller/model';
+import type { PlannerPolicy } from '../../../lambdas/controller/planner';
+import type { PuppetPort } from '../../../lambdas/controller/ports';
+
+export const REGION = 'us-west-2';
+export const NLB = 'compile-masters-0123456789abcdef.elb.us-west-2.amazonaws.com';
+export const NOW = new Date('2026-11-20T12:00:00Z');
+
+export const POLICY: PlannerPolicy = {
+  region: REGION,
+  nlbDnsName: NLB,
+  extraAltNames: ['puppet.corp.example.com'],
+  expectedExtensions: { pp_role: 'compile_master' },
+  protectedCertnames: new Set(['primary.corp.example.com', 'lifecycle-controller.corp.example.com']),
+};
+
+/** A simulated compile master number n: instance id, private IP and certname that belong together. */
+export function node(n: number): { id: string; ip: string; certname: string } {
+  const ip = `10.0.1.${n}`;
+  return { id: `i-${n.toString(16).padStart(17, '0')}`, ip, certname: `ip-10-0-1-${n}.${REGION}.compute.internal` };
+}
+
+/** What a compile master's agent asks for, as readCsr reports it; override to forge. */
+export function csrFacts(n: number, overrides: Partial<CsrFacts> = {}): CsrFacts {
+  const { id, certname } = node(n);
+  return {
+    commonName: certname,
+    dnsAltNames: [certname, NLB],
+    otherAltNames: [],
+    puppetExtensions: { pp_instance_id: id, pp_role: 'compile_master', pp_region: REGION },
+    otherExtensionOids: [],
+    signatureValid: true,
+    publicKeySha256: `key-of-${certname}`,
+    ...overrides,
+  };
+}
+
+export function entry(n: number, state: RegistryState, overrides: Partial<RegistryEntry> = {}): RegistryEntry {
+  const { id, certname } = node(n);
+  return { instanceId: id, certname, state, createdAt: '2026-11-20T11:00:00.000Z', updatedAt: '2026-11-20T11:00:00.000Z', ...overrides };
+}
+
+export interface WorldSpec {
+  now?: Date;
+  /** [node number, lifecycle state] */
+  members?: Array<[number, string]>;
+  /** EC2 states of non-members worth describing; members are 'running' unless listed here. */
+  ec2?: Record<number, string | undefined>;
+  launchedMinutesAgo?: number;
+  registry?: RegistryEntry[];
+  certs?: Record<number, CertState>;
+  csrs?: Record<number, CsrObservation>;
+  healthy?: number[];
+  run?: Partial<RunRecord>;
+  job?: JobObservation;
+}
+
+/** Observed state for planner tables, by node number. */
+export function world(spec: WorldSpec = {}): Observed {
+  const now = spec.now ?? NOW;
+  const members: Member[] = (spec.members ?? []).map(([n, lifecycleState]) => ({ instanceId: node(n).id, lifecycleState }));
+  const instances = new Map<string, Ec2Instance>();
+  const numbers = new Set([...(spec.members ?? []).map(([n]) => n), ...Object.keys(spec.ec2 ?? {}).map(Number)]);
+  for (const n of numbers) {
+    const state = spec.ec2 && n in spec.ec2 ? spec.ec2[n] : 'running';
+    if (state === undefined) continue;
+    const { id, ip, certname } = node(n);
+    instances.set(id, {
+      instanceId: id,
+      state,
+      privateIp: ip,
+      privateDnsName: certname,
+      launchTime: new Date(now.getTime() - (spec.launchedMinutesAgo ?? 5) * 60_000),
+    });
+  }
+  const byNumber = <T>(record: Record<number, T> | undefined, key: (n: number) => string) =>
+    new Map(Object.entries(record ?? {}).map(([n, value]) => [key(Number(n)), value]));
+  return {
+    now,
+    members,
+    instances,
+    registry: spec.registry ?? [],
+    run: { version: 1, pending: [], ...spec.run },
+    certs: byNumber(spec.certs, (n) => node(n).certname),
+    csrs: byNumber(spec.csrs, (n) => node(n).certname),
+    health: new Map((spec.healthy ?? []).map((n) => [node(n).id, true])),
+    job: spec.job,
+  };
+}
+
+export function validCsr(n: number): CsrObservation {
+  return { ok: true, facts: csrFacts(n) };
+}
+
+/**
+ * The Puppet side in memory, with the CA's observable behaviour: clean revokes and deletes
+ * (missing names are fine), signing needs a pending CSR, a signed certificate carries the key of
+ * the CSR the CA held at signing time.
+ */
+export class FakePuppet implements PuppetPort {
+  readonly certs = new Map<string, { state: Exclude<CertState, 'absent'>; csr?: CsrFacts; key?: string }>();
+  readonly deactivated = new Map<string, Date>();
+  readonly jobs = new Map<string, string>();
+  readonly cleans: string[][] = [];
+  readonly revoked: string[] = [];
+  readonly runs: string[] = [];
+  /** Every call, by operation name. */
+  readonly calls: string[] = [];
+  down = false;
+  /** Operations that fail as if their server went away mid-pass. */
+  readonly failing = new Set<string>();
+  /** Swaps the pending CSR's key just before signing: the CSR was replaced after it was checked. */
+  replaceCsrBeforeSigning = false;
+
+  request(certname: string, csr: CsrFacts): void {
+    this.certs.set(certname, { state: 'requested', csr });
+  }
+
+  state(certname: string): CertState {
+    return this.certs.get(certname)?.state ?? 'absent';
+  }
+
+  async requestedCertnames(): Promise<Set<string>> {
+    this.enter('requestedCertnames');
+    return new Set([...this.certs].filter(([, cert]) => cert.state === 'requested').map(([name]) => name));
+  }
+
+  async certState(certname: string): Promise<CertState> {
+    this.enter('certState');
+    return this.state(certname);
+  }
+
+  async readCsr(certname: string): Promise<CsrFacts | undefined> {
+    this.enter('readCsr');
+    const cert = this.certs.get(certname);
+    return cert?.state === 'requested' ? cert.csr : undefined;
+  }
+
+  async sign(certname: string): Promise<void> {
+    this.enter('sign');
+    const cert = this.certs.get(certname);
+    if (cert?.state === 'signed') return;
+    if (cert?.state !== 'requested' || !cert.csr) throw new PuppetApiError({ server: 'ca', url: 'fake', operation: 'sign', status: 409 });
+    const key = this.replaceCsrBeforeSigning ? 'attacker-key' : cert.csr.publicKeySha256;
+    this.certs.set(certname, { state: 'signed', key });
+  }
+
+  async certificateKey(certname: string): Promise<string | undefined> {
+    this.enter('certificateKey');
+    return this.certs.get(certname)?.key;
+  }
+
+  async clean(certnames: readonly string[]): Promise<void> {
+    this.enter('clean');
+    this.cleans.push([...certnames]);
+    for (const certname of certnames) {
+      if (this.certs.get(certname)?.state === 'signed') this.revoked.push(certname);
+      this.certs.delete(certname);
+    }
+  }
+
+  async deactivate(certname: string, at: Date): Promise<void> {
+    this.enter('deactivate');
+    this.deactivated.set(certname, at);
+  }
+
+  async runPrimary(description: string): Promise<string> {
+    this.enter('runPrimary');
+    this.runs.push(description);
+    const name = String(this.runs.length);
+    this.jobs.set(name, 'running');
+    return name;
+  }
+
+  async jobState(jobName: string): Promise<string | undefined> {
+    this.enter('jobState');
+    return this.jobs.get(jobName);
+  }
+
+  private enter(operation: string): void {
+    this.calls.push(operation);
+    if (this.down || this.failing.has(operation)) {
+      throw new PuppetUnavailableError({ server: 'ca', url: 'https://primary.corp.example.com:8140', operation, detail: 'connection refused' });
+    }
+  }
+}
+
+/** Collects metrics as Powertools would publish them. */
+export class RecordingMetrics {
+  readonly counts = new Map<string, number>();
+
+  addMetric(name: string, _unit: unknown, value: number): this {
+    this.counts.set(name, (this.counts.get(name) ?? 0) + value);
+    return this;
+  }
+
+  get(name: string): number {
+    return this.counts.get(name) ?? 0;
+  }
+}
+
+/** A logger that keeps its lines, serialised the way they would be printed. */
+export class RecordingLogger {
+  readonly lines: Array<{ level: string; message: string; attributes: unknown }> = [];
+
+  debug(message: string, attributes?: Record<string, unknown>): void {
+    this.record('debug', message, attributes);
+  }
+  info(message: string, attributes?: Record<string, unknown>): void {
+    this.record('info', message, attributes);
+  }
+  warn(message: string, attributes?: Record<string, unknown>): void {
+    this.record('warn', message, attributes);
+  }
+  error(message: string, attributes?: Record<string, unknown>): void {
+    this.record('error', message, attributes);
+  }
+
+  messages(level?: string): string[] {
+    return this.lines.filter((line) => !level || line.level === level).map((line) => line.message);
+  }
+
+  private record(level: string, message: string, attributes: unknown): void {
+    this.lines.push({ level, message, attributes });
+  }
+}
