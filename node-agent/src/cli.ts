@@ -111,5 +111,5 @@ async function restartLocalServer(config: AgentConfig, run: RunCommand, log: Log
   if (config.localServerService === null) return;
   const result = await run('systemctl', ['try-restart', config.localServerService], { timeoutMs: 300_000 });
   if (result.code === 0) log.info('restarted the local Puppet Server if it was running, so it serves the new certificate', { service: config.localServerService });
-  else log.warn('could not restart the local Puppet Server', { service: config.localServerService, code: result.code, stderr: result.stderr.trim() });
+  else log.warn('did not restart the local Puppet Server (expected on first enrollment, before the Puppet run installs it)', { service: config.localServerService, code: result.code, stderr: result.stderr.trim() });
 }

@@ -36,14 +36,13 @@ export async function startImdsDouble(identity: ImdsIdentity): Promise<ImdsDoubl
   ]);
   if (identity.targetLifecycleState !== undefined) metadata.set('autoscaling/target-lifecycle-state', identity.targetLifecycleState);
   const requests: string[] = [];
-  // Read through `double` on every request, so tests may replace the whole switch object.
-  let double: ImdsDouble | undefined;
 
   const handle = (request: IncomingMessage, response: ServerResponse) => {
     // The SDK joins its endpoint's "/" to the path, so real requests may start with "//".
     const path = (request.url ?? '/').replace(/^\/+/, '/');
     requests.push(`${request.method} ${path}`);
-    const behaviour = double?.behaviour ?? { token: 'ok', metadata: 'ok' };
+    // Read on every request, so tests may replace the whole switch object.
+    const { behaviour } = double;
     if (path === '/latest/api/token') {
       if (request.method !== 'PUT') return answer(response, 405, '');
       if (behaviour.token === 'hang') return;
@@ -65,7 +64,7 @@ export async function startImdsDouble(identity: ImdsIdentity): Promise<ImdsDoubl
   const server = createServer(handle);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  double = {
+  const double: ImdsDouble = {
     url: `http://127.0.0.1:${port}`,
     metadata,
     behaviour: { token: 'ok', metadata: 'ok' },
