@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { certificateFacts, crlSerials, readCsr } from '../../lib/puppet';
+import { csrProblems } from '../../lambdas/controller/csr-policy';
+import { parseMessage } from '../../lambdas/controller/messages';
 import { runCli } from '../../node-agent/src/cli';
 import { labClients, type LabClients } from '../support/clients';
 import { startImdsDouble, type ImdsDouble } from '../support/imds-double';
@@ -12,12 +14,13 @@ import { loadLab, uniqueCertname, type LabDescription } from '../support/lab';
 /**
  * The node agent, wired exactly as on an instance (runCli), against the real Puppet Server CA of
  * the lab and a real `puppet` agent with its own confdir, ssldir and vardir. IMDS is the double;
- * SQS is a fake client whose "controller" checks the CSR the way the design's rule 2 says and signs
- * it with the lab's lifecycle certificate. The lab's Puppet Server stands in for the compile
+ * SQS is a fake client handing each message to the controller's own parser and CSR policy; the
+ * lab CA then signs with the lifecycle certificate. The lab's Puppet Server stands in for the compile
  * master's own server in the health check.
  */
 const NLB = 'compile-masters-nlb.lab.test';
 const INSTANCE_ID = `i-0${Date.now().toString(16).slice(-8)}abcdef0`;
+const QUEUE_URL = 'https://sqs.eu-west-1.amazonaws.com/123456789012/compile-masters-lifecycle';
 
 describe('node agent against the Puppet lab', () => {
   let lab: LabDescription;
@@ -32,17 +35,14 @@ describe('node agent against the Puppet lab', () => {
   const refusals: string[] = [];
   const signing: Promise<void>[] = [];
 
-  /** The controller's part, cut down: validate the CSR against the instance, then sign. */
+  /** The controller's own message parser and CSR policy (DESIGN rule 2), then the lab CA signs. */
   async function controllerSigns(): Promise<void> {
     const csr = await readCsr((await clients.ca.getCsr(certname)) ?? '');
-    const problems = [
-      csr.commonName === certname ? undefined : `CN ${csr.commonName}`,
-      csr.puppetExtensions.pp_instance_id === INSTANCE_ID ? undefined : `pp_instance_id ${csr.puppetExtensions.pp_instance_id}`,
-      csr.puppetExtensions.pp_region === 'eu-west-1' ? undefined : `pp_region ${csr.puppetExtensions.pp_region}`,
-      csr.puppetExtensions.pp_role === 'compile_master' ? undefined : `pp_role ${csr.puppetExtensions.pp_role}`,
-      csr.dnsAltNames.every((name) => [certname, NLB].includes(name)) && csr.dnsAltNames.includes(NLB) ? undefined : `alt names ${csr.dnsAltNames.join(',')}`,
-      csr.otherAltNames.length === 0 ? undefined : `other alt names ${csr.otherAltNames.join(',')}`,
-    ].filter((problem) => problem !== undefined);
+    const problems = csrProblems(
+      csr,
+      { certname, instanceId: INSTANCE_ID },
+      { region: 'eu-west-1', nlbDnsName: NLB, extraAltNames: [], expectedExtensions: { pp_role: 'compile_master' } },
+    );
     if (problems.length > 0) {
       refusals.push(problems.join('; '));
       return;
@@ -52,11 +52,13 @@ describe('node agent against the Puppet lab', () => {
 
   const sqs = {
     async send(command: SendMessageCommand) {
-      const body = JSON.parse(command.input.MessageBody ?? '{}') as { event: string; instanceId: string; source: string; version: number };
-      expect(body).toEqual({ source: 'compile-masters.node-agent', version: 1, instanceId: INSTANCE_ID, event: body.event });
-      events.push(body.event);
+      expect(command.input.QueueUrl).toBe(QUEUE_URL);
+      const parsed = parseMessage(command.input.MessageBody ?? '', { groupName: 'compile-masters', launchHookName: 'launch', terminateHookName: 'terminate' });
+      if (parsed.outcome !== 'trigger' || parsed.trigger.kind !== 'node-agent') throw new Error(`the controller would not act on ${command.input.MessageBody}`);
+      expect(parsed.trigger.instanceId).toBe(INSTANCE_ID);
+      events.push(parsed.trigger.event);
       // Like SQS: the send returns at once, the controller acts a little later.
-      if (body.event === 'csr-submitted') signing.push(new Promise((resolve) => setTimeout(resolve, 500)).then(controllerSigns));
+      if (parsed.trigger.event === 'csr-submitted') signing.push(new Promise((resolve) => setTimeout(resolve, 500)).then(controllerSigns));
       return { MessageId: String(events.length) };
     },
   };
@@ -91,7 +93,7 @@ describe('node agent against the Puppet lab', () => {
         primaryServer: 'localhost',
         caPort: 8140,
         caCertPath: lab.caCertPath,
-        queueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/compile-masters-lifecycle',
+        queueUrl: QUEUE_URL,
         region: 'eu-west-1',
         extensions: { pp_role: 'compile_master' },
         dnsAltNames: [NLB],
