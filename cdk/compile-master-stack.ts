@@ -1,0 +1,139 @@
+import { Annotations, Aws, CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import type { Construct } from 'constructs';
+import type { CompileMasterConfig } from './config';
+import { CompileMasterGroup } from './constructs/compile-master-group';
+import { ControllerSecrets } from './constructs/controller-secrets';
+import { CONTROLLER_TIMEOUT, LifecycleController } from './constructs/lifecycle-controller';
+import { LifecycleQueue } from './constructs/lifecycle-queue';
+import { CompileMasterLoadBalancer, PUPPET_SERVER_PORT } from './constructs/load-balancer';
+import { Monitoring } from './constructs/monitoring';
+import { Network } from './constructs/network';
+import { SharedStorage } from './constructs/shared-storage';
+
+export const LAUNCH_HOOK_NAME = 'compile-master-launching';
+export const TERMINATE_HOOK_NAME = 'compile-master-terminating';
+
+export interface CompileMasterStackProps extends StackProps {
+  readonly config: CompileMasterConfig;
+}
+
+/** The whole AWS side of the elastic compile tier. */
+export class CompileMasterStack extends Stack {
+  constructor(scope: Construct, id: string, props: CompileMasterStackProps) {
+    super(scope, id, props);
+    const { config } = props;
+    // Stack names are unique per account and region, so this is too.
+    const groupName = `${this.stackName}-compile-masters`;
+    const serviceName = `${this.stackName}-lifecycle-controller`;
+
+    if (config.exampleKeysInUse.length > 0) {
+      Annotations.of(this).addWarningV2(
+        'compile-masters:example-config',
+        `Example configuration in use (${config.exampleKeysInUse.join(', ')} not set): fine for a synth, ` +
+          'not for a deploy. Without primaryCaCertificateFile the node agent refuses to enroll.',
+      );
+    }
+
+    const network = new Network(this, 'Network', {
+      vpcId: config.vpcId,
+      privateSubnetIds: config.privateSubnetIds,
+      loadBalancerSubnetIds: config.nlbSubnetIds,
+      vpcCidr: config.vpcCidr,
+      internetFacingLoadBalancer: config.nlbScheme === 'internet-facing',
+    });
+
+    const loadBalancer = new CompileMasterLoadBalancer(this, 'LoadBalancer', {
+      vpc: network.vpc,
+      subnets: network.loadBalancerSubnets,
+      internetFacing: config.nlbScheme === 'internet-facing',
+      agentCidrs: config.agentCidrs,
+      deregistrationDelay: Duration.seconds(config.deregistrationDelaySeconds),
+    });
+    const nlbDnsName = loadBalancer.loadBalancer.loadBalancerDnsName;
+
+    const lifecycleQueue = new LifecycleQueue(this, 'LifecycleQueue', {
+      groupName,
+      reconcileInterval: Duration.minutes(config.reconcileIntervalMinutes),
+      visibilityTimeout: Duration.seconds(CONTROLLER_TIMEOUT.toSeconds() * 6),
+    });
+
+    const storage = new SharedStorage(this, 'SharedStorage', {
+      vpc: network.vpc,
+      subnets: network.privateSubnets,
+      caCertificate: config.primaryCaCertificate,
+      agentConfig: {
+        primaryServer: config.primaryHostname,
+        caPort: config.caPort,
+        caCertPath: '/etc/compile-master-agent/ca.pem',
+        queueUrl: lifecycleQueue.queue.queueUrl,
+        region: Aws.REGION,
+        extensions: { [config.roleExtension.name]: config.roleExtension.value },
+        dnsAltNames: [nlbDnsName, ...config.dnsAltNames],
+        puppetBin: '/opt/puppetlabs/bin/puppet',
+        confdir: '/etc/puppetlabs/puppet',
+        ssldir: '/etc/puppetlabs/puppet/ssl',
+        localServerPort: PUPPET_SERVER_PORT,
+      },
+    });
+
+    const secrets = new ControllerSecrets(this, 'Secrets', {
+      clientCertSecretArn: config.clientCertSecretArn,
+      rbacTokenSecretArn: config.rbacTokenSecretArn,
+    });
+
+    const targetGroups = {
+      PuppetServer: loadBalancer.puppetServerTargets,
+      PcpBroker: loadBalancer.pcpBrokerTargets,
+    };
+    const controller = new LifecycleController(this, 'LifecycleController', {
+      vpc: network.vpc,
+      subnets: network.privateSubnets,
+      queue: lifecycleQueue.queue,
+      secrets,
+      groupName,
+      launchHookName: LAUNCH_HOOK_NAME,
+      terminateHookName: TERMINATE_HOOK_NAME,
+      targetGroups: Object.values(targetGroups),
+      loadBalancerDnsName: nlbDnsName,
+      puppet: config,
+      serviceName,
+      metricsNamespace: config.metricsNamespace,
+      logLevel: config.logLevel,
+    });
+
+    const group = new CompileMasterGroup(this, 'CompileMasters', {
+      vpc: network.vpc,
+      subnets: network.privateSubnets,
+      groupName,
+      launchHookName: LAUNCH_HOOK_NAME,
+      terminateHookName: TERMINATE_HOOK_NAME,
+      settings: config,
+      loadBalancer,
+      storage,
+      queue: lifecycleQueue.queue,
+      controller: controller.function,
+      launchPrerequisites: [storage.content, controller.function, lifecycleQueue],
+    });
+
+    new Monitoring(this, 'Monitoring', {
+      controller: controller.function,
+      queue: lifecycleQueue.queue,
+      deadLetterQueue: lifecycleQueue.deadLetterQueue,
+      metricsNamespace: config.metricsNamespace,
+      serviceName,
+      targetGroups,
+      groupName,
+      alarmTopicArn: config.alarmTopicArn,
+    });
+
+    const output = (id: string, value: string, description: string) =>
+      new CfnOutput(this, id, { value, description });
+    output('LoadBalancerDnsName', nlbDnsName, 'The dns_alt_names every compile master carries; point agents\' server setting here');
+    output('LifecycleQueueUrl', lifecycleQueue.queue.queueUrl, 'Lifecycle controller queue');
+    output('ClientCertSecretArn', secrets.clientCert.secretArn, 'Put {"cert","key","ca"} (PEM) of the lifecycle client certificate here');
+    output('RbacTokenSecretArn', secrets.rbacToken.secretArn, 'Put the PE RBAC token for orchestrator runs here');
+    output('FileSystemId', storage.fileSystem.fileSystemId, 'EFS with the node agent and bootstrap files');
+    output('RegistryTableName', controller.registry.tableName, 'Compile-master registry (DynamoDB)');
+    output('AutoScalingGroupName', group.autoScalingGroup.autoScalingGroupName, 'The compile-master group');
+  }
+}

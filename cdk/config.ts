@@ -1,0 +1,297 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import * as z from 'zod';
+import { certnameProblem } from '../lib/certname';
+import { ConfigError } from '../lib/errors';
+import { isPuppetExtensionName } from '../lib/puppet/extensions';
+
+/**
+ * Every CDK context key the stack reads, parsed once at synth. The embedded defaults describe an
+ * example site (`puppet.example.internal`), so `cdk synth` works offline from a fresh clone; a
+ * real deploy overrides at least the keys in EXAMPLE_ONLY_KEYS.
+ */
+export const CONTEXT_DEFAULTS = {
+  primaryHostname: 'puppet.example.internal',
+  primaryCidr: '192.0.2.10/32',
+  caPort: 8140,
+  puppetdbPort: 8081,
+  orchestratorPort: 8143,
+  orchestratorEnvironment: 'production',
+  lifecycleClientCertname: 'compile-master-lifecycle.example.internal',
+  protectedCertnames: [] as string[],
+  dnsAltNames: [] as string[],
+  roleExtension: { name: 'pp_role', value: 'compile_master' },
+  instanceType: 'm6i.xlarge',
+  rootVolumeGiB: 50,
+  rootDeviceName: '/dev/xvda',
+  minSize: 1,
+  maxSize: 4,
+  cpuTargetPercent: 70,
+  vpcCidr: '10.0.0.0/16',
+  nlbScheme: 'internal' as 'internal' | 'internet-facing',
+  agentCidrs: ['10.0.0.0/8'],
+  deregistrationDelaySeconds: 60,
+  heartbeatTimeoutSeconds: 1800,
+  healthCheckGracePeriodSeconds: 120,
+  reconcileIntervalMinutes: 5,
+  metricsNamespace: 'CompileMasters',
+  logLevel: 'INFO' as 'DEBUG' | 'INFO' | 'WARN' | 'ERROR',
+} as const;
+
+/** Keys whose embedded value only makes sense for the example site. */
+export const EXAMPLE_ONLY_KEYS = ['primaryHostname', 'primaryCidr', 'primaryCaCertificateFile'] as const;
+
+/** Shown in error messages: one valid value per key, in `-c key=value` form. */
+export const CONTEXT_EXAMPLES: Record<string, string> = {
+  primaryHostname: 'puppet.corp.example.com',
+  primaryCertname: 'puppet.corp.example.com',
+  primaryCidr: '10.20.0.15/32',
+  primaryCaCertificateFile: './puppet-ca.pem',
+  caPort: '8140',
+  puppetdbHostname: 'puppetdb.corp.example.com',
+  puppetdbPort: '8081',
+  orchestratorHostname: 'puppet.corp.example.com',
+  orchestratorPort: '8143',
+  orchestratorEnvironment: 'production',
+  lifecycleClientCertname: 'compile-master-lifecycle.corp.example.com',
+  protectedCertnames: '["puppet-replica.corp.example.com"]',
+  dnsAltNames: '["puppet.corp.example.com","puppet"]',
+  roleExtension: '{"name":"pp_role","value":"compile_master"}',
+  instanceType: 'm6i.xlarge',
+  amiId: 'ami-0123456789abcdef0',
+  amiSsmParameter: '/my-org/golden-ami/compile-master',
+  rootVolumeGiB: '50',
+  rootDeviceName: '/dev/xvda',
+  minSize: '1',
+  maxSize: '4',
+  desiredCapacity: '2',
+  cpuTargetPercent: '70',
+  vpcId: 'vpc-0123456789abcdef0',
+  vpcCidr: '10.0.0.0/16',
+  privateSubnetIds: '["subnet-0123456789abcdef0","subnet-0fedcba9876543210"]',
+  nlbSubnetIds: '["subnet-0aaaabbbbccccdddd","subnet-0eeeeffff00001111"]',
+  nlbScheme: 'internal',
+  agentCidrs: '["10.0.0.0/8"]',
+  deregistrationDelaySeconds: '60',
+  heartbeatTimeoutSeconds: '1800',
+  healthCheckGracePeriodSeconds: '120',
+  clientCertSecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:compile-masters/client-cert-AbCdEf',
+  rbacTokenSecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:compile-masters/rbac-token-AbCdEf',
+  reconcileIntervalMinutes: '5',
+  metricsNamespace: 'CompileMasters',
+  logLevel: 'INFO',
+  alarmTopicArn: 'arn:aws:sns:eu-west-1:123456789012:ops-alarms',
+};
+
+// `-c key=value` on the command line always yields a string, cdk.json yields JSON types:
+// accept both so the same key works in either place.
+const fromString = (parse: (text: string) => unknown) => (value: unknown, ctx: z.RefinementCtx) => {
+  if (typeof value !== 'string') return value;
+  try {
+    return parse(value.trim());
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: `is not valid JSON (${(error as Error).message})` });
+    return z.NEVER;
+  }
+};
+
+const integer = (min: number, max: number) =>
+  z.preprocess(
+    fromString((text) => (text === '' ? text : Number(text))),
+    z.number().int().min(min).max(max),
+  );
+
+const list = <T extends z.ZodType>(item: T, minLength = 0) =>
+  z.preprocess(
+    fromString((text) => (text.startsWith('[') ? JSON.parse(text) : text.split(',').map((s) => s.trim()).filter(Boolean))),
+    z.array(item).min(minLength),
+  );
+
+const record = <T extends z.ZodType>(shape: T) =>
+  z.preprocess(fromString((text) => JSON.parse(text)), shape);
+
+const certname = z.string().superRefine((value, ctx) => {
+  const problem = certnameProblem(value);
+  if (problem) ctx.addIssue({ code: 'custom', message: `"${value}" ${problem}` });
+});
+
+/** Extensions the node agent and the controller handle themselves, or that must never be asked for. */
+const RESERVED_EXTENSIONS = new Set(['pp_instance_id', 'pp_region', 'pp_cli_auth']);
+
+const IPV4_CIDR = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}\/([0-9]|[12]\d|3[0-2])$/;
+const cidr = z.string().regex(IPV4_CIDR, 'must be an IPv4 CIDR such as 10.20.0.15/32');
+const agentCidr = cidr.refine((value) => !value.endsWith('/0'), {
+  message: 'would admit every address to Puppet Server; list the networks your agents live in',
+});
+const port = integer(1, 65535);
+const secretArn = z
+  .string()
+  .regex(
+    /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$/,
+    'must be the complete secret ARN, including the 6-character suffix Secrets Manager appends',
+  );
+const subnetId = z.string().regex(/^subnet-[0-9a-f]{8,17}$/, 'must be a subnet id such as subnet-0123456789abcdef0');
+
+const ContextSchema = z
+  .object({
+    primaryHostname: certname.default(CONTEXT_DEFAULTS.primaryHostname),
+    primaryCertname: certname.optional(),
+    primaryCidr: cidr.default(CONTEXT_DEFAULTS.primaryCidr),
+    primaryCaCertificateFile: z.string().min(1).optional(),
+    caPort: port.default(CONTEXT_DEFAULTS.caPort),
+    puppetdbHostname: certname.optional(),
+    puppetdbPort: port.default(CONTEXT_DEFAULTS.puppetdbPort),
+    orchestratorHostname: certname.optional(),
+    orchestratorPort: port.default(CONTEXT_DEFAULTS.orchestratorPort),
+    orchestratorEnvironment: z
+      .string()
+      .regex(/^[a-z0-9_]+$/, 'must be a Puppet environment name (a-z, 0-9, _)')
+      .default(CONTEXT_DEFAULTS.orchestratorEnvironment),
+    lifecycleClientCertname: certname.default(CONTEXT_DEFAULTS.lifecycleClientCertname),
+    protectedCertnames: list(certname).default([...CONTEXT_DEFAULTS.protectedCertnames]),
+    dnsAltNames: list(certname).default([...CONTEXT_DEFAULTS.dnsAltNames]),
+    roleExtension: record(
+      z.object({
+        name: z
+          .string()
+          .refine(isPuppetExtensionName, 'must be a Puppet extension short name such as pp_role')
+          .refine((name) => !RESERVED_EXTENSIONS.has(name), {
+            message: 'is set by the node agent (pp_instance_id, pp_region) or never granted (pp_cli_auth); choose another',
+          }),
+        value: z.string().min(1).max(255),
+      }),
+    ).default({ ...CONTEXT_DEFAULTS.roleExtension }),
+    instanceType: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type such as m6i.xlarge')
+      .default(CONTEXT_DEFAULTS.instanceType),
+    amiId: z.string().regex(/^ami-[0-9a-f]{8,17}$/, 'must be an AMI id such as ami-0123456789abcdef0').optional(),
+    amiSsmParameter: z.string().regex(/^\/[A-Za-z0-9_./-]+$/, 'must be an SSM parameter name starting with /').optional(),
+    rootVolumeGiB: integer(8, 16384).default(CONTEXT_DEFAULTS.rootVolumeGiB),
+    rootDeviceName: z
+      .string()
+      .regex(/^\/dev\/[a-z0-9]+$/, 'must be a device name such as /dev/xvda')
+      .default(CONTEXT_DEFAULTS.rootDeviceName),
+    minSize: integer(0, 100).default(CONTEXT_DEFAULTS.minSize),
+    maxSize: integer(1, 100).default(CONTEXT_DEFAULTS.maxSize),
+    desiredCapacity: integer(0, 100).optional(),
+    cpuTargetPercent: integer(10, 95).default(CONTEXT_DEFAULTS.cpuTargetPercent),
+    vpcId: z.string().regex(/^vpc-[0-9a-f]{8,17}$/, 'must be a VPC id such as vpc-0123456789abcdef0').optional(),
+    vpcCidr: cidr.default(CONTEXT_DEFAULTS.vpcCidr),
+    privateSubnetIds: list(subnetId).optional(),
+    nlbSubnetIds: list(subnetId).optional(),
+    nlbScheme: z.enum(['internal', 'internet-facing']).default(CONTEXT_DEFAULTS.nlbScheme),
+    agentCidrs: list(agentCidr, 1).default([...CONTEXT_DEFAULTS.agentCidrs]),
+    deregistrationDelaySeconds: integer(0, 3600).default(CONTEXT_DEFAULTS.deregistrationDelaySeconds),
+    heartbeatTimeoutSeconds: integer(30, 7200).default(CONTEXT_DEFAULTS.heartbeatTimeoutSeconds),
+    healthCheckGracePeriodSeconds: integer(0, 7200).default(CONTEXT_DEFAULTS.healthCheckGracePeriodSeconds),
+    clientCertSecretArn: secretArn.optional(),
+    rbacTokenSecretArn: secretArn.optional(),
+    reconcileIntervalMinutes: integer(1, 60).default(CONTEXT_DEFAULTS.reconcileIntervalMinutes),
+    metricsNamespace: z
+      .string()
+      .regex(/^[A-Za-z0-9._/#:-]{1,255}$/, 'must be a CloudWatch namespace such as CompileMasters')
+      .default(CONTEXT_DEFAULTS.metricsNamespace),
+    logLevel: z.enum(['DEBUG', 'INFO', 'WARN', 'ERROR']).default(CONTEXT_DEFAULTS.logLevel),
+    alarmTopicArn: z.string().regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+$/, 'must be an SNS topic ARN').optional(),
+  })
+  .superRefine((c, ctx) => {
+    const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: [key], message });
+    if (c.minSize > c.maxSize) issue('maxSize', `must be at least minSize (${c.minSize})`);
+    if (c.desiredCapacity !== undefined && (c.desiredCapacity < c.minSize || c.desiredCapacity > c.maxSize)) {
+      issue('desiredCapacity', `must lie between minSize (${c.minSize}) and maxSize (${c.maxSize})`);
+    }
+    if (c.amiId && c.amiSsmParameter) issue('amiSsmParameter', 'set either amiId or amiSsmParameter, not both');
+    if (c.vpcId && !c.privateSubnetIds?.length) issue('privateSubnetIds', 'is required when vpcId is set');
+    if (!c.vpcId && c.privateSubnetIds) issue('vpcId', 'is required when privateSubnetIds is set');
+    if (!c.vpcId && c.nlbSubnetIds) issue('vpcId', 'is required when nlbSubnetIds is set');
+    if (c.vpcId && c.nlbScheme === 'internet-facing' && !c.nlbSubnetIds?.length) {
+      issue('nlbSubnetIds', 'is required (public subnets) when nlbScheme is internet-facing in an existing VPC');
+    }
+  });
+
+type ParsedContext = z.output<typeof ContextSchema>;
+
+export interface CompileMasterConfig
+  extends Omit<ParsedContext, 'primaryCertname' | 'puppetdbHostname' | 'orchestratorHostname' | 'primaryCaCertificateFile'> {
+  readonly primaryCertname: string;
+  readonly puppetdbHostname: string;
+  readonly orchestratorHostname: string;
+  /** PEM text of the primary's CA certificate(s); public, read from primaryCaCertificateFile. */
+  readonly primaryCaCertificate: string | undefined;
+  /** The certnames the controller must never sign or purge, whatever the registry says. */
+  readonly allProtectedCertnames: string[];
+  /** Keys still at their example-site value: synth warns, the node agent will not enroll. */
+  readonly exampleKeysInUse: string[];
+}
+
+export const CONTEXT_KEYS = Object.keys(ContextSchema.shape) as (keyof ParsedContext)[];
+
+/**
+ * Reads and validates every context key. `baseDir` resolves a relative primaryCaCertificateFile
+ * (the directory `cdk` runs in).
+ */
+export function loadConfig(getContext: (key: string) => unknown, baseDir = process.cwd()): CompileMasterConfig {
+  const raw = Object.fromEntries(CONTEXT_KEYS.map((key) => [key, getContext(key)]));
+  const result = ContextSchema.safeParse(raw);
+  if (!result.success) throw new ConfigError(describeIssues(result.error.issues, raw), { hint: HINT });
+  const parsed = result.data;
+
+  const primaryCertname = parsed.primaryCertname ?? parsed.primaryHostname;
+  const puppetdbHostname = parsed.puppetdbHostname ?? parsed.primaryHostname;
+  const orchestratorHostname = parsed.orchestratorHostname ?? parsed.primaryHostname;
+  const primaryCaCertificate = parsed.primaryCaCertificateFile
+    ? readCaCertificate(parsed.primaryCaCertificateFile, baseDir)
+    : undefined;
+
+  return {
+    ...parsed,
+    primaryCertname,
+    puppetdbHostname,
+    orchestratorHostname,
+    primaryCaCertificate,
+    allProtectedCertnames: [
+      ...new Set([
+        primaryCertname,
+        parsed.primaryHostname,
+        puppetdbHostname,
+        orchestratorHostname,
+        parsed.lifecycleClientCertname,
+        ...parsed.protectedCertnames,
+      ]),
+    ],
+    exampleKeysInUse: EXAMPLE_ONLY_KEYS.filter((key) =>
+      key === 'primaryCaCertificateFile' ? primaryCaCertificate === undefined : raw[key] === undefined,
+    ),
+  };
+}
+
+const HINT = 'set the key in cdk.json "context" or pass -c key=value; the README lists every key and its default';
+
+function describeIssues(issues: z.ZodError['issues'], raw: Record<string, unknown>): string {
+  const lines = issues.map((issue) => {
+    const key = String(issue.path[0] ?? '(context)');
+    const given = raw[key] === undefined ? 'not set' : `got ${JSON.stringify(raw[key])}`;
+    const example = CONTEXT_EXAMPLES[key];
+    return `  - ${issue.path.join('.')}: ${issue.message} (${given})${example ? `. Example: -c ${key}=${example}` : ''}`;
+  });
+  return `Invalid CDK context:\n${lines.join('\n')}`;
+}
+
+function readCaCertificate(file: string, baseDir: string): string {
+  const path = isAbsolute(file) ? file : resolve(baseDir, file);
+  const example = `Example: -c primaryCaCertificateFile=${CONTEXT_EXAMPLES.primaryCaCertificateFile}`;
+  if (!existsSync(path)) {
+    throw new ConfigError(`Invalid CDK context:\n  - primaryCaCertificateFile: ${path} does not exist. ${example}`, {
+      hint: 'copy the CA certificate from the primary (puppet config print localcacert --section server)',
+    });
+  }
+  const pem = readFileSync(path, 'utf8');
+  if (!/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.test(pem) || /PRIVATE KEY-----/.test(pem)) {
+    throw new ConfigError(
+      `Invalid CDK context:\n  - primaryCaCertificateFile: ${path} must hold PEM certificate(s) and no private key. ${example}`,
+      { hint: 'use the public CA certificate (ca.pem), never ca_key.pem' },
+    );
+  }
+  return pem;
+}

@@ -1,0 +1,226 @@
+import { Duration, Validations } from 'aws-cdk-lib';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct, type IDependable } from 'constructs';
+import type { CompileMasterConfig } from '../config';
+import { type CompileMasterLoadBalancer, PCP_BROKER_PORT, PUPPET_SERVER_PORT } from './load-balancer';
+import type { SharedStorage } from './shared-storage';
+
+/** Where the instances mount the EFS access point (bootstrap.sh lives at its root). */
+export const INSTANCE_MOUNT_PATH = '/mnt/compile-masters';
+
+/**
+ * What a compile master opens towards the primary, after PE's firewall table for compilers:
+ * Puppet Server/CA, PuppetDB, PCP broker, orchestrator, node classifier (catalog compilation
+ * asks it), PE-PostgreSQL (the compiler's PuppetDB writes there).
+ */
+const PRIMARY_PORTS = [
+  [8140, 'Puppet Server and CA'],
+  [8081, 'PuppetDB'],
+  [8142, 'PCP broker'],
+  [8143, 'orchestrator'],
+  [4433, 'node classifier'],
+  [5432, 'PE-PostgreSQL'],
+] as const;
+
+export type GroupSettings = Pick<
+  CompileMasterConfig,
+  | 'instanceType'
+  | 'amiId'
+  | 'amiSsmParameter'
+  | 'rootVolumeGiB'
+  | 'rootDeviceName'
+  | 'minSize'
+  | 'maxSize'
+  | 'desiredCapacity'
+  | 'cpuTargetPercent'
+  | 'heartbeatTimeoutSeconds'
+  | 'healthCheckGracePeriodSeconds'
+  | 'primaryCidr'
+>;
+
+export interface CompileMasterGroupProps {
+  readonly vpc: ec2.IVpc;
+  readonly subnets: ec2.SubnetSelection;
+  readonly groupName: string;
+  readonly launchHookName: string;
+  readonly terminateHookName: string;
+  readonly settings: GroupSettings;
+  readonly loadBalancer: CompileMasterLoadBalancer;
+  readonly storage: SharedStorage;
+  /** The controller's queue: the node agent's only AWS permission is to send to it. */
+  readonly queue: sqs.IQueue;
+  /** Checks a new node's Puppet Server before its launch action continues. */
+  readonly controller: ec2.IConnectable;
+  /**
+   * Must exist before the first instance boots: the EFS content it bootstraps from, and the
+   * controller that completes its launch action.
+   */
+  readonly launchPrerequisites: IDependable[];
+}
+
+/** The compile masters: an Auto Scaling group whose lifecycle the controller drives. */
+export class CompileMasterGroup extends Construct {
+  readonly autoScalingGroup: autoscaling.AutoScalingGroup;
+  readonly securityGroup: ec2.SecurityGroup;
+  readonly role: iam.Role;
+
+  constructor(scope: Construct, id: string, props: CompileMasterGroupProps) {
+    super(scope, id);
+    const { settings } = props;
+
+    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc: props.vpc,
+      description: 'Compile masters: agents through the NLB, the primary, EFS and HTTPS out',
+      allowAllOutbound: false,
+    });
+    for (const port of [PUPPET_SERVER_PORT, PCP_BROKER_PORT]) {
+      // Client IPs are preserved, so this admits the agents by the NLB's group, not by address.
+      props.loadBalancer.loadBalancer.connections.allowTo(this.securityGroup, ec2.Port.tcp(port), `NLB to ${port}`);
+    }
+    props.controller.connections.allowTo(
+      this.securityGroup,
+      ec2.Port.tcp(PUPPET_SERVER_PORT),
+      'Controller checks a new node\'s Puppet Server',
+    );
+    for (const [port, what] of PRIMARY_PORTS) {
+      this.securityGroup.addEgressRule(ec2.Peer.ipv4(settings.primaryCidr), ec2.Port.tcp(port), `${what} on the primary`);
+    }
+    // Packages (OS, puppet-agent from the primary's or Puppet's repositories) and SQS.
+    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS: packages and AWS APIs');
+
+    this.role = new iam.Role(this, 'InstanceRole', {
+      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+      description: 'Compile masters: mount the EFS access point read-only and notify the controller; nothing else',
+    });
+    props.storage.grantReadOnlyMount(this.role, this.securityGroup);
+    this.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [props.queue.queueArn] }),
+    );
+
+    const launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
+      instanceType: new ec2.InstanceType(settings.instanceType),
+      machineImage: machineImage(settings),
+      userData: userData(props.storage),
+      role: this.role,
+      securityGroup: this.securityGroup,
+      requireImdsv2: true,
+      // Only processes on the host itself (efs-utils, the node agent) read instance metadata;
+      // one hop keeps containers or forwarded traffic from reaching the role's credentials.
+      httpPutResponseHopLimit: 1,
+      instanceMetadataTags: false,
+      // One-minute CPU metrics let the target-tracking policy react within minutes.
+      detailedMonitoring: true,
+      blockDevices: [
+        {
+          deviceName: settings.rootDeviceName,
+          volume: ec2.BlockDeviceVolume.ebs(settings.rootVolumeGiB, {
+            encrypted: true,
+            volumeType: ec2.EbsDeviceVolumeType.GP3,
+            deleteOnTermination: true,
+          }),
+        },
+      ],
+    });
+
+    this.autoScalingGroup = new autoscaling.AutoScalingGroup(this, 'Resource', {
+      vpc: props.vpc,
+      vpcSubnets: props.subnets,
+      launchTemplate,
+      // Known at synth so the controller's IAM, environment and EventBridge rule can name it
+      // without referencing the group, which lets the group depend on the controller instead.
+      autoScalingGroupName: props.groupName,
+      minCapacity: settings.minSize,
+      maxCapacity: settings.maxSize,
+      // Unset unless configured: a fixed value would reset the size on every deploy.
+      desiredCapacity: settings.desiredCapacity,
+      healthChecks: autoscaling.HealthChecks.withAdditionalChecks({
+        additionalTypes: [autoscaling.AdditionalHealthCheckType.ELB],
+        gracePeriod: Duration.seconds(settings.healthCheckGracePeriodSeconds),
+      }),
+      // Puppet Server's JIT warm-up burns CPU that says nothing about load.
+      defaultInstanceWarmup: Duration.minutes(5),
+      groupMetrics: [autoscaling.GroupMetrics.all()],
+    });
+    this.autoScalingGroup.attachToNetworkTargetGroup(props.loadBalancer.puppetServerTargets);
+    this.autoScalingGroup.attachToNetworkTargetGroup(props.loadBalancer.pcpBrokerTargets);
+    this.autoScalingGroup.scaleOnCpuUtilization('CpuTarget', {
+      targetUtilizationPercent: settings.cpuTargetPercent,
+    });
+
+    // Declared in the group itself: hooks added as separate resources are created after the
+    // group, so the instances launched with it would never wait for the controller (aws-cdk
+    // issue 16356). DefaultResult is explicit because CDK's documented default (CONTINUE) is
+    // not what the service applies (ABANDON).
+    const heartbeatTimeout = settings.heartbeatTimeoutSeconds;
+    (this.autoScalingGroup.node.defaultChild as autoscaling.CfnAutoScalingGroup).lifecycleHookSpecificationList = [
+      {
+        lifecycleHookName: props.launchHookName,
+        lifecycleTransition: autoscaling.LifecycleTransition.INSTANCE_LAUNCHING,
+        // An instance the controller never vouched for (not signed, not classified) must not
+        // enter service.
+        defaultResult: autoscaling.DefaultResult.ABANDON,
+        heartbeatTimeout,
+      },
+      {
+        lifecycleHookName: props.terminateHookName,
+        lifecycleTransition: autoscaling.LifecycleTransition.INSTANCE_TERMINATING,
+        // Termination proceeds either way; the scheduled reconcile purges what was missed.
+        defaultResult: autoscaling.DefaultResult.CONTINUE,
+        heartbeatTimeout,
+      },
+    ];
+    this.autoScalingGroup.node.addDependency(...props.launchPrerequisites);
+
+    Validations.of(this.autoScalingGroup).acknowledge({
+      id: 'AwsSolutions-AS3',
+      reason:
+        'Launch and terminate are reported through lifecycle hooks to EventBridge and the controller, whose failures raise CloudWatch alarms.',
+    });
+  }
+}
+
+function machineImage(settings: GroupSettings): ec2.IMachineImage {
+  const { amiId, amiSsmParameter } = settings;
+  if (amiId) {
+    return {
+      getImage: () => ({ imageId: amiId, osType: ec2.OperatingSystemType.LINUX, userData: ec2.UserData.forLinux() }),
+    };
+  }
+  if (amiSsmParameter) return ec2.MachineImage.fromSsmParameter(amiSsmParameter, { os: ec2.OperatingSystemType.LINUX });
+  // Resolved by CloudFormation from the public SSM parameter at deploy time: works offline.
+  const arm = new ec2.InstanceType(settings.instanceType).architecture === ec2.InstanceArchitecture.ARM_64;
+  return ec2.MachineImage.latestAmazonLinux2023({
+    cpuType: arm ? ec2.AmazonLinuxCpuType.ARM_64 : ec2.AmazonLinuxCpuType.X86_64,
+  });
+}
+
+/**
+ * Mounts the EFS access point read-only with efs-utils (TLS in transit, IAM authorization with
+ * the instance role, which needs IMDSv2 credentials), then hands over to bootstrap.sh. No secret
+ * appears here: the instance has none to be given.
+ */
+function userData(storage: SharedStorage): ec2.UserData {
+  const fileSystemId = storage.fileSystem.fileSystemId;
+  const accessPointId = storage.accessPoint.accessPointId;
+  const data = ec2.UserData.forLinux();
+  data.addCommands(
+    'set -euo pipefail',
+    `MOUNT=${INSTANCE_MOUNT_PATH}`,
+    'if ! command -v mount.efs >/dev/null 2>&1; then',
+    // Amazon Linux ships efs-utils; other distributions need it baked into the AMI.
+    '  if command -v dnf >/dev/null 2>&1; then dnf install -y amazon-efs-utils;',
+    '  else echo "amazon-efs-utils is missing: bake it into the AMI" >&2; exit 1; fi',
+    'fi',
+    'mkdir -p "$MOUNT"',
+    // In fstab so the mount comes back after a reboot (the node agent survives reboots).
+    `grep -q " $MOUNT efs " /etc/fstab || echo "${fileSystemId}:/ $MOUNT efs _netdev,nofail,noresvport,tls,iam,accesspoint=${accessPointId},ro 0 0" >> /etc/fstab`,
+    // Mount targets' DNS names can lag their creation by a minute or two.
+    'for attempt in $(seq 1 30); do mountpoint -q "$MOUNT" && break; mount "$MOUNT" || sleep 10; done',
+    'mountpoint -q "$MOUNT"',
+    'bash "$MOUNT/bootstrap.sh"',
+  );
+  return data;
+}

@@ -1,0 +1,128 @@
+import { join } from 'node:path';
+import { CustomResource, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import type * as efs from 'aws-cdk-lib/aws-efs';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as s3assets from 'aws-cdk-lib/aws-s3-assets';
+import * as cr from 'aws-cdk-lib/custom-resources';
+import { Construct } from 'constructs';
+import { SOURCE_MAPS_ENVIRONMENT, typescriptFunction } from '../lambda-defaults';
+import { acknowledgeLambdaExecutionPolicies } from '../nag';
+
+/** Non-secret node-agent configuration, written as config/agent.json (shape agreed with node-agent/). */
+export interface AgentConfig {
+  readonly primaryServer: string;
+  readonly caPort: number;
+  readonly caCertPath: string;
+  readonly queueUrl: string;
+  readonly region: string;
+  readonly extensions: Record<string, string>;
+  readonly dnsAltNames: string[];
+  readonly puppetBin: string;
+  readonly confdir: string;
+  readonly ssldir: string;
+  readonly localServerPort: number;
+}
+
+export interface EfsContentWriterProps {
+  readonly vpc: ec2.IVpc;
+  readonly subnets: ec2.SubnetSelection;
+  readonly accessPoint: efs.IAccessPoint;
+  readonly agentConfig: AgentConfig;
+  /** The primary's public CA certificate (PEM); without it the node agent refuses to enroll. */
+  readonly caCertificate: string | undefined;
+}
+
+const LAMBDA_MOUNT_PATH = '/mnt/compile-masters';
+
+/**
+ * Writes the node agent, its unit, the bootstrap script and the public configuration onto EFS
+ * at deploy time, through the same access point the instances mount read-only. The node agent
+ * is built from source at synth, so nothing has to be built or uploaded beforehand.
+ */
+export class EfsContentWriter extends Construct {
+  readonly resource: CustomResource;
+
+  constructor(scope: Construct, id: string, props: EfsContentWriterProps) {
+    super(scope, id);
+
+    const securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc: props.vpc,
+      description: 'EFS content writer: NFS to the file system only',
+      allowAllOutbound: false,
+    });
+
+    const writer = new nodejs.NodejsFunction(this, 'Function', {
+      ...typescriptFunction('lambdas/efs-seeder/handler.ts', {
+        commandHooks: {
+          beforeBundling: () => [],
+          beforeInstall: () => [],
+          // The node agent's own build script makes its bundle, so instances run exactly what
+          // that script produces; the files land beside the writer's code in its package.
+          afterBundling: (inputDir: string, outputDir: string) => {
+            const from = (path: string) => shellQuote(join(inputDir, path));
+            const to = (path: string) => shellQuote(join(outputDir, 'files', path));
+            return [
+              `node ${from('scripts/build-node-agent.mjs')}`,
+              `mkdir -p ${to('node-agent')}`,
+              `cp ${from('dist/node-agent/node-agent.mjs')} ${to('node-agent/node-agent.mjs')}`,
+              `cp ${from('node-agent/systemd/compile-master-agent.service')} ${to('node-agent/compile-master-agent.service')}`,
+              `cp ${from('node-agent/bootstrap.sh')} ${to('bootstrap.sh')}`,
+            ];
+          },
+        },
+      }),
+      memorySize: 256,
+      timeout: Duration.minutes(2),
+      vpc: props.vpc,
+      vpcSubnets: props.subnets,
+      securityGroups: [securityGroup],
+      filesystem: lambda.FileSystem.fromEfsAccessPoint(props.accessPoint, LAMBDA_MOUNT_PATH),
+      environment: { CONTENT_ROOT: LAMBDA_MOUNT_PATH, ...SOURCE_MAPS_ENVIRONMENT },
+      logGroup: new logs.LogGroup(this, 'Logs', {
+        retention: logs.RetentionDays.ONE_MONTH,
+        removalPolicy: RemovalPolicy.DESTROY,
+      }),
+    });
+
+    const provider = new cr.Provider(this, 'Provider', {
+      onEventHandler: writer,
+      logGroup: new logs.LogGroup(this, 'ProviderLogs', {
+        retention: logs.RetentionDays.ONE_MONTH,
+        removalPolicy: RemovalPolicy.DESTROY,
+      }),
+    });
+
+    // The asset hash changes with any byte of the bundle (node agent, unit, bootstrap, writer),
+    // so an update re-writes the files exactly when something in them changed.
+    const bundleHash = (writer.node.findChild('Code') as s3assets.Asset).assetHash;
+    this.resource = new CustomResource(this, 'Resource', {
+      serviceToken: provider.serviceToken,
+      resourceType: 'Custom::CompileMasterEfsContent',
+      properties: {
+        AgentConfig: Stack.of(this).toJsonString(props.agentConfig),
+        ContentHash: bundleHash,
+        ...(props.caCertificate ? { CaCertificate: props.caCertificate } : {}),
+      },
+    });
+
+    acknowledgeLambdaExecutionPolicies(writer.role!, 'the EFS content writer', true);
+    Validations.of(writer.role!).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'Added by lambda.FileSystem.fromEfsAccessPoint: ClientMount on "*" is conditioned on this access point\'s ARN.',
+    });
+    const framework = (provider.node.findChild('framework-onEvent') as lambda.Function).role!;
+    acknowledgeLambdaExecutionPolicies(framework, 'the CDK custom-resource provider framework', false);
+    Validations.of(framework).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${Stack.of(this).getLogicalId(writer.node.defaultChild as lambda.CfnFunction)}.Arn>:*]`,
+      reason: 'The provider framework may invoke any version of the content writer function, and only that function.',
+    });
+  }
+}
+
+function shellQuote(value: string): string {
+  return `'${value.replaceAll("'", "'\\''")}'`;
+}

@@ -1,0 +1,204 @@
+import { ArnFormat, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import type { CompileMasterConfig } from '../config';
+import { SOURCE_MAPS_ENVIRONMENT, typescriptFunction } from '../lambda-defaults';
+import { acknowledgeLambdaExecutionPolicies } from '../nag';
+import type { ControllerSecrets } from './controller-secrets';
+
+export const CONTROLLER_TIMEOUT = Duration.minutes(2);
+const REGISTRY_CERTNAME_INDEX = 'certname-index';
+
+export type PuppetSettings = Pick<
+  CompileMasterConfig,
+  | 'primaryHostname'
+  | 'primaryCertname'
+  | 'primaryCidr'
+  | 'caPort'
+  | 'puppetdbHostname'
+  | 'puppetdbPort'
+  | 'orchestratorHostname'
+  | 'orchestratorPort'
+  | 'orchestratorEnvironment'
+  | 'allProtectedCertnames'
+  | 'dnsAltNames'
+  | 'roleExtension'
+>;
+
+export interface LifecycleControllerProps {
+  readonly vpc: ec2.IVpc;
+  readonly subnets: ec2.SubnetSelection;
+  readonly queue: sqs.IQueue;
+  readonly secrets: ControllerSecrets;
+  readonly groupName: string;
+  readonly launchHookName: string;
+  readonly terminateHookName: string;
+  readonly targetGroups: elbv2.ITargetGroup[];
+  readonly loadBalancerDnsName: string;
+  readonly puppet: PuppetSettings;
+  readonly serviceName: string;
+  readonly metricsNamespace: string;
+  readonly logLevel: string;
+}
+
+/**
+ * The reconciler: reads the queue, signs and purges through the Puppet APIs with the only
+ * credentials in the system, keeps the registry, and completes lifecycle actions of its group.
+ */
+export class LifecycleController extends Construct {
+  readonly function: nodejs.NodejsFunction;
+  readonly securityGroup: ec2.SecurityGroup;
+  readonly registry: dynamodb.Table;
+
+  constructor(scope: Construct, id: string, props: LifecycleControllerProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const { puppet } = props;
+
+    this.registry = new dynamodb.Table(this, 'Registry', {
+      partitionKey: { name: 'instanceId', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      encryption: dynamodb.TableEncryption.AWS_MANAGED,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      // The registry is what entitles the controller to purge a certname; losing it with the
+      // stack would orphan certificates at the CA, so it outlives the stack.
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.registry.addGlobalSecondaryIndex({
+      indexName: REGISTRY_CERTNAME_INDEX,
+      partitionKey: { name: 'certname', type: dynamodb.AttributeType.STRING },
+    });
+
+    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc: props.vpc,
+      description: 'Lifecycle controller: Puppet APIs on the primary and AWS APIs only',
+      allowAllOutbound: false,
+    });
+    const primary = ec2.Peer.ipv4(puppet.primaryCidr);
+    for (const [port, what] of new Map([
+      [puppet.caPort, 'Puppet CA API'],
+      [puppet.puppetdbPort, 'PuppetDB API'],
+      [puppet.orchestratorPort, 'PE orchestrator API'],
+    ])) {
+      this.securityGroup.addEgressRule(primary, ec2.Port.tcp(port), `${what} on the primary`);
+    }
+    // AWS APIs (Auto Scaling, EC2, ELB, SQS, DynamoDB, Secrets Manager) are public endpoints
+    // reached through the NAT; their addresses are not stable enough to list.
+    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'AWS APIs over HTTPS');
+
+    const logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: logs.RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+
+    this.function = new nodejs.NodejsFunction(this, 'Function', {
+      // Ship the SDK versions the tests ran against rather than whatever the runtime carries.
+      ...typescriptFunction('lambdas/controller/handler.ts', { bundleAwsSDK: true }),
+      memorySize: 512,
+      timeout: CONTROLLER_TIMEOUT,
+      // One reconciler at a time: two concurrent runs would each see the other's half-done
+      // work (a CSR being signed, a node being purged) and could trigger duplicate orchestrator
+      // runs on the primary. Throttled batches simply return to the queue.
+      reservedConcurrentExecutions: 1,
+      vpc: props.vpc,
+      vpcSubnets: props.subnets,
+      securityGroups: [this.securityGroup],
+      logGroup,
+      environment: {
+        GROUP_NAME: props.groupName,
+        LAUNCH_HOOK_NAME: props.launchHookName,
+        TERMINATE_HOOK_NAME: props.terminateHookName,
+        REGISTRY_TABLE: this.registry.tableName,
+        QUEUE_URL: props.queue.queueUrl,
+        CLIENT_CERT_SECRET_ARN: props.secrets.clientCert.secretArn,
+        RBAC_TOKEN_SECRET_ARN: props.secrets.rbacToken.secretArn,
+        PRIMARY_HOSTNAME: puppet.primaryHostname,
+        PRIMARY_CERTNAME: puppet.primaryCertname,
+        CA_PORT: String(puppet.caPort),
+        PUPPETDB_HOSTNAME: puppet.puppetdbHostname,
+        PUPPETDB_PORT: String(puppet.puppetdbPort),
+        ORCHESTRATOR_HOSTNAME: puppet.orchestratorHostname,
+        ORCHESTRATOR_PORT: String(puppet.orchestratorPort),
+        ORCHESTRATOR_ENVIRONMENT: puppet.orchestratorEnvironment,
+        PROTECTED_CERTNAMES: JSON.stringify(puppet.allProtectedCertnames),
+        NLB_DNS_NAME: props.loadBalancerDnsName,
+        EXTRA_ALT_NAMES: JSON.stringify(puppet.dnsAltNames),
+        EXPECTED_EXTENSIONS: JSON.stringify({ [puppet.roleExtension.name]: puppet.roleExtension.value }),
+        CERTNAME_SOURCE: 'private-dns-name',
+        TARGET_GROUP_ARNS: stack.toJsonString(props.targetGroups.map((group) => group.targetGroupArn)),
+        POWERTOOLS_SERVICE_NAME: props.serviceName,
+        POWERTOOLS_METRICS_NAMESPACE: props.metricsNamespace,
+        POWERTOOLS_LOG_LEVEL: props.logLevel,
+        ...SOURCE_MAPS_ENVIRONMENT,
+      },
+    });
+
+    this.function.addEventSource(
+      new SqsEventSource(props.queue, {
+        batchSize: 10,
+        maxBatchingWindow: Duration.seconds(5),
+        reportBatchItemFailures: true,
+      }),
+    );
+    // Delayed "recheck" messages go back to its own queue.
+    props.queue.grantSendMessages(this.function);
+    this.registry.grantReadWriteData(this.function);
+
+    const role = this.function.role!;
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [props.secrets.clientCert.secretArn, props.secrets.rbacToken.secretArn],
+      }),
+    );
+    const groupArn = stack.formatArn({
+      service: 'autoscaling',
+      resource: 'autoScalingGroup',
+      resourceName: `*:autoScalingGroupName/${props.groupName}`,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat'],
+        resources: [groupArn],
+      }),
+    );
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: [
+          'autoscaling:DescribeAutoScalingGroups',
+          'autoscaling:DescribeAutoScalingInstances',
+          'autoscaling:DescribeLifecycleHooks',
+          'ec2:DescribeInstances',
+          'elasticloadbalancing:DescribeTargetHealth',
+        ],
+        resources: ['*'],
+      }),
+    );
+
+    acknowledgeLambdaExecutionPolicies(role, 'the lifecycle controller', true);
+    Validations.of(role).acknowledge(
+      {
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason:
+          'autoscaling:Describe*, ec2:DescribeInstances and elasticloadbalancing:DescribeTargetHealth do not support resource-level permissions; they are read-only.',
+      },
+      {
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:autoscaling:<AWS::Region>:<AWS::AccountId>:autoScalingGroup:*:autoScalingGroupName/${props.groupName}]`,
+        reason:
+          'The group ARN embeds a UUID unknown before the group exists; the wildcard covers only that UUID, the group name is fixed.',
+      },
+      {
+        id: `AwsSolutions-IAM5[Resource::<${stack.getLogicalId(this.registry.node.defaultChild as dynamodb.CfnTable)}.Arn>/index/*]`,
+        reason: 'Queries through the registry table\'s own indexes (certname lookup).',
+      },
+    );
+  }
+}

@@ -1,0 +1,101 @@
+import { Duration, Validations } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import { Construct } from 'constructs';
+
+export const PUPPET_SERVER_PORT = 8140;
+export const PCP_BROKER_PORT = 8142;
+
+export interface LoadBalancerProps {
+  readonly vpc: ec2.IVpc;
+  readonly subnets: ec2.SubnetSelection;
+  readonly internetFacing: boolean;
+  /** Networks of the Puppet agents that talk to the compile masters. */
+  readonly agentCidrs: string[];
+  readonly deregistrationDelay: Duration;
+}
+
+/**
+ * The one name every agent uses: TCP pass-through on 8140 (Puppet Server) and 8142 (PCP broker),
+ * so TLS still ends on the compile masters with certificates that carry this NLB's DNS name.
+ */
+export class CompileMasterLoadBalancer extends Construct {
+  readonly loadBalancer: elbv2.NetworkLoadBalancer;
+  readonly securityGroup: ec2.SecurityGroup;
+  readonly puppetServerTargets: elbv2.NetworkTargetGroup;
+  readonly pcpBrokerTargets: elbv2.NetworkTargetGroup;
+
+  constructor(scope: Construct, id: string, props: LoadBalancerProps) {
+    super(scope, id);
+
+    // A security group can only be attached to an NLB when it is created, so it is here from the
+    // start; the instances admit the NLB by this group rather than by agent CIDRs.
+    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc: props.vpc,
+      description: 'Compile-master NLB: Puppet agents in, compile masters out',
+      allowAllOutbound: false,
+    });
+    for (const cidr of props.agentCidrs) {
+      for (const port of [PUPPET_SERVER_PORT, PCP_BROKER_PORT]) {
+        this.securityGroup.addIngressRule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(port), `Puppet agents to ${port}`);
+      }
+    }
+
+    this.loadBalancer = new elbv2.NetworkLoadBalancer(this, 'Resource', {
+      vpc: props.vpc,
+      vpcSubnets: props.subnets,
+      internetFacing: props.internetFacing,
+      securityGroups: [this.securityGroup],
+      crossZoneEnabled: true,
+    });
+    Validations.of(this.loadBalancer).acknowledge({
+      id: 'AwsSolutions-ELB2',
+      reason:
+        'NLB access logs only record TLS listeners; both listeners are TCP pass-through and Puppet Server logs each request itself.',
+    });
+
+    this.puppetServerTargets = this.addPort('PuppetServer', PUPPET_SERVER_PORT, props, {
+      // Puppet Server answers /status/v1/simple without a client certificate (default auth.conf),
+      // which catches a wedged JVM that still accepts TCP connections.
+      protocol: elbv2.Protocol.HTTPS,
+      path: '/status/v1/simple',
+      healthyHttpCodes: '200',
+    });
+    this.pcpBrokerTargets = this.addPort('PcpBroker', PCP_BROKER_PORT, props, {
+      protocol: elbv2.Protocol.TCP,
+    });
+  }
+
+  private addPort(
+    id: string,
+    port: number,
+    props: LoadBalancerProps,
+    check: Pick<elbv2.HealthCheck, 'protocol' | 'path' | 'healthyHttpCodes'>,
+  ): elbv2.NetworkTargetGroup {
+    const targets = new elbv2.NetworkTargetGroup(this, `${id}Targets`, {
+      vpc: props.vpc,
+      port,
+      protocol: elbv2.Protocol.TCP,
+      // Auto Scaling registers instances, never IPs.
+      targetType: elbv2.TargetType.INSTANCE,
+      deregistrationDelay: props.deregistrationDelay,
+      // Agents mid-catalog at the end of the delay get a reset and retry through the NLB,
+      // instead of hanging on a compile master that is about to be purged.
+      connectionTermination: true,
+      healthCheck: {
+        ...check,
+        port: 'traffic-port',
+        interval: Duration.seconds(10),
+        timeout: Duration.seconds(5),
+        healthyThresholdCount: 3,
+        unhealthyThresholdCount: 3,
+      },
+    });
+    this.loadBalancer.addListener(`${id}Listener`, {
+      port,
+      protocol: elbv2.Protocol.TCP,
+      defaultTargetGroups: [targets],
+    });
+    return targets;
+  }
+}

@@ -1,0 +1,38 @@
+import { fileURLToPath } from 'node:url';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+
+export const PROJECT_ROOT = fileURLToPath(new URL('../', import.meta.url));
+
+/** The newest Node.js runtime in this aws-cdk-lib that is not deprecated. */
+export const LAMBDA_RUNTIME = lambda.Runtime.NODEJS_24_X;
+
+/** What every function of this project shares: TypeScript from this repository, ESM on ARM. */
+export function typescriptFunction(
+  entry: string,
+  bundling: Partial<nodejs.BundlingOptions> = {},
+): Pick<
+  nodejs.NodejsFunctionProps,
+  'entry' | 'handler' | 'projectRoot' | 'depsLockFilePath' | 'runtime' | 'architecture' | 'bundling'
+> {
+  return {
+    entry: `${PROJECT_ROOT}${entry}`,
+    handler: 'handler',
+    projectRoot: PROJECT_ROOT,
+    depsLockFilePath: `${PROJECT_ROOT}package-lock.json`,
+    runtime: LAMBDA_RUNTIME,
+    architecture: lambda.Architecture.ARM_64,
+    bundling: {
+      format: nodejs.OutputFormat.ESM,
+      mainFields: ['module', 'main'],
+      // CommonJS dependencies (the AWS SDK, undici) `require` Node built-ins, which ESM lacks.
+      banner: "import { createRequire as __cmCreateRequire } from 'node:module'; const require = __cmCreateRequire(import.meta.url);",
+      minify: true,
+      sourceMap: true,
+      ...bundling,
+    },
+  };
+}
+
+/** Makes the source maps above count: stack traces point into the TypeScript sources. */
+export const SOURCE_MAPS_ENVIRONMENT = { NODE_OPTIONS: '--enable-source-maps' };

@@ -1,0 +1,85 @@
+import { randomUUID } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import * as z from 'zod';
+
+/**
+ * What the seeder writes under the access point root, relative paths. The first three come
+ * from the Lambda package (bundled at synth); the config files from the custom resource.
+ */
+export const BUNDLED_FILES = [
+  { path: 'bootstrap.sh', mode: 0o755 },
+  { path: 'node-agent/node-agent.mjs', mode: 0o644 },
+  { path: 'node-agent/compile-master-agent.service', mode: 0o644 },
+] as const;
+export const AGENT_CONFIG_PATH = 'config/agent.json';
+export const CA_CERTIFICATE_PATH = 'config/ca.pem';
+
+const jsonObject = z.string().transform((text, ctx) => {
+  try {
+    const value: unknown = JSON.parse(text);
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) return value as Record<string, unknown>;
+  } catch {
+    // reported below
+  }
+  ctx.addIssue({ code: 'custom', message: 'must be a JSON object' });
+  return z.NEVER;
+});
+
+/** Custom resource properties (CloudFormation hands every scalar over as a string). */
+export const ContentPropertiesSchema = z.looseObject({
+  AgentConfig: jsonObject,
+  CaCertificate: z.string().includes('-----BEGIN CERTIFICATE-----').optional(),
+  ContentHash: z.string().min(1),
+});
+export type ContentProperties = z.output<typeof ContentPropertiesSchema>;
+
+export interface FileToWrite {
+  readonly path: string;
+  readonly mode: number;
+  readonly content: string | Buffer;
+}
+
+export interface ContentPlan {
+  readonly write: FileToWrite[];
+  /** Files that must not linger from an earlier deploy (a CA certificate since removed). */
+  readonly remove: string[];
+}
+
+export async function planContent(props: ContentProperties, bundleDir: string): Promise<ContentPlan> {
+  const bundled = await Promise.all(
+    BUNDLED_FILES.map(async ({ path, mode }) => ({ path, mode, content: await readFile(join(bundleDir, path)) })),
+  );
+  const config: FileToWrite = {
+    path: AGENT_CONFIG_PATH,
+    mode: 0o644,
+    content: `${JSON.stringify(props.AgentConfig, null, 2)}\n`,
+  };
+  if (props.CaCertificate === undefined) return { write: [...bundled, config], remove: [CA_CERTIFICATE_PATH] };
+  return {
+    write: [...bundled, config, { path: CA_CERTIFICATE_PATH, mode: 0o644, content: props.CaCertificate }],
+    remove: [],
+  };
+}
+
+/**
+ * Each file is written beside its target and renamed over it, so an instance booting during a
+ * deploy reads either the old or the new file, never half of one.
+ */
+export async function applyContent(root: string, plan: ContentPlan): Promise<void> {
+  for (const file of plan.write) {
+    const target = join(root, file.path);
+    await mkdir(dirname(target), { recursive: true, mode: 0o755 });
+    const staging = `${target}.${randomUUID()}.tmp`;
+    try {
+      await writeFile(staging, file.content, { mode: file.mode });
+      // writeFile's mode is filtered by the umask; the access point's files must be exactly this.
+      await chmod(staging, file.mode);
+      await rename(staging, target);
+    } catch (error) {
+      await rm(staging, { force: true });
+      throw error;
+    }
+  }
+  for (const path of plan.remove) await rm(join(root, path), { force: true });
+}

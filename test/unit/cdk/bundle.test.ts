@@ -1,0 +1,57 @@
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { isBuiltin } from 'node:module';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { BUNDLED_FILES } from '../../../lambdas/efs-seeder/content';
+import { logicalIdByPath, only, synthStack } from './stack-fixture';
+
+// The only file that runs esbuild for real: the stack must package the real controller and
+// node-agent sources, offline, with nothing prebuilt.
+const { app, template } = synthStack({}, { bundle: true });
+const root = new URL('../../../', import.meta.url);
+const assetDir = (functionPath: string) => {
+  const code = template.toJSON().Resources[logicalIdByPath(template, functionPath)].Properties.Code;
+  const hash = String(code.S3Key).replace(/\.zip$/, '');
+  return { hash, dir: join(app.outdir, `asset.${hash}`) };
+};
+
+describe('controller bundle', () => {
+  const { dir } = assetDir('LifecycleController/Function/Resource');
+
+  it('is one minified ESM file with a source map that exports the handler', () => {
+    expect(readdirSync(dir).sort()).toEqual(['index.mjs', 'index.mjs.map']);
+    const code = readFileSync(join(dir, 'index.mjs'), 'utf8');
+    expect(code).toMatch(/export\s*\{[^}]*\bas handler\b|export\s*\{[^}]*\bhandler\b/);
+  });
+});
+
+/** Required by the AWS SDK inside try/catch, only for SigV4a signing, which SQS does not use. */
+const OPTIONAL = new Set(['@aws-sdk/signature-v4-crt', '@aws-sdk/signature-v4a']);
+
+describe('EFS content writer bundle', () => {
+  const { hash, dir } = assetDir('SharedStorage/Content/Function/Resource');
+
+  it('carries the node agent as one self-contained ESM file', () => {
+    const agent = readFileSync(join(dir, 'files/node-agent/node-agent.mjs'), 'utf8');
+    const imports = [...agent.matchAll(/^\s*import\s[^'"]*['"]([^'"]+)['"]/gm)].map((m) => m[1]!);
+    const requires = [...agent.matchAll(/\brequire\(["']([^"']+)["']\)/g)].map((m) => m[1]!);
+    const external = [...imports, ...requires].filter((specifier) => !isBuiltin(specifier) && !OPTIONAL.has(specifier));
+    expect(external).toEqual([]);
+  });
+
+  it('carries the unit and the bootstrap script unchanged', () => {
+    expect(readFileSync(join(dir, 'files/bootstrap.sh'))).toEqual(readFileSync(new URL('node-agent/bootstrap.sh', root)));
+    expect(readFileSync(join(dir, 'files/node-agent/compile-master-agent.service'))).toEqual(
+      readFileSync(new URL('node-agent/systemd/compile-master-agent.service', root)),
+    );
+  });
+
+  it('has every file the writer copies to EFS', () => {
+    for (const { path } of BUNDLED_FILES) expect(statSync(join(dir, 'files', path)).isFile()).toBe(true);
+    expect(existsSync(join(dir, 'index.mjs'))).toBe(true);
+  });
+
+  it('changes the custom resource whenever the bundle changes, so updates rewrite EFS', () => {
+    expect(only(template, 'Custom::CompileMasterEfsContent').properties.ContentHash).toBe(hash);
+  });
+});

@@ -1,0 +1,140 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CONTEXT_DEFAULTS, CONTEXT_EXAMPLES, CONTEXT_KEYS, loadConfig } from '../../../cdk/config';
+import { ConfigError } from '../../../lib/errors';
+
+const load = (context: Record<string, unknown>, baseDir?: string) => loadConfig((key) => context[key], baseDir);
+const failure = (context: Record<string, unknown>, baseDir?: string): Error => {
+  try {
+    load(context, baseDir);
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('expected the configuration to be refused');
+};
+
+const PEM = '-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2E=\n-----END CERTIFICATE-----\n';
+
+describe('defaults', () => {
+  it('describe the example site, so a fresh clone synthesizes', () => {
+    const config = load({});
+    expect(config).toMatchObject(CONTEXT_DEFAULTS);
+    expect(config.primaryCertname).toBe('puppet.example.internal');
+    expect(config.puppetdbHostname).toBe('puppet.example.internal');
+    expect(config.orchestratorHostname).toBe('puppet.example.internal');
+    expect(config.primaryCaCertificate).toBeUndefined();
+    expect(config.exampleKeysInUse).toEqual(['primaryHostname', 'primaryCidr', 'primaryCaCertificateFile']);
+  });
+
+  it('come with an example for every key', () => {
+    expect(CONTEXT_KEYS.filter((key) => !(key in CONTEXT_EXAMPLES))).toEqual([]);
+  });
+
+  it('protect the primary, the other Puppet servers and the lifecycle client certname', () => {
+    const config = load({
+      primaryHostname: 'puppet.corp.example.com',
+      puppetdbHostname: 'puppetdb.corp.example.com',
+      lifecycleClientCertname: 'lifecycle.corp.example.com',
+      protectedCertnames: ['replica.corp.example.com', 'puppet.corp.example.com'],
+    });
+    expect(config.allProtectedCertnames.sort()).toEqual(
+      ['lifecycle.corp.example.com', 'puppet.corp.example.com', 'puppetdb.corp.example.com', 'replica.corp.example.com'],
+    );
+  });
+});
+
+describe('command-line values (-c key=value arrive as strings)', () => {
+  it('are coerced to numbers, lists and objects', () => {
+    const config = load({
+      minSize: '2',
+      maxSize: ' 6 ',
+      desiredCapacity: '3',
+      privateSubnetIds: 'subnet-0123456789abcdef0, subnet-0fedcba9876543210',
+      vpcId: 'vpc-0123456789abcdef0',
+      agentCidrs: '["10.1.0.0/16","192.168.0.0/24"]',
+      roleExtension: '{"name":"pp_role","value":"puppet::compiler"}',
+    });
+    expect(config).toMatchObject({
+      minSize: 2,
+      maxSize: 6,
+      desiredCapacity: 3,
+      privateSubnetIds: ['subnet-0123456789abcdef0', 'subnet-0fedcba9876543210'],
+      agentCidrs: ['10.1.0.0/16', '192.168.0.0/24'],
+      roleExtension: { name: 'pp_role', value: 'puppet::compiler' },
+    });
+  });
+});
+
+describe('a wrong key fails synth with a message that names it and shows an example', () => {
+  it.each([
+    ['primaryHostname', 'Puppet.Example.com', 'lowercase DNS-style name'],
+    ['primaryCertname', '../etc/passwd', 'lowercase DNS-style name'],
+    ['primaryCidr', '10.0.0.1', 'IPv4 CIDR'],
+    ['minSize', 'two', 'expected number'],
+    ['cpuTargetPercent', 99, 'expected number to be <=95'],
+    ['instanceType', 'huge', 'EC2 instance type'],
+    ['amiId', 'ubuntu', 'AMI id'],
+    ['agentCidrs', '0.0.0.0/0', 'would admit every address'],
+    ['agentCidrs', '[not json', 'not valid JSON'],
+    ['roleExtension', { name: 'role', value: 'compile_master' }, 'Puppet extension short name'],
+    ['roleExtension', '{"name":"pp_instance_id","value":"i-0123"}', 'set by the node agent'],
+    ['nlbScheme', 'public', 'internal'],
+    ['heartbeatTimeoutSeconds', 10, 'expected number to be >=30'],
+    ['clientCertSecretArn', 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:client-cert', 'complete secret ARN'],
+    ['logLevel', 'verbose', 'DEBUG'],
+  ])('%s = %j', (key, value, problem) => {
+    const error = failure({ [key]: value });
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error.message).toContain(`- ${key}`);
+    expect(error.message).toContain(problem);
+    expect(error.message).toContain(`Example: -c ${key}=${CONTEXT_EXAMPLES[key]}`);
+  });
+
+  it('lists every wrong key at once', () => {
+    const message = failure({ minSize: -1, primaryCidr: 'x' }).message;
+    expect(message).toMatch(/- primaryCidr:[\s\S]*- minSize:|- minSize:[\s\S]*- primaryCidr:/);
+  });
+});
+
+describe('keys that only make sense together', () => {
+  it.each([
+    [{ minSize: 5, maxSize: 2 }, 'maxSize', 'at least minSize'],
+    [{ desiredCapacity: 9 }, 'desiredCapacity', 'between minSize'],
+    [{ vpcId: 'vpc-0123456789abcdef0' }, 'privateSubnetIds', 'required when vpcId'],
+    [{ privateSubnetIds: ['subnet-0123456789abcdef0'] }, 'vpcId', 'required when privateSubnetIds'],
+    [{ amiId: 'ami-0123456789abcdef0', amiSsmParameter: '/golden/ami' }, 'amiSsmParameter', 'not both'],
+    [
+      { vpcId: 'vpc-0123456789abcdef0', privateSubnetIds: ['subnet-0123456789abcdef0'], nlbScheme: 'internet-facing' },
+      'nlbSubnetIds',
+      'internet-facing',
+    ],
+  ])('%j names %s', (context, key, problem) => {
+    const message = failure(context).message;
+    expect(message).toContain(`- ${key}: `);
+    expect(message).toContain(problem);
+  });
+});
+
+describe('primaryCaCertificateFile', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cdk-config-'));
+  writeFileSync(join(dir, 'ca.pem'), PEM);
+  writeFileSync(join(dir, 'ca_key.pem'), `${PEM}-----BEGIN RSA PRIVATE KEY-----\nx\n-----END RSA PRIVATE KEY-----\n`);
+
+  it('is read relative to the directory cdk runs in', () => {
+    const config = load({ primaryCaCertificateFile: 'ca.pem' }, dir);
+    expect(config.primaryCaCertificate).toBe(PEM);
+    expect(config.exampleKeysInUse).not.toContain('primaryCaCertificateFile');
+  });
+
+  it('must exist', () => {
+    const message = failure({ primaryCaCertificateFile: 'missing.pem' }, dir).message;
+    expect(message).toContain('primaryCaCertificateFile');
+    expect(message).toContain('does not exist');
+  });
+
+  it('must not carry a private key', () => {
+    expect(failure({ primaryCaCertificateFile: 'ca_key.pem' }, dir).message).toContain('no private key');
+  });
+});

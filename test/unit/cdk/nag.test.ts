@@ -1,0 +1,33 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Annotations, Match } from 'aws-cdk-lib/assertions';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { describe, expect, it } from 'vitest';
+import { synthStack } from './stack-fixture';
+import { REAL_DEPLOY_CONTEXT } from './real-deploy-context';
+
+describe.each([
+  ['the embedded example configuration', {}, ['compile-masters:example-config']],
+  // An explicit desiredCapacity resets the group's size on every deploy: the operator is told.
+  ['a real-deploy configuration (existing VPC, imported secrets, own AMI)', REAL_DEPLOY_CONTEXT, ['desiredCapacitySet']],
+])('%s', (_name, context, expectedWarnings) => {
+  const { app, stack } = synthStack(context, { validate: true });
+
+  it('has no unacknowledged AwsSolutions finding', () => {
+    const report = new AwsSolutionsChecks().validateScope(stack);
+    expect(report.violations.map((v) => `${v.ruleName} at ${v.violatingResources.map((r) => r.constructPath).join(', ')}`)).toEqual([]);
+  });
+
+  it('passes CDK\'s built-in CloudFormation schema validation', () => {
+    const report = JSON.parse(readFileSync(join(app.outdir, 'validation-report.json'), 'utf8'));
+    expect(report.pluginReports).toEqual([]);
+  });
+
+  it('has no errors and only the expected warnings', () => {
+    const annotations = Annotations.fromStack(stack);
+    expect(annotations.findError('*', Match.anyValue())).toEqual([]);
+    const warnings = annotations.findWarning('*', Match.anyValue()).map((w) => String(w.entry.data));
+    expect(warnings).toHaveLength(expectedWarnings.length);
+    for (const [index, id] of expectedWarnings.entries()) expect(warnings[index]).toContain(id);
+  });
+});
