@@ -1,5 +1,5 @@
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
-import { mkdir, mkdtemp, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -113,6 +113,7 @@ describe('node agent against the Puppet lab', () => {
   afterAll(async () => {
     await clients?.ca.clean([certname]).catch(() => undefined);
     await Promise.all([clients?.close(), imds?.close()]);
+    if (root) await rm(root, { recursive: true, force: true });
   });
 
   it('first boot: enrolls through the controller, runs Puppet, says so', async () => {
