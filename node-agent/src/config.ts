@@ -7,9 +7,17 @@ import { isPuppetExtensionName } from '../../lib/puppet';
 
 export const DEFAULT_CONFIG_PATH = '/etc/compile-master-agent/agent.json';
 
-const hostname = z.string().refine((value) => certnameProblem(value) === undefined, {
-  error: (issue) => `must be a lowercase DNS name; ${JSON.stringify(issue.input)} ${certnameProblem(issue.input)}`,
-});
+/**
+ * DNS names compare case-insensitively, and ELB DNS names keep the load balancer name's capitals
+ * ("Stack-Nlb-1A2B…elb.amazonaws.com"); lowercased here so the CSR carries what the controller
+ * compares against.
+ */
+const hostname = z
+  .string()
+  .transform((value) => value.toLowerCase())
+  .refine((value) => certnameProblem(value) === undefined, {
+    error: (issue) => `must be a DNS name; ${JSON.stringify(issue.input)} ${certnameProblem(issue.input)}`,
+  });
 const absolutePath = z.string().refine(isAbsolute, { error: 'must be an absolute path' });
 const port = z.number().int().min(1).max(65_535);
 const seconds = z.number().int().positive();

@@ -31,13 +31,19 @@ describe('agent configuration', () => {
     });
   });
 
+  it('lowercases DNS names (ELB names keep capitals), so the CSR asks for what the controller compares', () => {
+    const config = parseConfig({ ...written, primaryServer: 'Puppet.Example.com', dnsAltNames: ['CompileMasters-Nlb-1A2B3C.elb.eu-west-1.amazonaws.com'] }, 'x');
+    expect(config.primaryServer).toBe('puppet.example.com');
+    expect(config.dnsAltNames).toEqual(['compilemasters-nlb-1a2b3c.elb.eu-west-1.amazonaws.com']);
+  });
+
   it('defaults the Puppet Enterprise layout', () => {
     const { primaryServer, queueUrl, region } = written;
     expect(parseConfig({ primaryServer, queueUrl, region }, 'x')).toMatchObject({ puppetBin: '/opt/puppetlabs/bin/puppet', ssldir: '/etc/puppetlabs/puppet/ssl', caPort: 8140 });
   });
 
   it.each([
-    [{ primaryServer: 'Puppet.Example.com' }, /lowercase DNS[\s\S]*at primaryServer/],
+    [{ primaryServer: 'puppet_server.example.com' }, /must be a DNS name[\s\S]*at primaryServer/],
     [{ queueUrl: 'http://sqs.local/q' }, /https:\/\/ SQS queue URL[\s\S]*at queueUrl/],
     [{ region: 'Ireland' }, /region[\s\S]*eu-west-1/],
     [{ extensions: { pp_instance_id: 'i-1' } }, /set by the agent from instance metadata/],
