@@ -106,14 +106,18 @@ const EnvSchema = z.object({
   NLB_DNS_NAME: dnsName,
   EXTRA_ALT_NAMES: json(z.array(dnsName, 'must be a JSON array of DNS names'), '[]'),
   EXPECTED_EXTENSIONS: json(
-    z.record(
-      z.string().refine((name) => isPuppetExtensionName(name) && !RESERVED_EXTENSIONS.has(name), {
-        error: (issue) =>
-          `key ${JSON.stringify(issue.input)} is not an allowed Puppet extension short name (pp_instance_id and pp_region are checked by the controller itself; pp_cli_auth is never granted)`,
+    z
+      .record(z.string(), z.string('values must be strings').min(1, 'values must not be empty'), 'must be a JSON object of Puppet extension short names to values')
+      .superRefine((extensions, ctx) => {
+        for (const name of Object.keys(extensions)) {
+          if (isPuppetExtensionName(name) && !RESERVED_EXTENSIONS.has(name)) continue;
+          ctx.addIssue({
+            code: 'custom',
+            path: [name],
+            message: `key ${JSON.stringify(name)} is not an allowed Puppet extension short name (pp_instance_id and pp_region are checked by the controller itself; pp_cli_auth is never granted)`,
+          });
+        }
       }),
-      z.string('values must be strings').min(1, 'values must not be empty'),
-      'must be a JSON object of Puppet extension short names to values',
-    ),
     '{}',
   ),
   CERTNAME_SOURCE: z.literal('private-dns-name', 'only "private-dns-name" is supported').default('private-dns-name'),

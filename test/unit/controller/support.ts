@@ -4,6 +4,24 @@ import type { CertState, CsrObservation, Ec2Instance, JobObservation, Member, Ob
 import type { PlannerPolicy } from '../../../lambdas/controller/planner';
 import type { PuppetPort } from '../../../lambdas/controller/ports';
 
+/** A complete, valid controller environment, as the stack sets it. */
+export const VALID_ENV = {
+  AWS_REGION: 'us-west-2',
+  GROUP_NAME: 'compile-masters',
+  LAUNCH_HOOK_NAME: 'compile-master-launching',
+  TERMINATE_HOOK_NAME: 'compile-master-terminating',
+  REGISTRY_TABLE: 'registry',
+  QUEUE_URL: 'https://sqs.us-west-2.amazonaws.com/123456789012/lifecycle',
+  CLIENT_CERT_SECRET_ARN: 'arn:aws:secretsmanager:us-west-2:123456789012:secret:cert-AbCdEf',
+  RBAC_TOKEN_SECRET_ARN: 'arn:aws:secretsmanager:us-west-2:123456789012:secret:token-AbCdEf',
+  PRIMARY_HOSTNAME: 'puppet.corp.example.com',
+  PRIMARY_CERTNAME: 'puppet.corp.example.com',
+  NLB_DNS_NAME: 'Compile-Masters-0123.elb.us-west-2.amazonaws.com',
+  EXPECTED_EXTENSIONS: '{"pp_role":"compile_master"}',
+  POWERTOOLS_SERVICE_NAME: 'controller',
+  POWERTOOLS_METRICS_NAMESPACE: 'CompileMasters',
+};
+
 export const REGION = 'us-west-2';
 export const NLB = 'compile-masters-0123456789abcdef.elb.us-west-2.amazonaws.com';
 export const NOW = new Date('2026-11-20T12:00:00Z');

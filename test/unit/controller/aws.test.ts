@@ -1,0 +1,250 @@
+import {
+  AutoScalingClient,
+  CompleteLifecycleActionCommand,
+  DescribeAutoScalingGroupsCommand,
+  RecordLifecycleActionHeartbeatCommand,
+} from '@aws-sdk/client-auto-scaling';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { AwsCallError, ConfigError } from '../../../lib/errors';
+import { AutoScalingGroup } from '../../../lambdas/controller/aws/auto-scaling';
+import { Ec2Instances } from '../../../lambdas/controller/aws/ec2';
+import { DynamoRegistry, RUN_KEY } from '../../../lambdas/controller/aws/registry';
+import { SecretsManagerSecrets } from '../../../lambdas/controller/aws/secrets';
+import { SqsQueue } from '../../../lambdas/controller/aws/sqs';
+
+/** The SDK wiring: which command each port sends, with which input, and how answers map back. */
+
+const names = { groupName: 'compile-masters', launchHookName: 'compile-master-launching', terminateHookName: 'compile-master-terminating' };
+const sdkError = (name: string, message: string) => Object.assign(new Error(message), { name, $fault: 'client', $metadata: {} });
+
+describe('AutoScalingGroup', () => {
+  const asg = mockClient(AutoScalingClient);
+  const group = new AutoScalingGroup(new AutoScalingClient({ region: 'us-west-2' }), names);
+  afterEach(() => asg.reset());
+
+  it('CompleteLifecycleAction gets the group, the right hook, the instance id and the result', async () => {
+    asg.on(CompleteLifecycleActionCommand).resolves({});
+    await expect(group.completeLifecycleAction('i-0123456789abcdef0', 'launch', 'CONTINUE')).resolves.toBe('completed');
+    await expect(group.completeLifecycleAction('i-0123456789abcdef1', 'terminate', 'CONTINUE')).resolves.toBe('completed');
+    await expect(group.completeLifecycleAction('i-0123456789abcdef2', 'launch', 'ABANDON')).resolves.toBe('completed');
+    expect(asg.commandCalls(CompleteLifecycleActionCommand).map((call) => call.args[0].input)).toEqual([
+      { AutoScalingGroupName: 'compile-masters', LifecycleHookName: 'compile-master-launching', InstanceId: 'i-0123456789abcdef0', LifecycleActionResult: 'CONTINUE' },
+      { AutoScalingGroupName: 'compile-masters', LifecycleHookName: 'compile-master-terminating', InstanceId: 'i-0123456789abcdef1', LifecycleActionResult: 'CONTINUE' },
+      { AutoScalingGroupName: 'compile-masters', LifecycleHookName: 'compile-master-launching', InstanceId: 'i-0123456789abcdef2', LifecycleActionResult: 'ABANDON' },
+    ]);
+  });
+
+  it('treats "No active Lifecycle Action" as already completed, not as an error', async () => {
+    asg.on(CompleteLifecycleActionCommand).rejects(sdkError('ValidationError', 'No active Lifecycle Action found with instance ID i-0123456789abcdef0'));
+    await expect(group.completeLifecycleAction('i-0123456789abcdef0', 'terminate', 'CONTINUE')).resolves.toBe('already-completed');
+  });
+
+  it('surfaces any other failure as an AwsCallError naming the operation', async () => {
+    asg.on(CompleteLifecycleActionCommand).rejects(sdkError('ValidationError', 'Unable to find a lifecycle hook'));
+    const error = await group.completeLifecycleAction('i-0123456789abcdef0', 'terminate', 'CONTINUE').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AwsCallError);
+    expect((error as Error).message).toMatch(/^CompleteLifecycleAction failed: ValidationError: Unable to find/);
+    asg.on(CompleteLifecycleActionCommand).rejects(sdkError('Throttling', 'Rate exceeded'));
+    await expect(group.completeLifecycleAction('i-0123456789abcdef0', 'launch', 'CONTINUE')).rejects.toThrow(/kept throttling/);
+  });
+
+  it('records heartbeats on the launch hook; a finished action is not an error', async () => {
+    asg.on(RecordLifecycleActionHeartbeatCommand).resolvesOnce({}).rejectsOnce(sdkError('ValidationError', 'No active Lifecycle Action found with instance ID i-1'));
+    await expect(group.recordHeartbeat('i-0123456789abcdef0', 'launch')).resolves.toBe('recorded');
+    await expect(group.recordHeartbeat('i-0123456789abcdef0', 'launch')).resolves.toBe('no-active-action');
+    expect(asg.commandCalls(RecordLifecycleActionHeartbeatCommand)[0]?.args[0].input).toEqual({
+      AutoScalingGroupName: 'compile-masters',
+      LifecycleHookName: 'compile-master-launching',
+      InstanceId: 'i-0123456789abcdef0',
+    });
+  });
+
+  it('lists members with their lifecycle states, and says so when the group is missing', async () => {
+    asg.on(DescribeAutoScalingGroupsCommand).resolvesOnce({
+      AutoScalingGroups: [
+        {
+          AutoScalingGroupName: 'compile-masters',
+          Instances: [
+            { InstanceId: 'i-0123456789abcdef0', LifecycleState: 'Pending:Wait' },
+            { InstanceId: 'i-0123456789abcdef1', LifecycleState: 'InService' },
+          ],
+        } as never,
+      ],
+    });
+    await expect(group.members()).resolves.toEqual([
+      { instanceId: 'i-0123456789abcdef0', lifecycleState: 'Pending:Wait' },
+      { instanceId: 'i-0123456789abcdef1', lifecycleState: 'InService' },
+    ]);
+    expect(asg.commandCalls(DescribeAutoScalingGroupsCommand)[0]?.args[0].input).toEqual({ AutoScalingGroupNames: ['compile-masters'] });
+    asg.on(DescribeAutoScalingGroupsCommand).resolves({ AutoScalingGroups: [] });
+    await expect(group.members()).rejects.toThrow(/group compile-masters does not exist.*GROUP_NAME/);
+  });
+});
+
+describe('Ec2Instances', () => {
+  const ec2 = mockClient(EC2Client);
+  afterEach(() => ec2.reset());
+
+  it('describes by instance-id filter, in chunks, so unknown ids are simply absent', async () => {
+    ec2.on(DescribeInstancesCommand).callsFake((input: { Filters: Array<{ Values: string[] }> }) => ({
+      Reservations: [
+        {
+          Instances: (input.Filters[0]?.Values ?? [])
+            .filter((id) => id !== 'i-00000000000000005')
+            .map((id) => ({ InstanceId: id, State: { Name: 'running' }, PrivateDnsName: `ip-${id.slice(-3)}.compute.internal`, PrivateIpAddress: '10.0.0.1', LaunchTime: new Date(0) })),
+        },
+      ],
+    }));
+    const ids = Array.from({ length: 150 }, (_, index) => `i-${index.toString(16).padStart(17, '0')}`);
+    const found = await new Ec2Instances(new EC2Client({ region: 'us-west-2' })).describe(ids);
+    expect(found.size).toBe(149);
+    expect(found.get('i-00000000000000001')).toEqual({
+      instanceId: 'i-00000000000000001',
+      state: 'running',
+      privateDnsName: 'ip-001.compute.internal',
+      privateIp: '10.0.0.1',
+      launchTime: new Date(0),
+    });
+    const calls = ec2.commandCalls(DescribeInstancesCommand).map((call) => call.args[0].input.Filters?.[0]);
+    expect(calls.map((filter) => [filter?.Name, filter?.Values?.length])).toEqual([['instance-id', 100], ['instance-id', 50]]);
+  });
+});
+
+describe('DynamoRegistry', () => {
+  const ddb = mockClient(DynamoDBDocumentClient);
+  const invalid = vi.fn();
+  const registry = new DynamoRegistry(DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'us-west-2' })), 'registry', invalid);
+  const now = new Date('2026-11-20T12:00:00Z');
+  const conditionFailed = sdkError('ConditionalCheckFailedException', 'The conditional request failed');
+  afterEach(() => {
+    ddb.reset();
+    invalid.mockReset();
+  });
+
+  it('takes ownership before signing with a conditional update that keeps createdAt', async () => {
+    ddb.on(UpdateCommand).resolvesOnce({}).rejectsOnce(conditionFailed);
+    await expect(registry.recordSigned('i-0123456789abcdef0', 'ip-10-0-0-1.compute.internal', now)).resolves.toBe(true);
+    await expect(registry.recordSigned('i-0123456789abcdef0', 'ip-10-0-0-1.compute.internal', now)).resolves.toBe(false);
+    const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
+    expect(input).toMatchObject({
+      TableName: 'registry',
+      Key: { instanceId: 'i-0123456789abcdef0' },
+      ConditionExpression: 'attribute_not_exists(instanceId) OR (certname = :certname AND NOT #state IN (:purging, :stalled))',
+      ExpressionAttributeValues: { ':certname': 'ip-10-0-0-1.compute.internal', ':signed': 'signed' },
+    });
+    expect(input?.UpdateExpression).toContain('createdAt = if_not_exists(createdAt, :now)');
+  });
+
+  it('claims a purge only from a live state or a stale claim', async () => {
+    ddb.on(UpdateCommand).resolves({});
+    await registry.claimPurge('i-0123456789abcdef0', now, new Date('2026-11-20T11:57:30Z'));
+    const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
+    expect(input?.ConditionExpression).toBe(
+      '#state IN (:live0, :live1, :live2, :live3) OR (#state = :purging AND (attribute_not_exists(claimedAt) OR claimedAt < :stale))',
+    );
+    expect(input?.ExpressionAttributeValues).toMatchObject({ ':live0': 'signed', ':live3': 'stalled', ':stale': '2026-11-20T11:57:30.000Z' });
+  });
+
+  it('moves an entry on only from the expected states, and answers false when it lost the race', async () => {
+    ddb.on(UpdateCommand).rejects(conditionFailed);
+    await expect(registry.transition('i-0123456789abcdef0', ['purging'], 'purged', now)).resolves.toBe(false);
+    expect(ddb.commandCalls(UpdateCommand)[0]?.args[0].input).toMatchObject({
+      UpdateExpression: 'SET #state = :to, updatedAt = :now REMOVE claimedAt',
+      ConditionExpression: '#state IN (:from0)',
+      ExpressionAttributeValues: { ':from0': 'purging', ':to': 'purged' },
+    });
+  });
+
+  it('puts the run record with optimistic versioning', async () => {
+    ddb.on(PutCommand).resolvesOnce({}).rejectsOnce(conditionFailed);
+    await expect(registry.putRun({ pending: ['i-0123456789abcdef0'], job: undefined }, 0)).resolves.toBe(true);
+    await expect(registry.putRun({ pending: [] }, 4)).resolves.toBe(false);
+    const [first, second] = ddb.commandCalls(PutCommand).map((call) => call.args[0].input);
+    expect(first).toEqual({
+      TableName: 'registry',
+      Item: { instanceId: RUN_KEY, pending: ['i-0123456789abcdef0'], version: 1 },
+      ConditionExpression: 'attribute_not_exists(instanceId) OR version = :expected',
+      ExpressionAttributeValues: { ':expected': 0 },
+    });
+    expect(second).toMatchObject({ Item: { version: 5 }, ConditionExpression: 'version = :expected', ExpressionAttributeValues: { ':expected': 4 } });
+  });
+
+  it('lists entries with consistent reads, skipping the run record and reporting damaged items', async () => {
+    ddb.on(ScanCommand).resolves({
+      Items: [
+        { instanceId: RUN_KEY, version: 3, pending: [] },
+        { instanceId: 'i-0123456789abcdef0', certname: 'a.compute.internal', state: 'in-service', createdAt: 'x', updatedAt: 'y' },
+        { instanceId: 'i-0123456789abcdef1', certname: 'b.compute.internal', state: 'haunted', createdAt: 'x', updatedAt: 'y' },
+      ],
+    });
+    const entries = await registry.list();
+    expect(entries.map((entry) => entry.instanceId)).toEqual(['i-0123456789abcdef0']);
+    expect(invalid).toHaveBeenCalledWith(expect.objectContaining({ instanceId: 'i-0123456789abcdef1' }));
+    expect(ddb.commandCalls(ScanCommand)[0]?.args[0].input).toMatchObject({ TableName: 'registry', ConsistentRead: true });
+  });
+
+  it('reads the run record, or an empty one', async () => {
+    ddb.on(GetCommand).resolvesOnce({}).resolvesOnce({ Item: { instanceId: RUN_KEY, version: 2, pending: ['i-1'], job: { name: '5', claimedAt: 'x', covers: ['i-1'], attempt: 1 } } });
+    await expect(registry.getRun()).resolves.toEqual({ version: 0, pending: [] });
+    await expect(registry.getRun()).resolves.toMatchObject({ version: 2, job: { name: '5' } });
+  });
+});
+
+describe('SqsQueue', () => {
+  const sqs = mockClient(SQSClient);
+  afterEach(() => sqs.reset());
+
+  it('sends rechecks to the queue with SQS-bounded delays', async () => {
+    sqs.on(SendMessageCommand).resolves({});
+    const queue = new SqsQueue(new SQSClient({ region: 'us-west-2' }), 'https://sqs.us-west-2.amazonaws.com/123456789012/q');
+    const message = { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', jobName: '7', attempt: 2 } as const;
+    await queue.sendRecheck(message, 20);
+    await queue.sendRecheck(message, 5_000);
+    expect(sqs.commandCalls(SendMessageCommand).map((call) => call.args[0].input)).toEqual([
+      { QueueUrl: 'https://sqs.us-west-2.amazonaws.com/123456789012/q', MessageBody: JSON.stringify(message), DelaySeconds: 20 },
+      { QueueUrl: 'https://sqs.us-west-2.amazonaws.com/123456789012/q', MessageBody: JSON.stringify(message), DelaySeconds: 900 },
+    ]);
+  });
+});
+
+describe('SecretsManagerSecrets', () => {
+  const sm = mockClient(SecretsManagerClient);
+  const arns = { clientCert: 'arn:aws:secretsmanager:us-west-2:123456789012:secret:cert', rbacToken: 'arn:aws:secretsmanager:us-west-2:123456789012:secret:token' };
+  const bundle = { cert: '-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----', key: '-----BEGIN PRIVATE KEY-----\nSECRETKEYMATERIAL\n-----END PRIVATE KEY-----', ca: '-----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----' };
+  afterEach(() => sm.reset());
+
+  it('reads each secret once per container', async () => {
+    sm.on(GetSecretValueCommand, { SecretId: arns.clientCert }).resolves({ SecretString: JSON.stringify(bundle) });
+    sm.on(GetSecretValueCommand, { SecretId: arns.rbacToken }).resolves({ SecretString: 'TOKEN-0123456789\n' });
+    const secrets = new SecretsManagerSecrets(new SecretsManagerClient({ region: 'us-west-2' }), arns);
+    await expect(secrets.clientBundle()).resolves.toEqual(bundle);
+    await expect(secrets.clientBundle()).resolves.toEqual(bundle);
+    await expect(secrets.rbacToken()).resolves.toBe('TOKEN-0123456789');
+    await secrets.rbacToken();
+    expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(2);
+  });
+
+  it('refuses a missing, empty or malformed secret with a ConfigError that shows no value, and reads again next time', async () => {
+    const secrets = new SecretsManagerSecrets(new SecretsManagerClient({ region: 'us-west-2' }), arns);
+    sm.on(GetSecretValueCommand)
+      .rejectsOnce(sdkError('ResourceNotFoundException', "Secrets Manager can't find the specified secret value for staging label: AWSCURRENT"))
+      .resolvesOnce({ SecretString: '  ' })
+      .resolvesOnce({ SecretString: JSON.stringify({ ...bundle, key: 'SECRETKEYMATERIAL' }) })
+      .resolvesOnce({ SecretString: '{"token":"TOKEN-0123456789"}' });
+    await expect(secrets.clientBundle()).rejects.toThrow(ConfigError);
+    await expect(secrets.clientBundle()).rejects.toThrow(/is empty.*put-secret-value/);
+    const error = (await secrets.clientBundle().catch((e: unknown) => e)) as Error;
+    expect(error.message).toMatch(/key must hold a PEM private key/);
+    expect(error.message).not.toContain('SECRETKEYMATERIAL');
+    const tokenError = (await secrets.rbacToken().catch((e: unknown) => e)) as Error;
+    expect(tokenError).toBeInstanceOf(ConfigError);
+    expect(tokenError.message).not.toContain('TOKEN-0123456789');
+    expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(4);
+  });
+});

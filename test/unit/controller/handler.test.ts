@@ -1,0 +1,154 @@
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { AutoScalingClient, CompleteLifecycleActionCommand, DescribeAutoScalingGroupsCommand } from '@aws-sdk/client-auto-scaling';
+import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { toSqsEvent } from '../../support/memory-cloud';
+import { makeTestCa, type Pem, type TestCa } from '../../support/pki';
+import { VALID_ENV } from './support';
+
+/**
+ * The real entry point, as the stack deploys it: environment, SDK clients (mocked at the SDK
+ * layer), secrets, and the Puppet clients over real mTLS against a small fake CA. Also the place
+ * to prove that no secret reaches a log line.
+ */
+const TOKEN = 'RBAC-TOKEN-d41d8cd98f00b204e9800998ecf8427e';
+const LIFECYCLE_CN = 'lifecycle-controller.corp.example.com';
+const context = { functionName: 'controller', awsRequestId: 'req-1', invokedFunctionArn: 'arn:aws:lambda:us-west-2:123456789012:function:controller' } as Context;
+
+type Handler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
+
+describe('handler', () => {
+  let ca: TestCa;
+  let client: Pem;
+  let server: Server;
+  let port: number;
+  const seen: Array<{ path: string; clientCn: string | undefined }> = [];
+  let output: string[] = [];
+  const asg = mockClient(AutoScalingClient);
+  const ec2 = mockClient(EC2Client);
+  const ddb = mockClient(DynamoDBDocumentClient);
+  const sqs = mockClient(SQSClient);
+  const sm = mockClient(SecretsManagerClient);
+
+  beforeAll(async () => {
+    ca = await makeTestCa('Puppet CA: primary.corp.example.com');
+    client = await ca.issue({ commonName: LIFECYCLE_CN });
+    const serverPem = await ca.issue({ commonName: 'localhost', dnsNames: ['localhost'] });
+    server = createServer({ cert: serverPem.cert, key: serverPem.key, ca: ca.cert, requestCert: true, rejectUnauthorized: true }, (req, res) => {
+      seen.push({ path: req.url ?? '', clientCn: String((req.socket as TLSSocket).getPeerCertificate().subject?.CN) });
+      if (req.url === '/puppet-ca/v1/certificate_statuses/any?state=requested') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end('[]');
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('Not Found');
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  beforeEach(() => {
+    vi.resetModules();
+    for (const [name, value] of Object.entries({ ...VALID_ENV, PRIMARY_HOSTNAME: 'localhost', CA_PORT: String(port), POWERTOOLS_LOG_LEVEL: 'DEBUG' })) vi.stubEnv(name, value);
+    vi.stubEnv('AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED', 'true');
+    output = [];
+    // Powertools writes info to stdout and warnings and errors to stderr.
+    for (const stream of [process.stdout, process.stderr]) {
+      vi.spyOn(stream, 'write').mockImplementation((chunk: string | Uint8Array) => {
+        output.push(String(chunk));
+        return true;
+      });
+    }
+    sm.on(GetSecretValueCommand, { SecretId: VALID_ENV.CLIENT_CERT_SECRET_ARN }).resolves({ SecretString: JSON.stringify({ cert: client.cert, key: client.key, ca: ca.cert }) });
+    sm.on(GetSecretValueCommand, { SecretId: VALID_ENV.RBAC_TOKEN_SECRET_ARN }).resolves({ SecretString: TOKEN });
+    asg.on(DescribeAutoScalingGroupsCommand).resolves({
+      AutoScalingGroups: [{ AutoScalingGroupName: 'compile-masters', Instances: [{ InstanceId: 'i-0123456789abcdef0', LifecycleState: 'Pending:Wait' }] } as never],
+    });
+    asg.on(CompleteLifecycleActionCommand).resolves({});
+    // An instance whose private DNS name is the controller's own certname: it must be refused.
+    ec2.on(DescribeInstancesCommand).resolves({
+      Reservations: [{ Instances: [{ InstanceId: 'i-0123456789abcdef0', State: { Name: 'running' }, PrivateDnsName: LIFECYCLE_CN, PrivateIpAddress: '10.0.0.9' }] }],
+    });
+    ddb.on(ScanCommand).resolves({ Items: [] });
+    ddb.on(GetCommand).resolves({});
+    ddb.on(PutCommand).resolves({});
+    ddb.on(UpdateCommand).resolves({});
+    sqs.on(SendMessageCommand).resolves({});
+  });
+
+  afterEach(() => {
+    vi.restoreAllMocks();
+    vi.unstubAllEnvs();
+    for (const mock of [asg, ec2, ddb, sqs, sm]) mock.reset();
+    seen.length = 0;
+  });
+
+  async function load(): Promise<Handler> {
+    return (await import('../../../lambdas/controller/handler')).handler;
+  }
+
+  it("reconciles over mTLS with the secret's certificate, refusing to enroll the controller's own certname", async () => {
+    const handler = await load();
+    const response = await handler(toSqsEvent([{ body: JSON.stringify({ source: 'aws.events', 'detail-type': 'Scheduled Event' }) }]), context);
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(seen[0]).toEqual({ path: '/puppet-ca/v1/certificate_statuses/any?state=requested', clientCn: LIFECYCLE_CN });
+    expect(asg.commandCalls(CompleteLifecycleActionCommand).map((call) => call.args[0].input)).toEqual([
+      { AutoScalingGroupName: 'compile-masters', LifecycleHookName: 'compile-master-launching', InstanceId: 'i-0123456789abcdef0', LifecycleActionResult: 'ABANDON' },
+    ]);
+    const lines = output.join('').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines.find((line) => line.message === 'Refused: abandoning the launch')).toMatchObject({
+      service: 'controller',
+      instanceId: 'i-0123456789abcdef0',
+      reasons: [`${LIFECYCLE_CN} is a protected certname`],
+    });
+    expect(lines.some((line) => JSON.stringify(line).includes('"LifecycleActionsRefused"'))).toBe(true);
+  });
+
+  it('reads the secrets once per container', async () => {
+    const handler = await load();
+    const event = toSqsEvent([{ body: JSON.stringify({ source: 'aws.events', 'detail-type': 'Scheduled Event' }) }]);
+    await handler(event, context);
+    await handler(event, context);
+    expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(2);
+  });
+
+  it('fails the valid records, not the malformed one, when the Puppet CA cannot be reached', async () => {
+    vi.stubEnv('CA_PORT', '1');
+    const handler = await load();
+    const event = toSqsEvent([{ body: '{"source":"compile-masters.node-agent"}' }, { body: JSON.stringify({ source: 'aws.events', 'detail-type': 'Scheduled Event' }) }]);
+    const response = await handler(event, context);
+    expect(response.batchItemFailures).toEqual([{ itemIdentifier: event.Records[1]?.messageId }]);
+    expect(output.join('')).toMatch(/Reconcile failed; its messages will be retried/);
+  }, 30_000);
+
+  it('never writes the token, the private key or any PEM to the log, also when secrets are wrong', async () => {
+    const keyBody = client.key.split('\n')[1] as string;
+    const handler = await load();
+    await handler(toSqsEvent([{ body: JSON.stringify({ source: 'aws.events', 'detail-type': 'Scheduled Event' }) }]), context);
+
+    sm.on(GetSecretValueCommand, { SecretId: VALID_ENV.CLIENT_CERT_SECRET_ARN }).resolves({ SecretString: JSON.stringify({ cert: client.cert, key: `${keyBody}-not-a-pem`, ca: ca.cert }) });
+    vi.resetModules();
+    const broken = await load();
+    const response = await broken(toSqsEvent([{ body: JSON.stringify({ source: 'aws.events', 'detail-type': 'Scheduled Event' }) }]), context);
+    expect(response.batchItemFailures).toHaveLength(1);
+
+    const log = output.join('');
+    expect(log).toMatch(/key must hold a PEM private key/);
+    for (const secret of [TOKEN, keyBody, client.cert.split('\n')[1] as string, 'PRIVATE KEY-----']) expect(log).not.toContain(secret);
+  });
+
+  it('fails the cold start with a ConfigError that names the variable', async () => {
+    vi.stubEnv('EXPECTED_EXTENSIONS', '{"pp_role": 7}');
+    const error = await load().catch((e: unknown) => e);
+    // Its class comes from a fresh module graph, so compare by name.
+    expect((error as Error).name).toBe('ConfigError');
+    expect((error as Error).message).toMatch(/EXPECTED_EXTENSIONS at pp_role values must be strings \(example: EXPECTED_EXTENSIONS=\{"pp_role":"compile_master"\}\)/);
+  });
+});
