@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { SQSEvent, SQSRecord } from 'aws-lambda';
+import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { ConfigError } from '../../lib/errors';
 import type { Ec2Instance, Member, RegistryEntry, RegistryState, RunRecord } from '../../lambdas/controller/model';
 import type {
@@ -428,6 +428,16 @@ export class MemoryQueue implements QueuePort {
   }
 }
 
+/** The reconcile schedule's event body, as the EventBridge rule puts it on the queue. */
+export function scheduledEvent(at: Date, region = 'us-west-2'): string {
+  return JSON.stringify({ version: '0', id: randomUUID(), 'detail-type': 'Scheduled Event', source: 'aws.events', account: '123456789012', time: at.toISOString(), region, resources: [], detail: {} });
+}
+
+/** A node agent's "look at me" message body. */
+export function nodeAgentNotice(instanceId: string, event: 'csr-submitted' | 'enrolled' | 'booted'): string {
+  return JSON.stringify({ source: 'compile-masters.node-agent', version: 1, instanceId, event });
+}
+
 /** Records shaped as the Lambda SQS event source delivers them. */
 export function toSqsEvent(messages: ReadonlyArray<{ messageId?: string; body: string; receiveCount?: number }>, region = 'us-west-2'): SQSEvent {
   return {
@@ -485,5 +495,61 @@ export class MemoryHealth implements NodeHealthPort {
   set(certname: string, healthy: boolean): void {
     if (healthy) this.healthy.add(certname);
     else this.healthy.delete(certname);
+  }
+}
+
+/**
+ * The cloud's clock. Frozen at `start` when given (deterministic tests), else real time; either
+ * way `advance` jumps ahead, so delayed messages and aging claims need no real waiting.
+ */
+export class ManualClock {
+  private offsetMs = 0;
+
+  constructor(private readonly start?: Date) {}
+
+  readonly now = (): Date => new Date((this.start?.getTime() ?? Date.now()) + this.offsetMs);
+
+  advance(seconds: number): void {
+    this.offsetMs += seconds * 1000;
+  }
+
+  /** Moves forward to `at` (never back). */
+  advanceTo(at: Date): void {
+    this.offsetMs += Math.max(0, at.getTime() - this.now().getTime());
+  }
+}
+
+/**
+ * Runs the controller on the queue as Lambda's SQS event source does: batches of visible
+ * messages, failed records back after a visibility timeout, delayed messages waited for by moving
+ * the clock.
+ */
+export class QueueDriver {
+  constructor(
+    private readonly cloud: MemoryCloud,
+    private readonly clock: ManualClock,
+    private readonly handle: (event: SQSEvent) => Promise<SQSBatchResponse>,
+    private readonly options: { batchSize?: number; visibilityTimeoutSeconds?: number } = {},
+  ) {}
+
+  /** One invocation with what is visible now; undefined when nothing is. */
+  async deliver(batchSize = this.options.batchSize ?? 10): Promise<SQSBatchResponse | undefined> {
+    const event = this.cloud.queue.receive(batchSize);
+    if (event.Records.length === 0) return undefined;
+    const response = await this.handle(event);
+    this.cloud.queue.returnFailed(event, response.batchItemFailures, this.options.visibilityTimeoutSeconds ?? 30);
+    return response;
+  }
+
+  /** Delivers until the queue is dry or the next message is more than `maxSeconds` of clock time away. */
+  async settle(maxSeconds = 600): Promise<void> {
+    const until = this.clock.now().getTime() + maxSeconds * 1000;
+    for (let guard = 0; guard < 10_000; guard++) {
+      if (await this.deliver()) continue;
+      const next = this.cloud.queue.nextAvailableAt();
+      if (!next || next.getTime() > until) return;
+      this.clock.advanceTo(next);
+    }
+    throw new Error('the queue never settled: the controller keeps sending itself messages');
   }
 }

@@ -1,7 +1,7 @@
 import type { SQSBatchResponse } from 'aws-lambda';
 import { handleBatch } from '../../../lambdas/controller/batch';
 import { reconcile, type ControllerContext } from '../../../lambdas/controller/reconcile';
-import { MemoryCloud, type EventBridgeEvent } from '../../support/memory-cloud';
+import { ManualClock, MemoryCloud, QueueDriver, nodeAgentNotice, scheduledEvent, type EventBridgeEvent } from '../../support/memory-cloud';
 import { FakePuppet, NOW, POLICY, RecordingLogger, RecordingMetrics, csrFacts } from './support';
 
 /**
@@ -9,64 +9,42 @@ import { FakePuppet, NOW, POLICY, RecordingLogger, RecordingMetrics, csrFacts } 
  * whole loop of events, batches, passes and delayed rechecks, as SQS and Lambda would run it.
  */
 export class Harness {
-  now = new Date(NOW);
+  readonly clock = new ManualClock(NOW);
   readonly puppet = new FakePuppet();
   readonly logger = new RecordingLogger();
   readonly metrics = new RecordingMetrics();
   readonly cloud: MemoryCloud;
   readonly context: ControllerContext;
+  readonly driver: QueueDriver;
   /** Events the simulated EventBridge dropped. */
   readonly dropped: EventBridgeEvent[] = [];
   dropEvents = false;
-  passes = 0;
 
   constructor() {
     this.cloud = new MemoryCloud({
-      clock: () => this.now,
+      clock: this.clock.now,
       onEvent: (event) => (this.dropEvents ? this.dropped.push(event) : this.cloud.queue.enqueue(JSON.stringify(event))),
     });
-    this.context = {
-      ports: this.cloud.ports(this.puppet),
-      policy: POLICY,
-      logger: this.logger,
-      metrics: this.metrics,
-      clock: () => this.now,
-    };
+    this.context = { ports: this.cloud.ports(this.puppet), policy: POLICY, logger: this.logger, metrics: this.metrics, clock: this.clock.now };
+    this.driver = new QueueDriver(this.cloud, this.clock, (event) =>
+      handleBatch(event, { scope: this.cloud, logger: this.logger, reconcile: (triggers) => reconcile(this.context, triggers) }),
+    );
+  }
+
+  get now(): Date {
+    return this.clock.now();
   }
 
   advance(seconds: number): void {
-    this.now = new Date(this.now.getTime() + seconds * 1000);
+    this.clock.advance(seconds);
   }
 
-  /** One Lambda invocation: up to `batchSize` visible messages, failures go back to the queue. */
-  async deliver(batchSize = 10): Promise<SQSBatchResponse | undefined> {
-    const event = this.cloud.queue.receive(batchSize);
-    if (event.Records.length === 0) return undefined;
-    const response = await handleBatch(event, {
-      scope: this.cloud,
-      logger: this.logger,
-      reconcile: (triggers) => {
-        this.passes += 1;
-        return reconcile(this.context, triggers);
-      },
-    });
-    this.cloud.queue.returnFailed(event, response.batchItemFailures, 30);
-    return response;
+  deliver(batchSize?: number): Promise<SQSBatchResponse | undefined> {
+    return this.driver.deliver(batchSize);
   }
 
-  /**
-   * Runs the queue dry: delivers what is visible, then moves the clock to the next delayed
-   * message, until nothing is left or `maxSeconds` of simulated time passed.
-   */
-  async settle(maxSeconds = 600): Promise<void> {
-    const until = this.now.getTime() + maxSeconds * 1000;
-    for (let guard = 0; guard < 1000; guard++) {
-      if (await this.deliver()) continue;
-      const next = this.cloud.queue.nextAvailableAt();
-      if (!next || next.getTime() > until) return;
-      this.now = new Date(Math.max(this.now.getTime(), next.getTime()));
-    }
-    throw new Error('queue never settled');
+  settle(maxSeconds?: number): Promise<void> {
+    return this.driver.settle(maxSeconds);
   }
 
   /** What the node agent does on a new instance: submit its CSR and say so. */
@@ -94,11 +72,11 @@ export class Harness {
   }
 
   notify(instanceId: string, event: 'csr-submitted' | 'enrolled' | 'booted'): void {
-    this.cloud.queue.enqueue(JSON.stringify({ source: 'compile-masters.node-agent', version: 1, instanceId, event }));
+    this.cloud.queue.enqueue(nodeAgentNotice(instanceId, event));
   }
 
   schedule(): void {
-    this.cloud.queue.enqueue(JSON.stringify({ version: '0', id: 'tick', 'detail-type': 'Scheduled Event', source: 'aws.events', account: '123456789012', time: this.now.toISOString(), region: 'us-west-2', resources: [], detail: {} }));
+    this.cloud.queue.enqueue(scheduledEvent(this.now));
   }
 
   /** Marks every started orchestrator job with `state` (the orchestrator double runs them). */
