@@ -64,39 +64,37 @@ export interface CompileMasterGroupProps {
 /** The compile masters: an Auto Scaling group whose lifecycle the controller drives. */
 export class CompileMasterGroup extends Construct {
   readonly autoScalingGroup: autoscaling.AutoScalingGroup;
-  readonly securityGroup: ec2.SecurityGroup;
-  readonly role: iam.Role;
 
   constructor(scope: Construct, id: string, props: CompileMasterGroupProps) {
     super(scope, id);
     const { settings } = props;
 
-    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+    const securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
       vpc: props.vpc,
       description: 'Compile masters: agents through the NLB, the primary, EFS and HTTPS out',
       allowAllOutbound: false,
     });
     for (const port of [PUPPET_SERVER_PORT, PCP_BROKER_PORT]) {
       // Client IPs are preserved, so this admits the agents by the NLB's group, not by address.
-      props.loadBalancer.loadBalancer.connections.allowTo(this.securityGroup, ec2.Port.tcp(port), `NLB to ${port}`);
+      props.loadBalancer.loadBalancer.connections.allowTo(securityGroup, ec2.Port.tcp(port), `NLB to ${port}`);
     }
     props.controller.connections.allowTo(
-      this.securityGroup,
+      securityGroup,
       ec2.Port.tcp(PUPPET_SERVER_PORT),
       'Controller checks a new node\'s Puppet Server',
     );
     for (const [port, what] of PRIMARY_PORTS) {
-      this.securityGroup.addEgressRule(ec2.Peer.ipv4(settings.primaryCidr), ec2.Port.tcp(port), `${what} on the primary`);
+      securityGroup.addEgressRule(ec2.Peer.ipv4(settings.primaryCidr), ec2.Port.tcp(port), `${what} on the primary`);
     }
     // Packages (OS, puppet-agent from the primary's or Puppet's repositories) and SQS.
-    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS: packages and AWS APIs');
+    securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS: packages and AWS APIs');
 
-    this.role = new iam.Role(this, 'InstanceRole', {
+    const role = new iam.Role(this, 'InstanceRole', {
       assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
       description: 'Compile masters: mount the EFS access point read-only and notify the controller; nothing else',
     });
-    props.storage.grantReadOnlyMount(this.role, this.securityGroup);
-    this.role.addToPrincipalPolicy(
+    props.storage.grantReadOnlyMount(role, securityGroup);
+    role.addToPrincipalPolicy(
       new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [props.queue.queueArn] }),
     );
 
@@ -104,8 +102,8 @@ export class CompileMasterGroup extends Construct {
       instanceType: new ec2.InstanceType(settings.instanceType),
       machineImage: machineImage(settings),
       userData: userData(props.storage),
-      role: this.role,
-      securityGroup: this.securityGroup,
+      role,
+      securityGroup,
       requireImdsv2: true,
       // Only processes on the host itself (efs-utils, the node agent) read instance metadata;
       // one hop keeps containers or forwarded traffic from reaching the role's credentials.

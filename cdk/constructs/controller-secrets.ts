@@ -35,6 +35,7 @@ export class ControllerSecrets extends Construct {
   private secret(id: string, arn: string | undefined, description: string): secretsmanager.ISecret {
     if (arn) return secretsmanager.Secret.fromSecretCompleteArn(this, id, arn);
 
+    // Retained: what the operator put here (a client key, a token) must not go with a stack delete.
     const secret = new secretsmanager.Secret(this, id, { description, removalPolicy: RemovalPolicy.RETAIN });
     // Created without a value: CDK would otherwise generate a random password, which the
     // controller could mistake for a token. An empty secret makes it refuse with "secret not set".

@@ -43,8 +43,6 @@ const LAMBDA_MOUNT_PATH = '/mnt/compile-masters';
  * is built from source at synth, so nothing has to be built or uploaded beforehand.
  */
 export class EfsContentWriter extends Construct {
-  readonly resource: CustomResource;
-
   constructor(scope: Construct, id: string, props: EfsContentWriterProps) {
     super(scope, id);
 
@@ -98,7 +96,7 @@ export class EfsContentWriter extends Construct {
     // The asset hash changes with any byte of the bundle (node agent, unit, bootstrap, writer),
     // so an update re-writes the files exactly when something in them changed.
     const bundleHash = (writer.node.findChild('Code') as s3assets.Asset).assetHash;
-    this.resource = new CustomResource(this, 'Resource', {
+    new CustomResource(this, 'Resource', {
       serviceToken: provider.serviceToken,
       resourceType: 'Custom::CompileMasterEfsContent',
       properties: {

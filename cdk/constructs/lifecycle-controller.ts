@@ -54,7 +54,6 @@ export interface LifecycleControllerProps {
  */
 export class LifecycleController extends Construct {
   readonly function: nodejs.NodejsFunction;
-  readonly securityGroup: ec2.SecurityGroup;
   readonly registry: dynamodb.Table;
 
   constructor(scope: Construct, id: string, props: LifecycleControllerProps) {
@@ -76,7 +75,7 @@ export class LifecycleController extends Construct {
       partitionKey: { name: 'certname', type: dynamodb.AttributeType.STRING },
     });
 
-    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+    const securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
       vpc: props.vpc,
       description: 'Lifecycle controller: Puppet APIs on the primary and AWS APIs only',
       allowAllOutbound: false,
@@ -87,11 +86,11 @@ export class LifecycleController extends Construct {
       [puppet.puppetdbPort, 'PuppetDB API'],
       [puppet.orchestratorPort, 'PE orchestrator API'],
     ])) {
-      this.securityGroup.addEgressRule(primary, ec2.Port.tcp(port), `${what} on the primary`);
+      securityGroup.addEgressRule(primary, ec2.Port.tcp(port), `${what} on the primary`);
     }
     // AWS APIs (Auto Scaling, EC2, ELB, SQS, DynamoDB, Secrets Manager) are public endpoints
     // reached through the NAT; their addresses are not stable enough to list.
-    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'AWS APIs over HTTPS');
+    securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'AWS APIs over HTTPS');
 
     const logGroup = new logs.LogGroup(this, 'Logs', {
       retention: logs.RetentionDays.THREE_MONTHS,
@@ -109,7 +108,7 @@ export class LifecycleController extends Construct {
       reservedConcurrentExecutions: 1,
       vpc: props.vpc,
       vpcSubnets: props.subnets,
-      securityGroups: [this.securityGroup],
+      securityGroups: [securityGroup],
       logGroup,
       environment: {
         GROUP_NAME: props.groupName,

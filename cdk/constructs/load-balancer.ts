@@ -21,7 +21,6 @@ export interface LoadBalancerProps {
  */
 export class CompileMasterLoadBalancer extends Construct {
   readonly loadBalancer: elbv2.NetworkLoadBalancer;
-  readonly securityGroup: ec2.SecurityGroup;
   readonly puppetServerTargets: elbv2.NetworkTargetGroup;
   readonly pcpBrokerTargets: elbv2.NetworkTargetGroup;
 
@@ -30,14 +29,14 @@ export class CompileMasterLoadBalancer extends Construct {
 
     // A security group can only be attached to an NLB when it is created, so it is here from the
     // start; the instances admit the NLB by this group rather than by agent CIDRs.
-    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+    const securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
       vpc: props.vpc,
       description: 'Compile-master NLB: Puppet agents in, compile masters out',
       allowAllOutbound: false,
     });
     for (const cidr of props.agentCidrs) {
       for (const port of [PUPPET_SERVER_PORT, PCP_BROKER_PORT]) {
-        this.securityGroup.addIngressRule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(port), `Puppet agents to ${port}`);
+        securityGroup.addIngressRule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(port), `Puppet agents to ${port}`);
       }
     }
 
@@ -45,7 +44,7 @@ export class CompileMasterLoadBalancer extends Construct {
       vpc: props.vpc,
       vpcSubnets: props.subnets,
       internetFacing: props.internetFacing,
-      securityGroups: [this.securityGroup],
+      securityGroups: [securityGroup],
       crossZoneEnabled: true,
     });
     Validations.of(this.loadBalancer).acknowledge({

@@ -26,12 +26,10 @@ export interface MonitoringProps {
  * dashboard that shows the tier from queue to targets.
  */
 export class Monitoring extends Construct {
-  readonly alarms: cloudwatch.Alarm[] = [];
-  readonly dashboard: cloudwatch.Dashboard;
-
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
     const period = Duration.minutes(5);
+    const alarms: cloudwatch.Alarm[] = [];
     const controllerMetric = (metricName: string) =>
       new cloudwatch.Metric({
         namespace: props.metricsNamespace,
@@ -56,7 +54,7 @@ export class Monitoring extends Construct {
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
         alarmDescription: description,
       });
-      this.alarms.push(alarm);
+      alarms.push(alarm);
       return alarm;
     };
 
@@ -103,7 +101,7 @@ export class Monitoring extends Construct {
 
     if (props.alarmTopicArn) {
       const topic = sns.Topic.fromTopicArn(this, 'AlarmTopic', props.alarmTopicArn);
-      for (const alarm of this.alarms) alarm.addAlarmAction(new actions.SnsAction(topic));
+      for (const alarm of alarms) alarm.addAlarmAction(new actions.SnsAction(topic));
     }
 
     const groupMetric = (metricName: string) =>
@@ -122,11 +120,11 @@ export class Monitoring extends Construct {
       period: Duration.minutes(1),
     });
 
-    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+    new cloudwatch.Dashboard(this, 'Dashboard', {
       defaultInterval: Duration.hours(6),
       widgets: [
         [
-          new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24 }),
+          new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms, width: 24 }),
         ],
         [
           new cloudwatch.GraphWidget({

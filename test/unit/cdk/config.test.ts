@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CONTEXT_DEFAULTS, CONTEXT_EXAMPLES, CONTEXT_KEYS, loadConfig } from '../../../cdk/config';
 import { ConfigError } from '../../../lib/errors';
+import { CA_PEM as PEM } from './real-deploy-context';
 
 const load = (context: Record<string, unknown>, baseDir?: string) => loadConfig((key) => context[key], baseDir);
 const failure = (context: Record<string, unknown>, baseDir?: string): Error => {
@@ -15,7 +16,6 @@ const failure = (context: Record<string, unknown>, baseDir?: string): Error => {
   throw new Error('expected the configuration to be refused');
 };
 
-const PEM = '-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2E=\n-----END CERTIFICATE-----\n';
 
 describe('defaults', () => {
   it('describe the example site, so a fresh clone synthesizes', () => {
