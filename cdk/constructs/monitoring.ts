@@ -44,7 +44,7 @@ export class Monitoring extends Construct {
       metric: cloudwatch.IMetric,
       description: string,
       evaluationPeriods = 1,
-    ): cloudwatch.Alarm => {
+    ): void => {
       const alarm = new cloudwatch.Alarm(this, alarmId, {
         metric,
         threshold: 0,
@@ -55,7 +55,6 @@ export class Monitoring extends Construct {
         alarmDescription: description,
       });
       alarms.push(alarm);
-      return alarm;
     };
 
     anyAtAll(
