@@ -1,0 +1,299 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { crlSerials } from '../../lib/puppet/x509';
+import { handleBatch } from '../../lambdas/controller/batch';
+import { METRIC } from '../../lambdas/controller/execute';
+import type { PlannerPolicy } from '../../lambdas/controller/planner';
+import { PuppetApis, PuppetServerHealth } from '../../lambdas/controller/puppet';
+import { reconcile, type ControllerContext } from '../../lambdas/controller/reconcile';
+import { eventually, labClients, storeFacts, type LabClients } from '../support/clients';
+import { readCertificate, requestCertificate, type CsrOptions } from '../support/csr';
+import { loadLab, orchestratorToken, readPems, setOrchestratorFaults, uniqueCertname, type LabDescription } from '../support/lab';
+import { ManualClock, MemoryCloud, QueueDriver, nodeAgentNotice, scheduledEvent, type EventBridgeEvent } from '../support/memory-cloud';
+import { RecordingLogger, RecordingMetrics } from '../unit/controller/support';
+
+/**
+ * The controller against the real Puppet lab (Puppet Server CA, PuppetDB, the orchestrator
+ * double running a real agent on the primary), with AWS in memory. Every claim is checked where
+ * it matters: at the CA, in its CRL, and in PuppetDB.
+ */
+const NLB = 'compile-masters-lab.elb.us-west-2.amazonaws.com';
+const REGION = 'us-west-2';
+
+let lab: LabDescription;
+let clients: LabClients;
+/** A certname on the protected list that nothing has claimed yet, so a CSR for it reaches the controller. */
+const protectedSpare = uniqueCertname('replica');
+
+function url(address: string): { hostname: string; port: number } {
+  const parsed = new URL(address);
+  return { hostname: parsed.hostname, port: Number(parsed.port) };
+}
+
+/** The controller wired as in production, but with the lab's Puppet and an in-memory AWS. */
+class LabController {
+  readonly clock = new ManualClock();
+  readonly logger = new RecordingLogger();
+  readonly metrics = new RecordingMetrics();
+  readonly cloud: MemoryCloud;
+  readonly driver: QueueDriver;
+  readonly deploys: string[] = [];
+  readonly dropped: EventBridgeEvent[] = [];
+  dropEvents = false;
+
+  constructor() {
+    this.cloud = new MemoryCloud({
+      region: REGION,
+      clock: this.clock.now,
+      onEvent: (event) => (this.dropEvents ? this.dropped.push(event) : this.cloud.queue.enqueue(JSON.stringify(event))),
+    });
+    const pems = readPems(lab);
+    const puppet = PuppetApis.create(
+      {
+        ca: url(lab.ca.url),
+        puppetdb: url(lab.puppetdb.url),
+        orchestrator: { ...url(lab.orchestrator.url), environment: lab.primary.environment },
+        primaryCertname: lab.primary.certname,
+      },
+      { ...pems.lifecycle, ca: pems.ca },
+      orchestratorToken(lab),
+    );
+    const runPrimary = puppet.runPrimary.bind(puppet);
+    puppet.runPrimary = async (description) => {
+      const name = await runPrimary(description);
+      this.deploys.push(name);
+      return name;
+    };
+    const policy: PlannerPolicy = {
+      region: REGION,
+      nlbDnsName: NLB,
+      extraAltNames: [],
+      expectedExtensions: { pp_role: 'compile_master' },
+      protectedCertnames: new Set([lab.primary.certname, lab.lifecycleClient.certname, protectedSpare]),
+    };
+    const context: ControllerContext = { ports: this.cloud.ports(puppet), policy, logger: this.logger, metrics: this.metrics, clock: this.clock.now };
+    this.driver = new QueueDriver(this.cloud, this.clock, (event) =>
+      handleBatch(event, { scope: this.cloud, logger: this.logger, reconcile: (triggers) => reconcile(context, triggers) }),
+    );
+  }
+
+  /** A new instance in Pending:Wait whose private DNS name is a fresh lab certname. */
+  launch(certname = uniqueCertname('ip-10-20-0')): { instanceId: string; certname: string } {
+    const { instanceId } = this.cloud.launch({ privateDnsName: certname });
+    return { instanceId, certname };
+  }
+
+  /** What the node agent does: submit a CSR (valid unless overridden) and say so. */
+  async submitCsr(instanceId: string, certname: string, overrides: Partial<CsrOptions> = {}): Promise<void> {
+    await requestCertificate(
+      { certname, dnsAltNames: [certname, NLB], extensions: { pp_instance_id: instanceId, pp_role: 'compile_master', pp_region: REGION }, ...overrides },
+      lab,
+    );
+    this.cloud.queue.enqueue(nodeAgentNotice(instanceId, 'csr-submitted'));
+  }
+
+  /** A compile master enrolled through the controller, known to PuppetDB, with its serial. */
+  async enrolled(): Promise<{ instanceId: string; certname: string; serial: bigint }> {
+    const { instanceId, certname } = this.launch();
+    await this.submitCsr(instanceId, certname);
+    await this.settle();
+    await storeFacts(clients.puppetdb, certname);
+    await eventually(() => clients.puppetdb.getNode(certname), `${certname} in PuppetDB`);
+    const status = await clients.ca.getStatus(certname);
+    expect(status?.state).toBe('signed');
+    return { instanceId, certname, serial: BigInt(status?.serial_number ?? -1) };
+  }
+
+  settle(maxSeconds?: number): Promise<void> {
+    return this.driver.settle(maxSeconds);
+  }
+
+  /**
+   * Settles repeatedly while real time passes (the orchestrator's job runs a real agent), until
+   * `done`. Clock time advances about ten times faster than real time, well inside the run timeout.
+   */
+  async until(done: () => boolean | Promise<boolean>, what: string, timeoutMs = 240_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await done())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await this.settle(20);
+      await sleep(2_000);
+    }
+  }
+}
+
+async function caState(certname: string): Promise<string> {
+  return (await clients.ca.getStatus(certname))?.state ?? 'absent';
+}
+
+async function revokedSerials(): Promise<Set<bigint>> {
+  const crl = await clients.ca.getCrl();
+  if (crl === 'not-modified') throw new Error('asked for the CRL without If-Modified-Since');
+  return crlSerials(crl.pem);
+}
+
+async function deactivated(certname: string): Promise<string> {
+  return eventually(async () => (await clients.puppetdb.getNode(certname))?.deactivated ?? undefined, `${certname} deactivated in PuppetDB`);
+}
+
+beforeAll(() => {
+  lab = loadLab();
+  clients = labClients({ lab });
+});
+afterAll(() => clients.close());
+
+describe('scale out against the real CA', () => {
+  it('validates and signs a simulated instance, runs the primary once, and CONTINUEs the launch when its server is healthy', async () => {
+    const c = new LabController();
+    const { instanceId, certname } = c.launch();
+    await c.settle();
+    expect(await caState(certname)).toBe('absent');
+
+    await c.submitCsr(instanceId, certname);
+    await c.settle();
+    expect(await caState(certname)).toBe('signed');
+    const issued = readCertificate((await clients.ca.getCertificate(certname)) as string);
+    expect(issued.puppetExtensions).toMatchObject({ pp_instance_id: instanceId, pp_role: 'compile_master' });
+    expect(issued.dnsAltNames.sort()).toEqual([certname, NLB].sort());
+    expect(c.cloud.registry.peek(instanceId)).toMatchObject({ certname, state: 'signed' });
+
+    c.cloud.health.set(certname, true);
+    c.cloud.queue.enqueue(nodeAgentNotice(instanceId, 'enrolled'));
+    await c.until(() => c.cloud.group.stateOf(instanceId) === 'InService', 'the launch to complete');
+    expect(c.deploys).toHaveLength(1);
+    expect((await clients.orchestrator.getJob(c.deploys[0] as string)).state).toBe('finished');
+    expect(c.cloud.group.completions).toMatchObject([{ instanceId, hook: 'launch', result: 'CONTINUE' }]);
+    expect(c.cloud.registry.peek(instanceId)?.state).toBe('in-service');
+  });
+
+  it('refuses forged CSRs: they stay unsigned at the CA, their launches are ABANDONed, nothing is registered', async () => {
+    const c = new LabController();
+    const forgeries: Array<{ name: string; certname?: string; csr: (instanceId: string, certname: string) => Partial<CsrOptions>; reason: RegExp }> = [
+      { name: 'wrong pp_instance_id', csr: () => ({ extensions: { pp_instance_id: 'i-0fedcba9876543210', pp_role: 'compile_master' } }), reason: /pp_instance_id "i-0fedcba9876543210" is not/ },
+      { name: 'extra alt name', csr: (_id, certname) => ({ dnsAltNames: [certname, NLB, 'puppet.lab.test'] }), reason: /outside the allowed set: "puppet.lab.test"/ },
+      { name: 'IP alt name', csr: (_id, certname) => ({ dnsAltNames: [certname], ipAltNames: ['10.20.0.99'] }), reason: /non-DNS alt names/ },
+      { name: 'unconfigured extension', csr: (id) => ({ extensions: { pp_instance_id: id, pp_role: 'compile_master', pp_auth_role: 'pe_compiler' } }), reason: /not configured: "pp_auth_role"/ },
+      { name: 'protected certname', certname: protectedSpare, csr: () => ({}), reason: /is a protected certname/ },
+    ];
+    const launched = [];
+    for (const forgery of forgeries) {
+      const { instanceId, certname } = c.launch(forgery.certname);
+      await c.submitCsr(instanceId, certname, forgery.csr(instanceId, certname));
+      launched.push({ ...forgery, instanceId, certname });
+    }
+    // A real instance that is not a member of the group asks to be looked at.
+    const outsider = uniqueCertname('ip-10-30-0');
+    c.cloud.instances.put({ instanceId: 'i-0abcdef0123456789', state: 'running', privateDnsName: outsider, privateIp: '10.30.0.5', launchTime: new Date() });
+    await c.submitCsr('i-0abcdef0123456789', outsider);
+    await c.settle();
+
+    for (const { name, instanceId, certname, reason } of launched) {
+      expect(await caState(certname), name).toBe('requested');
+      expect(c.cloud.group.completions.find((completion) => completion.instanceId === instanceId && completion.hook === 'launch'), name).toMatchObject({ result: 'ABANDON' });
+      expect(c.cloud.registry.peek(instanceId), name).toBeUndefined();
+      const refusal = c.logger.lines.find((line) => line.message.startsWith('Refused') && (line.attributes as { instanceId?: string }).instanceId === instanceId);
+      expect((refusal?.attributes as { reasons: string[] }).reasons.join('; '), name).toMatch(reason);
+    }
+    expect(await caState(outsider)).toBe('requested');
+    expect(c.cloud.group.completions.map((completion) => completion.instanceId)).not.toContain('i-0abcdef0123456789');
+    expect(c.metrics.get(METRIC.refused)).toBe(forgeries.length);
+    expect(c.metrics.get(METRIC.signed)).toBe(0);
+  });
+});
+
+describe("the primary's run failing", () => {
+  it("retries a failed job once, then alarms and leaves the launch to the hook's default result", async () => {
+    const c = new LabController();
+    const { instanceId, certname } = c.launch();
+    await c.submitCsr(instanceId, certname);
+    await c.settle();
+    await setOrchestratorFaults({ runs: 'fail' }, lab);
+    try {
+      c.cloud.health.set(certname, true);
+      c.cloud.queue.enqueue(nodeAgentNotice(instanceId, 'enrolled'));
+      await c.until(() => c.cloud.registry.peek(instanceId)?.state === 'stalled', 'the launch to stall');
+    } finally {
+      await setOrchestratorFaults({ runs: 'real' }, lab);
+    }
+    expect(c.deploys).toHaveLength(2);
+    for (const job of c.deploys) expect((await clients.orchestrator.getJob(job)).state).toBe('failed');
+    expect(c.metrics.get(METRIC.runsFailed)).toBe(1);
+    expect(c.metrics.get(METRIC.failed)).toBe(1);
+    expect(c.cloud.group.stateOf(instanceId)).toBe('Pending:Wait');
+    expect(c.cloud.group.completions).toEqual([]);
+  });
+});
+
+describe('scale in against the real CA and PuppetDB', () => {
+  it('leaves a terminated member revoked (serial in the CRL), gone from the CA and deactivated in PuppetDB', async () => {
+    const c = new LabController();
+    const node = await c.enrolled();
+    c.cloud.scaleIn([node.instanceId]);
+    await c.settle();
+
+    expect(c.cloud.group.completions).toContainEqual(expect.objectContaining({ instanceId: node.instanceId, hook: 'terminate', result: 'CONTINUE' }));
+    expect((await revokedSerials()).has(node.serial)).toBe(true);
+    expect(await caState(node.certname)).toBe('absent');
+    expect(await deactivated(node.certname)).toBeTruthy();
+    expect(c.cloud.registry.peek(node.instanceId)?.state).toBe('purged');
+    expect(c.metrics.get(METRIC.purged)).toBe(1);
+  });
+
+  it('ends in the same state whatever happens to the events: duplicated, reordered, lost, or terminated outside the group', async () => {
+    const c = new LabController();
+    const [repeated, lost, outside] = [await c.enrolled(), await c.enrolled(), await c.enrolled()];
+    const revokedBefore = await revokedSerials();
+    expect([repeated, lost, outside].some((node) => revokedBefore.has(node.serial))).toBe(false);
+
+    // lost: its terminate event never arrives; nothing else happens until the schedule.
+    c.dropEvents = true;
+    c.cloud.scaleIn([lost.instanceId]);
+    c.dropEvents = false;
+    await c.settle();
+    expect(c.cloud.group.stateOf(lost.instanceId)).toBe('Terminating:Wait');
+    c.cloud.queue.enqueue(scheduledEvent(c.clock.now()));
+    await c.settle();
+    expect(c.cloud.group.stateOf(lost.instanceId)).toBeUndefined();
+
+    // repeated: its terminate event three times, newest first, behind a stale launch event.
+    c.cloud.scaleIn([repeated.instanceId]);
+    const terminate = c.cloud.queue.messages.splice(0).map((message) => message.body);
+    const staleLaunch = c.cloud.events.find((event) => event['detail-type'].includes('launch') && event.detail.EC2InstanceId === repeated.instanceId);
+    for (const body of [JSON.stringify(staleLaunch), ...terminate, ...terminate, ...terminate]) c.cloud.queue.enqueue(body);
+    // outside: terminated by hand; its state changes arrive in reverse.
+    c.cloud.terminateOutside(outside.instanceId);
+    const [shuttingDown, terminated] = c.cloud.queue.messages.splice(-2);
+    c.cloud.queue.messages.push(terminated!, shuttingDown!);
+    await c.settle();
+
+    const revoked = await revokedSerials();
+    for (const node of [repeated, lost, outside]) {
+      expect(revoked.has(node.serial), node.certname).toBe(true);
+      expect(await caState(node.certname), node.certname).toBe('absent');
+      expect(await deactivated(node.certname), node.certname).toBeTruthy();
+      expect(c.cloud.registry.peek(node.instanceId)?.state, node.certname).toBe('purged');
+    }
+    expect(c.cloud.group.pendingActions()).toEqual([]);
+    expect(c.cloud.group.completions.filter((completion) => completion.hook === 'terminate').map((completion) => completion.instanceId).sort()).toEqual(
+      [repeated.instanceId, lost.instanceId].sort(),
+    );
+    expect(c.dropped).toHaveLength(1);
+    expect(c.metrics.get(METRIC.failed)).toBe(0);
+    // Nothing else on the CA was touched: the primary and the controller's own certificate are still valid.
+    expect(await caState(lab.primary.certname)).toBe('signed');
+    expect(await caState(lab.lifecycleClient.certname)).toBe('signed');
+  });
+});
+
+describe("a new compile master's health, over TLS verified against its certname", () => {
+  const health = () => new PuppetServerHealth(readPems(lab).ca);
+
+  it("is healthy when the Puppet Server at the address answers with the certname's certificate", async () => {
+    await expect(health().isHealthy({ certname: lab.primary.certname, privateIp: '127.0.0.1' })).resolves.toBe(true);
+  });
+
+  it('is not healthy when the certificate there belongs to another name, or nothing answers', async () => {
+    await expect(health().isHealthy({ certname: 'ip-10-20-0-1.lab.test', privateIp: '127.0.0.1' })).resolves.toBe(false);
+    await expect(health().isHealthy({ certname: lab.primary.certname, privateIp: '192.0.2.1' })).resolves.toBe(false);
+  });
+});
