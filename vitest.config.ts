@@ -2,6 +2,8 @@ import { defineConfig } from 'vitest/config';
 
 // Two projects: `unit` needs nothing but Node; `integration` talks to the real Puppet lab
 // (Puppet Server, PuppetDB, puppet agents), which its global setup starts when it is not running.
+// Integration files share one lab (and some stop its servers), so `npm run test:integration`
+// runs them one after another with --no-file-parallelism (a root-only option in vitest).
 export default defineConfig({
   test: {
     projects: [
@@ -19,8 +21,6 @@ export default defineConfig({
           globalSetup: ['test/integration/global-setup.ts'],
           testTimeout: 300_000,
           hookTimeout: 600_000,
-          // One Puppet lab, shared: files run one after another.
-          fileParallelism: false,
         },
       },
     ],

@@ -7,7 +7,6 @@ import * as x509 from '@peculiar/x509';
  * A throwaway in-memory PKI for unit tests that need real TLS without the Puppet lab: a CA and
  * leaf certificates it signs, as PEM.
  */
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
 const ALGORITHM = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 };
 
@@ -20,13 +19,13 @@ export interface TestCa extends Pem {
   issue(options: { commonName: string; dnsNames?: string[]; ips?: string[] }): Promise<Pem>;
 }
 
-async function exportKey(key: CryptoKey): Promise<string> {
-  const der = await webcrypto.subtle.exportKey('pkcs8', key as unknown as webcrypto.CryptoKey);
+async function exportKey(key: webcrypto.CryptoKey): Promise<string> {
+  const der = await webcrypto.subtle.exportKey('pkcs8', key);
   return x509.PemConverter.encode(der, 'PRIVATE KEY');
 }
 
 export async function makeTestCa(commonName = 'Test CA'): Promise<TestCa> {
-  const keys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as unknown as CryptoKeyPair;
+  const keys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const caCert = await x509.X509CertificateGenerator.createSelfSigned({
     name: `CN=${commonName}`,
     keys,
@@ -34,12 +33,12 @@ export async function makeTestCa(commonName = 'Test CA'): Promise<TestCa> {
     notAfter: new Date(Date.now() + 86_400_000),
     signingAlgorithm: ALGORITHM,
     extensions: [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true)],
-  });
+  }, webcrypto);
   return {
     cert: caCert.toString('pem'),
     key: await exportKey(keys.privateKey),
     async issue({ commonName: cn, dnsNames = [], ips = [] }) {
-      const leafKeys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as unknown as CryptoKeyPair;
+      const leafKeys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
       const names = [...dnsNames.map((value) => ({ type: 'dns' as const, value })), ...ips.map((value) => ({ type: 'ip' as const, value }))];
       const cert = await x509.X509CertificateGenerator.create({
         subject: `CN=${cn}`,
@@ -50,7 +49,7 @@ export async function makeTestCa(commonName = 'Test CA'): Promise<TestCa> {
         notAfter: new Date(Date.now() + 86_400_000),
         signingAlgorithm: ALGORITHM,
         extensions: names.length > 0 ? [new x509.SubjectAlternativeNameExtension(names)] : [],
-      });
+      }, webcrypto);
       return { cert: cert.toString('pem'), key: await exportKey(leafKeys.privateKey) };
     },
   };

@@ -6,7 +6,6 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { RefusedInputError } from '../../../lib/errors';
 import { PUPPET_EXTENSION_OIDS, certificateFacts, parseMissing, readCsr } from '../../../lib/puppet';
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 const ALG = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 };
 
 /** Encodes an extension value the way Puppet does: a DER UTF8String inside the OCTET STRING. */
@@ -15,9 +14,9 @@ function puppetExtension(oid: string, value: string): x509.Extension {
 }
 
 describe('readCsr', () => {
-  let keys: CryptoKeyPair;
+  let keys: webcrypto.CryptoKeyPair;
   beforeAll(async () => {
-    keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as unknown as CryptoKeyPair;
+    keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   });
 
   it('reads certname, DNS alt names and Puppet extensions by short name', async () => {
@@ -34,7 +33,7 @@ describe('readCsr', () => {
         puppetExtension(PUPPET_EXTENSION_OIDS.pp_role, 'compile_master'),
         new x509.BasicConstraintsExtension(true),
       ],
-    });
+    }, webcrypto);
     const facts = await readCsr(csr.toString('pem'));
     expect(facts.commonName).toBe('ip-10-0-1-23.lab.test');
     expect(facts.dnsAltNames).toEqual(['ip-10-0-1-23.lab.test', 'nlb.example.com']);
@@ -50,7 +49,7 @@ describe('readCsr', () => {
       keys,
       signingAlgorithm: ALG,
       extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'ip', value: '10.0.0.1' }])],
-    });
+    }, webcrypto);
     expect((await readCsr(csr.toString('pem'))).otherAltNames).toEqual(['ip:10.0.0.1']);
   });
 
