@@ -1,0 +1,128 @@
+/**
+ * `npm run bench:coldstart`: bundles the controller with the stack's own bundling options
+ * (cdk/lambda-defaults.ts as cdk/constructs/lifecycle-controller.ts calls it: esbuild, ESM,
+ * minified, source map, platform node, target from the runtime, the AWS SDK bundled in) and
+ * measures the bundle's size and the time a fresh `node` process, with the function's
+ * NODE_OPTIONS, takes to import it: the module's own share of a cold start (parse, compile, run
+ * the top level: configuration parsed, clients built). Median of several processes. Also prints
+ * where the bytes come from, and the figures with the SDK left to the runtime, for comparison.
+ * The last stdout line is JSON.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { build, type Metafile } from 'esbuild';
+import { SOURCE_MAPS_ENVIRONMENT, typescriptFunction } from '../cdk/lambda-defaults';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+/** What lifecycle-controller.ts passes: the controller ships the SDK it was tested with. */
+const STACK = typescriptFunction('lambdas/controller/handler.ts', { bundleAwsSDK: true });
+const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 9);
+
+/** A complete environment, as the stack sets it: the module parses it at import. */
+const ENVIRONMENT: Record<string, string> = {
+  AWS_REGION: 'us-west-2',
+  GROUP_NAME: 'compile-masters',
+  LAUNCH_HOOK_NAME: 'compile-master-launching',
+  TERMINATE_HOOK_NAME: 'compile-master-terminating',
+  REGISTRY_TABLE: 'registry',
+  QUEUE_URL: 'https://sqs.us-west-2.amazonaws.com/123456789012/lifecycle',
+  CLIENT_CERT_SECRET_ARN: 'arn:aws:secretsmanager:us-west-2:123456789012:secret:cert-AbCdEf',
+  RBAC_TOKEN_SECRET_ARN: 'arn:aws:secretsmanager:us-west-2:123456789012:secret:token-AbCdEf',
+  PRIMARY_HOSTNAME: 'puppet.corp.example.com',
+  PRIMARY_CERTNAME: 'puppet.corp.example.com',
+  NLB_DNS_NAME: 'compile-masters-0123456789abcdef.elb.us-west-2.amazonaws.com',
+  EXPECTED_EXTENSIONS: '{"pp_role":"compile_master"}',
+  POWERTOOLS_SERVICE_NAME: 'compile-masters-controller',
+  POWERTOOLS_METRICS_NAMESPACE: 'CompileMasters',
+  // The Lambda runtime is newer than this machine's Node.js; its SDK warning is noise here.
+  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+  ...SOURCE_MAPS_ENVIRONMENT,
+};
+
+/** The NodejsFunction's esbuild invocation for these options (aws-lambda-nodejs/lib/bundling.ts). */
+async function bundle(outdir: string, sdkFromRuntime: boolean): Promise<{ file: string; metafile: Metafile }> {
+  const options = STACK.bundling ?? {};
+  const version = /nodejs(\d+)/.exec(STACK.runtime?.name ?? '')?.[1];
+  if (!version) throw new Error(`cannot read a Node.js version from the stack's runtime ${STACK.runtime?.name}`);
+  const file = join(outdir, 'index.mjs');
+  const result = await build({
+    entryPoints: [STACK.entry as string],
+    bundle: true,
+    target: `node${version}`,
+    platform: 'node',
+    format: options.format === 'esm' ? 'esm' : 'cjs',
+    outfile: file,
+    minify: options.minify ?? false,
+    sourcemap: options.sourceMap ?? false,
+    mainFields: options.mainFields,
+    banner: options.banner ? { js: options.banner } : undefined,
+    external: sdkFromRuntime || !options.bundleAwsSDK ? ['@aws-sdk/*'] : [],
+    metafile: true,
+    logLevel: 'error',
+  });
+  return { file, metafile: result.metafile };
+}
+
+/** Milliseconds to import the bundle in a fresh process (after Node.js itself has started). */
+async function importTime(file: string): Promise<number> {
+  const script = `const t = performance.now(); await import(${JSON.stringify(pathToFileURL(file).href)}); process.stdout.write(String(performance.now() - t));`;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', ...ENVIRONMENT },
+  });
+  return Number(stdout);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+}
+
+function topPackages(metafile: Metafile, count: number): string {
+  const bytes = new Map<string, number>();
+  for (const output of Object.values(metafile.outputs)) {
+    for (const [input, { bytesInOutput }] of Object.entries(output.inputs)) {
+      const name = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(input)?.[1] ?? input.split('/').slice(0, 2).join('/');
+      bytes.set(name, (bytes.get(name) ?? 0) + bytesInOutput);
+    }
+  }
+  return [...bytes]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, count)
+    .map(([name, size]) => `  ${(size / 1024).toFixed(0).padStart(5)} KB  ${name}`)
+    .join('\n');
+}
+
+async function measure(label: string, sdkFromRuntime: boolean): Promise<{ bytes: number; ms: number }> {
+  // Under the project, so a bundle that leaves the SDK to the runtime still finds it in node_modules.
+  const outdir = mkdtempSync(join(ROOT, 'node_modules', '.coldstart-'));
+  try {
+    const { file, metafile } = await bundle(outdir, sdkFromRuntime);
+    const bytes = statSync(file).size;
+    await importTime(file); // warm the file cache
+    const times: number[] = [];
+    for (let sample = 0; sample < SAMPLES; sample++) times.push(await importTime(file));
+    const ms = median(times);
+    console.log(`${label}: ${(bytes / 1024).toFixed(0)} KB, import median ${ms.toFixed(1)} ms (min ${Math.min(...times).toFixed(1)}, max ${Math.max(...times).toFixed(1)}, ${SAMPLES} processes)`);
+    if (!sdkFromRuntime) console.log(`largest contributors:\n${topPackages(metafile, 8)}`);
+    return { bytes, ms };
+  } finally {
+    rmSync(outdir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  await measure('for comparison, with the runtime providing @aws-sdk/* (bundleAwsSDK: false)', true);
+  const stack = await measure('as the stack bundles it (bundleAwsSDK: true)', false);
+  console.log(JSON.stringify({ bundle_bytes: stack.bytes, init_ms: Number(stack.ms.toFixed(1)) }));
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
