@@ -1,21 +1,13 @@
 // @peculiar/x509 resolves its crypto providers through tsyringe, which needs this polyfill first.
 import 'reflect-metadata';
 import * as asn1js from 'asn1js';
-import { Pkcs10CertificateRequest, SubjectAlternativeNameExtension } from '@peculiar/x509';
+import { Pkcs10CertificateRequest, SubjectAlternativeNameExtension, type Extension } from '@peculiar/x509';
 import { RefusedInputError } from '../errors';
 import { extensionName, isPuppetArc } from './extensions';
 
-export interface CsrFacts {
+export interface CsrFacts extends NamesAndExtensions {
   /** The subject's CN: Puppet's certname. */
   commonName: string | undefined;
-  /** DNS subject alternative names requested. */
-  dnsAltNames: string[];
-  /** Non-DNS alternative names (IP, URI, email...) — normally none; any is grounds to refuse. */
-  otherAltNames: string[];
-  /** Requested Puppet extensions, by short name where known, else by OID. */
-  puppetExtensions: Record<string, string>;
-  /** Requested extensions outside Puppet's arcs and SAN (e.g. basicConstraints CA:true). */
-  otherExtensionOids: string[];
   /** Whether the CSR is signed by the key it carries. */
   signatureValid: boolean;
   /**
@@ -38,23 +30,40 @@ export async function readCsr(pem: string): Promise<CsrFacts> {
     throw new RefusedInputError('Refused CSR: it is not a PEM-encoded PKCS#10 request', { cause });
   }
   const commonNames = csr.subjectName.getField('CN');
-  const sanRaw = csr.getExtension(SAN_OID);
-  const names = sanRaw ? new SubjectAlternativeNameExtension(sanRaw.rawData).names.items : [];
-  const puppetExtensions: Record<string, string> = {};
-  const otherExtensionOids: string[] = [];
-  for (const extension of csr.extensions) {
-    if (isPuppetArc(extension.type)) puppetExtensions[extensionName(extension.type)] = decodeExtensionValue(extension.value);
-    else if (extension.type !== SAN_OID) otherExtensionOids.push(extension.type);
-  }
   return {
     commonName: commonNames.length === 1 ? commonNames[0] : undefined,
-    dnsAltNames: names.filter((name) => name.type === 'dns').map((name) => name.value),
-    otherAltNames: names.filter((name) => name.type !== 'dns').map((name) => `${name.type}:${name.value}`),
-    puppetExtensions,
-    otherExtensionOids,
+    ...readNamesAndExtensions(csr.extensions),
     signatureValid: await csr.verify().catch(() => false),
     publicKeySha256: Buffer.from(await csr.publicKey.getThumbprint('SHA-256')).toString('hex'),
   };
+}
+
+export interface NamesAndExtensions {
+  dnsAltNames: string[];
+  /** Non-DNS alternative names (IP, URI, email...) — never legitimate for a compile master. */
+  otherAltNames: string[];
+  /** Puppet extensions by short name where known, else by OID. */
+  puppetExtensions: Record<string, string>;
+  /** Extensions outside Puppet's arcs and SAN (e.g. basicConstraints CA:true). */
+  otherExtensionOids: string[];
+}
+
+/** What a CSR requests or a certificate carries: alternative names and extensions, sorted out. */
+export function readNamesAndExtensions(extensions: readonly Extension[]): NamesAndExtensions {
+  const result: NamesAndExtensions = { dnsAltNames: [], otherAltNames: [], puppetExtensions: {}, otherExtensionOids: [] };
+  for (const extension of extensions) {
+    if (extension.type === SAN_OID) {
+      for (const name of new SubjectAlternativeNameExtension(extension.rawData).names.items) {
+        if (name.type === 'dns') result.dnsAltNames.push(name.value);
+        else result.otherAltNames.push(`${name.type}:${name.value}`);
+      }
+    } else if (isPuppetArc(extension.type)) {
+      result.puppetExtensions[extensionName(extension.type)] = decodeExtensionValue(extension.value);
+    } else {
+      result.otherExtensionOids.push(extension.type);
+    }
+  }
+  return result;
 }
 
 /**

@@ -1,6 +1,7 @@
 // @peculiar/x509 resolves its crypto providers through tsyringe, which needs this polyfill first.
 import 'reflect-metadata';
 import { X509Certificate, X509Crl } from '@peculiar/x509';
+import { readNamesAndExtensions, type NamesAndExtensions } from './csr';
 
 /** Serial numbers are compared as integers: the CA API gives decimals, X.509 gives hex. */
 export function serialToBigInt(serial: string | number | bigint): bigint {
@@ -51,4 +52,10 @@ export async function certificateFacts(pem: string): Promise<CertificateFacts> {
     notAfter: cert.notAfter,
     publicKeySha256: Buffer.from(await cert.publicKey.getThumbprint('SHA-256')).toString('hex'),
   };
+}
+
+/** What a signed certificate carries, for checking what the CA really issued. */
+export function certificateContents(pem: string): { commonName: string | undefined } & NamesAndExtensions {
+  const cert = new X509Certificate(pem);
+  return { commonName: cert.subjectName.getField('CN')[0], ...readNamesAndExtensions(cert.extensions) };
 }

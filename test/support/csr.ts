@@ -6,24 +6,12 @@ import {
   PemConverter,
   Pkcs10CertificateRequestGenerator,
   SubjectAlternativeNameExtension,
-  X509Certificate,
   type JsonGeneralName,
 } from '@peculiar/x509';
-import { request } from 'undici';
-import { labAgent, loadLab, readPems, type LabDescription } from './lab';
+import { CaClient, certificateContents, PUPPET_EXTENSION_OIDS, type PuppetExtensionName } from '../../lib/puppet';
+import { loadLab, readPems, type LabDescription } from './lab';
 
-/** Puppet's short names for the extensions compile masters request (arc 1.3.6.1.4.1.34380). */
-export const PUPPET_EXTENSION_OIDS = {
-  pp_uuid: '1.3.6.1.4.1.34380.1.1.1',
-  pp_instance_id: '1.3.6.1.4.1.34380.1.1.2',
-  pp_image_name: '1.3.6.1.4.1.34380.1.1.3',
-  pp_role: '1.3.6.1.4.1.34380.1.1.13',
-  pp_region: '1.3.6.1.4.1.34380.1.1.18',
-  pp_auth_role: '1.3.6.1.4.1.34380.1.3.13',
-  pp_cli_auth: '1.3.6.1.4.1.34380.1.3.39',
-} as const;
-
-export type PuppetExtensionName = keyof typeof PUPPET_EXTENSION_OIDS;
+export { PUPPET_EXTENSION_OIDS, type PuppetExtensionName };
 
 export interface CsrOptions {
   certname: string;
@@ -83,18 +71,11 @@ export async function makeCsr(options: CsrOptions): Promise<GeneratedCsr> {
 
 /** Submits a CSR as an agent does: unauthenticated PUT to the CA, TLS verified against the lab CA. */
 export async function submitCsr(csr: GeneratedCsr, lab: LabDescription = loadLab()): Promise<void> {
-  const dispatcher = labAgent('anonymous', readPems(lab));
+  const ca = new CaClient({ baseUrl: lab.ca.url, tls: { ca: readPems(lab).ca } });
   try {
-    const response = await request(`${lab.ca.url}/puppet-ca/v1/certificate_request/${encodeURIComponent(csr.certname)}`, {
-      method: 'PUT',
-      headers: { 'content-type': 'text/plain' },
-      body: csr.csrPem,
-      dispatcher,
-    });
-    const body = await response.body.text();
-    if (response.statusCode !== 200) throw new Error(`CA refused the CSR for ${csr.certname}: ${response.statusCode} ${body}`);
+    await ca.submitCsr(csr.certname, csr.csrPem);
   } finally {
-    await dispatcher.close();
+    await ca.close();
   }
 }
 
@@ -105,28 +86,8 @@ export async function requestCertificate(options: CsrOptions, lab: LabDescriptio
   return csr;
 }
 
-export interface CertificateContents {
-  commonName: string | undefined;
-  dnsAltNames: string[];
-  /** Puppet-arc extensions by short name (or OID when unnamed), values decoded from UTF8String. */
-  puppetExtensions: Record<string, string>;
-}
-
 /** What a signed certificate (e.g. from `GET /puppet-ca/v1/certificate/:name`) actually carries. */
-export function readCertificate(pem: string): CertificateContents {
-  const certificate = new X509Certificate(pem);
-  const names = certificate.getExtension(SubjectAlternativeNameExtension)?.names.items ?? [];
-  const shortNames = new Map<string, string>(Object.entries(PUPPET_EXTENSION_OIDS).map(([name, oid]) => [oid, name]));
-  const puppetExtensions: Record<string, string> = {};
-  for (const extension of certificate.extensions) {
-    if (!extension.type.startsWith('1.3.6.1.4.1.34380.')) continue;
-    const decoded = asn1js.fromBER(extension.value);
-    const value = decoded.result instanceof asn1js.Utf8String ? decoded.result.valueBlock.value : Buffer.from(extension.value).toString('utf8');
-    puppetExtensions[shortNames.get(extension.type) ?? extension.type] = value;
-  }
-  return {
-    commonName: certificate.subjectName.getField('CN')[0],
-    dnsAltNames: names.filter((name) => name.type === 'dns').map((name) => name.value),
-    puppetExtensions,
-  };
+export function readCertificate(pem: string): { commonName: string | undefined; dnsAltNames: string[]; puppetExtensions: Record<string, string> } {
+  const { commonName, dnsAltNames, puppetExtensions } = certificateContents(pem);
+  return { commonName, dnsAltNames, puppetExtensions };
 }
