@@ -68,6 +68,7 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
       reconcile: async (triggers) => reconcile(await getController(), triggers),
     });
   } finally {
-    metrics.publishStoredMetrics();
+    // A batch of other instances' EC2 events runs no pass and has nothing to count.
+    if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
   }
 }
