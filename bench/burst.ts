@@ -14,7 +14,8 @@ import { TIMING } from '../lambdas/controller/planner';
 import { reconcile, type ControllerContext } from '../lambdas/controller/reconcile';
 import ensureLab from '../test/integration/global-setup';
 import { eventually, labClients } from '../test/support/clients';
-import { enrollSimulatedNodes, inPool } from '../test/support/fleet';
+import { mapLimit } from '../lib/concurrency';
+import { enrollSimulatedNodes } from '../test/support/fleet';
 import { loadLab, orchestratorToken, readPems } from '../test/support/lab';
 import { ManualClock, MemoryCloud, QueueDriver } from '../test/support/memory-cloud';
 import { RecordingLogger, RecordingMetrics } from '../test/unit/controller/support';
@@ -93,7 +94,7 @@ async function main(): Promise<void> {
   const revoked = crlSerials(crl.pem);
   const notRevoked = nodes.filter((node) => !revoked.has(node.serial));
   if (notRevoked.length > 0) throw new Error(`${notRevoked.length} serial(s) missing from the CRL, e.g. ${notRevoked[0]?.certname}`);
-  await inPool(nodes, 8, (node) => eventually(async () => (await clients.puppetdb.getNode(node.certname))?.deactivated ?? undefined, `${node.certname} deactivated`));
+  await mapLimit(nodes, 8, (node) => eventually(async () => (await clients.puppetdb.getNode(node.certname))?.deactivated ?? undefined, `${node.certname} deactivated`));
   const notPurged = instanceIds.filter((id) => cloud.registry.peek(id)?.state !== 'purged');
   if (notPurged.length > 0) throw new Error(`${notPurged.length} registry entries not purged`);
   const cleanBatches = logger.lines.filter((line) => line.message === 'Purged').length;

@@ -1,7 +1,8 @@
 /**
  * `npm run bench:purge`: purge 50 signed compile-master certificates (CA revoke + delete, PuppetDB
  * deactivate) three ways against the real lab, in one run:
- *   project          — one batched CA `clean` and concurrent `deactivate_node` over kept-alive mTLS;
+ *   project          — the controller's own purge (lambdas/controller/puppet-purge.ts): one batched
+ *                      CA `clean` while PuppetDB deactivates each node, over kept-alive mTLS;
  *   reference style  — the blog post's scripts: per node a revoke PUT, a DELETE and a deactivate POST,
  *                      each a fresh curl process and connection (with --cacert, not -k);
  *   cli              — `puppetserver ca clean --certname` per node (CA only, as operators do by hand).
@@ -16,9 +17,12 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { mapLimit } from '../lib/concurrency';
 import { crlSerials } from '../lib/puppet';
+import { PuppetApis } from '../lambdas/controller/puppet';
+import { removeFromPuppet } from '../lambdas/controller/puppet-purge';
 import { eventually, labClients, type LabClients } from '../test/support/clients';
-import { enrollSimulatedNodes, inPool, type SimulatedNode } from '../test/support/fleet';
+import { enrollSimulatedNodes, type SimulatedNode } from '../test/support/fleet';
 import { loadLab, type LabDescription } from '../test/support/lab';
 import ensureLab from '../test/integration/global-setup';
 
@@ -33,13 +37,12 @@ async function timed(work: () => Promise<void>): Promise<number> {
   return Number(process.hrtime.bigint() - start) / 1e9;
 }
 
+/** Exactly what the controller's purge executor does, through the same Puppet adapter. */
 async function projectWay(lab: LabDescription, nodes: SimulatedNode[]): Promise<void> {
   const clients = labClients({ lab });
   try {
-    const certnames = nodes.map((node) => node.certname);
-    // The CA and PuppetDB are independent: the batch's clean runs while the deactivations do.
-    // PuppetDB takes commands one at a time; 4 connections keep it busy (measured: 8+ only adds handshakes).
-    await Promise.all([clients.ca.clean(certnames), inPool(certnames, 4, (certname) => clients.puppetdb.deactivateNode(certname))]);
+    const puppet = new PuppetApis(clients.ca, clients.puppetdb, clients.orchestrator, { primaryCertname: lab.primary.certname, environment: lab.primary.environment });
+    await removeFromPuppet(puppet, nodes.map((node) => node.certname), new Date());
   } finally {
     await clients.close();
   }
@@ -73,10 +76,10 @@ async function verifyPurged(clients: LabClients, nodes: SimulatedNode[], deactiv
   const revoked = crlSerials(crl.pem);
   const notRevoked = nodes.filter((node) => !revoked.has(node.serial));
   if (notRevoked.length > 0) throw new Error(`${notRevoked.length} serial(s) missing from the CRL`);
-  const remaining = await inPool(nodes, 8, (node) => clients.ca.getStatus(node.certname));
+  const remaining = await mapLimit(nodes, 8, (node) => clients.ca.getStatus(node.certname));
   if (remaining.some((status) => status !== undefined)) throw new Error('some certificates are still at the CA');
   if (deactivated) {
-    await inPool(nodes, 8, (node) => eventually(async () => (await clients.puppetdb.getNode(node.certname))?.deactivated ?? undefined, `${node.certname} deactivated`));
+    await mapLimit(nodes, 8, (node) => eventually(async () => (await clients.puppetdb.getNode(node.certname))?.deactivated ?? undefined, `${node.certname} deactivated`));
   }
 }
 

@@ -1,6 +1,7 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { CompileMastersError } from '../../lib/errors';
-import { mapLimit } from './concurrency';
+import { mapLimit } from '../../lib/concurrency';
+import { removeFromPuppet } from './puppet-purge';
 import type { Action, Plan, RunJob, RunRecord } from './model';
 import { TIMING } from './planner';
 import type { LifecycleHook, Ports } from './ports';
@@ -199,8 +200,7 @@ class Executor {
     const certnames = [...new Set(claimed.map((target) => target.certname))];
     const terminating = claimed.filter((target) => target.completeTerminate);
     try {
-      await this.ports.puppet.clean(certnames);
-      await mapLimit(certnames, ACTION_CONCURRENCY, (certname) => this.ports.puppet.deactivate(certname, this.now));
+      await removeFromPuppet(this.ports.puppet, certnames, this.now);
       await this.requestRun(claimed.map((target) => target.instanceId));
       await mapLimit(claimed, ACTION_CONCURRENCY, (target) => this.ports.registry.transition(target.instanceId, ['purging'], 'purged', this.now));
     } catch (error) {

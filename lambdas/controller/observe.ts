@@ -1,6 +1,6 @@
 import { isValidCertname } from '../../lib/certname';
 import { RefusedInputError } from '../../lib/errors';
-import { mapLimit } from './concurrency';
+import { mapLimit } from '../../lib/concurrency';
 import type { CertState, CsrObservation, JobObservation, Observed } from './model';
 import { LAUNCHING, SERVING } from './planner';
 import type { Ports } from './ports';

@@ -1,20 +1,7 @@
+import { mapLimit } from '../../lib/concurrency';
 import { eventually, storeFacts, type LabClients } from './clients';
 import { requestCertificate } from './csr';
 import { uniqueCertname } from './lab';
-
-/** Runs `work` over `items` with at most `limit` in flight. */
-export async function inPool<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await work(items[index]!);
-    }
-  });
-  await Promise.all(workers);
-  return results;
-}
 
 export interface SimulatedNode {
   certname: string;
@@ -26,13 +13,13 @@ export interface SimulatedNode {
  * facts in PuppetDB. Made through the real lab, outside any timed part of a benchmark.
  */
 export async function enrollSimulatedNodes(clients: LabClients, count: number, prefix = 'ip-10-8-0'): Promise<SimulatedNode[]> {
-  const nodes = await inPool(Array.from({ length: count }, () => uniqueCertname(prefix)), 6, async (certname) => {
+  const nodes = await mapLimit(Array.from({ length: count }, () => uniqueCertname(prefix)), 6, async (certname) => {
     await requestCertificate({ certname, dnsAltNames: [certname] });
     await clients.ca.sign(certname);
     await storeFacts(clients.puppetdb, certname);
     const status = await clients.ca.getStatus(certname);
     return { certname, serial: BigInt(status!.serial_number!) };
   });
-  await inPool(nodes, 6, (node) => eventually(() => clients.puppetdb.getNode(node.certname), `${node.certname} in PuppetDB`));
+  await mapLimit(nodes, 6, (node) => eventually(() => clients.puppetdb.getNode(node.certname), `${node.certname} in PuppetDB`));
   return nodes;
 }
