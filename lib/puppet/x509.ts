@@ -18,8 +18,11 @@ export function serialToBigInt(serial: string | number | bigint): bigint {
  */
 export function crlSerials(crlPem: string, issuer?: string): Set<bigint> {
   const serials = new Set<bigint>();
-  for (const block of crlPem.match(/-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g) ?? []) {
-    const crl = new X509Crl(block);
+  for (const block of crlPem.match(/-----BEGIN (?:X509 )?CRL-----[\s\S]+?-----END (?:X509 )?CRL-----/g) ?? []) {
+    // asn1js caps a parse at 10,000 nodes (~1,200 revocations): a busy CA's CRL grows past that,
+    // since every purged compile master stays listed until its certificate would have expired.
+    // The CRL comes from the pinned CA, so the cap follows its size instead (a node is ≥ 2 bytes).
+    const crl = new X509Crl(block, { berOptions: { maxNodes: Math.max(10_000, block.length) } });
     if (issuer !== undefined && crl.issuer !== issuer) continue;
     for (const entry of crl.entries) serials.add(serialToBigInt(entry.serialNumber));
   }

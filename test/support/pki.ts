@@ -17,6 +17,8 @@ export interface Pem {
 
 export interface TestCa extends Pem {
   issue(options: { commonName: string; dnsNames?: string[]; ips?: string[] }): Promise<Pem>;
+  /** A CRL listing the given serials (hex), signed by this CA. */
+  crl(serials: string[]): Promise<string>;
 }
 
 async function exportKey(key: webcrypto.CryptoKey): Promise<string> {
@@ -37,6 +39,13 @@ export async function makeTestCa(commonName = 'Test CA'): Promise<TestCa> {
   return {
     cert: caCert.toString('pem'),
     key: await exportKey(keys.privateKey),
+    async crl(serials) {
+      const crl = await x509.X509CrlGenerator.create(
+        { issuer: caCert.subject, nextUpdate: new Date(Date.now() + 86_400_000), signingKey: keys.privateKey, signingAlgorithm: ALGORITHM, entries: serials.map((serialNumber) => ({ serialNumber, reason: x509.X509CrlReason.cessationOfOperation })) },
+        webcrypto,
+      );
+      return crl.toString('pem');
+    },
     async issue({ commonName: cn, dnsNames = [], ips = [] }) {
       const leafKeys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
       const names = [...dnsNames.map((value) => ({ type: 'dns' as const, value })), ...ips.map((value) => ({ type: 'ip' as const, value }))];
