@@ -1,4 +1,15 @@
-import { Agent, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
+// undici's index requires all of undici (fetch, WebSocket, caches, mocks, proxies, interceptors):
+// 520 KB of CommonJS that esbuild cannot tree-shake, parsed at every cold start of the Lambda.
+// This file needs only Agent and Dispatcher#request, so it imports the modules the index takes
+// them from (under 300 KB bundled) and, as the index does, installs the request API on
+// Dispatcher.prototype. These are internal paths: package.json pins undici to one version, and
+// test/unit/lib/http.test.ts fails if they stop being the classes and functions the index exports.
+import AgentClass from 'undici/lib/dispatcher/agent.js';
+import DispatcherClass from 'undici/lib/dispatcher/dispatcher.js';
+import dispatcherApi from 'undici/lib/api/index.js';
+
+Object.assign(DispatcherClass.prototype, dispatcherApi);
 import { PuppetApiError, PuppetUnavailableError, type PuppetServerKind } from '../errors';
 
 /** PEM material held in memory: the pinned CA, and optionally a client certificate and key. */
@@ -67,7 +78,7 @@ export function backoffDelay(attempt: number, policy: RetryPolicy, random: () =>
 }
 
 export function createAgent(tls: TlsIdentity, servername?: string): Agent {
-  return new Agent({
+  return new AgentClass({
     connect: { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: true, ...(servername ? { servername } : {}) },
     keepAliveTimeout: 30_000,
     connections: 16,

@@ -1,9 +1,12 @@
 import { createServer, type Server } from 'node:https';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PuppetApiError, PuppetUnavailableError } from '../../../lib/errors';
 import { backoffDelay, PuppetEndpoint } from '../../../lib/puppet';
 import { makeTestCa, type TestCa } from '../../support/pki';
+import AgentClass from 'undici/lib/dispatcher/agent.js';
+import dispatcherApi from 'undici/lib/api/index.js';
 
 /** A real TLS server whose answers the test scripts, to observe retries over a real connection. */
 describe('PuppetEndpoint', () => {
@@ -86,6 +89,26 @@ describe('PuppetEndpoint', () => {
 
   it('refuses plain http URLs', () => {
     expect(() => new PuppetEndpoint({ server: 'ca', baseUrl: 'http://localhost:8140', tls: { ca: '' } })).toThrow(/https/);
+  });
+});
+
+/**
+ * http.ts imports undici's Agent and request API from their own modules rather than undici's
+ * index (a fifth of the controller bundle). Runs after the endpoint tests above, so those have
+ * spoken to a real server without the index ever loaded.
+ */
+describe('the undici modules http.ts imports', () => {
+  it('did their job without undici\'s index', () => {
+    const loaded = Object.keys(createRequire(import.meta.url).cache);
+    expect(loaded.some((file) => file.endsWith('/undici/lib/dispatcher/agent.js'))).toBe(true);
+    expect(loaded.some((file) => /\/undici\/index\.js$/.test(file))).toBe(false);
+    expect(AgentClass.prototype.request).toBe(dispatcherApi.request);
+  });
+
+  it('are the very Agent and request API undici exports (guards an undici upgrade)', async () => {
+    const undici = await import('undici');
+    expect(AgentClass).toBe(undici.Agent);
+    expect(dispatcherApi.request).toBe(undici.Dispatcher.prototype.request);
   });
 });
 
