@@ -57,6 +57,7 @@ async function bundle(outdir: string, sdkFromRuntime: boolean): Promise<{ file: 
     outfile: file,
     minify: options.minify ?? false,
     sourcemap: options.sourceMap ?? false,
+    sourcesContent: options.sourcesContent ?? true,
     mainFields: options.mainFields,
     banner: options.banner ? { js: options.banner } : undefined,
     external: sdkFromRuntime || !options.bundleAwsSDK ? ['@aws-sdk/*'] : [],

@@ -29,6 +29,11 @@ export function typescriptFunction(
       banner: "import { createRequire as __cmCreateRequire } from 'node:module'; const require = __cmCreateRequire(import.meta.url);",
       minify: true,
       sourceMap: true,
+      // Stack traces in the logs need only the mappings and names (file:line:column and function
+      // names of the sources); the sources' own text in the map serves debuggers. Without it the
+      // controller's map is 2.9 MB instead of 7.6 MB: less for --enable-source-maps to read and
+      // parse at every cold start (~12 ms of the import, bench:coldstart), a smaller package.
+      sourcesContent: false,
       ...bundling,
     },
   };
