@@ -3,26 +3,33 @@
  * at 3 a.m. must say what broke and what to do about it. Messages never include secrets
  * (client keys, RBAC tokens, response bodies that might echo them are trimmed and scrubbed).
  */
+// Each class spells its own name: the Lambda and the node agent are minified, and a class's
+// `name` would then read "r" in the logs an operator searches.
 export class CompileMastersError extends Error {
+  override name = 'CompileMastersError';
   readonly hint: string | undefined;
 
   constructor(message: string, options: { cause?: unknown; hint?: string } = {}) {
     super(options.hint ? `${message} — ${options.hint}` : message, { cause: options.cause });
-    this.name = new.target.name;
     this.hint = options.hint;
   }
 }
 
 /** Configuration (context keys, environment, config files, secrets' shape) is missing or wrong. */
-export class ConfigError extends CompileMastersError {}
+export class ConfigError extends CompileMastersError {
+  override name = 'ConfigError';
+}
 
 /** Input from outside (an event, a certname, a CSR) was refused; nothing was changed. */
-export class RefusedInputError extends CompileMastersError {}
+export class RefusedInputError extends CompileMastersError {
+  override name = 'RefusedInputError';
+}
 
 export type PuppetServerKind = 'ca' | 'puppetdb' | 'orchestrator' | 'puppetserver';
 
 /** A Puppet-side HTTP API answered with an error, or could not be reached. */
 export class PuppetApiError extends CompileMastersError {
+  override name = 'PuppetApiError';
   readonly server: PuppetServerKind;
   readonly url: string;
   readonly operation: string;
@@ -48,7 +55,11 @@ export class PuppetApiError extends CompileMastersError {
 }
 
 /** The server could not be reached (or kept answering 5xx) after all retries. */
-export class PuppetUnavailableError extends PuppetApiError {}
+export class PuppetUnavailableError extends PuppetApiError {
+  override name = 'PuppetUnavailableError';
+}
 
 /** An AWS API call failed in a way the controller cannot treat as success. */
-export class AwsCallError extends CompileMastersError {}
+export class AwsCallError extends CompileMastersError {
+  override name = 'AwsCallError';
+}
