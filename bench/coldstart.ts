@@ -15,6 +15,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { build, type Metafile } from 'esbuild';
 import { SOURCE_MAPS_ENVIRONMENT, typescriptFunction } from '../cdk/lambda-defaults';
+import { ENVIRONMENT_EXAMPLES } from '../lambdas/controller/config';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** What lifecycle-controller.ts passes: the controller ships the SDK it was tested with. */
@@ -23,20 +24,7 @@ const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 9);
 
 /** A complete environment, as the stack sets it: the module parses it at import. */
 const ENVIRONMENT: Record<string, string> = {
-  AWS_REGION: 'us-west-2',
-  GROUP_NAME: 'compile-masters',
-  LAUNCH_HOOK_NAME: 'compile-master-launching',
-  TERMINATE_HOOK_NAME: 'compile-master-terminating',
-  REGISTRY_TABLE: 'registry',
-  QUEUE_URL: 'https://sqs.us-west-2.amazonaws.com/123456789012/lifecycle',
-  CLIENT_CERT_SECRET_ARN: 'arn:aws:secretsmanager:us-west-2:123456789012:secret:cert-AbCdEf',
-  RBAC_TOKEN_SECRET_ARN: 'arn:aws:secretsmanager:us-west-2:123456789012:secret:token-AbCdEf',
-  PRIMARY_HOSTNAME: 'puppet.corp.example.com',
-  PRIMARY_CERTNAME: 'puppet.corp.example.com',
-  NLB_DNS_NAME: 'compile-masters-0123456789abcdef.elb.us-west-2.amazonaws.com',
-  EXPECTED_EXTENSIONS: '{"pp_role":"compile_master"}',
-  POWERTOOLS_SERVICE_NAME: 'compile-masters-controller',
-  POWERTOOLS_METRICS_NAMESPACE: 'CompileMasters',
+  ...ENVIRONMENT_EXAMPLES,
   // The Lambda runtime is newer than this machine's Node.js; its SDK warning is noise here.
   AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
   ...SOURCE_MAPS_ENVIRONMENT,

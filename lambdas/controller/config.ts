@@ -30,7 +30,8 @@ export interface ControllerConfig {
   certnameSource: 'private-dns-name';
 }
 
-const EXAMPLES: Record<string, string> = {
+/** One valid value for each variable: shown in configuration errors, and a complete environment for benchmarks. */
+export const ENVIRONMENT_EXAMPLES: Readonly<Record<string, string>> = {
   AWS_REGION: 'us-west-2',
   GROUP_NAME: 'compile-masters',
   LAUNCH_HOOK_NAME: 'compile-master-launching',
@@ -130,7 +131,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => {
       const name = String(issue.path[0] ?? '(environment)');
-      const example = EXAMPLES[name] ? ` (example: ${name}=${EXAMPLES[name]})` : '';
+      const example = ENVIRONMENT_EXAMPLES[name] ? ` (example: ${name}=${ENVIRONMENT_EXAMPLES[name]})` : '';
       const where = issue.path.length > 1 ? ` at ${issue.path.slice(1).join('.')}` : '';
       return `${name}${where} ${issue.message}${example}`;
     });
