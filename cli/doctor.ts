@@ -1,0 +1,156 @@
+import type { ClientBundle } from '../lambdas/controller/ports';
+import { PuppetApiError } from '../lib/errors';
+import { CaClient } from '../lib/puppet/ca';
+import { OrchestratorClient } from '../lib/puppet/orchestrator';
+import { PuppetDbClient } from '../lib/puppet/puppetdb';
+import type { EndpointOptions } from '../lib/puppet/http';
+import { probeAltNames } from './alt-names-probe';
+import { failed, isUnreachable, renderChecks, type Check } from './checks';
+import { verifyBundle, verifyToken } from './credentials';
+import type { CliDeps } from './deps';
+import type { Target } from './target';
+
+/** An operator is waiting: one quick retry, not the controller's patient backoff. */
+const QUICK: Pick<EndpointOptions, 'timeoutMs' | 'retry'> = { timeoutMs: 10_000, retry: { attempts: 2, baseDelayMs: 200, maxDelayMs: 1_000 } };
+
+/**
+ * Checks a tier end to end as the controller will use it: its secrets, then each Puppet service
+ * with the pinned CA, the lifecycle certificate and the token. Every check runs that can; each
+ * failure carries its fix.
+ */
+export async function doctor(target: Target, deps: Pick<CliDeps, 'now'>): Promise<Check[]> {
+  const checks: Check[] = [];
+  const bundle = await checkBundle(target, deps.now(), checks);
+  const token = await checkToken(target, checks);
+  if (!bundle) {
+    checks.push(...['CA', 'PuppetDB', 'alt names', 'orchestrator'].map((name): Check => ({ name, status: 'skipped', detail: 'needs a readable client certificate bundle' })));
+    return checks;
+  }
+  const { endpoints } = target;
+  const tls = { ca: bundle.ca, cert: bundle.cert, key: bundle.key };
+  const ca = new CaClient({ ...QUICK, baseUrl: endpoints.ca, tls });
+  const puppetdb = new PuppetDbClient({ ...QUICK, baseUrl: endpoints.puppetdb, tls });
+  const orchestrator = token === undefined ? undefined : new OrchestratorClient({ ...QUICK, baseUrl: endpoints.orchestrator, tls: { ca: bundle.ca }, token });
+  try {
+    const [caAllowed] = await Promise.all([
+      checkCa(ca, endpoints.ca, checks),
+      checkPuppetDb(puppetdb, endpoints.puppetdb, checks),
+      checkOrchestrator(orchestrator, endpoints.orchestrator, checks),
+    ]);
+    checks.push(caAllowed ? await checkAltNames(ca) : { name: 'CA signs alt names', status: 'skipped', detail: 'needs the CA to allow the lifecycle certificate' });
+  } finally {
+    await Promise.all([ca.close(), puppetdb.close(), orchestrator?.close()]);
+  }
+  return order(checks);
+}
+
+export function reportDoctor(checks: readonly Check[], deps: Pick<CliDeps, 'write' | 'color'>): number {
+  deps.write(renderChecks(checks, deps.color));
+  return checks.some((check) => check.status === 'failed') ? 1 : 0;
+}
+
+async function checkBundle(target: Target, now: Date, checks: Check[]): Promise<ClientBundle | undefined> {
+  const name = 'client certificate';
+  let bundle: ClientBundle;
+  try {
+    bundle = await target.secrets.clientBundle();
+  } catch (error) {
+    checks.push(failed(name, error, target.secretsFix));
+    return undefined;
+  }
+  try {
+    const summary = await verifyBundle(bundle, `the bundle from ${target.secretsSource}`, now);
+    checks.push({ name, status: 'ok', detail: `CN=${summary.certname ?? '?'} chains to the CA, key matches, valid until ${summary.notAfter.toISOString()}` });
+  } catch (error) {
+    checks.push(failed(name, error));
+  }
+  // The servers are asked even with a bundle that failed here: one run shows every problem.
+  return bundle;
+}
+
+async function checkToken(target: Target, checks: Check[]): Promise<string | undefined> {
+  const name = 'RBAC token';
+  try {
+    const token = verifyToken(await target.secrets.rbacToken(), `the token from ${target.secretsSource}`);
+    checks.push({ name, status: 'ok', detail: 'present, one word' });
+    return token;
+  } catch (error) {
+    checks.push(failed(name, error, target.secretsFix));
+    return undefined;
+  }
+}
+
+/** Reachability first (the CRL needs no permission), then the lifecycle certificate's access. */
+async function checkCa(ca: CaClient, url: string, checks: Check[]): Promise<boolean> {
+  try {
+    await ca.getCrl();
+    checks.push({ name: 'CA reachable', status: 'ok', detail: `${url}, TLS verified with the pinned CA` });
+  } catch (error) {
+    checks.push(failed('CA reachable', error));
+    return false;
+  }
+  try {
+    const pending = await ca.listStatuses('requested');
+    checks.push({ name: 'CA allows the lifecycle certificate', status: 'ok', detail: `certificate_statuses answered (${pending.length} pending request(s))` });
+    return true;
+  } catch (error) {
+    checks.push(failed('CA allows the lifecycle certificate', error));
+    return false;
+  }
+}
+
+async function checkPuppetDb(puppetdb: PuppetDbClient, url: string, checks: Check[]): Promise<void> {
+  try {
+    await puppetdb.queryNodes(['=', 'certname', 'compile-masters-doctor.invalid']);
+    checks.push({ name: 'PuppetDB reachable', status: 'ok', detail: `${url}, TLS verified with the pinned CA` });
+    checks.push({ name: 'PuppetDB allows the lifecycle certificate', status: 'ok', detail: 'a node query answered' });
+  } catch (error) {
+    if (isUnreachable(error)) {
+      checks.push(failed('PuppetDB reachable', error));
+      return;
+    }
+    checks.push({ name: 'PuppetDB reachable', status: 'ok', detail: `${url}, TLS verified with the pinned CA` });
+    checks.push(failed('PuppetDB allows the lifecycle certificate', error));
+  }
+}
+
+/** GET of a job that does not exist: harmless, and only a valid token gets past authentication to the 404. */
+async function checkOrchestrator(orchestrator: OrchestratorClient | undefined, url: string, checks: Check[]): Promise<void> {
+  const name = 'orchestrator accepts the token';
+  if (!orchestrator) {
+    checks.push({ name, status: 'skipped', detail: 'needs a valid RBAC token' });
+    return;
+  }
+  try {
+    await orchestrator.getJob('0');
+  } catch (error) {
+    if (!(error instanceof PuppetApiError && error.status === 404)) {
+      checks.push(isUnreachable(error) ? failed('orchestrator reachable', error) : failed(name, error));
+      return;
+    }
+  }
+  checks.push({ name, status: 'ok', detail: `${url} accepted it (jobs API)` });
+}
+
+async function checkAltNames(ca: CaClient): Promise<Check> {
+  const name = 'CA signs alt names';
+  try {
+    const verdict = await probeAltNames(ca);
+    if (verdict.allowed) return { name, status: 'ok', detail: 'allow-subject-alt-names is on (probed with a CSR the CA cannot sign, then deleted)' };
+    return {
+      name,
+      status: 'failed',
+      detail: verdict.detail,
+      fix: "set 'allow-subject-alt-names: true' in the certificate-authority section of ca.conf on the primary and restart puppetserver (npx compile-masters primary-setup shows how)",
+    };
+  } catch (error) {
+    return failed(name, error);
+  }
+}
+
+const ORDER = ['client certificate', 'RBAC token', 'CA reachable', 'CA allows the lifecycle certificate', 'CA signs alt names', 'PuppetDB reachable', 'PuppetDB allows the lifecycle certificate', 'orchestrator reachable', 'orchestrator accepts the token'];
+
+/** Checks finish in any order; the report reads top-down like the setup steps. */
+function order(checks: Check[]): Check[] {
+  return [...checks].sort((a, b) => ORDER.indexOf(a.name) - ORDER.indexOf(b.name));
+}
