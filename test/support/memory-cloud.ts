@@ -72,6 +72,7 @@ export class MemoryCloud {
   readonly queue: MemoryQueue;
   readonly secrets: MemorySecrets;
   readonly health: MemoryHealth;
+  readonly targets = new MemoryTargets();
   /** Every event emitted, in order (also those handed to `onEvent`). */
   readonly events: EventBridgeEvent[] = [];
   /** Every port call, in order: what a test asserts the controller did (or did not) ask. */
@@ -128,6 +129,7 @@ export class MemoryCloud {
   addInService(instance: Omit<Ec2Instance, 'launchTime' | 'state'> & { launchTime?: Date }): void {
     this.instances.put({ state: 'running', launchTime: this.clock(), ...instance });
     this.group.setState(instance.instanceId, 'InService');
+    this.targets.register(instance.instanceId);
   }
 
   /** The group scales in: each instance waits in Terminating:Wait for the terminate hook. */
@@ -138,6 +140,7 @@ export class MemoryCloud {
   /** Someone runs `aws ec2 terminate-instances`: the group loses the instance without any hook. */
   terminateOutside(instanceId: string): void {
     this.group.remove(instanceId);
+    this.targets.remove(instanceId);
     for (const state of ['shutting-down', 'terminated'] as const) {
       this.instances.setState(instanceId, state);
       this.emit('aws.ec2', 'EC2 Instance State-change Notification', { 'instance-id': instanceId, state }, [
@@ -168,6 +171,8 @@ export class MemoryCloud {
 
   /** @internal */
   beginTermination(instanceId: string): void {
+    // The group drains the instance from the load balancer before the terminate hook fires.
+    this.targets.deregister(instanceId);
     this.group.setState(instanceId, 'Terminating:Wait');
     this.emitLifecycle(instanceId, 'terminate');
   }
@@ -175,6 +180,7 @@ export class MemoryCloud {
   /** @internal The instance leaves the group and EC2 terminates it. */
   finishTermination(instanceId: string): void {
     this.group.remove(instanceId);
+    this.targets.remove(instanceId);
     this.instances.setState(instanceId, 'terminated');
   }
 
@@ -232,8 +238,10 @@ export class MemoryGroup implements GroupPort {
     if (state !== waitState(hook)) return 'already-completed';
     this.completions.push({ instanceId, hook, result, at: this.cloud.clock() });
     if (hook === 'terminate') this.cloud.finishTermination(instanceId);
-    else if (result === 'CONTINUE') this.states.set(instanceId, 'InService');
-    else this.cloud.beginTermination(instanceId);
+    else if (result === 'CONTINUE') {
+      this.states.set(instanceId, 'InService');
+      this.cloud.targets.register(instanceId);
+    } else this.cloud.beginTermination(instanceId);
     return 'completed';
   }
 
@@ -478,6 +486,32 @@ export class MemorySecrets implements SecretsPort {
     this.cloud.enter('secrets.rbacToken', []);
     if (!this.token) throw new ConfigError('The RBAC token secret has no value');
     return this.token;
+  }
+}
+
+/**
+ * The load balancer's target group as the Auto Scaling group drives it: an instance is registered
+ * once its launch completes and draining from the moment its termination begins. The controller
+ * never reads it (it has no target-health port); the lab checks it against the members.
+ */
+export class MemoryTargets {
+  private readonly states = new Map<string, 'registered' | 'draining'>();
+
+  register(instanceId: string): void {
+    this.states.set(instanceId, 'registered');
+  }
+
+  deregister(instanceId: string): void {
+    if (this.states.has(instanceId)) this.states.set(instanceId, 'draining');
+  }
+
+  remove(instanceId: string): void {
+    this.states.delete(instanceId);
+  }
+
+  /** Instance ids that receive traffic. */
+  registered(): string[] {
+    return [...this.states].filter(([, state]) => state === 'registered').map(([instanceId]) => instanceId);
   }
 }
 
