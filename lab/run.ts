@@ -1,0 +1,66 @@
+import { parseArgs } from 'node:util';
+import ensureLab from '../test/integration/global-setup';
+import { loadLab } from '../test/support/lab';
+import { runScenario, scenarioWorkDir, type ScenarioResult } from './scenario/scenario';
+
+/**
+ * `npm run lab [-- --faults] [-- --json]`: the whole lifecycle of a compile tier against the
+ * Puppet lab (started if it is not running), a timeline, and the final consistency check. Exits
+ * 1 when the end state is not consistent, 2 when the scenario itself broke. The lab is shared:
+ * run it under `flock /var/tmp/compile-masters-lab.lock`.
+ */
+const USAGE = 'usage: npm run lab [-- --faults] [--json]';
+
+function summary(result: ScenarioResult, faults: boolean): Record<string, unknown> {
+  const { problems, ...report } = result.report;
+  return {
+    mode: faults ? 'faults' : 'plain',
+    steps: result.steps.length,
+    seconds: Math.round(result.seconds),
+    faults_injected: result.faults.length,
+    faults_survived: result.report.consistent ? result.faults.filter((fault) => fault.recoveredAt !== undefined).length : 0,
+    orchestrator_runs: result.orchestratorRuns,
+    controller_passes: result.passes,
+    events_dropped: result.eventsDropped,
+    events_repeated: result.eventsRepeated,
+    ...report,
+    ...(problems.length > 0 ? { problems } : {}),
+  };
+}
+
+function faultTable(result: ScenarioResult): string {
+  const rows = result.faults.map((fault) => {
+    const recovered = fault.recoveredAt === undefined ? 'not recovered' : `${(fault.recoveredAt - fault.injectedAt).toFixed(1)} s`;
+    return `| ${fault.step} | ${fault.fault} | +${fault.injectedAt.toFixed(1)} s | ${recovered} | ${fault.recovery} |`;
+  });
+  return ['| step | fault | injected | recovered after | how |', '| --- | --- | --- | --- | --- |', ...rows].join('\n');
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: [...argv], strict: true, options: { faults: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } } }));
+  } catch (error) {
+    console.error(`${(error as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  await ensureLab();
+  const lab = loadLab();
+  const result = await runScenario({ lab, faults: values.faults, workDir: await scenarioWorkDir(lab), progress: (line) => console.error(`[lab] ${line}`) });
+  console.log(Object.entries(result.nodes).map(([label, node]) => `${label} = ${node.instanceId} ${node.certname}`).join('\n'));
+  console.log(`\n${result.timeline}\n`);
+  if (result.faults.length > 0) console.log(`${faultTable(result)}\n`);
+  console.log(`controller log: ${result.log}\n`);
+  const line = summary(result, values.faults);
+  if (values.json) console.log(JSON.stringify(line));
+  else console.log(Object.entries(line).map(([key, value]) => `${key}: ${JSON.stringify(value)}`).join('\n'));
+  return result.report.consistent ? 0 : 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
+    process.exit(2);
+  },
+);

@@ -1,0 +1,118 @@
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { SendMessageCommand } from '@aws-sdk/client-sqs';
+import type { Ec2Instance } from '../../lambdas/controller/model';
+import { runCli } from '../../node-agent/src/cli';
+import { startImdsDouble, type ImdsDouble } from '../../test/support/imds-double';
+import type { LabDescription } from '../../test/support/lab';
+import type { MemoryCloud } from '../../test/support/memory-cloud';
+import { NLB_DNS_NAME, REGION } from './world';
+
+export interface AgentRun {
+  code: number;
+  /** The node agent's JSON log lines. */
+  lines: Array<Record<string, unknown>>;
+  seconds: number;
+}
+
+/**
+ * One compile master of the scenario: the real node agent (runCli, as the systemd unit runs it)
+ * with its own Puppet confdir, ssldir and vardir, an IMDS double that answers as EC2 would for
+ * this instance, and its SQS prompts landing on the cloud's queue.
+ *
+ * Its Puppet Server is simulated: the lab has one Puppet Server (the primary's, which also
+ * answers the node agent's local health check), so the controller's NodeHealthPort reports this
+ * node healthy from the moment its node agent says it enrolled or booted — after a real `puppet
+ * agent --test` — until it shuts down.
+ */
+export class SimulatedNode {
+  private constructor(
+    readonly label: string,
+    readonly instance: Ec2Instance & { privateDnsName: string },
+    private readonly root: string,
+    private readonly imds: ImdsDouble,
+    private readonly cloud: MemoryCloud,
+  ) {}
+
+  static async create(label: string, instance: Ec2Instance, options: { lab: LabDescription; dir: string; cloud: MemoryCloud }): Promise<SimulatedNode> {
+    const certname = instance.privateDnsName;
+    if (!certname) throw new Error(`${instance.instanceId} has no private DNS name`);
+    const root = join(options.dir, certname);
+    const confdir = join(root, 'puppet');
+    await mkdir(confdir, { recursive: true });
+    await writeFile(join(confdir, 'puppet.conf'), ['[main]', `vardir = ${root}/var`, `logdir = ${root}/log`, `rundir = ${root}/run`, `codedir = ${root}/code`, ''].join('\n'));
+    await writeFile(
+      join(root, 'agent.json'),
+      JSON.stringify({
+        primaryServer: 'localhost',
+        caCertPath: options.lab.caCertPath,
+        queueUrl: `https://sqs.${REGION}.amazonaws.com/123456789012/compile-masters-lifecycle`,
+        region: REGION,
+        extensions: { pp_role: 'compile_master' },
+        dnsAltNames: [NLB_DNS_NAME],
+        puppetBin: options.lab.puppetBin,
+        confdir,
+        ssldir: join(confdir, 'ssl'),
+        localServerHost: 'localhost',
+        localServerService: null,
+        isolatePuppetRun: false,
+        backupDir: join(root, 'ssl-backups'),
+        timeouts: { caUnavailableSeconds: 180, certificateSeconds: 240, puppetRunSeconds: 240, serverHealthySeconds: 60 },
+      }),
+    );
+    const imds = await startImdsDouble({ instanceId: instance.instanceId, region: REGION, localHostname: certname });
+    return new SimulatedNode(label, { ...instance, privateDnsName: certname }, root, imds, options.cloud);
+  }
+
+  get certname(): string {
+    return this.instance.privateDnsName;
+  }
+
+  get instanceId(): string {
+    return this.instance.instanceId;
+  }
+
+  /** The node agent's boot step; resolves when it exits (enrolled, kept, or failed). */
+  boot(): Promise<AgentRun> {
+    return this.agent('boot');
+  }
+
+  /** The node agent's shutdown step, with IMDS saying where the instance is heading. */
+  async shutdown(targetLifecycleState: 'InService' | 'Terminated'): Promise<AgentRun> {
+    this.imds.metadata.set('autoscaling/target-lifecycle-state', targetLifecycleState);
+    try {
+      return await this.agent('shutdown');
+    } finally {
+      this.imds.metadata.delete('autoscaling/target-lifecycle-state');
+      this.cloud.health.set(this.certname, false);
+    }
+  }
+
+  /** The certificate the node itself holds. */
+  localCertificate(): Promise<string | undefined> {
+    return readFile(join(this.root, 'puppet', 'ssl', 'certs', `${this.certname}.pem`), 'utf8').catch(() => undefined);
+  }
+
+  /** Removes the node's directory: it holds private keys. */
+  async destroy(): Promise<void> {
+    await this.imds.close();
+    await rm(this.root, { recursive: true, force: true });
+  }
+
+  private async agent(step: 'boot' | 'shutdown'): Promise<AgentRun> {
+    const lines: Array<Record<string, unknown>> = [];
+    const sink = { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) };
+    const started = Date.now();
+    const sqs = {
+      send: async (command: SendMessageCommand) => {
+        const body = command.input.MessageBody ?? '';
+        const event = (JSON.parse(body) as { event?: string }).event;
+        if (event === 'enrolled' || event === 'booted') this.cloud.health.set(this.certname, true);
+        this.cloud.queue.enqueue(body);
+        return { MessageId: String(lines.length) };
+      },
+    };
+    const code = await runCli([step, '--config', join(this.root, 'agent.json')], { stdout: sink, stderr: sink, imdsEndpoint: this.imds.url, sqs: sqs as never });
+    return { code, lines, seconds: (Date.now() - started) / 1000 };
+  }
+}

@@ -1,0 +1,437 @@
+import { randomInt } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LAUNCH_DETAIL_TYPE } from '../../lambdas/controller/messages';
+import { TIMING } from '../../lambdas/controller/planner';
+import { toAwsCallError } from '../../lambdas/controller/aws/call';
+import { certificateFacts } from '../../lib/puppet';
+import { labClients, type LabClients } from '../../test/support/clients';
+import { requestCertificate } from '../../test/support/csr';
+import { labCommand, setOrchestratorFaults, type LabDescription } from '../../test/support/lab';
+import type { Operation } from '../../test/support/memory-cloud';
+import { checkConsistency, observePuppetSide, protectedState, type ConsistencyReport } from './consistency';
+import { FaultLog, type FaultRecord } from './faults';
+import { SimulatedNode, type AgentRun } from './node';
+import { Timeline, describeLine, type StepRecord } from './timeline';
+import { LabWorld, NLB_DNS_NAME, REGION } from './world';
+
+export interface ScenarioOptions {
+  lab: LabDescription;
+  faults: boolean;
+  /** Where simulated nodes keep their Puppet directories (removed afterwards). */
+  workDir: string;
+  /** Progress lines while the run goes on. */
+  progress?: (line: string) => void;
+}
+
+export interface ScenarioResult {
+  /** Every controller log line of the run. */
+  log: string;
+  steps: StepRecord[];
+  seconds: number;
+  faults: FaultRecord[];
+  report: ConsistencyReport;
+  timeline: string;
+  /** Controller figures over the whole run. */
+  orchestratorRuns: number;
+  /** Reconcile passes the controller made. */
+  passes: number;
+  eventsDropped: number;
+  eventsRepeated: number;
+  /** Labels of the run's instances, e.g. cm1 → i-… / ip-10-….compute.internal. */
+  nodes: Record<string, { instanceId: string; certname: string }>;
+}
+
+const STEP_TITLES = [
+  'scale out to 3: each CSR validated and signed, one orchestrator run, all InService',
+  'reboot cm1 (identity kept); purge cm2 while it is down, reboot it (re-enrolled)',
+  'scale in by 2 (cm2, cm3): both purged, one orchestrator run',
+  'terminate cm1 outside the group (EC2 state change); the group replaces it with cm4',
+  'cm4 leaves with its terminate event lost; cm5 joins with its launch event repeated; reconcile catches up',
+  'a forged CSR from an instance that is not a member is refused',
+];
+
+const throttling = (operation: string) => toAwsCallError(operation, Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+
+/**
+ * The whole lifecycle of a compile tier on this machine: the real controller, real Puppet agents
+ * as compile masters through the real node agent, the real CA, PuppetDB and orchestrator double,
+ * and AWS in memory. With `faults`, the same story while servers stop, AWS throttles, the
+ * controller crashes and events go missing; the end state must be the same.
+ */
+export async function runScenario(options: ScenarioOptions): Promise<ScenarioResult> {
+  const scenario = new Scenario(options);
+  try {
+    return await scenario.run();
+  } finally {
+    await scenario.cleanUp();
+  }
+}
+
+class Scenario {
+  private readonly world: LabWorld;
+  private readonly clients: LabClients;
+  private readonly faults = new FaultLog();
+  private readonly timeline: Timeline;
+  private readonly nodes: SimulatedNode[] = [];
+  /** Certnames the scenario gave the controller a reason to purge; any other purge is wrong. */
+  private readonly purgeable = new Set<string>();
+  private readonly wrongPurges: string[] = [];
+  /** This run's private subnet: its certnames are the tier, whatever earlier runs left on the CA. */
+  private readonly subnet = `10.${randomInt(1, 255)}.${randomInt(0, 255)}`;
+  private readonly started = Date.now();
+  private runsBefore = 0;
+  /** A node agent that failed while the controller was being pumped. */
+  private backgroundError: unknown;
+
+  constructor(private readonly options: ScenarioOptions) {
+    this.world = new LabWorld(options.lab);
+    this.clients = labClients({ lab: options.lab });
+    this.timeline = new Timeline(this.world.logger, (text) => this.label(text));
+    this.world.tap.watch((operation, args) => {
+      if (operation !== 'puppet.clean' && operation !== 'puppet.deactivate') return;
+      const certnames = operation === 'puppet.clean' ? (args[0] as string[]) : [args[0] as string];
+      for (const certname of certnames) if (!this.purgeable.has(certname)) this.wrongPurges.push(certname);
+    });
+  }
+
+  get prefix(): string {
+    return `ip-${this.subnet.replaceAll('.', '-')}-`;
+  }
+
+  async run(): Promise<ScenarioResult> {
+    const protectedNames = [...this.world.policy.protectedCertnames];
+    const protectedBefore = await this.protectedStates(protectedNames);
+    const steps = [() => this.scaleOut(), () => this.reboots(), () => this.scaleIn(), () => this.terminateOutside(), () => this.lostAndRepeated(), () => this.forgedCsr()];
+    let failure: string | undefined;
+    for (const [index, step] of steps.entries()) {
+      this.options.progress?.(`step ${index + 1}: ${STEP_TITLES[index]}`);
+      this.runsBefore = this.runsStarted();
+      try {
+        await this.timeline.step(index + 1, STEP_TITLES[index] ?? '', async () => {
+          try {
+            await step();
+          } finally {
+            await this.faults.settle();
+          }
+        });
+      } catch (error) {
+        // The check still runs: what a broken step left behind is worth seeing.
+        failure = `step ${index + 1} failed: ${error instanceof Error ? error.message : String(error)}`;
+        this.timeline.note('lab', failure);
+        break;
+      }
+    }
+    this.options.progress?.('final reconcile and consistency check');
+    this.world.schedule();
+    await this.until(() => this.world.cloud.queue.messages.length === 0, 'the final reconcile').catch((error: unknown) => {
+      failure ??= `the final reconcile did not settle: ${String(error)}`;
+    });
+    const report = await this.check(protectedBefore, failure);
+    const log = join(this.options.lab.logsDir, `scenario-${new Date(this.started).toISOString().replace(/[:.]/g, '-')}.jsonl`);
+    await writeFile(log, this.world.logger.lines.map((line) => JSON.stringify({ level: line.level, message: this.label(describeLine(line.message, line.attributes)) })).join('\n'));
+    return {
+      log,
+      steps: this.timeline.steps,
+      seconds: (Date.now() - this.started) / 1000,
+      faults: this.faults.records,
+      report,
+      timeline: this.timeline.format(),
+      orchestratorRuns: this.runsStarted(),
+      passes: this.world.tap.count('group.members'),
+      eventsDropped: this.world.delivery.dropped.length,
+      eventsRepeated: this.world.delivery.repeated.length,
+      nodes: Object.fromEntries(this.nodes.map((node) => [node.label, { instanceId: node.instanceId, certname: node.certname }])),
+    };
+  }
+
+  async cleanUp(): Promise<void> {
+    await Promise.allSettled([this.faults.settle(), ...this.nodes.map((node) => node.destroy()), this.clients.close()]);
+    await rm(this.options.workDir, { recursive: true, force: true });
+  }
+
+  // ---- the steps -----------------------------------------------------------------------------
+
+  private async scaleOut(): Promise<void> {
+    const nodes = [await this.launch(), await this.launch(), await this.launch()];
+    if (this.options.faults) {
+      this.throttle('group.completeLifecycleAction', 1, 2);
+      const deploy = this.faults.injected('orchestrator deploy answers 500', 1, 'start-run gave its claim back and failed the batch; SQS redelivered it and the next deploy succeeded');
+      await setOrchestratorFaults({ deploy: 'error' }, this.options.lab);
+      const failed = this.failedActions('start-run');
+      this.faults.repairWhen(deploy, () => this.failedActions('start-run') > failed, () => this.orchestratorNormal());
+    }
+    const boots = nodes.map((node) => this.background(this.boot(node)));
+    await this.until(() => nodes.every((node) => this.stateOf(node) === 'InService'), 'three launches to complete');
+    await Promise.all(boots);
+    this.expectRuns(1);
+  }
+
+  private async reboots(): Promise<void> {
+    const [kept, purged] = this.nodes as [SimulatedNode, SimulatedNode];
+    const before = await kept.localCertificate();
+    this.agentNote(kept, await kept.shutdown('InService'));
+    await this.boot(kept);
+    await this.until(() => this.world.cloud.queue.messages.length === 0, "the controller to hear cm1's boot");
+    if ((await kept.localCertificate()) !== before) throw new Error('cm1 lost its identity on a reboot');
+    this.timeline.note('lab', 'cm1 kept its certificate (same fingerprint, still signed at the CA)');
+
+    this.agentNote(purged, await purged.shutdown('InService'));
+    this.purgeable.add(purged.certname);
+    await this.clients.ca.clean([purged.certname]);
+    this.timeline.note('operator', `puppetserver ca clean --certname ${purged.certname} while it is down`);
+    if (this.options.faults) this.throttle('registry.recordSigned', 2, 1);
+    this.world.schedule();
+    await this.until(() => this.world.cloud.registry.peek(purged.instanceId)?.state === 'purged', "the controller to purge cm2's lost certificate");
+    // PuppetDB keeps a node deactivated against facts older than the deactivation's timestamp.
+    await this.world.catchUp();
+    const boot = this.background(this.boot(purged));
+    await this.until(() => this.registryState(purged) === 'in-service' && this.world.cloud.queue.messages.length === 0, 'cm2 to re-enroll');
+    await boot;
+  }
+
+  private async scaleIn(): Promise<void> {
+    const leaving = [this.nodes[1], this.nodes[2]] as SimulatedNode[];
+    for (const node of leaving) this.purgeable.add(node.certname);
+    if (this.options.faults) {
+      const ca = this.faults.injected('CA (Puppet Server) stopped', 3, 'passes failed at observation and their batches came back; the purges ran once the CA answered again');
+      await labCommand('stop-ca');
+      const failed = this.failedReconciles();
+      this.faults.repairWhen(ca, () => this.failedReconciles() > failed, () => labCommand('start-ca'));
+      const duplicated = this.faults.injected('both terminate events delivered twice', 3, 'the second copy found the purge done (or claimed) and the action completed: a no-op');
+      for (const node of leaving) this.world.delivery.next((event) => event.detail.EC2InstanceId === node.instanceId, 2);
+      this.faults.repairWhen(duplicated, () => leaving.every((node) => this.stateOf(node) === undefined));
+      this.throttle('group.members', 3, 1);
+    }
+    this.world.cloud.scaleIn(leaving.map((node) => node.instanceId));
+    for (const node of leaving) this.agentNote(node, await node.shutdown('Terminated'));
+    await this.until(() => leaving.every((node) => this.stateOf(node) === undefined && this.registryState(node) === 'purged') && this.runsIdle(), 'both purges and their orchestrator run');
+    this.expectRuns(1);
+  }
+
+  private async terminateOutside(): Promise<void> {
+    const gone = this.nodes[0] as SimulatedNode;
+    this.purgeable.add(gone.certname);
+    if (this.options.faults) {
+      const puppetdb = this.faults.injected('PuppetDB stopped', 4, 'the purge failed at deactivate and kept its claim; after the purge lease the next scheduled reconcile finished it');
+      await labCommand('stop-puppetdb');
+      const failed = this.failedActions('purge');
+      this.faults.repairWhen(puppetdb, () => this.failedActions('purge') > failed, () => labCommand('start-puppetdb'));
+      const lost = this.faults.injected("the 'shutting-down' state change lost", 4, "the 'terminated' one triggered the same purge");
+      this.world.delivery.next((event) => event.detail.state === 'shutting-down', 0);
+      this.faults.repairWhen(lost, () => this.registryState(gone) === 'purged');
+    }
+    this.world.cloud.terminateOutside(gone.instanceId);
+    this.timeline.note('operator', `aws ec2 terminate-instances --instance-ids ${gone.instanceId}`);
+    await this.purgeOf(gone);
+
+    const replacement = await this.launch();
+    const boot = this.background(this.boot(replacement));
+    await this.until(() => this.stateOf(replacement) === 'InService', 'cm4 to launch');
+    await boot;
+  }
+
+  private async lostAndRepeated(): Promise<void> {
+    const leaving = this.nodes[3] as SimulatedNode;
+    this.purgeable.add(leaving.certname);
+    const lost = this.faults.injected(`terminate event of ${leaving.label} lost`, 5, 'nothing happened until the scheduled reconcile found it in Terminating:Wait and purged it');
+    this.world.delivery.next((event) => event.detail.EC2InstanceId === leaving.instanceId, 0);
+    if (this.options.faults) {
+      const crash = this.faults.injected('controller crashed mid-purge (at PuppetDB deactivate)', 5, 'the whole batch came back; the purge claim blocked a second purge until its lease ran out, then a reconcile finished it');
+      this.world.tap.crashOn('puppet.deactivate');
+      this.faults.repairWhen(crash, () => this.registryState(leaving) === 'purged');
+    }
+    this.world.cloud.scaleIn([leaving.instanceId]);
+    this.agentNote(leaving, await leaving.shutdown('Terminated'));
+    await this.until(() => this.world.cloud.queue.messages.length === 0, 'the queue to drain');
+    if (this.stateOf(leaving) !== 'Terminating:Wait') throw new Error(`${leaving.label} is ${this.stateOf(leaving) ?? 'gone'} although its terminate event was lost`);
+    this.timeline.note('lab', `${leaving.label} waits in Terminating:Wait; the reconcile schedule fires`);
+    this.world.schedule();
+    await this.purgeOf(leaving);
+    this.faults.recovered(lost);
+
+    if (this.options.faults) {
+      const hang = this.faults.injected('orchestrator deploy hangs', 5, "the client's 15 s timeout ended the attempt; a retry reached the orchestrator once it answered again");
+      await setOrchestratorFaults({ deploy: 'hang' }, this.options.lab);
+      const called = this.world.tap.count('puppet.runPrimary');
+      // Back to normal while the client still waits on the hung attempt: its retry gets through.
+      this.faults.repairWhen(hang, () => this.world.tap.count('puppet.runPrimary') > called, () => sleep(5_000).then(() => this.orchestratorNormal()));
+    }
+    const repeated = this.faults.injected('the next launch event delivered 3 times', 5, 'each copy ran the same reconcile; one signature, one completion');
+    const joining = await this.launch(3);
+    const boot = this.background(this.boot(joining));
+    await this.until(() => this.stateOf(joining) === 'InService' && this.runsIdle(), `${joining.label} to launch`);
+    await boot;
+    this.faults.recovered(repeated);
+  }
+
+  private async forgedCsr(): Promise<void> {
+    const ip = `${this.subnet}.200`;
+    const certname = `ip-${ip.replaceAll('.', '-')}.${REGION}.compute.internal`;
+    // An instance of the account, not of the group, asking to be signed as a compile master.
+    const instanceId = `i-0${randomInt(0x1000_0000, 0xffff_ffff).toString(16)}deadbeef`;
+    this.world.cloud.instances.put({ instanceId, state: 'running', privateIp: ip, privateDnsName: certname, launchTime: this.world.clock.now() });
+    await requestCertificate(
+      { certname, dnsAltNames: [certname, NLB_DNS_NAME], extensions: { pp_instance_id: instanceId, pp_role: 'compile_master', pp_region: REGION } },
+      this.options.lab,
+    );
+    this.world.cloud.queue.enqueue(JSON.stringify({ source: 'compile-masters.node-agent', version: 1, instanceId, event: 'csr-submitted' }));
+    this.timeline.note('attacker', `${instanceId} (not a member) submits a CSR for ${certname} and asks to be looked at`);
+    await this.until(() => this.world.cloud.queue.messages.length === 0, 'the controller to look at the forged CSR');
+    const state = (await this.clients.ca.getStatus(certname))?.state;
+    if (state !== 'requested') throw new Error(`the forged CSR for ${certname} is ${state ?? 'absent'} at the CA, not left unsigned`);
+    if (this.world.cloud.registry.peek(instanceId)) throw new Error('the controller registered a non-member');
+    this.timeline.note('lab', `${certname}: still an unsigned request at the CA; nothing registered`);
+    await this.clients.ca.clean([certname]);
+  }
+
+  // ---- helpers -------------------------------------------------------------------------------
+
+  /** A new member in Pending:Wait with its simulated compile master; `copies` of its launch event. */
+  private async launch(copies = 1): Promise<SimulatedNode> {
+    const label = `cm${this.nodes.length + 1}`;
+    const privateIp = `${this.subnet}.${10 + this.nodes.length}`;
+    if (copies !== 1) this.world.delivery.next((event) => event['detail-type'] === LAUNCH_DETAIL_TYPE, copies);
+    const instance = this.world.cloud.launch({ privateIp });
+    const node = await SimulatedNode.create(label, instance, { lab: this.options.lab, dir: this.options.workDir, cloud: this.world.cloud });
+    this.nodes.push(node);
+    this.timeline.note('group', `launches ${label}: Pending:Wait`);
+    return node;
+  }
+
+  private async boot(node: SimulatedNode): Promise<AgentRun> {
+    const run = await this.world.inRealTime(() => node.boot());
+    this.agentNote(node, run);
+    if (run.code !== 0) throw new Error(`${node.label}'s node agent exited ${run.code}: ${JSON.stringify(run.lines.at(-1))}`);
+    return run;
+  }
+
+  private agentNote(node: SimulatedNode, run: AgentRun): void {
+    const decision = run.lines.find((line) => line.message === 'boot decision' || typeof line.verdict === 'string');
+    const what = decision?.plan ? `boot: ${String(decision.plan)} (${String(decision.reason)})` : `shutdown: ${String(decision?.verdict ?? 'no verdict')}`;
+    this.timeline.note(`node-agent`, `${node.label}: ${what}, exit ${run.code} after ${run.seconds.toFixed(1)} s`);
+  }
+
+  private throttle(operation: Operation, step: number, times: number): void {
+    const record = this.faults.injected(`AWS throttling on ${operation} ×${times}`, step, 'the pass failed, its batch came back after the visibility timeout and the repeat succeeded');
+    this.world.cloud.failNext(operation, throttling(operation), times);
+    const seen = this.world.cloud.callsOf(operation).length;
+    this.faults.repairWhen(record, () => this.world.cloud.callsOf(operation).length > seen + times);
+  }
+
+  /** Keeps a node agent's run from going unnoticed while the controller is pumped. */
+  private background<T>(work: Promise<T>): Promise<T> {
+    work.catch((error: unknown) => (this.backgroundError ??= error));
+    return work;
+  }
+
+  /** The controller keeps running until `done`, while repairs start when their moment comes. */
+  private until(done: () => boolean | Promise<boolean>, what: string): Promise<void> {
+    return this.world.until(async () => {
+      if (this.backgroundError !== undefined) throw this.backgroundError;
+      this.faults.tick();
+      this.timeline.collect();
+      return done();
+    }, what);
+  }
+
+  /**
+   * Until the node is purged and the primary's run for it is over. A crashed or failed purge keeps
+   * its claim for the lease (longer than the function's timeout) and nothing more happens until a
+   * reconcile after that: the lab skips the wait on the clock and fires the schedule.
+   */
+  private async purgeOf(node: SimulatedNode): Promise<void> {
+    const purged = () => this.registryState(node) === 'purged';
+    for (let attempt = 0; attempt < 5 && !purged(); attempt++) {
+      const stuck = () => this.registryState(node) === 'purging' && !this.faults.repairing() && this.world.cloud.queue.messages.length === 0;
+      await this.until(() => purged() || stuck(), `${node.label} to be purged`);
+      if (purged()) break;
+      this.world.fastForward(TIMING.purgeLeaseMs / 1000);
+      this.world.schedule();
+      this.timeline.note('lab', `${node.label}'s purge claim is held: clock moved ${TIMING.purgeLeaseMs / 1000} s on (the lease runs out), the reconcile schedule fires`);
+    }
+    await this.until(() => purged() && this.stateOf(node) === undefined && this.runsIdle(), `${node.label} to be purged and the primary's run to end`);
+  }
+
+  private orchestratorNormal(): Promise<void> {
+    return setOrchestratorFaults({ deploy: 'normal' }, this.options.lab).then(() => undefined);
+  }
+
+  private failedActions(kind: string): number {
+    return this.world.logger.lines.filter((line) => line.message === 'Action failed; the trigger will be retried' && (line.attributes as { action?: string }).action === kind).length;
+  }
+
+  private failedReconciles(): number {
+    return this.world.logger.messages('error').filter((message) => message === 'Reconcile failed; its messages will be retried').length;
+  }
+
+  private runsStarted(): number {
+    return this.world.logger.messages().filter((message) => message === "Started the primary's orchestrator run").length;
+  }
+
+  /** No orchestrator run pending or in flight. */
+  private runsIdle(): boolean {
+    const run = this.world.cloud.registry.peekRun();
+    return run.pending.length === 0 && run.job === undefined;
+  }
+
+  private expectRuns(count: number): void {
+    const runs = this.runsStarted() - this.runsBefore;
+    // Under faults a failed deploy is retried; without them the step must cost exactly one run.
+    if (!this.options.faults && runs !== count) this.timeline.note('lab', `EXPECTED ${count}`);
+    this.timeline.note('lab', `${runs} orchestrator run(s) in this step`);
+  }
+
+  private stateOf(node: SimulatedNode): string | undefined {
+    return this.world.cloud.group.stateOf(node.instanceId);
+  }
+
+  private registryState(node: SimulatedNode): string | undefined {
+    return this.world.cloud.registry.peek(node.instanceId)?.state;
+  }
+
+  private label(text: string): string {
+    let labelled = text;
+    for (const node of this.nodes) labelled = labelled.replaceAll(node.instanceId, node.label).replaceAll(node.certname, node.label);
+    return labelled;
+  }
+
+  private async protectedStates(names: readonly string[]): Promise<Record<string, string>> {
+    return Object.fromEntries(await Promise.all(names.map(async (name) => [name, await protectedState(this.clients.ca, name)] as const)));
+  }
+
+  private async check(protectedBefore: Record<string, string>, failure: string | undefined): Promise<ConsistencyReport> {
+    const cloud = this.world.cloud;
+    const memberIds = (await cloud.group.members()).map((member) => member.instanceId);
+    const members = this.nodes.filter((node) => memberIds.includes(node.instanceId));
+    // PuppetDB applies commands asynchronously: give the last ones a moment.
+    await sleep(2_000);
+    const puppetSide = await observePuppetSide(this.clients.ca, this.clients.puppetdb, this.prefix);
+    const identityMismatches: string[] = [];
+    for (const node of members) {
+      const served = await this.clients.ca.getCertificate(node.certname);
+      const local = await node.localCertificate();
+      if (!served || !local || (await certificateFacts(served)).sha256Fingerprint !== (await certificateFacts(local)).sha256Fingerprint) identityMismatches.push(node.certname);
+    }
+    return checkConsistency({
+      members: members.map((node) => node.certname).sort(),
+      targets: cloud.targets.registered().sort(),
+      inService: memberIds.filter((id) => cloud.group.stateOf(id) === 'InService').sort(),
+      ...puppetSide,
+      pendingLifecycleActions: cloud.group.pendingActions(),
+      protectedBefore,
+      protectedAfter: await this.protectedStates(Object.keys(protectedBefore)),
+      wrongPurges: [...new Set(this.wrongPurges)],
+      identityMismatches,
+      scenarioFailure: failure,
+    });
+  }
+}
+
+/** A fresh directory for one run's simulated nodes. */
+export async function scenarioWorkDir(lab: LabDescription): Promise<string> {
+  const dir = join(lab.dir, 'scenario', `run-${Date.now().toString(36)}`);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  return dir;
+}
