@@ -77,7 +77,7 @@ function secretsOf(options: TargetOptions, deps: CliDeps, lab: LabDescription | 
   const where = lab ? `the lab (${lab.dir})` : certSecret ? `Secrets Manager (${certSecret}, ${tokenSecret})` : 'local files';
   const putFlags = options.stack !== undefined ? `--stack ${options.stack}` : `--cert-secret ${certSecret ?? 'ARN'} --token-secret ${tokenSecret ?? 'ARN'}`;
   return {
-    secretsSource: files ? `local files and ${where}` : where,
+    secretsSource: files && stored ? `local files and ${where}` : where,
     secretsFix: lab ? 'the lab writes these itself: npm run lab:puppet -- up' : `npx compile-masters secrets put ${putFlags} --cert FILE --key FILE --ca FILE --token-file FILE`,
     secrets,
   };
