@@ -70,6 +70,7 @@ class Planner {
     for (const entry of this.observed.registry) {
       if (!this.members.has(entry.instanceId)) this.nonMember(entry);
     }
+    this.outsiders();
     this.purges();
     this.run();
     if (this.toConverge.length > 0) {
@@ -212,6 +213,17 @@ class Planner {
       this.addDrift({ instanceId: entry.instanceId, certname: entry.certname, detail: 'gone without a completed terminate lifecycle action' });
     }
     this.purge(entry, false);
+  }
+
+  /**
+   * DESIGN rule 7: an instance outside the group asking to be signed is refused out loud, so the
+   * operator sees who tried; its CSR stays unsigned and nothing else happens.
+   */
+  private outsiders(): void {
+    const asking = new Set(this.triggers.flatMap((t) => (t.kind === 'node-agent' && t.event === 'csr-submitted' && !this.members.has(t.instanceId) ? [t.instanceId] : [])));
+    for (const instanceId of asking) {
+      this.act({ kind: 'refuse', instanceId, reasons: [`${instanceId} is not a member of the group: its certificate request stays unsigned`], abandon: false });
+    }
   }
 
   // ---- purges --------------------------------------------------------------------------------

@@ -182,9 +182,9 @@ describe('planner: refusals (DESIGN rule 2), each ABANDONs the launch and change
     expect(plan(hostile, schedule, POLICY).actions).toMatchObject([{ kind: 'refuse', abandon: true, reasons: [expect.stringMatching(/not a lowercase DNS-style name/)] }]);
   });
 
-  it('never refuses or signs for an instance that is not a member, whatever the CA holds', () => {
+  it('never signs or abandons for an instance that is not a member, whatever the CA holds; its request is refused in the log only', () => {
     const result = plan(world({ ec2: { 1: 'running' }, certs: { 1: 'requested' }, csrs: { 1: validCsr(1) } }), [{ kind: 'node-agent', instanceId: n1.id, event: 'csr-submitted' }], POLICY);
-    expect(result.actions).toEqual([]);
+    expect(result.actions).toEqual([{ kind: 'refuse', instanceId: n1.id, reasons: [`${n1.id} is not a member of the group: its certificate request stays unsigned`], abandon: false }]);
   });
 });
 
