@@ -46,10 +46,17 @@ export class FaultLog {
 
   /** Starts repairs whose moment has come; rethrows a repair's failure. */
   tick(): void {
-    for (const item of this.pending) {
-      if (item.error !== undefined) throw item.error;
-      if (!item.running && item.ready()) this.start(item);
-    }
+    const failed = this.pending.find((item) => item.error !== undefined);
+    if (failed) throw failed.error;
+    this.startReady();
+  }
+
+  /**
+   * Starts repairs whose moment has come, without judging earlier ones: also called from inside
+   * the controller's port calls, where a hung call would otherwise hold back its own repair.
+   */
+  startReady(): void {
+    for (const item of this.pending) if (!item.running && item.ready()) this.start(item);
   }
 
   /** Whether a repair is under way (e.g. a server still starting). */

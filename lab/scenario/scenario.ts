@@ -89,6 +89,7 @@ class Scenario {
     this.world = new LabWorld(options.lab);
     this.clients = labClients({ lab: options.lab });
     this.timeline = new Timeline(this.world.logger, (text) => this.label(text));
+    this.world.tap.watch(() => this.faults.startReady());
     this.world.tap.watch((operation, args) => {
       if (operation !== 'puppet.clean' && operation !== 'puppet.deactivate') return;
       const certnames = operation === 'puppet.clean' ? (args[0] as string[]) : [args[0] as string];
