@@ -5,6 +5,7 @@ import { X509Certificate } from '@peculiar/x509';
 import { parseBundle, parseToken } from '../lambdas/controller/aws/secrets';
 import type { ClientBundle } from '../lambdas/controller/ports';
 import { ConfigError } from '../lib/errors';
+import { explain } from './checks';
 
 /** What an operator may see about a verified client certificate: nothing secret. */
 export interface BundleSummary {
@@ -22,7 +23,8 @@ const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE
  * Messages name the part that is wrong, never its content.
  */
 export async function verifyBundle(bundle: ClientBundle, where: string, now: Date = new Date()): Promise<BundleSummary> {
-  parseBundle(JSON.stringify(bundle), where);
+  // The controller's own shape rules, so nothing is stored that it would refuse to read.
+  rewordHint(() => parseBundle(JSON.stringify(bundle), where), 'pass PEM files: the certificate, its unencrypted private key and the CA certificate(s)');
   const cert = parseCertificate(bundle.cert, `${where}: the certificate`);
   const authorities = (bundle.ca.match(PEM_CERTIFICATE) ?? []).map((pem, index) => parseCertificate(pem, `${where}: CA certificate #${index + 1}`));
   if (cert.notBefore > now || cert.notAfter < now) {
@@ -41,11 +43,20 @@ export async function verifyBundle(bundle: ClientBundle, where: string, now: Dat
 
 /** The RBAC token as the controller will read it; empty counts as missing. */
 export function verifyToken(text: string, where: string): string {
-  const token = parseToken(text, where);
+  const token = rewordHint(() => parseToken(text, where), 'the file must hold the token alone, as `puppet access login --print` prints it');
   if (token.length === 0) {
     throw new ConfigError(`${where}: the RBAC token is empty`, { hint: 'mint one with `puppet access login --lifetime 1y --print` on the primary' });
   }
   return token;
+}
+
+/** The controller's rules, with a hint for someone holding files rather than filling a secret by hand. */
+function rewordHint<T>(parse: () => T, hint: string): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new ConfigError(explain(error).detail, { cause: error, hint });
+  }
 }
 
 function parseCertificate(pem: string, what: string): X509Certificate {

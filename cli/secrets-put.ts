@@ -36,7 +36,7 @@ export async function secretsPut(options: SecretsPutOptions, deps: CliDeps): Pro
     deps,
   );
   const bundle = withBundle ? { cert: inputs.cert, key: inputs.key, ca: inputs.ca } : undefined;
-  const summary = bundle && (await verifyBundle(bundle, 'the lifecycle client certificate (--cert/--key/--ca)', deps.now()));
+  const summary = bundle && (await verifyBundle(bundle, '--cert/--key/--ca', deps.now()));
   const token = options.tokenFile !== undefined ? verifyToken(inputs['token-file'], `--token-file ${options.tokenFile}`) : undefined;
 
   if (bundle && summary && clientCertArn) {

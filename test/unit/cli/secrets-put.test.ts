@@ -75,7 +75,7 @@ describe('secrets put', () => {
     const result = await runCli(['secrets', 'put', '--cert-secret', ARNS.clientCert, ...args()]);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(message);
-    expect(result.stderr).not.toMatch(/BEGIN|PRIVATE KEY-----/);
+    expect(result.stderr).not.toMatch(/BEGIN|PRIVATE KEY-----|aws secretsmanager/);
     expect(sm.calls()).toHaveLength(0);
   });
 
@@ -88,7 +88,7 @@ describe('secrets put', () => {
 
   it.each([
     ['empty', '\n', /RBAC token is empty/],
-    ['two words', 'abc def\n', /does not hold a bare token/],
+    ['two words', 'abc def\n', /does not hold a bare token — the file must hold the token alone/],
     ['JSON', '{"token":"abc"}', /does not hold a bare token/],
   ])('refuses a token that is %s', async (_what, content, message) => {
     const result = await runCli(['secrets', 'put', '--token-secret', ARNS.rbacToken, '--token-file', '-'], { stdin: content });
