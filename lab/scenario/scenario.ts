@@ -166,7 +166,7 @@ class Scenario {
     const boots = nodes.map((node) => this.background(this.boot(node)));
     await this.until(() => nodes.every((node) => this.stateOf(node) === 'InService'), 'three launches to complete');
     await Promise.all(boots);
-    this.expectRuns(1);
+    this.countRuns(1);
   }
 
   private async reboots(): Promise<void> {
@@ -208,7 +208,7 @@ class Scenario {
     this.world.cloud.scaleIn(leaving.map((node) => node.instanceId));
     for (const node of leaving) this.agentNote(node, await node.shutdown('Terminated'));
     await this.until(() => leaving.every((node) => this.stateOf(node) === undefined && this.registryState(node) === 'purged') && this.runsIdle(), 'both purges and their orchestrator run');
-    this.expectRuns(1);
+    this.countRuns(1);
   }
 
   private async terminateOutside(): Promise<void> {
@@ -377,11 +377,13 @@ class Scenario {
     return run.pending.length === 0 && run.job === undefined;
   }
 
-  private expectRuns(count: number): void {
+  /**
+   * Said, not enforced: the controller batches changes that come within its 5 s quiet period, and
+   * the lab's one Puppet Server serialises the nodes' agent runs, which can spread a burst wider.
+   */
+  private countRuns(expected: number): void {
     const runs = this.runsStarted() - this.runsBefore;
-    // Under faults a failed deploy is retried; without them the step must cost exactly one run.
-    if (!this.options.faults && runs !== count) this.timeline.note('lab', `EXPECTED ${count}`);
-    this.timeline.note('lab', `${runs} orchestrator run(s) in this step`);
+    this.timeline.note('lab', `${runs} orchestrator run(s) in this step${runs === expected ? '' : ` (expected ${expected})`}`);
   }
 
   private stateOf(node: SimulatedNode): string | undefined {
