@@ -3,14 +3,13 @@ import { join } from 'node:path';
 import * as z from 'zod';
 import type { Ec2Instance } from '../lambdas/controller/model';
 import { ConfigError } from '../lib/errors';
-import type { TierObservation } from './status-view';
+import { addTarget, type TierObservation } from './status-view';
 
 /**
  * The lab's simulated group, as `npm run lab` (lab/scenario) may leave it for `status --lab`:
  * `<lab dir>/scenario/cloud.json`, the memory cloud's members (`cloud.group.members()`), EC2
  * descriptions (`cloud.instances.describe(ids)`, launchTime as ISO text) and registry entries
- * (`cloud.registry.list()`), plus `writtenAt`. The memory cloud has no load balancer, so there is
- * no target health.
+ * (`cloud.registry.list()`), plus `writtenAt` and, where the scenario simulates it, target health.
  */
 export const SNAPSHOT_FILE = join('scenario', 'cloud.json');
 
@@ -20,6 +19,8 @@ const SnapshotSchema = z.object({
   instances: z.array(
     z.object({ instanceId: z.string(), state: z.string(), privateDnsName: z.string().optional(), privateIp: z.string().optional(), launchTime: z.string().optional() }),
   ),
+  /** Target health as DescribeTargetHealth words it (healthy, unhealthy, draining, ...); omit when not simulated. */
+  targets: z.array(z.object({ instanceId: z.string(), port: z.number().int(), state: z.string() })).optional(),
   registry: z.array(
     z.object({
       instanceId: z.string(),
@@ -34,7 +35,7 @@ const SnapshotSchema = z.object({
 export type CloudSnapshot = z.infer<typeof SnapshotSchema>;
 
 /** The group side of the lab, when the scenario left a snapshot; undefined otherwise. */
-export function readCloudSnapshot(labDir: string): (Pick<TierObservation, 'members' | 'instances' | 'registry'> & { file: string; writtenAt: string }) | undefined {
+export function readCloudSnapshot(labDir: string): (Pick<TierObservation, 'members' | 'instances' | 'registry' | 'targets'> & { file: string; writtenAt: string }) | undefined {
   const file = join(labDir, SNAPSHOT_FILE);
   if (!existsSync(file)) return undefined;
   let parsed: CloudSnapshot;
@@ -49,5 +50,10 @@ export function readCloudSnapshot(labDir: string): (Pick<TierObservation, 'membe
       { ...instance, privateDnsName: instance.privateDnsName, privateIp: instance.privateIp, launchTime: instance.launchTime ? new Date(instance.launchTime) : undefined },
     ]),
   );
-  return { file, writtenAt: parsed.writtenAt, members: parsed.members, instances, registry: parsed.registry };
+  let targets: Map<string, string[]> | undefined;
+  if (parsed.targets) {
+    targets = new Map();
+    for (const target of parsed.targets) addTarget(targets, target.instanceId, target.port, target.state);
+  }
+  return { file, writtenAt: parsed.writtenAt, members: parsed.members, instances, registry: parsed.registry, targets };
 }

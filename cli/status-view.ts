@@ -29,6 +29,11 @@ export interface StatusRow {
 const LIVE_REGISTRY = new Set(['signed', 'converging', 'in-service']);
 const NONE = '-';
 
+/** Adds one "port:state" to an instance's target health, sorted so 8140 comes before 8142. */
+export function addTarget(targets: Map<string, string[]>, instanceId: string, port: number | string, state: string): void {
+  targets.set(instanceId, [...(targets.get(instanceId) ?? []), `${port}:${state}`].sort());
+}
+
 export function pdbState(node: PdbNode | undefined): PdbState {
   if (!node) return 'absent';
   if (node.deactivated) return 'deactivated';

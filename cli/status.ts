@@ -11,7 +11,7 @@ import { CaClient } from '../lib/puppet/ca';
 import { PuppetDbClient } from '../lib/puppet/puppetdb';
 import type { CliDeps } from './deps';
 import { readCloudSnapshot, SNAPSHOT_FILE } from './lab-snapshot';
-import { certificateRows, certnamesOf, pdbState, renderTable, statusRows, type PdbState, type StatusRow, type TierObservation } from './status-view';
+import { addTarget, certificateRows, certnamesOf, pdbState, renderTable, statusRows, type PdbState, type StatusRow, type TierObservation } from './status-view';
 import { stackTargetGroups } from './stack';
 import type { Target } from './target';
 
@@ -38,7 +38,7 @@ export async function status(target: Target, deps: Pick<CliDeps, 'warn'>): Promi
       if (snapshot) {
         return {
           source: `the lab's CA and PuppetDB, and its simulated group (${snapshot.file}, written ${snapshot.writtenAt})`,
-          rows: statusRows({ ...snapshot, targets: undefined, ...(await observePuppet(ca, puppetdb, certnamesOf(snapshot))) }),
+          rows: statusRows({ ...snapshot, ...(await observePuppet(ca, puppetdb, certnamesOf(snapshot))) }),
         };
       }
       deps.warn(`No simulated group in the lab (${join(labDir(), SNAPSHOT_FILE)}, written by \`npm run lab\`): showing the CA's and PuppetDB's view of every certname but the lab's own.\n`);
@@ -77,7 +77,7 @@ async function targetHealth(target: Target): Promise<Map<string, string[]>> {
     for (const description of answer.TargetHealthDescriptions ?? []) {
       const id = description.Target?.Id;
       if (!id) continue;
-      health.set(id, [...(health.get(id) ?? []), `${description.Target?.Port ?? '?'}:${description.TargetHealth?.State ?? 'unknown'}`].sort());
+      addTarget(health, id, description.Target?.Port ?? '?', description.TargetHealth?.State ?? 'unknown');
     }
   }
   return health;
