@@ -3,13 +3,11 @@ import 'reflect-metadata';
 import { randomBytes, webcrypto } from 'node:crypto';
 import { Pkcs10CertificateRequest, Pkcs10CertificateRequestGenerator, SubjectAlternativeNameExtension } from '@peculiar/x509';
 import { PuppetApiError } from '../lib/errors';
-import type { CaClient } from '../lib/puppet/ca';
+import { CA_REFUSALS, type CaClient } from '../lib/puppet/ca';
 
 export type AltNamesVerdict = { allowed: true } | { allowed: false; detail: string };
 
 const ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
-/** Puppet Server 7's 409 when allow-subject-alt-names is false (certificate_authority.clj). */
-const ALT_NAMES_REFUSED = /subject alternative names .*which are disallowed|allow-subject-alt-names/i;
 /** Its 409 for a CSR whose signature does not verify: the check after the alt-names one. */
 const SIGNATURE_REFUSED = /does not correspond to the signing key/i;
 
@@ -28,7 +26,7 @@ export async function probeAltNames(ca: CaClient): Promise<AltNamesVerdict> {
   } catch (error) {
     if (!(error instanceof PuppetApiError) || error.status !== 409) throw error;
     if (SIGNATURE_REFUSED.test(error.message)) return { allowed: true };
-    if (ALT_NAMES_REFUSED.test(error.message)) return { allowed: false, detail: error.message.split(' — ')[0] ?? error.message };
+    if (CA_REFUSALS.altNames.test(error.message)) return { allowed: false, detail: error.message.split(' — ')[0] ?? error.message };
     throw error;
   } finally {
     // Signed only if the CA checked no signature at all; then it must not stay valid either.

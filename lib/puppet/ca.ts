@@ -24,6 +24,16 @@ export interface CrlResult {
   lastModified: string | undefined;
 }
 
+/**
+ * How Puppet Server 7 words its 409s for CSRs its ca.conf does not allow
+ * (certificate_authority.clj: "CSR 'x' contains extra subject alternative names (…), which are
+ * disallowed. To allow subject alternative names, set allow-subject-alt-names to true …").
+ */
+export const CA_REFUSALS = {
+  altNames: /subject alternative names .*which are disallowed|allow-subject-alt-names/i,
+  authorizationExtensions: /authorization extensions? .*which (is|are) disallowed|allow-authorization-extensions/i,
+} as const;
+
 const ALT_NAMES_HINT =
   "the CA refuses to sign CSRs with subject alternative names: set 'allow-subject-alt-names: true' in ca.conf on the primary and restart puppetserver";
 const AUTH_EXT_HINT =
@@ -69,8 +79,8 @@ export class CaClient {
       accept: [204],
       hint: (status, body) => {
         if (status !== 409) return undefined;
-        if (/subject alt name/i.test(body)) return ALT_NAMES_HINT;
-        if (/authorization extension/i.test(body)) return AUTH_EXT_HINT;
+        if (CA_REFUSALS.altNames.test(body)) return ALT_NAMES_HINT;
+        if (CA_REFUSALS.authorizationExtensions.test(body)) return AUTH_EXT_HINT;
         return 'there is no pending CSR to sign (already signed, or never submitted)';
       },
     });

@@ -9,7 +9,7 @@ import { labDir } from '../../lab/description';
 import { eventually, labClients, storeFacts, type LabClients } from '../support/clients';
 import { requestCertificate } from '../support/csr';
 import { loadLab, setOrchestratorFaults, uniqueCertname, type LabDescription } from '../support/lab';
-import { altNamesRefusingCa, fakePuppet } from '../unit/cli/fake-puppet';
+import { altNamesRefusingCa, fakePuppet } from '../support/fake-puppet';
 import { ARNS, runCli } from '../unit/cli/harness';
 
 /** The operator CLI against the real Puppet lab: Puppet Server 7 CA, PuppetDB 7, the orchestrator double. */

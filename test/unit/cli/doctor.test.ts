@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestCa, type Pem, type TestCa } from '../../support/pki';
-import { altNamesRefusingCa, fakePuppet, type FakePuppet } from './fake-puppet';
+import { altNamesRefusingCa, fakePuppet, type FakePuppet } from '../../support/fake-puppet';
 import { ARNS, runCli, STACK, STACK_OUTPUTS } from './harness';
 
 const notFound = () => Object.assign(new Error("Secrets Manager can't find the specified secret value for staging label: AWSCURRENT"), { name: 'ResourceNotFoundException', $fault: 'client', $metadata: {} });

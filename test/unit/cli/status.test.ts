@@ -11,7 +11,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatusRow } from '../../../cli/status-view';
 import { makeTestCa } from '../../support/pki';
-import { fakePuppet, type FakePuppet } from './fake-puppet';
+import { fakePuppet, type FakePuppet } from '../../support/fake-puppet';
 import { ARNS, runCli, STACK, STACK_OUTPUTS, STACK_RESOURCES, TARGET_GROUPS } from './harness';
 
 /**
