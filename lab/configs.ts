@@ -1,5 +1,6 @@
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { authRule } from '../cli/primary-setup';
 import {
   ENVIRONMENT,
   LIFECYCLE_CERTNAME,
@@ -102,18 +103,8 @@ product: { check-for-updates: false }
 export function authConfWithLifecycleRule(distroAuthConf: string): string {
   const anchor = /rules:\s*\[/;
   if (!anchor.test(distroAuthConf)) throw new Error('unexpected auth.conf from the puppetserver package: no "rules: [" found');
-  const rule = `
-        {
-            # Lab: the lifecycle controller purges and signs compile masters' certificates.
-            match-request: {
-                path: "^/puppet-ca/v1/(certificate_status/|certificate_statuses/|clean$)"
-                type: regex
-                method: [get, put, delete]
-            }
-            allow: ["${LIFECYCLE_CERTNAME}", { extensions: { pp_cli_auth: "true" } }]
-            sort-order: 400
-            name: "compile-masters lab lifecycle controller"
-        },`;
+  // The very rule `compile-masters primary-setup` gives operators, so the lab proves it works.
+  const rule = `\n${authRule(LIFECYCLE_CERTNAME)}`;
   return distroAuthConf.replace(anchor, (match) => `${match}${rule}`);
 }
 
