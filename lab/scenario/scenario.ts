@@ -130,6 +130,7 @@ class Scenario {
       failure ??= `the final reconcile did not settle: ${String(error)}`;
     });
     const report = await this.check(protectedBefore, failure);
+    await this.writeCloudSnapshot();
     const log = join(this.options.lab.logsDir, `scenario-${new Date(this.started).toISOString().replace(/[:.]/g, '-')}.jsonl`);
     await writeFile(log, this.world.logger.lines.map((line) => JSON.stringify({ level: line.level, message: this.label(describeLine(line.message, line.attributes)) })).join('\n'));
     return {
@@ -398,6 +399,24 @@ class Scenario {
     let labelled = text;
     for (const node of this.nodes) labelled = labelled.replaceAll(node.instanceId, node.label).replaceAll(node.certname, node.label);
     return labelled;
+  }
+
+  /**
+   * The simulated group as the run left it, for `compile-masters status --lab` (cli/lab-snapshot.ts
+   * reads it): members, EC2 descriptions, registry and target health on both listener ports.
+   */
+  private async writeCloudSnapshot(): Promise<void> {
+    const cloud = this.world.cloud;
+    const [members, registry] = await Promise.all([cloud.group.members(), cloud.registry.list()]);
+    const instances = await cloud.instances.describe([...new Set([...members.map((m) => m.instanceId), ...registry.map((e) => e.instanceId)])]);
+    const snapshot = {
+      writtenAt: new Date().toISOString(),
+      members,
+      instances: [...instances.values()].map((instance) => ({ ...instance, launchTime: instance.launchTime?.toISOString() })),
+      targets: cloud.targets.registered().flatMap((instanceId) => [8140, 8142].map((port) => ({ instanceId, port, state: 'healthy' }))),
+      registry,
+    };
+    await writeFile(join(this.options.lab.dir, 'scenario', 'cloud.json'), JSON.stringify(snapshot, null, 2));
   }
 
   private async protectedStates(names: readonly string[]): Promise<Record<string, string>> {
