@@ -1,4 +1,5 @@
 import type { Agent, Dispatcher } from 'undici';
+import { PuppetApiError, PuppetUnavailableError, type PuppetServerKind } from '../errors';
 // undici's index requires all of undici (fetch, WebSocket, caches, mocks, proxies, interceptors):
 // 520 KB of CommonJS that esbuild cannot tree-shake, parsed at every cold start of the Lambda.
 // This file needs only Agent and Dispatcher#request, so it imports the modules the index takes
@@ -10,7 +11,6 @@ import DispatcherClass from 'undici/lib/dispatcher/dispatcher.js';
 import dispatcherApi from 'undici/lib/api/index.js';
 
 Object.assign(DispatcherClass.prototype, dispatcherApi);
-import { PuppetApiError, PuppetUnavailableError, type PuppetServerKind } from '../errors';
 
 /** PEM material held in memory: the pinned CA, and optionally a client certificate and key. */
 export interface TlsIdentity {
