@@ -1,12 +1,8 @@
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MODULE_DIR } from '../../../cli/primary-setup';
 import { runCli } from './harness';
-
-const puppet = ['/usr/bin/puppet', '/opt/puppetlabs/bin/puppet'].find((path) => existsSync(path));
 
 function cdkJson(context: Record<string, unknown>): string {
   const file = join(mkdtempSync(join(tmpdir(), 'cli-primary-')), 'cdk.json');
@@ -56,12 +52,5 @@ describe('primary-setup', () => {
     const { code, stderr } = await runCli(['primary-setup', '--pe', '--oss']);
     expect(code).toBe(2);
     expect(stderr).toMatch(/cannot be used with option '--oss'/);
-  });
-
-  it.skipIf(!puppet)('the Puppet module and the generated class declaration pass `puppet parser validate`', async () => {
-    const out = mkdtempSync(join(tmpdir(), 'cli-primary-pp-'));
-    await runCli(['primary-setup', '--oss', '--out', out, '--cdk-json', SITE]);
-    const manifests = [join(MODULE_DIR, 'manifests', 'init.pp'), join(MODULE_DIR, 'examples', 'init.pp'), join(out, 'primary.pp'), join(out, 'site.pp-classification.pp')];
-    expect(() => execFileSync(puppet!, ['parser', 'validate', ...manifests], { stdio: 'pipe' })).not.toThrow();
   });
 });
