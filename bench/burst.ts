@@ -9,30 +9,23 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { crlSerials } from '../lib/puppet/x509';
 import { handleBatch } from '../lambdas/controller/batch';
-import { PuppetApis } from '../lambdas/controller/puppet';
 import { TIMING } from '../lambdas/controller/planner';
 import { reconcile, type ControllerContext } from '../lambdas/controller/reconcile';
 import ensureLab from '../test/integration/global-setup';
-import { eventually, labClients } from '../test/support/clients';
+import { eventually, labClients, labPuppetApis } from '../test/support/clients';
 import { mapLimit } from '../lib/concurrency';
 import { enrollSimulatedNodes } from '../test/support/fleet';
-import { loadLab, orchestratorToken, readPems } from '../test/support/lab';
+import { loadLab } from '../test/support/lab';
 import { ManualClock, MemoryCloud, QueueDriver } from '../test/support/memory-cloud';
 import { RecordingLogger, RecordingMetrics } from '../test/unit/controller/support';
 
 const TERMINATIONS = Number(process.env.BENCH_TERMINATIONS ?? 50);
 const BATCH_SIZE = 10;
 
-function endpoint(address: string): { hostname: string; port: number } {
-  const parsed = new URL(address);
-  return { hostname: parsed.hostname, port: Number(parsed.port) };
-}
-
 async function main(): Promise<void> {
   await ensureLab();
   const lab = loadLab();
   const clients = labClients({ lab });
-  const pems = readPems(lab);
 
   console.log(`enrolling ${TERMINATIONS} simulated compile masters (not timed)…`);
   const nodes = await enrollSimulatedNodes(clients, TERMINATIONS, 'ip-10-40-0');
@@ -47,11 +40,7 @@ async function main(): Promise<void> {
     return instanceId;
   });
 
-  const puppet = PuppetApis.create(
-    { ca: endpoint(lab.ca.url), puppetdb: endpoint(lab.puppetdb.url), orchestrator: { ...endpoint(lab.orchestrator.url), environment: lab.primary.environment }, primaryCertname: lab.primary.certname },
-    { ...pems.lifecycle, ca: pems.ca },
-    orchestratorToken(lab),
-  );
+  const puppet = labPuppetApis(lab);
   const jobs: string[] = [];
   const runPrimary = puppet.runPrimary.bind(puppet);
   puppet.runPrimary = async (description) => {

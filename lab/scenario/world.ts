@@ -3,9 +3,9 @@ import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { handleBatch } from '../../lambdas/controller/batch';
 import type { PlannerPolicy } from '../../lambdas/controller/planner';
 import type { Ports } from '../../lambdas/controller/ports';
-import { PuppetApis } from '../../lambdas/controller/puppet';
 import { reconcile, type ControllerContext } from '../../lambdas/controller/reconcile';
-import { orchestratorToken, readPems, type LabDescription } from '../../test/support/lab';
+import { labPuppetApis } from '../../test/support/clients';
+import type { LabDescription } from '../../test/support/lab';
 import { ManualClock, MemoryCloud, QueueDriver, scheduledEvent, type EventBridgeEvent } from '../../test/support/memory-cloud';
 import { RecordingLogger, RecordingMetrics } from '../../test/unit/controller/support';
 
@@ -138,18 +138,7 @@ export class LabWorld {
   constructor(readonly lab: LabDescription) {
     this.delivery = new EventDelivery((body) => this.cloud.queue.enqueue(body));
     this.cloud = new MemoryCloud({ region: REGION, clock: this.clock.now, onEvent: (event) => this.delivery.deliver(event) });
-    const pems = readPems(lab);
-    const endpoint = (address: string) => ({ hostname: new URL(address).hostname, port: Number(new URL(address).port) });
-    const puppet = PuppetApis.create(
-      {
-        ca: endpoint(lab.ca.url),
-        puppetdb: endpoint(lab.puppetdb.url),
-        orchestrator: { ...endpoint(lab.orchestrator.url), environment: lab.primary.environment },
-        primaryCertname: lab.primary.certname,
-      },
-      { ...pems.lifecycle, ca: pems.ca },
-      orchestratorToken(lab),
-    );
+    const puppet = labPuppetApis(lab);
     this.policy = {
       region: REGION,
       nlbDnsName: NLB_DNS_NAME,

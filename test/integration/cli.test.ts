@@ -120,7 +120,20 @@ describe('compile-masters CLI against the Puppet lab', () => {
     });
 
     it("without a simulated group: every certname's CA and PuppetDB state, half-done purges as drift, the lab's own certificates left out", async () => {
-      const result = await runCli(['status', '--lab', '--json']);
+      // The shared lab may hold a snapshot from an earlier `npm run lab`: look through a lab
+      // directory that has none.
+      const dir = join(scratch, 'lab-without-snapshot');
+      mkdirSync(dir, { recursive: true });
+      copyFileSync(join(labDir(), 'lab.json'), join(dir, 'lab.json'));
+      const previous = process.env.PUPPET_LAB_DIR;
+      process.env.PUPPET_LAB_DIR = dir;
+      let result: Awaited<ReturnType<typeof runCli>>;
+      try {
+        result = await runCli(['status', '--lab', '--json']);
+      } finally {
+        if (previous === undefined) delete process.env.PUPPET_LAB_DIR;
+        else process.env.PUPPET_LAB_DIR = previous;
+      }
       expect(result.code).toBe(0);
       expect(result.stderr).toMatch(/No simulated group in the lab/);
       const { source, rows } = JSON.parse(result.stdout) as { source: string; rows: StatusRow[] };

@@ -4,11 +4,11 @@ import { crlSerials } from '../../lib/puppet/x509';
 import { handleBatch } from '../../lambdas/controller/batch';
 import { METRIC } from '../../lambdas/controller/execute';
 import type { PlannerPolicy } from '../../lambdas/controller/planner';
-import { PuppetApis, PuppetServerHealth } from '../../lambdas/controller/puppet';
+import { PuppetServerHealth } from '../../lambdas/controller/puppet';
 import { reconcile, type ControllerContext } from '../../lambdas/controller/reconcile';
-import { eventually, labClients, storeFacts, type LabClients } from '../support/clients';
+import { eventually, labClients, labPuppetApis, storeFacts, type LabClients } from '../support/clients';
 import { readCertificate, requestCertificate, type CsrOptions } from '../support/csr';
-import { loadLab, orchestratorToken, readPems, setOrchestratorFaults, uniqueCertname, type LabDescription } from '../support/lab';
+import { loadLab, readPems, setOrchestratorFaults, uniqueCertname, type LabDescription } from '../support/lab';
 import { ManualClock, MemoryCloud, QueueDriver, nodeAgentNotice, scheduledEvent, type EventBridgeEvent } from '../support/memory-cloud';
 import { RecordingLogger, RecordingMetrics } from '../unit/controller/support';
 
@@ -24,11 +24,6 @@ let lab: LabDescription;
 let clients: LabClients;
 /** A certname on the protected list that nothing has claimed yet, so a CSR for it reaches the controller. */
 const protectedSpare = uniqueCertname('replica');
-
-function url(address: string): { hostname: string; port: number } {
-  const parsed = new URL(address);
-  return { hostname: parsed.hostname, port: Number(parsed.port) };
-}
 
 /** The controller wired as in production, but with the lab's Puppet and an in-memory AWS. */
 class LabController {
@@ -47,17 +42,7 @@ class LabController {
       clock: this.clock.now,
       onEvent: (event) => (this.dropEvents ? this.dropped.push(event) : this.cloud.queue.enqueue(JSON.stringify(event))),
     });
-    const pems = readPems(lab);
-    const puppet = PuppetApis.create(
-      {
-        ca: url(lab.ca.url),
-        puppetdb: url(lab.puppetdb.url),
-        orchestrator: { ...url(lab.orchestrator.url), environment: lab.primary.environment },
-        primaryCertname: lab.primary.certname,
-      },
-      { ...pems.lifecycle, ca: pems.ca },
-      orchestratorToken(lab),
-    );
+    const puppet = labPuppetApis(lab);
     const runPrimary = puppet.runPrimary.bind(puppet);
     puppet.runPrimary = async (description) => {
       const name = await runPrimary(description);

@@ -1,4 +1,5 @@
 import { CaClient, OrchestratorClient, PuppetDbClient, type RetryPolicy } from '../../lib/puppet';
+import { PuppetApis } from '../../lambdas/controller/puppet';
 import { loadLab, orchestratorToken, readPems, type LabDescription, type LabPems } from './lab';
 
 export interface LabClients {
@@ -49,4 +50,19 @@ export async function storeFacts(puppetdb: PuppetDbClient, certname: string, env
     producer: 'primary.lab.test',
     values: { kernel: 'Linux', role: 'compile_master' },
   });
+}
+
+/** The controller's own Puppet adapter, wired to the lab as the Lambda wires it from its secrets. */
+export function labPuppetApis(lab: LabDescription = loadLab(), pems: LabPems = readPems(lab)): PuppetApis {
+  const endpoint = (address: string) => ({ hostname: new URL(address).hostname, port: Number(new URL(address).port) });
+  return PuppetApis.create(
+    {
+      ca: endpoint(lab.ca.url),
+      puppetdb: endpoint(lab.puppetdb.url),
+      orchestrator: { ...endpoint(lab.orchestrator.url), environment: lab.primary.environment },
+      primaryCertname: lab.primary.certname,
+    },
+    { ...pems.lifecycle, ca: pems.ca },
+    orchestratorToken(lab),
+  );
 }
