@@ -6,7 +6,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { certificateFacts } from '../../lib/puppet/x509';
+import { certificateIdentity } from '../../lib/puppet/csr';
 import { AutoScalingGroup } from './aws/auto-scaling';
 import { SDK_MAX_ATTEMPTS } from './aws/call';
 import { Ec2Instances } from './aws/ec2';
@@ -43,7 +43,7 @@ let controller: Promise<ControllerContext> | undefined;
 async function connect(): Promise<ControllerContext> {
   const [bundle, token] = await Promise.all([secrets.clientBundle(), secrets.rbacToken()]);
   // The controller's own certificate is as untouchable as the primary.
-  const ownCertname = (await certificateFacts(bundle.cert)).subjectCommonName;
+  const ownCertname = certificateIdentity(bundle.cert).commonName;
   return {
     ports: { ...aws, puppet: PuppetApis.create(config, bundle, token), health: new PuppetServerHealth(bundle.ca) },
     policy: { ...config, protectedCertnames: new Set([...config.protectedCertnames, ...(ownCertname ? [ownCertname] : [])]) },

@@ -1,12 +1,10 @@
 import { isIP } from 'node:net';
 import { PuppetApiError } from '../../lib/errors';
 import { CaClient } from '../../lib/puppet/ca';
-import { readCsr } from '../../lib/puppet/csr';
+import { certificateIdentity, readCsr, type CsrFacts } from '../../lib/puppet/csr';
 import { OrchestratorClient } from '../../lib/puppet/orchestrator';
 import { PuppetDbClient } from '../../lib/puppet/puppetdb';
 import { PuppetServerStatusClient } from '../../lib/puppet/status';
-import { certificateFacts } from '../../lib/puppet/x509';
-import type { CsrFacts } from '../../lib/puppet/csr';
 import type { CertState } from './model';
 import type { ClientBundle, NodeHealthPort, PuppetPort } from './ports';
 
@@ -61,7 +59,7 @@ export class PuppetApis implements PuppetPort {
 
   async certificateKey(certname: string): Promise<string | undefined> {
     const pem = await this.ca.getCertificate(certname);
-    return pem === undefined ? undefined : (await certificateFacts(pem)).publicKeySha256;
+    return pem === undefined ? undefined : certificateIdentity(pem).publicKeySha256;
   }
 
   async clean(certnames: readonly string[]): Promise<void> {

@@ -1,14 +1,24 @@
-// @peculiar/x509 resolves its crypto providers through tsyringe, which needs this polyfill first.
-import 'reflect-metadata';
+import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { CertificationRequest } from '@peculiar/asn1-csr';
+import { Certificate, Extensions, GeneralName, SubjectAlternativeName, type Name, type SubjectPublicKeyInfo } from '@peculiar/asn1-x509';
 import * as asn1js from 'asn1js';
-import { Pkcs10CertificateRequest, SubjectAlternativeNameExtension, type Extension } from '@peculiar/x509';
 import { RefusedInputError } from '../errors';
 import { extensionName, isPuppetArc } from './extensions';
+
+/*
+ * CSRs and certificates are read here with @peculiar's ASN.1 schemas and Node's own crypto, not
+ * with @peculiar/x509: that library brings a WebCrypto provider registry (tsyringe,
+ * reflect-metadata) and CMS, PKCS#8/#9/#12 and post-quantum schemas, ~170 KB of the controller's
+ * bundle parsed at every cold start, for what is two ASN.1 reads and one signature check here.
+ * lib/puppet/x509.ts keeps @peculiar/x509 for CRLs, which only the node agent, the CLI and the
+ * tests read.
+ */
 
 export interface CsrFacts extends NamesAndExtensions {
   /** The subject's CN: Puppet's certname. */
   commonName: string | undefined;
-  /** Whether the CSR is signed by the key it carries. */
+  /** Whether the CSR is signed, with a SHA-2 RSA, ECDSA or Ed25519 signature, by the key it carries. */
   signatureValid: boolean;
   /**
    * SHA-256 of the SubjectPublicKeyInfo, hex. The CA signs whatever CSR it holds at signing time,
@@ -18,24 +28,57 @@ export interface CsrFacts extends NamesAndExtensions {
 }
 
 const SAN_OID = '2.5.29.17';
+const COMMON_NAME_OID = '2.5.4.3';
+const EXTENSION_REQUEST_OID = '1.2.840.113549.1.9.14';
 const MAX_CSR_PEM_LENGTH = 16_384;
 
+/**
+ * Signature algorithms a Puppet agent uses (RSA by default, EC or Ed25519 with `key_type`), with
+ * their digest and key type. Anything else (SHA-1, RSA-PSS parameters, unknown OIDs) does not
+ * verify: a compile master from this project's bootstrap never sends one.
+ */
+const SIGNATURE_ALGORITHMS: ReadonlyMap<string, { digest: string | null; keyType: string }> = new Map([
+  ['1.2.840.113549.1.1.11', { digest: 'sha256', keyType: 'rsa' }],
+  ['1.2.840.113549.1.1.12', { digest: 'sha384', keyType: 'rsa' }],
+  ['1.2.840.113549.1.1.13', { digest: 'sha512', keyType: 'rsa' }],
+  ['1.2.840.10045.4.3.2', { digest: 'sha256', keyType: 'ec' }],
+  ['1.2.840.10045.4.3.3', { digest: 'sha384', keyType: 'ec' }],
+  ['1.2.840.10045.4.3.4', { digest: 'sha512', keyType: 'ec' }],
+  ['1.3.101.112', { digest: null, keyType: 'ed25519' }],
+]);
+
 /** Reads what a CSR asks for, so the controller can decide whether to sign it. */
-export async function readCsr(pem: string): Promise<CsrFacts> {
+export function readCsr(pem: string): CsrFacts {
   if (pem.length > MAX_CSR_PEM_LENGTH) throw new RefusedInputError(`Refused CSR: ${pem.length} bytes is too large`);
-  let csr: Pkcs10CertificateRequest;
+  let csr: CertificationRequest;
+  let key: KeyObject;
   try {
-    csr = new Pkcs10CertificateRequest(pem);
+    csr = AsnConvert.parse(pemBody(pem, /^(?:NEW )?CERTIFICATE REQUEST$/), CertificationRequest);
+    key = publicKey(csr.certificationRequestInfo.subjectPKInfo);
   } catch (cause) {
     throw new RefusedInputError('Refused CSR: it is not a PEM-encoded PKCS#10 request', { cause });
   }
-  const commonNames = csr.subjectName.getField('CN');
+  const info = csr.certificationRequestInfo;
+  const requested = info.attributes.find((attribute) => attribute.type === EXTENSION_REQUEST_OID);
+  const extensions = requested?.values[0] === undefined ? [] : AsnConvert.parse(requested.values[0], Extensions);
   return {
-    commonName: commonNames.length === 1 ? commonNames[0] : undefined,
-    ...readNamesAndExtensions(csr.extensions),
-    signatureValid: await csr.verify().catch(() => false),
-    publicKeySha256: Buffer.from(await csr.publicKey.getThumbprint('SHA-256')).toString('hex'),
+    commonName: commonName(info.subject),
+    ...readNamesAndExtensions(extensions.map((extension) => ({ oid: extension.extnID, value: extension.extnValue.buffer }))),
+    signatureValid: signatureVerifies(csr, key),
+    publicKeySha256: keySha256(key),
   };
+}
+
+/** What the controller needs of a certificate: whose it is and which key it certifies. */
+export function certificateIdentity(pem: string): { commonName: string | undefined; publicKeySha256: string } {
+  const tbs = AsnConvert.parse(pemBody(pem, /^CERTIFICATE$/), Certificate).tbsCertificate;
+  return { commonName: commonName(tbs.subject), publicKeySha256: keySha256(publicKey(tbs.subjectPublicKeyInfo)) };
+}
+
+/** An extension as X.509 carries it: its OID and the DER inside its OCTET STRING. */
+export interface ExtensionData {
+  oid: string;
+  value: ArrayBuffer;
 }
 
 export interface NamesAndExtensions {
@@ -49,18 +92,18 @@ export interface NamesAndExtensions {
 }
 
 /** What a CSR requests or a certificate carries: alternative names and extensions, sorted out. */
-export function readNamesAndExtensions(extensions: readonly Extension[]): NamesAndExtensions {
+export function readNamesAndExtensions(extensions: readonly ExtensionData[]): NamesAndExtensions {
   const result: NamesAndExtensions = { dnsAltNames: [], otherAltNames: [], puppetExtensions: {}, otherExtensionOids: [] };
   for (const extension of extensions) {
-    if (extension.type === SAN_OID) {
-      for (const name of new SubjectAlternativeNameExtension(extension.rawData).names.items) {
-        if (name.type === 'dns') result.dnsAltNames.push(name.value);
-        else result.otherAltNames.push(`${name.type}:${name.value}`);
+    if (extension.oid === SAN_OID) {
+      for (const name of AsnConvert.parse(extension.value, SubjectAlternativeName)) {
+        if (name.dNSName !== undefined) result.dnsAltNames.push(name.dNSName);
+        else result.otherAltNames.push(describeGeneralName(name));
       }
-    } else if (isPuppetArc(extension.type)) {
-      result.puppetExtensions[extensionName(extension.type)] = decodeExtensionValue(extension.value);
+    } else if (isPuppetArc(extension.oid)) {
+      result.puppetExtensions[extensionName(extension.oid)] = decodeExtensionValue(extension.value);
     } else {
-      result.otherExtensionOids.push(extension.type);
+      result.otherExtensionOids.push(extension.oid);
     }
   }
   return result;
@@ -79,4 +122,49 @@ export function decodeExtensionValue(value: ArrayBuffer): string {
     }
   }
   return new TextDecoder('utf-8', { fatal: false }).decode(value);
+}
+
+/** The DER inside one PEM block with the given label; strict base64, since Buffer's decoder skips junk. */
+function pemBody(pem: string, label: RegExp): ArrayBuffer {
+  const match = /^\s*-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END \1-----\s*$/.exec(pem);
+  if (!match || !label.test(match[1] as string)) throw new RefusedInputError('not a single PEM block of the expected type');
+  const der = Buffer.from(match[2] as string, 'base64');
+  return der.buffer.slice(der.byteOffset, der.byteOffset + der.byteLength);
+}
+
+function publicKey(spki: SubjectPublicKeyInfo): KeyObject {
+  return createPublicKey({ key: Buffer.from(AsnConvert.serialize(spki)), format: 'der', type: 'spki' });
+}
+
+/** Over Node's own SPKI encoding, so a CSR's key and its certificate's key hash alike. */
+function keySha256(key: KeyObject): string {
+  return createHash('sha256').update(key.export({ type: 'spki', format: 'der' })).digest('hex');
+}
+
+function signatureVerifies(csr: CertificationRequest, key: KeyObject): boolean {
+  const algorithm = SIGNATURE_ALGORITHMS.get(csr.signatureAlgorithm.algorithm);
+  // The signature covers the request info exactly as sent; the parser keeps those bytes.
+  const signed = csr.certificationRequestInfoRaw;
+  if (!algorithm || algorithm.keyType !== key.asymmetricKeyType || !signed) return false;
+  try {
+    return verify(algorithm.digest, Buffer.from(signed), key, Buffer.from(csr.signature));
+  } catch {
+    return false;
+  }
+}
+
+/** The subject's CN when there is exactly one, as Puppet's certname; otherwise undefined (refused). */
+function commonName(name: Name): string | undefined {
+  const values = name.flatMap((rdn) => rdn.filter((attribute) => attribute.type === COMMON_NAME_OID)).map((attribute) => attribute.value.toString());
+  return values.length === 1 ? values[0] : undefined;
+}
+
+function describeGeneralName(name: GeneralName): string {
+  if (name.iPAddress !== undefined) return `ip:${name.iPAddress}`;
+  if (name.rfc822Name !== undefined) return `email:${name.rfc822Name}`;
+  if (name.uniformResourceIdentifier !== undefined) return `url:${name.uniformResourceIdentifier}`;
+  if (name.registeredID !== undefined) return `id:${name.registeredID}`;
+  if (name.otherName !== undefined) return `other:${name.otherName.typeId}`;
+  if (name.directoryName !== undefined) return 'dn';
+  return 'other';
 }

@@ -1,7 +1,7 @@
 // @peculiar/x509 resolves its crypto providers through tsyringe, which needs this polyfill first.
 import 'reflect-metadata';
 import { X509Certificate, X509Crl } from '@peculiar/x509';
-import { readNamesAndExtensions, type NamesAndExtensions } from './csr';
+import { certificateIdentity, readNamesAndExtensions, type NamesAndExtensions } from './csr';
 
 /** Serial numbers are compared as integers: the CA API gives decimals, X.509 gives hex. */
 export function serialToBigInt(serial: string | number | bigint): bigint {
@@ -47,18 +47,22 @@ export interface CertificateFacts {
 export async function certificateFacts(pem: string): Promise<CertificateFacts> {
   const cert = new X509Certificate(pem);
   const thumbprint = new Uint8Array(await cert.getThumbprint('SHA-256'));
+  const { commonName, publicKeySha256 } = certificateIdentity(pem);
   return {
-    subjectCommonName: cert.subjectName.getField('CN')[0],
+    subjectCommonName: commonName,
     issuer: cert.issuer,
     serial: serialToBigInt(cert.serialNumber),
     sha256Fingerprint: [...thumbprint].map((byte) => byte.toString(16).padStart(2, '0').toUpperCase()).join(':'),
     notAfter: cert.notAfter,
-    publicKeySha256: Buffer.from(await cert.publicKey.getThumbprint('SHA-256')).toString('hex'),
+    publicKeySha256,
   };
 }
 
 /** What a signed certificate carries, for checking what the CA really issued. */
 export function certificateContents(pem: string): { commonName: string | undefined } & NamesAndExtensions {
   const cert = new X509Certificate(pem);
-  return { commonName: cert.subjectName.getField('CN')[0], ...readNamesAndExtensions(cert.extensions) };
+  return {
+    commonName: certificateIdentity(pem).commonName,
+    ...readNamesAndExtensions(cert.extensions.map((extension) => ({ oid: extension.type, value: extension.value }))),
+  };
 }

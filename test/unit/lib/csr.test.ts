@@ -4,7 +4,11 @@ import * as x509 from '@peculiar/x509';
 import * as asn1js from 'asn1js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { RefusedInputError } from '../../../lib/errors';
-import { PUPPET_EXTENSION_OIDS, certificateFacts, parseMissing, readCsr } from '../../../lib/puppet';
+import { PUPPET_EXTENSION_OIDS, certificateFacts, certificateIdentity, parseMissing, readCsr } from '../../../lib/puppet';
+
+function toPem(der: Uint8Array): string {
+  return `-----BEGIN CERTIFICATE REQUEST-----\n${Buffer.from(der).toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '')}\n-----END CERTIFICATE REQUEST-----\n`;
+}
 
 const ALG = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 };
 
@@ -64,9 +68,53 @@ describe('readCsr', () => {
     expect((await certificateFacts(otherKey.toString('pem'))).publicKeySha256).not.toBe(publicKeySha256);
   });
 
-  it('refuses garbage and oversized input with a RefusedInputError', async () => {
-    await expect(readCsr('-----BEGIN CERTIFICATE REQUEST-----\nnope\n-----END CERTIFICATE REQUEST-----')).rejects.toThrow(RefusedInputError);
-    await expect(readCsr('x'.repeat(20_000))).rejects.toThrow(/too large/);
+  it('refuses garbage and oversized input with a RefusedInputError', () => {
+    expect(() => readCsr('-----BEGIN CERTIFICATE REQUEST-----\nnope\n-----END CERTIFICATE REQUEST-----')).toThrow(RefusedInputError);
+    expect(() => readCsr('x'.repeat(20_000))).toThrow(/too large/);
+  });
+
+  it('refuses a PEM with anything but one certificate request in strict base64', async () => {
+    const pem = (await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=node.lab.test', keys, signingAlgorithm: ALG }, webcrypto)).toString('pem');
+    const body = pem.split('\n').slice(1, -1);
+    const mangled = [pem.replace('CERTIFICATE REQUEST', 'CERTIFICATE'), `${pem}\n${pem}`, [body[0], ...body.slice(1).map((line, index) => (index === 2 ? `${line.slice(0, 10)}*${line.slice(10)}` : line))].join('\n')];
+    for (const input of mangled) expect(() => readCsr(input), input.slice(0, 60)).toThrow(RefusedInputError);
+    expect(readCsr(pem).commonName).toBe('node.lab.test');
+  });
+
+  it('verifies the signature over the request exactly as sent', async () => {
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=node.lab.test', keys, signingAlgorithm: ALG }, webcrypto);
+    const der = new Uint8Array(csr.rawData);
+    expect(readCsr(csr.toString('pem')).signatureValid).toBe(true);
+    const badSignature = Uint8Array.from(der);
+    const last = der.length - 1;
+    badSignature[last] = (der[last] as number) ^ 0x01;
+    expect(readCsr(toPem(badSignature)).signatureValid).toBe(false);
+    // One byte of the signed part changed (inside the CN), the signature left as it was.
+    const index = Buffer.from(der).indexOf('node.lab.test');
+    const badBody = Uint8Array.from(der);
+    badBody[index] = 'm'.charCodeAt(0);
+    const forged = readCsr(toPem(badBody));
+    expect(forged.commonName).toBe('mode.lab.test');
+    expect(forged.signatureValid).toBe(false);
+  });
+
+  it.each([
+    ['ECDSA P-256', { name: 'ECDSA', namedCurve: 'P-256' }, { name: 'ECDSA', hash: 'SHA-256' }],
+    ['Ed25519', { name: 'Ed25519' }, { name: 'Ed25519' }],
+  ])('verifies %s requests, the other key types a Puppet agent can use', async (_label, generate, sign) => {
+    const pair = (await webcrypto.subtle.generateKey(generate, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=node.lab.test', keys: pair, signingAlgorithm: sign }, webcrypto);
+    const facts = readCsr(csr.toString('pem'));
+    expect(facts.signatureValid).toBe(true);
+    expect(facts.commonName).toBe('node.lab.test');
+  });
+
+  it('reads a certificate\'s CN and key the same way, and no CN when there are two', async () => {
+    const cert = await x509.X509CertificateGenerator.createSelfSigned({ name: 'CN=controller.lab.test, O=Example', keys, signingAlgorithm: ALG }, webcrypto);
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=other.lab.test', keys, signingAlgorithm: ALG }, webcrypto);
+    expect(certificateIdentity(cert.toString('pem'))).toEqual({ commonName: 'controller.lab.test', publicKeySha256: readCsr(csr.toString('pem')).publicKeySha256 });
+    const twoNames = await x509.X509CertificateGenerator.createSelfSigned({ name: 'CN=a.lab.test, CN=b.lab.test', keys, signingAlgorithm: ALG }, webcrypto);
+    expect(certificateIdentity(twoNames.toString('pem')).commonName).toBeUndefined();
   });
 });
 
