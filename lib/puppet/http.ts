@@ -3,14 +3,14 @@ import { PuppetApiError, PuppetUnavailableError, type PuppetServerKind } from '.
 // undici's index requires all of undici (fetch, WebSocket, caches, mocks, proxies, interceptors):
 // 520 KB of CommonJS that esbuild cannot tree-shake, parsed at every cold start of the Lambda.
 // This file needs only Agent and Dispatcher#request, so it imports the modules the index takes
-// them from (under 300 KB bundled) and, as the index does, installs the request API on
+// them from (under 300 KB bundled) and, as the index does, installs `request` on
 // Dispatcher.prototype. These are internal paths: package.json pins undici to one version, and
-// test/unit/lib/http.test.ts fails if they stop being the classes and functions the index exports.
+// test/unit/lib/http.test.ts fails if they stop being the class and function the index exports.
 import AgentClass from 'undici/lib/dispatcher/agent.js';
 import DispatcherClass from 'undici/lib/dispatcher/dispatcher.js';
-import dispatcherApi from 'undici/lib/api/index.js';
+import request from 'undici/lib/api/api-request.js';
 
-Object.assign(DispatcherClass.prototype, dispatcherApi);
+DispatcherClass.prototype.request = request;
 
 /** PEM material held in memory: the pinned CA, and optionally a client certificate and key. */
 export interface TlsIdentity {

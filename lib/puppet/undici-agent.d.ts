@@ -1,6 +1,6 @@
 /**
  * Types for the undici modules lib/puppet/http.ts imports directly (see the comment there): the
- * very class and API functions undici's index exports, so undici's own types describe them.
+ * very class and API function undici's index exports, so undici's own types describe them.
  */
 declare module 'undici/lib/dispatcher/agent.js' {
   import type { Agent } from 'undici';
@@ -16,10 +16,10 @@ declare module 'undici/lib/dispatcher/dispatcher.js' {
   export default DispatcherClass;
 }
 
-declare module 'undici/lib/api/index.js' {
+declare module 'undici/lib/api/api-request.js' {
   import type { Dispatcher } from 'undici';
 
-  /** request, stream, pipeline, upgrade, connect: what undici's index installs on Dispatcher.prototype. */
-  const api: Pick<Dispatcher, 'request' | 'stream' | 'pipeline' | 'upgrade' | 'connect'>;
-  export default api;
+  /** What undici's index installs as Dispatcher.prototype.request. */
+  const request: Dispatcher['request'];
+  export default request;
 }

@@ -6,7 +6,7 @@ import { PuppetApiError, PuppetUnavailableError } from '../../../lib/errors';
 import { backoffDelay, PuppetEndpoint } from '../../../lib/puppet';
 import { makeTestCa, type TestCa } from '../../support/pki';
 import AgentClass from 'undici/lib/dispatcher/agent.js';
-import dispatcherApi from 'undici/lib/api/index.js';
+import request from 'undici/lib/api/api-request.js';
 
 /** A real TLS server whose answers the test scripts, to observe retries over a real connection. */
 describe('PuppetEndpoint', () => {
@@ -102,13 +102,13 @@ describe('the undici modules http.ts imports', () => {
     const loaded = Object.keys(createRequire(import.meta.url).cache);
     expect(loaded.some((file) => file.endsWith('/undici/lib/dispatcher/agent.js'))).toBe(true);
     expect(loaded.some((file) => /\/undici\/index\.js$/.test(file))).toBe(false);
-    expect(AgentClass.prototype.request).toBe(dispatcherApi.request);
+    expect(AgentClass.prototype.request).toBe(request);
   });
 
   it('are the very Agent and request API undici exports (guards an undici upgrade)', async () => {
     const undici = await import('undici');
     expect(AgentClass).toBe(undici.Agent);
-    expect(dispatcherApi.request).toBe(undici.Dispatcher.prototype.request);
+    expect(request).toBe(undici.Dispatcher.prototype.request);
   });
 });
 
