@@ -13,13 +13,13 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { build, type Metafile } from 'esbuild';
-import { SOURCE_MAPS_ENVIRONMENT, typescriptFunction } from '../cdk/lambda-defaults';
+import type { Metafile } from 'esbuild';
+import { CONTROLLER_CODE } from '../cdk/constructs/lifecycle-controller';
+import { SOURCE_MAPS_ENVIRONMENT } from '../cdk/lambda-defaults';
+import { bundleLikeStack } from '../test/support/stack-bundle';
 import { ENVIRONMENT_EXAMPLES } from '../lambdas/controller/config';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-/** What lifecycle-controller.ts passes: the controller ships the SDK it was tested with. */
-const STACK = typescriptFunction('lambdas/controller/handler.ts', { bundleAwsSDK: true });
 const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 9);
 
 /** A complete environment, as the stack sets it: the module parses it at import. */
@@ -29,31 +29,6 @@ const ENVIRONMENT: Record<string, string> = {
   AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
   ...SOURCE_MAPS_ENVIRONMENT,
 };
-
-/** The NodejsFunction's esbuild invocation for these options (aws-lambda-nodejs/lib/bundling.ts). */
-async function bundle(outdir: string, sdkFromRuntime: boolean): Promise<{ file: string; metafile: Metafile }> {
-  const options = STACK.bundling ?? {};
-  const version = /nodejs(\d+)/.exec(STACK.runtime?.name ?? '')?.[1];
-  if (!version) throw new Error(`cannot read a Node.js version from the stack's runtime ${STACK.runtime?.name}`);
-  const file = join(outdir, 'index.mjs');
-  const result = await build({
-    entryPoints: [STACK.entry as string],
-    bundle: true,
-    target: `node${version}`,
-    platform: 'node',
-    format: options.format === 'esm' ? 'esm' : 'cjs',
-    outfile: file,
-    minify: options.minify ?? false,
-    sourcemap: options.sourceMap ?? false,
-    sourcesContent: options.sourcesContent ?? true,
-    mainFields: options.mainFields,
-    banner: options.banner ? { js: options.banner } : undefined,
-    external: sdkFromRuntime || !options.bundleAwsSDK ? ['@aws-sdk/*'] : [],
-    metafile: true,
-    logLevel: 'error',
-  });
-  return { file, metafile: result.metafile };
-}
 
 /** Milliseconds to import the bundle in a fresh process (after Node.js itself has started). */
 async function importTime(file: string): Promise<number> {
@@ -90,7 +65,7 @@ async function measure(label: string, sdkFromRuntime: boolean): Promise<{ bytes:
   // Under the project, so a bundle that leaves the SDK to the runtime still finds it in node_modules.
   const outdir = mkdtempSync(join(ROOT, 'node_modules', '.coldstart-'));
   try {
-    const { file, metafile } = await bundle(outdir, sdkFromRuntime);
+    const { file, metafile } = await bundleLikeStack(CONTROLLER_CODE, outdir, { sdkFromRuntime });
     const bytes = statSync(file).size;
     await importTime(file); // warm the file cache
     const times: number[] = [];

@@ -14,6 +14,12 @@ import { acknowledgeLambdaExecutionPolicies } from '../nag';
 import type { ControllerSecrets } from './controller-secrets';
 
 export const CONTROLLER_TIMEOUT = Duration.minutes(2);
+
+/**
+ * The controller's code and bundling; bench:coldstart and the bundle tests build exactly this.
+ * It ships the SDK versions the tests ran against rather than whatever the runtime carries.
+ */
+export const CONTROLLER_CODE = typescriptFunction('lambdas/controller/handler.ts', { bundleAwsSDK: true });
 const REGISTRY_CERTNAME_INDEX = 'certname-index';
 
 export type PuppetSettings = Pick<
@@ -98,8 +104,7 @@ export class LifecycleController extends Construct {
     });
 
     this.function = new nodejs.NodejsFunction(this, 'Function', {
-      // Ship the SDK versions the tests ran against rather than whatever the runtime carries.
-      ...typescriptFunction('lambdas/controller/handler.ts', { bundleAwsSDK: true }),
+      ...CONTROLLER_CODE,
       memorySize: 512,
       timeout: CONTROLLER_TIMEOUT,
       // One reconciler at a time: two concurrent runs would each see the other's half-done

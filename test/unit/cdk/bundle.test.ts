@@ -1,12 +1,15 @@
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { CONTROLLER_CODE } from '../../../cdk/constructs/lifecycle-controller';
 import { BUNDLED_FILES } from '../../../lambdas/efs-seeder/content';
+import { bundleLikeStack } from '../../support/stack-bundle';
 import { logicalIdByPath, only, synthStack } from './stack-fixture';
 
-// The only file that runs esbuild for real: the stack must package the real controller and
-// node-agent sources, offline, with nothing prebuilt.
+// The stack must package the real controller and node-agent sources, offline, with nothing
+// prebuilt; this synthesizes it with NodejsFunction's real bundling.
 const { app, template } = synthStack({}, { bundle: true });
 const root = new URL('../../../', import.meta.url);
 const assetDir = (functionPath: string) => {
@@ -22,6 +25,21 @@ describe('controller bundle', () => {
     expect(readdirSync(dir).sort()).toEqual(['index.mjs', 'index.mjs.map']);
     const code = readFileSync(join(dir, 'index.mjs'), 'utf8');
     expect(code).toMatch(/export\s*\{[^}]*\bas handler\b|export\s*\{[^}]*\bhandler\b/);
+  });
+
+  it('is byte for byte what bench:coldstart and the bundle tests build, which carries the environment credential provider only', async () => {
+    const outdir = mkdtempSync(join(tmpdir(), 'controller-bundle-'));
+    try {
+      const { file, metafile } = await bundleLikeStack(CONTROLLER_CODE, outdir);
+      expect(readFileSync(file).equals(readFileSync(join(dir, 'index.mjs')))).toBe(true);
+      const packages = new Set(Object.keys(metafile.inputs).map((input) => /node_modules\/(@[^/]+\/[^/]+|[^/]+)\//.exec(input)?.[1]));
+      expect(packages).toContain('@aws-sdk/credential-provider-env');
+      for (const chain of ['@aws-sdk/credential-provider-node', '@aws-sdk/credential-provider-ini', '@aws-sdk/credential-provider-sso', '@aws-sdk/nested-clients']) {
+        expect(packages).not.toContain(chain);
+      }
+    } finally {
+      rmSync(outdir, { recursive: true, force: true });
+    }
   });
 });
 
