@@ -4,16 +4,12 @@ import type { InstancesPort } from '../ports';
 import { awsCall } from './call';
 
 /*
- * Bundle cost: any import of @aws-sdk/client-ec2 (3.1169) keeps all of dist-es/schemas/schemas_0.js,
- * ~550 KB of the controller's 1.77 MB and ~80 ms of its cold import (bench:coldstart), for one
- * operation. Its schema objects use computed keys ({ [_xN]: ... }), which esbuild must assume have
- * side effects, so nothing in that file is tree-shaken: aws/aws-sdk-js-v3#7607, fix proposed in
- * smithy-lang/smithy-typescript#1889 (literal keys; the same file rewritten that way bundles to
- * ~30 KB with identical schemas). Evaluated and not taken: an EC2 client from before the change
- * (3.929) pins its own SDK core, credential chain and signer, +272 KB of duplicates; a lazy
- * import() grows the single-file bundle by 300 KB and moves the cost into the first invocation;
- * no other API fits: Auto Scaling and ELB do not report private DNS name, address and state, SSM
- * and AWS Config need an agent or a recorder and lag behind EC2.
+ * Bundle cost: @aws-sdk/client-ec2 (3.1169) writes its schemas with computed keys, which esbuild
+ * cannot tree-shake, so any one command would keep all ~550 KB of them (aws/aws-sdk-js-v3#7607).
+ * scripts/aws-sdk-literal-keys.mjs rewrites them to literal keys at npm install, as upstream's
+ * pending fix does, and the controller keeps ~30 KB of EC2. No other API fits: Auto Scaling and
+ * ELB do not report private DNS name, address and state; SSM and AWS Config need an agent or a
+ * recorder and lag behind EC2.
  */
 
 /** DescribeInstances accepts at most 200 values per filter; stay well below. */
