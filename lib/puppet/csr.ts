@@ -50,23 +50,24 @@ const SIGNATURE_ALGORITHMS: ReadonlyMap<string, { digest: string | null; keyType
 /** Reads what a CSR asks for, so the controller can decide whether to sign it. */
 export function readCsr(pem: string): CsrFacts {
   if (pem.length > MAX_CSR_PEM_LENGTH) throw new RefusedInputError(`Refused CSR: ${pem.length} bytes is too large`);
-  let csr: CertificationRequest;
-  let key: KeyObject;
   try {
-    csr = AsnConvert.parse(pemBody(pem, /^(?:NEW )?CERTIFICATE REQUEST$/), CertificationRequest);
-    key = publicKey(csr.certificationRequestInfo.subjectPKInfo);
+    const csr = AsnConvert.parse(pemBody(pem, /^(?:NEW )?CERTIFICATE REQUEST$/), CertificationRequest);
+    const key = publicKey(csr.certificationRequestInfo.subjectPKInfo);
+    const info = csr.certificationRequestInfo;
+    const requests = info.attributes.filter((attribute) => attribute.type === EXTENSION_REQUEST_OID).flatMap((attribute) => attribute.values);
+    // Which of two would the CA honour? Neither is worth finding out.
+    if (requests.length > 1) throw new RefusedInputError('Refused CSR: it carries more than one extension request');
+    const extensions = requests[0] === undefined ? [] : AsnConvert.parse(requests[0], Extensions);
+    return {
+      commonName: commonName(info.subject),
+      ...readNamesAndExtensions(extensions.map((extension) => ({ oid: extension.extnID, value: extension.extnValue.buffer }))),
+      signatureValid: signatureVerifies(csr, key),
+      publicKeySha256: keySha256(key),
+    };
   } catch (cause) {
+    if (cause instanceof RefusedInputError) throw cause;
     throw new RefusedInputError('Refused CSR: it is not a PEM-encoded PKCS#10 request', { cause });
   }
-  const info = csr.certificationRequestInfo;
-  const requested = info.attributes.find((attribute) => attribute.type === EXTENSION_REQUEST_OID);
-  const extensions = requested?.values[0] === undefined ? [] : AsnConvert.parse(requested.values[0], Extensions);
-  return {
-    commonName: commonName(info.subject),
-    ...readNamesAndExtensions(extensions.map((extension) => ({ oid: extension.extnID, value: extension.extnValue.buffer }))),
-    signatureValid: signatureVerifies(csr, key),
-    publicKeySha256: keySha256(key),
-  };
 }
 
 /** What the controller needs of a certificate: whose it is and which key it certifies. */
@@ -94,7 +95,11 @@ export interface NamesAndExtensions {
 /** What a CSR requests or a certificate carries: alternative names and extensions, sorted out. */
 export function readNamesAndExtensions(extensions: readonly ExtensionData[]): NamesAndExtensions {
   const result: NamesAndExtensions = { dnsAltNames: [], otherAltNames: [], puppetExtensions: {}, otherExtensionOids: [] };
+  const seen = new Set<string>();
   for (const extension of extensions) {
+    // X.509 allows each extension once; with two pp_instance_id, which would count?
+    if (seen.has(extension.oid)) throw new RefusedInputError(`Refused: extension ${extensionName(extension.oid)} appears more than once`);
+    seen.add(extension.oid);
     if (extension.oid === SAN_OID) {
       for (const name of AsnConvert.parse(extension.value, SubjectAlternativeName)) {
         if (name.dNSName !== undefined) result.dnsAltNames.push(name.dNSName);
@@ -127,7 +132,7 @@ export function decodeExtensionValue(value: ArrayBuffer): string {
 /** The DER inside one PEM block with the given label; strict base64, since Buffer's decoder skips junk. */
 function pemBody(pem: string, label: RegExp): ArrayBuffer {
   const match = /^\s*-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END \1-----\s*$/.exec(pem);
-  if (!match || !label.test(match[1] as string)) throw new RefusedInputError('not a single PEM block of the expected type');
+  if (!match || !label.test(match[1] as string)) throw new Error('not a single PEM block of the expected type');
   const der = Buffer.from(match[2] as string, 'base64');
   return der.buffer.slice(der.byteOffset, der.byteOffset + der.byteLength);
 }

@@ -2,6 +2,8 @@ import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import * as asn1js from 'asn1js';
+import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
+import { Extension, Extensions } from '@peculiar/asn1-x509';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { RefusedInputError } from '../../../lib/errors';
 import { PUPPET_EXTENSION_OIDS, certificateFacts, certificateIdentity, parseMissing, readCsr } from '../../../lib/puppet';
@@ -79,6 +81,36 @@ describe('readCsr', () => {
     const mangled = [pem.replace('CERTIFICATE REQUEST', 'CERTIFICATE'), `${pem}\n${pem}`, [body[0], ...body.slice(1).map((line, index) => (index === 2 ? `${line.slice(0, 10)}*${line.slice(10)}` : line))].join('\n')];
     for (const input of mangled) expect(() => readCsr(input), input.slice(0, 60)).toThrow(RefusedInputError);
     expect(readCsr(pem).commonName).toBe('node.lab.test');
+  });
+
+  it('refuses a CSR whose extensions are ambiguous or malformed, rather than guess what the CA will read', async () => {
+    const twice = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: 'CN=node.lab.test',
+      keys,
+      signingAlgorithm: ALG,
+      extensions: [puppetExtension(PUPPET_EXTENSION_OIDS.pp_instance_id, 'i-0aaaaaaaaaaaaaaaa'), puppetExtension(PUPPET_EXTENSION_OIDS.pp_instance_id, 'i-0bbbbbbbbbbbbbbbb')],
+    }, webcrypto);
+    expect(() => readCsr(twice.toString('pem'))).toThrow(/Refused: extension pp_instance_id appears more than once/);
+
+    const extensionRequest = (value: string) =>
+      new x509.Attribute('1.2.840.113549.1.9.14', [AsnConvert.serialize(new Extensions([new Extension({ extnID: PUPPET_EXTENSION_OIDS.pp_instance_id, extnValue: new OctetString(new asn1js.Utf8String({ value }).toBER()) })]))]);
+    const twoRequests = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: 'CN=node.lab.test',
+      keys,
+      signingAlgorithm: ALG,
+      attributes: [extensionRequest('i-0aaaaaaaaaaaaaaaa'), extensionRequest('i-0bbbbbbbbbbbbbbbb')],
+    }, webcrypto);
+    expect(() => readCsr(twoRequests.toString('pem'))).toThrow(/more than one extension request/);
+    const oneRequest = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=node.lab.test', keys, signingAlgorithm: ALG, attributes: [extensionRequest('i-0aaaaaaaaaaaaaaaa')] }, webcrypto);
+    expect(readCsr(oneRequest.toString('pem')).puppetExtensions).toEqual({ pp_instance_id: 'i-0aaaaaaaaaaaaaaaa' });
+
+    const garbage = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: 'CN=node.lab.test',
+      keys,
+      signingAlgorithm: ALG,
+      attributes: [new x509.Attribute('1.2.840.113549.1.9.14', [new Uint8Array([0x04, 0x01, 0x00]).buffer])],
+    }, webcrypto);
+    expect(() => readCsr(garbage.toString('pem'))).toThrow(/Refused CSR: it is not a PEM-encoded PKCS#10 request/);
   });
 
   it('verifies the signature over the request exactly as sent', async () => {
