@@ -47,7 +47,7 @@ export async function secretsPut(options: SecretsPutOptions, deps: CliDeps): Pro
     const version = await put(clients.secretsManager, tokenArn, token);
     deps.write(`Stored the RBAC token in ${tokenArn} (version ${version}).\n`);
   }
-  deps.write('The controller reads secrets once per container: new values apply to its next cold start. Check with: npx compile-masters doctor\n');
+  deps.write('The controller reads the secrets again every 10 minutes: new values apply within that time; keep the old ones valid until then. Check with: npx compile-masters doctor\n');
   return 0;
 }
 

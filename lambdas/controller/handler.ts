@@ -17,6 +17,7 @@ import { handleBatch } from './batch';
 import { loadConfig } from './config';
 import { createLogger } from './logging';
 import { PuppetApis, PuppetServerHealth } from './puppet';
+import type { ClientBundle } from './ports';
 import { reconcile, type ControllerContext } from './reconcile';
 
 // Cold start: configuration fails fast, clients are built once and reused by every invocation.
@@ -24,10 +25,11 @@ const config = loadConfig(process.env);
 const logger = createLogger();
 const metrics = new Metrics();
 const sdk = { maxAttempts: SDK_MAX_ATTEMPTS };
-const secrets = new SecretsManagerSecrets(new SecretsManagerClient(sdk), {
-  clientCert: config.clientCertSecretArn,
-  rbacToken: config.rbacTokenSecretArn,
-});
+const secrets = new SecretsManagerSecrets(
+  new SecretsManagerClient(sdk),
+  { clientCert: config.clientCertSecretArn, rbacToken: config.rbacTokenSecretArn },
+  { onStale: (what, error) => logger.warn(`Could not read the ${what} secret again; still using the value read before`, { error }) },
+);
 const aws = {
   group: new AutoScalingGroup(new AutoScalingClient(sdk), config),
   instances: new Ec2Instances(new EC2Client(sdk)),
@@ -37,11 +39,13 @@ const aws = {
   queue: new SqsQueue(new SQSClient(sdk), config.queueUrl),
 };
 
-/** The Puppet side needs the secrets; built on first use and kept, retried if it failed. */
-let controller: Promise<ControllerContext> | undefined;
+/**
+ * The Puppet side is built from the secrets on first use and kept while they stay the same; a
+ * rotated certificate bundle or token (re-read every few minutes, aws/secrets.ts) rebuilds it.
+ */
+let controller: { bundle: ClientBundle; token: string; context: ControllerContext } | undefined;
 
-async function connect(): Promise<ControllerContext> {
-  const [bundle, token] = await Promise.all([secrets.clientBundle(), secrets.rbacToken()]);
+function connect(bundle: ClientBundle, token: string): ControllerContext {
   // The controller's own certificate is as untouchable as the primary.
   const ownCertname = certificateIdentity(bundle.cert).commonName;
   return {
@@ -53,10 +57,14 @@ async function connect(): Promise<ControllerContext> {
   };
 }
 
-function getController(): Promise<ControllerContext> {
-  controller ??= connect();
-  controller.catch(() => (controller = undefined));
-  return controller;
+async function getController(): Promise<ControllerContext> {
+  const [bundle, token] = await Promise.all([secrets.clientBundle(), secrets.rbacToken()]);
+  const same = controller && controller.token === token && (['cert', 'key', 'ca'] as const).every((field) => controller?.bundle[field] === bundle[field]);
+  if (!controller || !same) {
+    if (controller) logger.info('The secrets changed: the Puppet API clients now use the new values');
+    controller = { bundle, token, context: connect(bundle, token) };
+  }
+  return controller.context;
 }
 
 export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {

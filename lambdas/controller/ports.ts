@@ -60,7 +60,7 @@ export interface ClientBundle {
   ca: string;
 }
 
-/** Secrets are read once per container and cached; their values never reach a log line. */
+/** Secrets are cached and read again every few minutes; their values never reach a log line. */
 export interface SecretsPort {
   clientBundle(): Promise<ClientBundle>;
   rbacToken(): Promise<string>;

@@ -11,29 +11,43 @@ const BundleSchema = z.object({
   ca: pem(/-----BEGIN CERTIFICATE-----/, 'the PEM CA certificate'),
 });
 
+/** How long a secret read is used before it is read again: a rotation takes over within this. */
+export const SECRETS_MAX_AGE_MS = 10 * 60_000;
+
+export interface SecretsOptions {
+  maxAgeMs?: number;
+  now?: () => number;
+  /** A re-read failed and the last good value stays in use; told which secret and why (no value). */
+  onStale?: (what: string, error: unknown) => void;
+}
+
 /**
- * Reads the two secrets once per container. A failed read is not cached, so the next invocation
- * tries again. Values appear in no error message: only which field is wrong.
+ * Reads the two secrets on first use and again once they are older than SECRETS_MAX_AGE_MS, so a
+ * rotated token or certificate bundle takes over without a redeploy. A failed first read is not
+ * cached: the next invocation tries again. A failed re-read (Secrets Manager unreachable, a
+ * malformed new value) keeps the last good value, says so through onStale, and is tried again on
+ * the next use. Values appear in no error message: only which field is wrong.
  */
 export class SecretsManagerSecrets implements SecretsPort {
-  private bundle: Promise<ClientBundle> | undefined;
-  private token: Promise<string> | undefined;
+  private readonly bundle: CachedSecret<ClientBundle>;
+  private readonly token: CachedSecret<string>;
 
   constructor(
     private readonly client: SecretsManagerClient,
-    private readonly arns: { clientCert: string; rbacToken: string },
-  ) {}
+    arns: { clientCert: string; rbacToken: string },
+    { maxAgeMs = SECRETS_MAX_AGE_MS, now = Date.now, onStale = () => {} }: SecretsOptions = {},
+  ) {
+    const bundleWhat = 'lifecycle client certificate bundle';
+    this.bundle = new CachedSecret(() => this.read(arns.clientCert, bundleWhat).then((text) => parseBundle(text, arns.clientCert)), maxAgeMs, now, (error) => onStale(bundleWhat, error));
+    this.token = new CachedSecret(() => this.read(arns.rbacToken, 'RBAC token').then((text) => parseToken(text, arns.rbacToken)), maxAgeMs, now, (error) => onStale('RBAC token', error));
+  }
 
   clientBundle(): Promise<ClientBundle> {
-    this.bundle ??= this.read(this.arns.clientCert, 'lifecycle client certificate bundle').then((text) => parseBundle(text, this.arns.clientCert));
-    this.bundle.catch(() => (this.bundle = undefined));
-    return this.bundle;
+    return this.bundle.get();
   }
 
   rbacToken(): Promise<string> {
-    this.token ??= this.read(this.arns.rbacToken, 'RBAC token').then((text) => parseToken(text, this.arns.rbacToken));
-    this.token.catch(() => (this.token = undefined));
-    return this.token;
+    return this.token.get();
   }
 
   private async read(arn: string, what: string): Promise<string> {
@@ -48,6 +62,37 @@ export class SecretsManagerSecrets implements SecretsPort {
       }
       throw toAwsCallError('GetSecretValue', error);
     }
+  }
+}
+
+class CachedSecret<T> {
+  private last: { value: T; readAt: number } | undefined;
+  private pending: Promise<T> | undefined;
+
+  constructor(
+    private readonly load: () => Promise<T>,
+    private readonly maxAgeMs: number,
+    private readonly now: () => number,
+    private readonly onStale: (error: unknown) => void,
+  ) {}
+
+  get(): Promise<T> {
+    const last = this.last;
+    if (last && this.now() - last.readAt < this.maxAgeMs) return Promise.resolve(last.value);
+    this.pending ??= this.load()
+      .then(
+        (value) => {
+          this.last = { value, readAt: this.now() };
+          return value;
+        },
+        (error: unknown) => {
+          if (!last) throw error;
+          this.onStale(error);
+          return last.value;
+        },
+      )
+      .finally(() => (this.pending = undefined));
+    return this.pending;
   }
 }
 

@@ -219,7 +219,7 @@ describe('SecretsManagerSecrets', () => {
   const bundle = { cert: '-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----', key: '-----BEGIN PRIVATE KEY-----\nSECRETKEYMATERIAL\n-----END PRIVATE KEY-----', ca: '-----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----' };
   afterEach(() => sm.reset());
 
-  it('reads each secret once per container', async () => {
+  it('reads each secret once while it is fresh', async () => {
     sm.on(GetSecretValueCommand, { SecretId: arns.clientCert }).resolves({ SecretString: JSON.stringify(bundle) });
     sm.on(GetSecretValueCommand, { SecretId: arns.rbacToken }).resolves({ SecretString: 'TOKEN-0123456789\n' });
     const secrets = new SecretsManagerSecrets(new SecretsManagerClient({ region: 'us-west-2' }), arns);
@@ -228,6 +228,32 @@ describe('SecretsManagerSecrets', () => {
     await expect(secrets.rbacToken()).resolves.toBe('TOKEN-0123456789');
     await secrets.rbacToken();
     expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(2);
+  });
+
+  it('reads a secret again once it is older than the maximum age, and keeps the last good value when that read fails', async () => {
+    let now = 1_000_000;
+    const stale: string[] = [];
+    const secrets = new SecretsManagerSecrets(new SecretsManagerClient({ region: 'us-west-2' }), arns, { maxAgeMs: 60_000, now: () => now, onStale: (what, error) => stale.push(`${what}: ${(error as Error).message}`) });
+    sm.on(GetSecretValueCommand, { SecretId: arns.rbacToken })
+      .resolvesOnce({ SecretString: 'TOKEN-OLD' })
+      .resolvesOnce({ SecretString: 'TOKEN-NEW' })
+      .resolvesOnce({ SecretString: '{"token":"TOKEN-MALFORMED"}' })
+      .rejectsOnce(sdkError('InternalServiceError', 'try again'))
+      .resolvesOnce({ SecretString: 'TOKEN-NEWER' });
+    await expect(secrets.rbacToken()).resolves.toBe('TOKEN-OLD');
+    now += 59_999;
+    await expect(secrets.rbacToken()).resolves.toBe('TOKEN-OLD');
+    expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(1);
+    now += 1;
+    await expect(secrets.rbacToken()).resolves.toBe('TOKEN-NEW');
+    now += 60_000;
+    await expect(secrets.rbacToken()).resolves.toBe('TOKEN-NEW'); // the new value is malformed
+    await expect(secrets.rbacToken()).resolves.toBe('TOKEN-NEW'); // Secrets Manager fails
+    await expect(secrets.rbacToken()).resolves.toBe('TOKEN-NEWER'); // each use tries again until one works
+    expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(5);
+    expect(stale).toHaveLength(2);
+    expect(stale[0]).toMatch(/^RBAC token: The RBAC token secret .* does not hold a bare token/);
+    expect(stale.join('\n')).not.toContain('TOKEN-MALFORMED');
   });
 
   it('refuses a missing, empty or malformed secret with a ConfigError that shows no value, and reads again next time', async () => {

@@ -111,12 +111,34 @@ describe('handler', () => {
     expect(lines.some((line) => JSON.stringify(line).includes('"LifecycleActionsRefused"'))).toBe(true);
   });
 
-  it('reads the secrets once per container', async () => {
-    const handler = await load();
-    const event = toSqsEvent([{ body: JSON.stringify({ source: 'aws.events', 'detail-type': 'Scheduled Event' }) }]);
-    await handler(event, context);
-    await handler(event, context);
-    expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(2);
+  it('reads the secrets once, then again after ten minutes: a rotated certificate bundle takes over, a failed re-read keeps the old one', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const handler = await load();
+      const event = () => toSqsEvent([{ body: JSON.stringify({ source: 'aws.events', 'detail-type': 'Scheduled Event' }) }]);
+      await handler(event(), context);
+      await handler(event(), context);
+      expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(2);
+
+      const rotated = await ca.issue({ commonName: 'lifecycle-controller-2.corp.example.com' });
+      sm.on(GetSecretValueCommand, { SecretId: VALID_ENV.CLIENT_CERT_SECRET_ARN }).resolves({ SecretString: JSON.stringify({ cert: rotated.cert, key: rotated.key, ca: ca.cert }) });
+      vi.setSystemTime(Date.now() + 10 * 60_000 + 1);
+      seen.length = 0;
+      expect(await handler(event(), context)).toEqual({ batchItemFailures: [] });
+      expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(4);
+      expect(new Set(seen.map((request) => request.clientCn))).toEqual(new Set(['lifecycle-controller-2.corp.example.com']));
+      expect(output.join('')).toContain('The secrets changed: the Puppet API clients now use the new values');
+
+      sm.on(GetSecretValueCommand).rejects(Object.assign(new Error('connect ETIMEDOUT'), { name: 'TimeoutError' }));
+      vi.setSystemTime(Date.now() + 10 * 60_000 + 1);
+      seen.length = 0;
+      expect(await handler(event(), context)).toEqual({ batchItemFailures: [] });
+      expect(new Set(seen.map((request) => request.clientCn))).toEqual(new Set(['lifecycle-controller-2.corp.example.com']));
+      expect(output.join('')).toMatch(/Could not read the (RBAC token|lifecycle client certificate bundle) secret again; still using the value read before/);
+      expect(output.join('')).not.toContain(rotated.key.split('\n')[1] as string);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('fails the valid records, not the malformed one, when the Puppet CA cannot be reached', async () => {
