@@ -1,4 +1,5 @@
 import { fileURLToPath } from 'node:url';
+import { AssetStaging } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 
@@ -34,6 +35,9 @@ export function typescriptFunction(
       // controller's map is 2.9 MB instead of 7.6 MB: less for --enable-source-maps to read and
       // parse at every cold start (~12 ms of the import, bench:coldstart), a smaller package.
       sourcesContent: false,
+      // Docker bundling otherwise runs esbuild from `/`, where the relative alias below resolves to
+      // nothing; local bundling runs from the project root already.
+      workingDirectory: AssetStaging.BUNDLING_INPUT_DIR,
       ...bundling,
       esbuildArgs: { ...(bundling.bundleAwsSDK ? ENVIRONMENT_CREDENTIALS_ALIAS : {}), ...bundling.esbuildArgs },
     },
@@ -45,7 +49,7 @@ export function typescriptFunction(
  * clients some sources use: ~95 KB parsed at every cold start (bench:coldstart), for sources that
  * never answer in Lambda. The bundle takes the environment provider in its place
  * (lambdas/environment-credentials.ts). The path is relative to the project root, esbuild's
- * working directory for local and Docker bundling alike.
+ * working directory for local and (with workingDirectory above) Docker bundling alike.
  */
 export const ENVIRONMENT_CREDENTIALS_ALIAS = {
   '--alias:@aws-sdk/credential-provider-node': './lambdas/environment-credentials.ts',
