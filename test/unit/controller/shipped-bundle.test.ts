@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -107,42 +107,64 @@ describe('the shipped controller bundle', () => {
     }
   });
 
-  it('signs its AWS calls with the credentials Lambda puts in the environment, and hands back a record it could not process', async () => {
-    // Every call is refused, as AWS refuses a role without the permission.
-    const aws = await endpoint(() => ({
-      status: 400,
-      type: 'application/x-amz-json-1.1',
-      body: JSON.stringify({ __type: 'AccessDeniedException', message: 'not authorized to perform this action' }),
-    }));
+  /** Runs the shipped handler on one scheduled reconcile in a fresh process; returns its response and output. */
+  async function runShipped(file: string, env: Record<string, string>): Promise<{ response: unknown; output: string }> {
+    const event = toSqsEvent([{ messageId: 'schedule-1', body: JSON.stringify({ source: 'aws.events', 'detail-type': 'Scheduled Event' }) }]);
+    const script = `const { handler } = await import(${JSON.stringify(pathToFileURL(file).href)});
+      const response = await handler(${JSON.stringify(event)}, { functionName: 'controller', awsRequestId: 'req-1' });
+      process.stdout.write('RESPONSE ' + JSON.stringify(response) + '\\n');`;
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--enable-source-maps', '--input-type=module', '-e', script], {
+      env: { PATH: process.env.PATH ?? '', ...ENVIRONMENT_EXAMPLES, AWS_REGION: 'us-west-2', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...env },
+    });
+    return { response: JSON.parse(/^RESPONSE (.*)$/m.exec(stdout)?.[1] ?? 'null'), output: stdout + stderr };
+  }
+
+  /** Every call is refused, as AWS refuses a role without the permission. */
+  const refuseEverything = () => ({
+    status: 400,
+    type: 'application/x-amz-json-1.1',
+    body: JSON.stringify({ __type: 'AccessDeniedException', message: 'not authorized to perform this action' }),
+  });
+
+  it('signs its AWS calls (reading its secrets) with the credentials Lambda puts in the environment, and hands back the record it could not process', async () => {
+    const aws = await endpoint(refuseEverything);
+    const home = mkdtempSync(join(tmpdir(), 'shipped-bundle-home-'));
     try {
       const { file } = await bundleLikeStack(CONTROLLER_CODE, join(outdir, 'controller'));
-      const event = toSqsEvent([{ messageId: 'schedule-1', body: JSON.stringify({ source: 'aws.events', 'detail-type': 'Scheduled Event' }) }]);
-      const script = `const { handler } = await import(${JSON.stringify(pathToFileURL(file).href)});
-        const response = await handler(${JSON.stringify(event)}, { functionName: 'controller', awsRequestId: 'req-1' });
-        process.stdout.write('RESPONSE ' + JSON.stringify(response) + '\\n');`;
-      const home = mkdtempSync(join(tmpdir(), 'shipped-bundle-home-'));
-      const { stdout } = await promisify(execFile)(process.execPath, ['--enable-source-maps', '--input-type=module', '-e', script], {
-        env: {
-          PATH: process.env.PATH ?? '',
-          HOME: home,
-          ...ENVIRONMENT_EXAMPLES,
-          AWS_REGION: 'us-west-2',
-          AWS_ENDPOINT_URL: aws.url,
-          AWS_ACCESS_KEY_ID: 'AKIDLAMBDAROLE',
-          AWS_SECRET_ACCESS_KEY: 'lambda-role-secret',
-          AWS_SESSION_TOKEN: 'lambda-role-session-token',
-          AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-        },
-      }).finally(() => rmSync(home, { recursive: true, force: true }));
-
-      expect(JSON.parse(/^RESPONSE (.*)$/m.exec(stdout)?.[1] ?? 'null')).toEqual({ batchItemFailures: [{ itemIdentifier: 'schedule-1' }] });
-      expect(aws.requests.length).toBeGreaterThan(0);
+      const { response, output } = await runShipped(file, {
+        HOME: home,
+        AWS_ENDPOINT_URL: aws.url,
+        AWS_ACCESS_KEY_ID: 'AKIDLAMBDAROLE',
+        AWS_SECRET_ACCESS_KEY: 'lambda-role-secret',
+        AWS_SESSION_TOKEN: 'lambda-role-session-token',
+      });
+      expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'schedule-1' }] });
+      expect(aws.requests.map((request) => request.headers['x-amz-target'])).toEqual(expect.arrayContaining(['secretsmanager.GetSecretValue']));
       for (const request of aws.requests) {
         expect(request.headers.authorization).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIDLAMBDAROLE\/\d{8}\/us-west-2\//);
         expect(request.headers['x-amz-security-token']).toBe('lambda-role-session-token');
       }
-      expect(stdout).not.toContain('lambda-role-secret');
+      expect(output).not.toContain('lambda-role-secret');
     } finally {
+      rmSync(home, { recursive: true, force: true });
+      await aws.close();
+    }
+  });
+
+  it('takes credentials from nowhere but the environment: a shared credentials file is not read', async () => {
+    const aws = await endpoint(refuseEverything);
+    const home = mkdtempSync(join(tmpdir(), 'shipped-bundle-home-'));
+    try {
+      mkdirSync(join(home, '.aws'));
+      writeFileSync(join(home, '.aws', 'credentials'), '[default]\naws_access_key_id = AKIDFROMFILE\naws_secret_access_key = file-secret\n');
+      const { file } = await bundleLikeStack(CONTROLLER_CODE, join(outdir, 'controller-file'));
+      const { response, output } = await runShipped(file, { HOME: home, AWS_ENDPOINT_URL: aws.url });
+      // With the SDK's default chain, the file's keys would sign a request to the endpoint.
+      expect(aws.requests).toEqual([]);
+      expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'schedule-1' }] });
+      expect(output).toMatch(/Unable to find environment variable credentials/);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
       await aws.close();
     }
   });
