@@ -1,8 +1,10 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { describeUntrusted } from '../../lib/certname';
 import { CompileMastersError } from '../../lib/errors';
+import type { CertificateContents } from '../../lib/puppet/csr';
 import { mapLimit } from '../../lib/concurrency';
 import { removeFromPuppet } from './puppet-purge';
-import type { Action, Plan, RunJob, RunRecord } from './model';
+import type { Action, CheckedRequest, Plan, RunJob, RunRecord } from './model';
 import { TIMING } from './planner';
 import type { LifecycleHook, Ports } from './ports';
 
@@ -164,18 +166,18 @@ class Executor {
       return this.logger.warn('Not signing: the registry records this instance differently', { instanceId, certname });
     }
     await this.ports.puppet.sign(certname);
-    const issuedKey = await this.ports.puppet.certificateKey(certname);
-    if (issuedKey !== action.publicKeySha256) {
-      // The CA signs the CSR it holds at that moment: another one replaced the checked CSR.
+    // The CA signs the CSR it holds at that moment, which may not be the one checked; and a
+    // certificate that cannot be read cannot be trusted either.
+    let problem: string | undefined;
+    try {
+      problem = issuedProblem(certname, action.checked, await this.ports.puppet.issuedCertificate(certname));
+    } catch (error) {
+      problem = `its certificate could not be read back to check it (${error instanceof Error ? error.message : String(error)})`;
+    }
+    if (problem !== undefined) {
       await this.ports.puppet.clean([certname]);
       await this.ports.registry.transition(instanceId, ['signed'], 'purged', this.now);
-      return this.refuse({
-        kind: 'refuse',
-        instanceId,
-        certname,
-        reasons: ['the certificate the CA issued is not for the key that was checked (the CSR was replaced meanwhile); it was revoked'],
-        abandon: !action.reEnrollment,
-      });
+      return this.refuse({ kind: 'refuse', instanceId, certname, reasons: [`${problem}; it was revoked`], abandon: !action.reEnrollment });
     }
     this.context.metrics.addMetric(METRIC.signed, MetricUnit.Count, 1);
     this.logger.info(action.reEnrollment ? 'Signed re-enrollment' : 'Signed', { instanceId, certname });
@@ -309,4 +311,23 @@ class Executor {
 
 function union(a: readonly string[], b: readonly string[]): string[] {
   return [...new Set([...a, ...b])];
+}
+
+/**
+ * Why the certificate the CA issued is not what was checked, if it is not: the same key, the
+ * certname, DNS names among those checked (the CA may add the certname itself), nothing else, and
+ * exactly the Puppet extensions checked.
+ */
+export function issuedProblem(certname: string, checked: CheckedRequest, issued: CertificateContents | undefined): string | undefined {
+  if (issued === undefined) return 'the CA has no certificate for it after signing';
+  if (issued.publicKeySha256 !== checked.publicKeySha256) return 'the certificate the CA issued is not for the key that was checked (the CSR was replaced meanwhile)';
+  if (issued.commonName !== certname) return `the certificate the CA issued names ${describeUntrusted(issued.commonName ?? '(no single CN)')}`;
+  const allowed = new Set([certname, ...checked.dnsAltNames]);
+  const extra = [...issued.dnsAltNames.filter((name) => !allowed.has(name)), ...issued.otherAltNames];
+  if (extra.length > 0) return `the certificate the CA issued carries alt names that were not checked: ${describeUntrusted(extra.join(', '))}`;
+  const issuedExtensions = JSON.stringify(Object.entries(issued.puppetExtensions).sort());
+  if (issuedExtensions !== JSON.stringify(Object.entries(checked.puppetExtensions).sort())) {
+    return 'the certificate the CA issued carries other Puppet extensions than the ones checked';
+  }
+  return undefined;
 }

@@ -6,7 +6,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { certificateIdentity } from '../../lib/puppet/csr';
+import { readCertificate } from '../../lib/puppet/csr';
 import { AutoScalingGroup } from './aws/auto-scaling';
 import { SDK_MAX_ATTEMPTS } from './aws/call';
 import { Ec2Instances } from './aws/ec2';
@@ -47,7 +47,7 @@ let controller: { bundle: ClientBundle; token: string; context: ControllerContex
 
 function connect(bundle: ClientBundle, token: string): ControllerContext {
   // The controller's own certificate is as untouchable as the primary.
-  const ownCertname = certificateIdentity(bundle.cert).commonName;
+  const ownCertname = readCertificate(bundle.cert).commonName;
   return {
     ports: { ...aws, puppet: PuppetApis.create(config, bundle, token), health: new PuppetServerHealth(bundle.ca) },
     policy: { ...config, protectedCertnames: new Set([...config.protectedCertnames, ...(ownCertname ? [ownCertname] : [])]) },

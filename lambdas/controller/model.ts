@@ -1,5 +1,8 @@
 import type { CsrFacts } from '../../lib/puppet/csr';
 
+/** What the signer checked in the CSR, to compare with what the CA then issues. */
+export type CheckedRequest = Pick<CsrFacts, 'publicKeySha256' | 'dnsAltNames' | 'puppetExtensions'>;
+
 /** What made the controller look. Every trigger ends in the same full reconcile. */
 export type Trigger =
   | { kind: 'lifecycle'; transition: 'launch' | 'terminate'; instanceId: string }
@@ -100,7 +103,7 @@ export interface PurgeTarget {
 /** What the executor carries out. Every action says why, for the log. */
 export type Action =
   | { kind: 'refuse'; instanceId: string; certname?: string; reasons: string[]; abandon: boolean }
-  | { kind: 'sign'; instanceId: string; certname: string; publicKeySha256: string; reEnrollment: boolean }
+  | { kind: 'sign'; instanceId: string; certname: string; checked: CheckedRequest; reEnrollment: boolean }
   | { kind: 'purge'; targets: PurgeTarget[]; reason: string }
   | { kind: 'forget'; instanceId: string; reason: string }
   | { kind: 'complete-terminate'; instanceId: string; reason: string }

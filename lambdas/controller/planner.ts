@@ -196,7 +196,8 @@ class Planner {
     if (!observation.ok) return this.refuse(instanceId, certname, [observation.problem], abandon);
     const problems = csrProblems(observation.facts, { certname, instanceId }, this.policy);
     if (problems.length > 0) return this.refuse(instanceId, certname, problems, abandon);
-    this.act({ kind: 'sign', instanceId, certname, publicKeySha256: observation.facts.publicKeySha256, reEnrollment });
+    const { publicKeySha256, dnsAltNames, puppetExtensions } = observation.facts;
+    this.act({ kind: 'sign', instanceId, certname, checked: { publicKeySha256, dnsAltNames, puppetExtensions }, reEnrollment });
   }
 
   // ---- instances that left the group ---------------------------------------------------------

@@ -1,4 +1,4 @@
-import type { CsrFacts } from '../../lib/puppet/csr';
+import type { CertificateContents, CsrFacts } from '../../lib/puppet/csr';
 import type { CertState, Ec2Instance, Member, RecheckReason, RegistryEntry, RunRecord } from './model';
 
 /**
@@ -74,8 +74,8 @@ export interface PuppetPort {
   readCsr(certname: string): Promise<CsrFacts | undefined>;
   /** Signs the pending CSR; a CSR someone already signed is success. */
   sign(certname: string): Promise<void>;
-  /** SHA-256 of the issued certificate's public key, hex; undefined when there is no certificate. */
-  certificateKey(certname: string): Promise<string | undefined>;
+  /** What the issued certificate certifies; undefined when there is no certificate. */
+  issuedCertificate(certname: string): Promise<CertificateContents | undefined>;
   /** Revokes and deletes, one call for the batch; unknown certnames are fine. */
   clean(certnames: readonly string[]): Promise<void>;
   deactivate(certname: string, at: Date): Promise<void>;

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { PuppetApiError } from '../../lib/errors';
 import { CaClient } from '../../lib/puppet/ca';
-import { certificateIdentity, readCsr, type CsrFacts } from '../../lib/puppet/csr';
+import { readCertificate, readCsr, type CertificateContents, type CsrFacts } from '../../lib/puppet/csr';
 import { OrchestratorClient } from '../../lib/puppet/orchestrator';
 import { PuppetDbClient } from '../../lib/puppet/puppetdb';
 import { PuppetServerStatusClient } from '../../lib/puppet/status';
@@ -57,9 +57,9 @@ export class PuppetApis implements PuppetPort {
     }
   }
 
-  async certificateKey(certname: string): Promise<string | undefined> {
+  async issuedCertificate(certname: string): Promise<CertificateContents | undefined> {
     const pem = await this.ca.getCertificate(certname);
-    return pem === undefined ? undefined : certificateIdentity(pem).publicKeySha256;
+    return pem === undefined ? undefined : readCertificate(pem);
   }
 
   async clean(certnames: readonly string[]): Promise<void> {

@@ -21,8 +21,8 @@ export interface CsrFacts extends NamesAndExtensions {
   /** Whether the CSR is signed, with a SHA-2 RSA, ECDSA or Ed25519 signature, by the key it carries. */
   signatureValid: boolean;
   /**
-   * SHA-256 of the SubjectPublicKeyInfo, hex. The CA signs whatever CSR it holds at signing time,
-   * so a signer compares this with the issued certificate's key to prove it signed what it checked.
+   * SHA-256 of the public key, hex. The CA signs whatever CSR it holds at signing time, so a
+   * signer compares this (with the names and extensions) with what the CA issued.
    */
   publicKeySha256: string;
 }
@@ -51,7 +51,10 @@ const SIGNATURE_ALGORITHMS: ReadonlyMap<string, { digest: string | null; keyType
 export function readCsr(pem: string): CsrFacts {
   if (pem.length > MAX_CSR_PEM_LENGTH) throw new RefusedInputError(`Refused CSR: ${pem.length} bytes is too large`);
   try {
-    const csr = AsnConvert.parse(pemBody(pem, /^(?:NEW )?CERTIFICATE REQUEST$/), CertificationRequest);
+    const der = pemBody(pem, /^(?:NEW )?CERTIFICATE REQUEST$/);
+    const csr = AsnConvert.parse(der, CertificationRequest);
+    // DER only, nothing before or after: what this reads is then exactly what the CA will read.
+    if (!Buffer.from(AsnConvert.serialize(csr)).equals(Buffer.from(der))) throw new Error('not a DER-encoded PKCS#10 request');
     const key = publicKey(csr.certificationRequestInfo.subjectPKInfo);
     const info = csr.certificationRequestInfo;
     const requests = info.attributes.filter((attribute) => attribute.type === EXTENSION_REQUEST_OID).flatMap((attribute) => attribute.values);
@@ -70,10 +73,26 @@ export function readCsr(pem: string): CsrFacts {
   }
 }
 
-/** What the controller needs of a certificate: whose it is and which key it certifies. */
-export function certificateIdentity(pem: string): { commonName: string | undefined; publicKeySha256: string } {
-  const tbs = AsnConvert.parse(pemBody(pem, /^CERTIFICATE$/), Certificate).tbsCertificate;
-  return { commonName: commonName(tbs.subject), publicKeySha256: keySha256(publicKey(tbs.subjectPublicKeyInfo)) };
+export interface CertificateContents extends NamesAndExtensions {
+  commonName: string | undefined;
+  /** Compare with CsrFacts.publicKeySha256. */
+  publicKeySha256: string;
+}
+
+/**
+ * What a certificate certifies: whose it is, for which key, with which names and extensions. The
+ * first certificate of the PEM text counts, so a certificate followed by its chain, or preceded by
+ * `openssl` bag attributes, reads as that certificate.
+ */
+export function readCertificate(pem: string): CertificateContents {
+  const block = /-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----/.exec(pem)?.[0];
+  if (block === undefined) throw new RefusedInputError('Not a certificate: no PEM CERTIFICATE block');
+  const tbs = AsnConvert.parse(pemBody(block, /^CERTIFICATE$/), Certificate).tbsCertificate;
+  return {
+    commonName: commonName(tbs.subject),
+    publicKeySha256: keySha256(publicKey(tbs.subjectPublicKeyInfo)),
+    ...readNamesAndExtensions((tbs.extensions ?? []).map((extension) => ({ oid: extension.extnID, value: extension.extnValue.buffer }))),
+  };
 }
 
 /** An extension as X.509 carries it: its OID and the DER inside its OCTET STRING. */
@@ -129,11 +148,16 @@ export function decodeExtensionValue(value: ArrayBuffer): string {
   return new TextDecoder('utf-8', { fatal: false }).decode(value);
 }
 
-/** The DER inside one PEM block with the given label; strict base64, since Buffer's decoder skips junk. */
+/**
+ * The DER inside one PEM block with the given label. Strict base64: Buffer's decoder skips junk
+ * and stops at the first `=`, so the body must be exactly what the DER encodes to.
+ */
 function pemBody(pem: string, label: RegExp): ArrayBuffer {
   const match = /^\s*-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END \1-----\s*$/.exec(pem);
   if (!match || !label.test(match[1] as string)) throw new Error('not a single PEM block of the expected type');
-  const der = Buffer.from(match[2] as string, 'base64');
+  const base64 = (match[2] as string).replace(/\r?\n/g, '');
+  const der = Buffer.from(base64, 'base64');
+  if (der.toString('base64') !== base64) throw new Error('the PEM body is not plain base64');
   return der.buffer.slice(der.byteOffset, der.byteOffset + der.byteLength);
 }
 
@@ -141,9 +165,15 @@ function publicKey(spki: SubjectPublicKeyInfo): KeyObject {
   return createPublicKey({ key: Buffer.from(AsnConvert.serialize(spki)), format: 'der', type: 'spki' });
 }
 
-/** Over Node's own SPKI encoding, so a CSR's key and its certificate's key hash alike. */
+/**
+ * Over the key's JWK members (RSA n and e, EC curve and x and y, OKP curve and x) rather than its
+ * SPKI bytes, so a CSR's key and its certificate's key hash alike however either encodes it (an EC
+ * point may come compressed in one and not in the other).
+ */
 function keySha256(key: KeyObject): string {
-  return createHash('sha256').update(key.export({ type: 'spki', format: 'der' })).digest('hex');
+  const jwk = key.export({ format: 'jwk' });
+  const members = [jwk.kty, jwk.crv, jwk.n, jwk.e, jwk.x, jwk.y].map((member) => member ?? '');
+  return createHash('sha256').update(members.join('.')).digest('hex');
 }
 
 function signatureVerifies(csr: CertificationRequest, key: KeyObject): boolean {
@@ -158,9 +188,14 @@ function signatureVerifies(csr: CertificationRequest, key: KeyObject): boolean {
   }
 }
 
-/** The subject's CN when there is exactly one, as Puppet's certname; otherwise undefined (refused). */
+/**
+ * The subject's CN when there is exactly one, as a string, as Puppet's certname; otherwise
+ * undefined (refused). A CN of another ASN.1 type would read as hex, a plausible certname.
+ */
 function commonName(name: Name): string | undefined {
-  const values = name.flatMap((rdn) => rdn.filter((attribute) => attribute.type === COMMON_NAME_OID)).map((attribute) => attribute.value.toString());
+  const values = name.flatMap((rdn) => rdn.filter((attribute) => attribute.type === COMMON_NAME_OID)).map(({ value }) =>
+    value.utf8String ?? value.printableString ?? value.ia5String ?? value.teletexString ?? value.bmpString ?? value.universalString,
+  );
   return values.length === 1 ? values[0] : undefined;
 }
 

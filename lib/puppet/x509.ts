@@ -1,7 +1,7 @@
 // @peculiar/x509 resolves its crypto providers through tsyringe, which needs this polyfill first.
 import 'reflect-metadata';
 import { X509Certificate, X509Crl } from '@peculiar/x509';
-import { certificateIdentity, readNamesAndExtensions, type NamesAndExtensions } from './csr';
+import { readCertificate } from './csr';
 
 /** Serial numbers are compared as integers: the CA API gives decimals, X.509 gives hex. */
 export function serialToBigInt(serial: string | number | bigint): bigint {
@@ -47,7 +47,7 @@ export interface CertificateFacts {
 export async function certificateFacts(pem: string): Promise<CertificateFacts> {
   const cert = new X509Certificate(pem);
   const thumbprint = new Uint8Array(await cert.getThumbprint('SHA-256'));
-  const { commonName, publicKeySha256 } = certificateIdentity(pem);
+  const { commonName, publicKeySha256 } = readCertificate(pem);
   return {
     subjectCommonName: commonName,
     issuer: cert.issuer,
@@ -55,14 +55,5 @@ export async function certificateFacts(pem: string): Promise<CertificateFacts> {
     sha256Fingerprint: [...thumbprint].map((byte) => byte.toString(16).padStart(2, '0').toUpperCase()).join(':'),
     notAfter: cert.notAfter,
     publicKeySha256,
-  };
-}
-
-/** What a signed certificate carries, for checking what the CA really issued. */
-export function certificateContents(pem: string): { commonName: string | undefined } & NamesAndExtensions {
-  const cert = new X509Certificate(pem);
-  return {
-    commonName: certificateIdentity(pem).commonName,
-    ...readNamesAndExtensions(cert.extensions.map((extension) => ({ oid: extension.type, value: extension.value }))),
   };
 }

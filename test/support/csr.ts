@@ -8,7 +8,7 @@ import {
   SubjectAlternativeNameExtension,
   type JsonGeneralName,
 } from '@peculiar/x509';
-import { CaClient, certificateContents, PUPPET_EXTENSION_OIDS, type PuppetExtensionName } from '../../lib/puppet';
+import { CaClient, PUPPET_EXTENSION_OIDS, type PuppetExtensionName } from '../../lib/puppet';
 import { loadLab, readPems, type LabDescription } from './lab';
 
 export { PUPPET_EXTENSION_OIDS, type PuppetExtensionName };
@@ -84,10 +84,4 @@ export async function requestCertificate(options: CsrOptions, lab: LabDescriptio
   const csr = await makeCsr(options);
   await submitCsr(csr, lab);
   return csr;
-}
-
-/** What a signed certificate (e.g. from `GET /puppet-ca/v1/certificate/:name`) actually carries. */
-export function readCertificate(pem: string): { commonName: string | undefined; dnsAltNames: string[]; puppetExtensions: Record<string, string> } {
-  const { commonName, dnsAltNames, puppetExtensions } = certificateContents(pem);
-  return { commonName, dnsAltNames, puppetExtensions };
 }

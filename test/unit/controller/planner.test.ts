@@ -43,7 +43,7 @@ describe('planner: launches (Pending:Wait)', () => {
     {
       name: 'valid CSR: sign it',
       world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) } },
-      actions: [{ kind: 'sign', instanceId: n1.id, certname: n1.certname, publicKeySha256: `key-of-${n1.certname}`, reEnrollment: false }],
+      actions: [{ kind: 'sign', instanceId: n1.id, certname: n1.certname, checked: { publicKeySha256: `key-of-${n1.certname}`, dnsAltNames: csrFacts(1).dnsAltNames, puppetExtensions: csrFacts(1).puppetExtensions }, reEnrollment: false }],
     },
     {
       name: 'valid CSR without pp_region, with the extra alt name: sign it',

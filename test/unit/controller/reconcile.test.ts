@@ -65,15 +65,33 @@ describe('scale out', () => {
     });
   });
 
-  it('revokes what the CA issued when the CSR was replaced between the check and the signing', async () => {
+  it.each([
+    ['another key', 'other-key', /not for the key that was checked/],
+    ['the same key and one more alt name', 'extra-alt-name', /alt names that were not checked: .*puppet/],
+    ['the same key and one more Puppet extension', 'extra-extension', /other Puppet extensions than the ones checked/],
+  ] as const)('revokes what the CA issued when the CSR was replaced between the check and the signing with %s', async (_what, replacement, reason) => {
     const h = new Harness();
     const { instanceId, privateDnsName } = h.cloud.launch();
-    h.puppet.replaceCsrBeforeSigning = true;
+    h.puppet.replaceCsrBeforeSigning = replacement;
     h.nodeSubmitsCsr(instanceId);
     await h.settle();
     expect(h.puppet.revoked).toEqual([privateDnsName]);
     expect(h.cloud.group.completions[0]).toMatchObject({ instanceId, hook: 'launch', result: 'ABANDON' });
     expect(h.metrics.get(METRIC.signed)).toBe(0);
+    expect(h.logger.lines.find((line) => line.message.startsWith('Refused'))?.attributes).toMatchObject({ reasons: [expect.stringMatching(reason)] });
+  });
+
+  it('revokes a certificate it signed but could not read back to check: it fails closed', async () => {
+    const h = new Harness();
+    const { instanceId, privateDnsName } = h.cloud.launch();
+    h.puppet.issuedUnreadable = true;
+    h.nodeSubmitsCsr(instanceId);
+    await h.settle();
+    expect(h.puppet.revoked).toEqual([privateDnsName]);
+    expect(h.cloud.registry.peek(instanceId)).toMatchObject({ state: 'purged' });
+    expect(h.logger.lines.find((line) => line.message.startsWith('Refused'))?.attributes).toMatchObject({
+      reasons: [expect.stringMatching(/could not be read back to check it .*; it was revoked/)],
+    });
   });
 
   it("leaves a launch to the hook's default result when the primary's run fails twice, and alarms", async () => {

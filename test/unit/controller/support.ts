@@ -1,5 +1,5 @@
 import { PuppetApiError, PuppetUnavailableError } from '../../../lib/errors';
-import type { CsrFacts } from '../../../lib/puppet/csr';
+import type { CertificateContents, CsrFacts } from '../../../lib/puppet/csr';
 import type { CertState, CsrObservation, Ec2Instance, JobObservation, Member, Observed, RegistryEntry, RegistryState, RunRecord } from '../../../lambdas/controller/model';
 import type { PlannerPolicy } from '../../../lambdas/controller/planner';
 import type { PuppetPort } from '../../../lambdas/controller/ports';
@@ -118,7 +118,7 @@ export function validCsr(n: number): CsrObservation {
  * the CSR the CA held at signing time.
  */
 export class FakePuppet implements PuppetPort {
-  readonly certs = new Map<string, { state: Exclude<CertState, 'absent'>; csr?: CsrFacts; key?: string }>();
+  readonly certs = new Map<string, { state: Exclude<CertState, 'absent'>; csr?: CsrFacts; issued?: CertificateContents }>();
   readonly deactivated = new Map<string, Date>();
   readonly jobs = new Map<string, string>();
   readonly cleans: string[][] = [];
@@ -129,8 +129,10 @@ export class FakePuppet implements PuppetPort {
   down = false;
   /** Operations that fail as if their server went away mid-pass. */
   readonly failing = new Set<string>();
-  /** Swaps the pending CSR's key just before signing: the CSR was replaced after it was checked. */
-  replaceCsrBeforeSigning = false;
+  /** Swaps the pending CSR just before signing, as if replaced after it was checked: another key, or the same key asking for more. */
+  replaceCsrBeforeSigning: false | 'other-key' | 'extra-alt-name' | 'extra-extension' = false;
+  /** Reading the issued certificate fails, as if the CA went away right after signing. */
+  issuedUnreadable = false;
 
   request(certname: string, csr: CsrFacts): void {
     this.certs.set(certname, { state: 'requested', csr });
@@ -161,13 +163,18 @@ export class FakePuppet implements PuppetPort {
     const cert = this.certs.get(certname);
     if (cert?.state === 'signed') return;
     if (cert?.state !== 'requested' || !cert.csr) throw new PuppetApiError({ server: 'ca', url: 'fake', operation: 'sign', status: 409 });
-    const key = this.replaceCsrBeforeSigning ? 'attacker-key' : cert.csr.publicKeySha256;
-    this.certs.set(certname, { state: 'signed', key });
+    const { commonName, dnsAltNames, otherAltNames, puppetExtensions, otherExtensionOids, publicKeySha256 } = cert.csr;
+    const issued = { commonName, dnsAltNames, otherAltNames, puppetExtensions, otherExtensionOids, publicKeySha256 };
+    if (this.replaceCsrBeforeSigning === 'other-key') issued.publicKeySha256 = 'attacker-key';
+    if (this.replaceCsrBeforeSigning === 'extra-alt-name') issued.dnsAltNames = [...dnsAltNames, 'puppet'];
+    if (this.replaceCsrBeforeSigning === 'extra-extension') issued.puppetExtensions = { ...puppetExtensions, pp_cli_auth: 'true' };
+    this.certs.set(certname, { state: 'signed', issued });
   }
 
-  async certificateKey(certname: string): Promise<string | undefined> {
-    this.enter('certificateKey');
-    return this.certs.get(certname)?.key;
+  async issuedCertificate(certname: string): Promise<CertificateContents | undefined> {
+    this.enter('issuedCertificate');
+    if (this.issuedUnreadable) throw new PuppetUnavailableError({ server: 'ca', url: 'fake', operation: 'get certificate', detail: 'connection reset' });
+    return this.certs.get(certname)?.issued;
   }
 
   async clean(certnames: readonly string[]): Promise<void> {

@@ -6,7 +6,7 @@ import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import { Extension, Extensions } from '@peculiar/asn1-x509';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { RefusedInputError } from '../../../lib/errors';
-import { PUPPET_EXTENSION_OIDS, certificateFacts, certificateIdentity, parseMissing, readCsr } from '../../../lib/puppet';
+import { PUPPET_EXTENSION_OIDS, certificateFacts, readCertificate, parseMissing, readCsr } from '../../../lib/puppet';
 
 function toPem(der: Uint8Array): string {
   return `-----BEGIN CERTIFICATE REQUEST-----\n${Buffer.from(der).toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '')}\n-----END CERTIFICATE REQUEST-----\n`;
@@ -113,6 +113,18 @@ describe('readCsr', () => {
     expect(() => readCsr(garbage.toString('pem'))).toThrow(/Refused CSR: it is not a PEM-encoded PKCS#10 request/);
   });
 
+  it('reads only DER with nothing after it, in plain base64: what it reads is what the CA reads', async () => {
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=node.lab.test', keys, signingAlgorithm: ALG }, webcrypto);
+    const der = new Uint8Array(csr.rawData);
+    expect(readCsr(toPem(der)).commonName).toBe('node.lab.test');
+    expect(() => readCsr(toPem(Uint8Array.from([...der, 0x30, 0x00])))).toThrow(/not a PEM-encoded PKCS#10 request/);
+    const base64 = Buffer.from(der).toString('base64');
+    // Buffer's decoder stops at the first '=': whatever follows would be read by nobody but the CA.
+    const padded = base64.endsWith('=') ? base64 : `${base64}=`;
+    const smuggled = `-----BEGIN CERTIFICATE REQUEST-----\n${padded}AAAA\n-----END CERTIFICATE REQUEST-----\n`;
+    expect(() => readCsr(smuggled)).toThrow(RefusedInputError);
+  });
+
   it('verifies the signature over the request exactly as sent', async () => {
     const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=node.lab.test', keys, signingAlgorithm: ALG }, webcrypto);
     const der = new Uint8Array(csr.rawData);
@@ -144,9 +156,14 @@ describe('readCsr', () => {
   it('reads a certificate\'s CN and key the same way, and no CN when there are two', async () => {
     const cert = await x509.X509CertificateGenerator.createSelfSigned({ name: 'CN=controller.lab.test, O=Example', keys, signingAlgorithm: ALG }, webcrypto);
     const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=other.lab.test', keys, signingAlgorithm: ALG }, webcrypto);
-    expect(certificateIdentity(cert.toString('pem'))).toEqual({ commonName: 'controller.lab.test', publicKeySha256: readCsr(csr.toString('pem')).publicKeySha256 });
+    expect(readCertificate(cert.toString('pem'))).toMatchObject({ commonName: 'controller.lab.test', publicKeySha256: readCsr(csr.toString('pem')).publicKeySha256 });
+    // A certificate with its chain after it, or openssl's bag attributes before it, is that certificate.
+    const other = await x509.X509CertificateGenerator.createSelfSigned({ name: 'CN=Puppet CA: primary', keys, signingAlgorithm: ALG }, webcrypto);
+    const withChain = `Bag Attributes\n    localKeyID: 01\nsubject=CN = controller.lab.test\n${cert.toString('pem')}\n${other.toString('pem')}\n`;
+    expect(readCertificate(withChain).commonName).toBe('controller.lab.test');
+    expect(() => readCertificate('no certificate here')).toThrow(RefusedInputError);
     const twoNames = await x509.X509CertificateGenerator.createSelfSigned({ name: 'CN=a.lab.test, CN=b.lab.test', keys, signingAlgorithm: ALG }, webcrypto);
-    expect(certificateIdentity(twoNames.toString('pem')).commonName).toBeUndefined();
+    expect(readCertificate(twoNames.toString('pem')).commonName).toBeUndefined();
   });
 });
 
