@@ -59,8 +59,7 @@ function connect(bundle: ClientBundle, token: string): ControllerContext {
 
 async function getController(): Promise<ControllerContext> {
   const [bundle, token] = await Promise.all([secrets.clientBundle(), secrets.rbacToken()]);
-  const same = controller && controller.token === token && (['cert', 'key', 'ca'] as const).every((field) => controller?.bundle[field] === bundle[field]);
-  if (!controller || !same) {
+  if (controller?.bundle !== bundle || controller.token !== token) {
     if (controller) logger.info('The secrets changed: the Puppet API clients now use the new values');
     controller = { bundle, token, context: connect(bundle, token) };
   }

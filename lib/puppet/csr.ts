@@ -1,7 +1,7 @@
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { CertificationRequest } from '@peculiar/asn1-csr';
-import { Certificate, Extensions, GeneralName, SubjectAlternativeName, type Name, type SubjectPublicKeyInfo } from '@peculiar/asn1-x509';
+import { Certificate, Extensions, GeneralName, SubjectAlternativeName, type Extension, type Name, type SubjectPublicKeyInfo } from '@peculiar/asn1-x509';
 import * as asn1js from 'asn1js';
 import { RefusedInputError } from '../errors';
 import { extensionName, isPuppetArc } from './extensions';
@@ -63,7 +63,7 @@ export function readCsr(pem: string): CsrFacts {
     const extensions = requests[0] === undefined ? [] : AsnConvert.parse(requests[0], Extensions);
     return {
       commonName: commonName(info.subject),
-      ...readNamesAndExtensions(extensions.map((extension) => ({ oid: extension.extnID, value: extension.extnValue.buffer }))),
+      ...readNamesAndExtensions(extensions),
       signatureValid: signatureVerifies(csr, key),
       publicKeySha256: keySha256(key),
     };
@@ -91,14 +91,8 @@ export function readCertificate(pem: string): CertificateContents {
   return {
     commonName: commonName(tbs.subject),
     publicKeySha256: keySha256(publicKey(tbs.subjectPublicKeyInfo)),
-    ...readNamesAndExtensions((tbs.extensions ?? []).map((extension) => ({ oid: extension.extnID, value: extension.extnValue.buffer }))),
+    ...readNamesAndExtensions(tbs.extensions ?? []),
   };
-}
-
-/** An extension as X.509 carries it: its OID and the DER inside its OCTET STRING. */
-export interface ExtensionData {
-  oid: string;
-  value: ArrayBuffer;
 }
 
 export interface NamesAndExtensions {
@@ -112,22 +106,22 @@ export interface NamesAndExtensions {
 }
 
 /** What a CSR requests or a certificate carries: alternative names and extensions, sorted out. */
-export function readNamesAndExtensions(extensions: readonly ExtensionData[]): NamesAndExtensions {
+function readNamesAndExtensions(extensions: readonly Extension[]): NamesAndExtensions {
   const result: NamesAndExtensions = { dnsAltNames: [], otherAltNames: [], puppetExtensions: {}, otherExtensionOids: [] };
   const seen = new Set<string>();
   for (const extension of extensions) {
     // X.509 allows each extension once; with two pp_instance_id, which would count?
-    if (seen.has(extension.oid)) throw new RefusedInputError(`Refused: extension ${extensionName(extension.oid)} appears more than once`);
-    seen.add(extension.oid);
-    if (extension.oid === SAN_OID) {
-      for (const name of AsnConvert.parse(extension.value, SubjectAlternativeName)) {
+    if (seen.has(extension.extnID)) throw new RefusedInputError(`Refused: extension ${extensionName(extension.extnID)} appears more than once`);
+    seen.add(extension.extnID);
+    if (extension.extnID === SAN_OID) {
+      for (const name of AsnConvert.parse(extension.extnValue.buffer, SubjectAlternativeName)) {
         if (name.dNSName !== undefined) result.dnsAltNames.push(name.dNSName);
         else result.otherAltNames.push(describeGeneralName(name));
       }
-    } else if (isPuppetArc(extension.oid)) {
-      result.puppetExtensions[extensionName(extension.oid)] = decodeExtensionValue(extension.value);
+    } else if (isPuppetArc(extension.extnID)) {
+      result.puppetExtensions[extensionName(extension.extnID)] = decodeExtensionValue(extension.extnValue.buffer);
     } else {
-      result.otherExtensionOids.push(extension.oid);
+      result.otherExtensionOids.push(extension.extnID);
     }
   }
   return result;
@@ -137,7 +131,7 @@ export function readNamesAndExtensions(extensions: readonly ExtensionData[]): Na
  * Puppet DER-encodes extension values as a UTF8String inside the extension's OCTET STRING (older
  * agents wrote the bare string); accept both, as Puppet Server does.
  */
-export function decodeExtensionValue(value: ArrayBuffer): string {
+function decodeExtensionValue(value: ArrayBuffer): string {
   const parsed = asn1js.fromBER(value);
   if (parsed.offset !== -1 && parsed.offset === value.byteLength) {
     const block = parsed.result;

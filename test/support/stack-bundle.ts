@@ -3,12 +3,9 @@
  * the same options into an esbuild command line), with esbuild's API so callers also get the
  * metafile. Used by bench:coldstart and by the tests that run the shipped bundle.
  */
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { build, type Metafile } from 'esbuild';
-import type { typescriptFunction } from '../../cdk/lambda-defaults';
-
-export const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+import { PROJECT_ROOT, type typescriptFunction } from '../../cdk/lambda-defaults';
 
 export interface StackBundle {
   file: string;

@@ -26,7 +26,8 @@ export interface SecretsOptions {
  * rotated token or certificate bundle takes over without a redeploy. A failed first read is not
  * cached: the next invocation tries again. A failed re-read (Secrets Manager unreachable, a
  * malformed new value) keeps the last good value, says so through onStale, and is tried again on
- * the next use. Values appear in no error message: only which field is wrong.
+ * the next use. A re-read that finds the same value returns the very object read before. Values
+ * appear in no error message: only which field is wrong.
  */
 export class SecretsManagerSecrets implements SecretsPort {
   private readonly bundle: CachedSecret<ClientBundle>;
@@ -82,8 +83,10 @@ class CachedSecret<T> {
     this.pending ??= this.load()
       .then(
         (value) => {
-          this.last = { value, readAt: this.now() };
-          return value;
+          // An unchanged value stays the same object, so a caller can tell a change by identity.
+          const kept = last && JSON.stringify(last.value) === JSON.stringify(value) ? last.value : value;
+          this.last = { value: kept, readAt: this.now() };
+          return kept;
         },
         (error: unknown) => {
           if (!last) throw error;

@@ -256,6 +256,23 @@ describe('SecretsManagerSecrets', () => {
     expect(stale.join('\n')).not.toContain('TOKEN-MALFORMED');
   });
 
+  it('hands back the very object read before when a re-read finds the same value, so callers see a change by identity', async () => {
+    let now = 0;
+    const secrets = new SecretsManagerSecrets(new SecretsManagerClient({ region: 'us-west-2' }), arns, { maxAgeMs: 1_000, now: () => now });
+    sm.on(GetSecretValueCommand, { SecretId: arns.clientCert })
+      .resolvesOnce({ SecretString: JSON.stringify(bundle) })
+      .resolvesOnce({ SecretString: JSON.stringify(bundle) })
+      .resolvesOnce({ SecretString: JSON.stringify({ ...bundle, ca: bundle.cert }) });
+    const first = await secrets.clientBundle();
+    now += 1_000;
+    expect(await secrets.clientBundle()).toBe(first);
+    now += 1_000;
+    const rotated = await secrets.clientBundle();
+    expect(rotated).not.toBe(first);
+    expect(rotated.ca).toBe(bundle.cert);
+    expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(3);
+  });
+
   it('refuses a missing, empty or malformed secret with a ConfigError that shows no value, and reads again next time', async () => {
     const secrets = new SecretsManagerSecrets(new SecretsManagerClient({ region: 'us-west-2' }), arns);
     sm.on(GetSecretValueCommand)

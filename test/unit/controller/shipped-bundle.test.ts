@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONTROLLER_CODE } from '../../../cdk/constructs/lifecycle-controller';
 import { ENVIRONMENT_EXAMPLES } from '../../../lambdas/controller/config';
 import { toSqsEvent } from '../../support/memory-cloud';
-import { bundleLikeStack, PROJECT_ROOT } from '../../support/stack-bundle';
+import { PROJECT_ROOT } from '../../../cdk/lambda-defaults';
+import { bundleLikeStack } from '../../support/stack-bundle';
 
 /**
  * The controller as it ships, rather than its sources under vitest: the bundle carries the AWS
