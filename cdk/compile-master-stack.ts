@@ -93,7 +93,6 @@ export class CompileMasterStack extends Stack {
       groupName,
       launchHookName: LAUNCH_HOOK_NAME,
       terminateHookName: TERMINATE_HOOK_NAME,
-      targetGroups: Object.values(targetGroups),
       loadBalancerDnsName: nlbDnsName,
       puppet: config,
       serviceName,

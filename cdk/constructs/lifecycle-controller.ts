@@ -1,7 +1,6 @@
 import { ArnFormat, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -20,7 +19,6 @@ export const CONTROLLER_TIMEOUT = Duration.minutes(2);
  * It ships the SDK versions the tests ran against rather than whatever the runtime carries.
  */
 export const CONTROLLER_CODE = typescriptFunction('lambdas/controller/handler.ts', { bundleAwsSDK: true });
-const REGISTRY_CERTNAME_INDEX = 'certname-index';
 
 export type PuppetSettings = Pick<
   CompileMasterConfig,
@@ -46,7 +44,6 @@ export interface LifecycleControllerProps {
   readonly groupName: string;
   readonly launchHookName: string;
   readonly terminateHookName: string;
-  readonly targetGroups: elbv2.ITargetGroup[];
   readonly loadBalancerDnsName: string;
   readonly puppet: PuppetSettings;
   readonly serviceName: string;
@@ -75,10 +72,6 @@ export class LifecycleController extends Construct {
       // The registry is what entitles the controller to purge a certname; losing it with the
       // stack would orphan certificates at the CA, so it outlives the stack.
       removalPolicy: RemovalPolicy.RETAIN,
-    });
-    this.registry.addGlobalSecondaryIndex({
-      indexName: REGISTRY_CERTNAME_INDEX,
-      partitionKey: { name: 'certname', type: dynamodb.AttributeType.STRING },
     });
 
     const securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
@@ -135,8 +128,6 @@ export class LifecycleController extends Construct {
         NLB_DNS_NAME: props.loadBalancerDnsName,
         EXTRA_ALT_NAMES: JSON.stringify(puppet.dnsAltNames),
         EXPECTED_EXTENSIONS: JSON.stringify({ [puppet.roleExtension.name]: puppet.roleExtension.value }),
-        CERTNAME_SOURCE: 'private-dns-name',
-        TARGET_GROUP_ARNS: stack.toJsonString(props.targetGroups.map((group) => group.targetGroupArn)),
         POWERTOOLS_SERVICE_NAME: props.serviceName,
         POWERTOOLS_METRICS_NAMESPACE: props.metricsNamespace,
         POWERTOOLS_LOG_LEVEL: props.logLevel,
@@ -178,10 +169,7 @@ export class LifecycleController extends Construct {
       new iam.PolicyStatement({
         actions: [
           'autoscaling:DescribeAutoScalingGroups',
-          'autoscaling:DescribeAutoScalingInstances',
-          'autoscaling:DescribeLifecycleHooks',
           'ec2:DescribeInstances',
-          'elasticloadbalancing:DescribeTargetHealth',
         ],
         resources: ['*'],
       }),
@@ -192,16 +180,12 @@ export class LifecycleController extends Construct {
       {
         id: 'AwsSolutions-IAM5[Resource::*]',
         reason:
-          'autoscaling:Describe*, ec2:DescribeInstances and elasticloadbalancing:DescribeTargetHealth do not support resource-level permissions; they are read-only.',
+          'autoscaling:DescribeAutoScalingGroups and ec2:DescribeInstances do not support resource-level permissions; they are read-only.',
       },
       {
         id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:autoscaling:<AWS::Region>:<AWS::AccountId>:autoScalingGroup:*:autoScalingGroupName/${props.groupName}]`,
         reason:
           'The group ARN embeds a UUID unknown before the group exists; the wildcard covers only that UUID, the group name is fixed.',
-      },
-      {
-        id: `AwsSolutions-IAM5[Resource::<${stack.getLogicalId(this.registry.node.defaultChild as dynamodb.CfnTable)}.Arn>/index/*]`,
-        reason: 'Queries through the registry table\'s own indexes (certname lookup).',
       },
     );
   }

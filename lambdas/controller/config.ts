@@ -27,7 +27,6 @@ export interface ControllerConfig {
   extraAltNames: readonly string[];
   /** Puppet extensions every compile master's CSR must carry, short name → value. */
   expectedExtensions: Readonly<Record<string, string>>;
-  certnameSource: 'private-dns-name';
 }
 
 /** One valid value for each variable: shown in configuration errors, and a complete environment for benchmarks. */
@@ -52,7 +51,6 @@ export const ENVIRONMENT_EXAMPLES: Readonly<Record<string, string>> = {
   NLB_DNS_NAME: 'compile-masters-0123456789abcdef.elb.us-west-2.amazonaws.com',
   EXTRA_ALT_NAMES: '["puppet.corp.example.com"]',
   EXPECTED_EXTENSIONS: '{"pp_role":"compile_master"}',
-  CERTNAME_SOURCE: 'private-dns-name',
   POWERTOOLS_SERVICE_NAME: 'compile-masters-controller',
   POWERTOOLS_METRICS_NAMESPACE: 'CompileMasters',
 };
@@ -121,7 +119,6 @@ const EnvSchema = z.object({
       }),
     '{}',
   ),
-  CERTNAME_SOURCE: z.literal('private-dns-name', 'only "private-dns-name" is supported').default('private-dns-name'),
   POWERTOOLS_SERVICE_NAME: required,
   POWERTOOLS_METRICS_NAMESPACE: required,
 });
@@ -161,6 +158,5 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     nlbDnsName: v.NLB_DNS_NAME,
     extraAltNames: v.EXTRA_ALT_NAMES,
     expectedExtensions: v.EXPECTED_EXTENSIONS,
-    certnameSource: v.CERTNAME_SOURCE,
   };
 }

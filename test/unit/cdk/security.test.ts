@@ -226,7 +226,6 @@ describe('encryption at rest and in transit', () => {
         BillingMode: 'PAY_PER_REQUEST',
         SSESpecification: { SSEEnabled: true },
         PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
-        GlobalSecondaryIndexes: [Match.objectLike({ KeySchema: [{ AttributeName: 'certname', KeyType: 'HASH' }] })],
       }),
     });
   });
@@ -277,7 +276,7 @@ describe('lifecycle controller', () => {
         'GROUP_NAME', 'LAUNCH_HOOK_NAME', 'TERMINATE_HOOK_NAME', 'REGISTRY_TABLE', 'QUEUE_URL', 'CLIENT_CERT_SECRET_ARN',
         'RBAC_TOKEN_SECRET_ARN', 'PRIMARY_HOSTNAME', 'PRIMARY_CERTNAME', 'CA_PORT', 'PUPPETDB_HOSTNAME', 'PUPPETDB_PORT',
         'ORCHESTRATOR_HOSTNAME', 'ORCHESTRATOR_PORT', 'ORCHESTRATOR_ENVIRONMENT', 'PROTECTED_CERTNAMES', 'NLB_DNS_NAME',
-        'EXTRA_ALT_NAMES', 'EXPECTED_EXTENSIONS', 'CERTNAME_SOURCE', 'TARGET_GROUP_ARNS', 'POWERTOOLS_SERVICE_NAME',
+        'EXTRA_ALT_NAMES', 'EXPECTED_EXTENSIONS', 'POWERTOOLS_SERVICE_NAME',
         'POWERTOOLS_METRICS_NAMESPACE', 'POWERTOOLS_LOG_LEVEL', 'NODE_OPTIONS',
       ].sort(),
     );
@@ -295,7 +294,6 @@ describe('lifecycle controller', () => {
       ORCHESTRATOR_ENVIRONMENT: 'production',
       EXTRA_ALT_NAMES: '[]',
       EXPECTED_EXTENSIONS: '{"pp_role":"compile_master"}',
-      CERTNAME_SOURCE: 'private-dns-name',
       NLB_DNS_NAME: { 'Fn::GetAtt': [id('LoadBalancer/Resource/Resource'), 'DNSName'] },
       POWERTOOLS_METRICS_NAMESPACE: 'CompileMasters',
       POWERTOOLS_LOG_LEVEL: 'INFO',
@@ -303,8 +301,6 @@ describe('lifecycle controller', () => {
     expect(JSON.parse(env.PROTECTED_CERTNAMES)).toEqual(
       expect.arrayContaining(['puppet.example.internal', 'compile-master-lifecycle.example.internal']),
     );
-    expect(JSON.stringify(env.TARGET_GROUP_ARNS)).toContain(id('LoadBalancer/PuppetServerTargets/Resource'));
-    expect(JSON.stringify(env.TARGET_GROUP_ARNS)).toContain(id('LoadBalancer/PcpBrokerTargets/Resource'));
   });
 
   it('gets an environment the controller\'s own parser accepts', () => {
@@ -337,9 +333,11 @@ describe('lifecycle controller', () => {
 
   it('reads and writes only its registry table and uses only its own queue', () => {
     const table = id('LifecycleController/Registry/Resource');
-    for (const statement of statements.filter((s) => asArray(s.Action).some((a: string) => a.startsWith('dynamodb:')))) {
-      expect(JSON.stringify(statement.Resource)).toContain(table);
-      expect(JSON.stringify(statement.Resource).match(/"Fn::GetAtt"/g)).toHaveLength(2);
+    const dynamodbStatements = statements.filter((s) => asArray(s.Action).some((a: string) => a.startsWith('dynamodb:')));
+    expect(dynamodbStatements.length).toBeGreaterThan(0);
+    for (const statement of dynamodbStatements) {
+      // The table itself: it has no indexes, so no index/* either.
+      expect(asArray(statement.Resource)).toEqual([{ 'Fn::GetAtt': [table, 'Arn'] }]);
     }
     for (const statement of statements.filter((s) => asArray(s.Action).some((a: string) => a.startsWith('sqs:')))) {
       expect(statement.Resource).toEqual({ 'Fn::GetAtt': [id('LifecycleQueue/Resource/Resource'), 'Arn'] });
@@ -348,16 +346,13 @@ describe('lifecycle controller', () => {
     expect(statementFor('cloudwatch:PutMetricData')).toEqual([]);
   });
 
-  it('describes groups, instances and target health without resource scoping (the APIs have none)', () => {
+  it('describes the group and its instances without resource scoping (the APIs have none), and nothing else', () => {
     expect(statements.filter((s) => s.Resource === '*')).toEqual([
       {
         Effect: 'Allow',
         Action: [
           'autoscaling:DescribeAutoScalingGroups',
-          'autoscaling:DescribeAutoScalingInstances',
-          'autoscaling:DescribeLifecycleHooks',
           'ec2:DescribeInstances',
-          'elasticloadbalancing:DescribeTargetHealth',
         ],
         Resource: '*',
       },

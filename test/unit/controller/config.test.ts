@@ -25,7 +25,6 @@ describe('loadConfig', () => {
       nlbDnsName: 'compile-masters-0123.elb.us-west-2.amazonaws.com',
       extraAltNames: [],
       expectedExtensions: { pp_role: 'compile_master' },
-      certnameSource: 'private-dns-name',
     });
     expect([...config.protectedCertnames]).toEqual(['puppet.corp.example.com']);
   });
@@ -66,8 +65,7 @@ describe('loadConfig', () => {
     expect(failure({ ...VALID_ENV, EXPECTED_EXTENSIONS: '{"role":"x"}' })).toMatch(/"role" is not an allowed Puppet extension short name/);
   });
 
-  it('refuses secret references that are not Secrets Manager ARNs and unsupported certname sources', () => {
+  it('refuses secret references that are not Secrets Manager ARNs', () => {
     expect(failure({ ...VALID_ENV, RBAC_TOKEN_SECRET_ARN: 'my-token' })).toMatch(/RBAC_TOKEN_SECRET_ARN must be a Secrets Manager secret ARN/);
-    expect(failure({ ...VALID_ENV, CERTNAME_SOURCE: 'tag:Name' })).toMatch(/CERTNAME_SOURCE only "private-dns-name" is supported/);
   });
 });
