@@ -14,16 +14,22 @@ export const INSTANCE_MOUNT_PATH = '/mnt/compile-masters';
 /**
  * What a compile master opens towards the primary, after PE's firewall table for compilers:
  * Puppet Server/CA, PuppetDB, PCP broker, orchestrator, node classifier (catalog compilation
- * asks it), PE-PostgreSQL (the compiler's PuppetDB writes there).
+ * asks it), PE-PostgreSQL (the compiler's PuppetDB writes there); and the CA, PuppetDB and
+ * orchestrator ports configured for the stack, where they differ (the node agent uses the CA's).
  */
-const PRIMARY_PORTS = [
-  [8140, 'Puppet Server and CA'],
-  [8081, 'PuppetDB'],
-  [8142, 'PCP broker'],
-  [8143, 'orchestrator'],
-  [4433, 'node classifier'],
-  [5432, 'PE-PostgreSQL'],
-] as const;
+function primaryPorts(settings: GroupSettings): Map<number, string> {
+  return new Map<number, string>([
+    [8140, 'Puppet Server'],
+    [8081, 'PuppetDB'],
+    [8142, 'PCP broker'],
+    [8143, 'orchestrator'],
+    [4433, 'node classifier'],
+    [5432, 'PE-PostgreSQL'],
+    [settings.caPort, 'Puppet CA'],
+    [settings.puppetdbPort, 'PuppetDB'],
+    [settings.orchestratorPort, 'orchestrator'],
+  ]);
+}
 
 export type GroupSettings = Pick<
   CompileMasterConfig,
@@ -39,6 +45,9 @@ export type GroupSettings = Pick<
   | 'heartbeatTimeoutSeconds'
   | 'healthCheckGracePeriodSeconds'
   | 'primaryCidr'
+  | 'caPort'
+  | 'puppetdbPort'
+  | 'orchestratorPort'
 >;
 
 export interface CompileMasterGroupProps {
@@ -83,7 +92,7 @@ export class CompileMasterGroup extends Construct {
       ec2.Port.tcp(PUPPET_SERVER_PORT),
       'Controller checks a new node\'s Puppet Server',
     );
-    for (const [port, what] of PRIMARY_PORTS) {
+    for (const [port, what] of primaryPorts(settings)) {
       securityGroup.addEgressRule(ec2.Peer.ipv4(settings.primaryCidr), ec2.Port.tcp(port), `${what} on the primary`);
     }
     // Packages (OS, puppet-agent from the primary's or Puppet's repositories) and SQS.

@@ -161,6 +161,11 @@ describe('security groups', () => {
     ]);
   });
 
+  it('instances: also out to a CA port configured away from 8140, which their node agent uses', () => {
+    const moved = synthStack({ caPort: 18140 }).template;
+    expect(rulesOf(moved, logicalIdByPath(moved, 'CompileMasters/SecurityGroup/Resource'), 'egress')).toContainEqual({ peer: primary, port: 'tcp/18140' });
+  });
+
   it('controller: out to the primary on 8140/8081/8143, to new nodes on 8140 and HTTPS only; nothing in', () => {
     expect(rulesOf(template, controller, 'ingress')).toEqual([]);
     expect(rulesOf(template, controller, 'egress')).toEqual([
