@@ -11,15 +11,14 @@
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import type { Metafile } from 'esbuild';
 import { CONTROLLER_CODE } from '../cdk/constructs/lifecycle-controller';
-import { SOURCE_MAPS_ENVIRONMENT } from '../cdk/lambda-defaults';
+import { PROJECT_ROOT as ROOT, SOURCE_MAPS_ENVIRONMENT } from '../cdk/lambda-defaults';
 import { bundleLikeStack } from '../test/support/stack-bundle';
 import { ENVIRONMENT_EXAMPLES } from '../lambdas/controller/config';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 9);
 
 /** A complete environment, as the stack sets it: the module parses it at import. */

@@ -1,5 +1,6 @@
 // Bundles the node agent into one file that the instance bootstrap copies from EFS and runs
 // with the distribution's Node.js: no node_modules on the instance.
+import { isBuiltin } from 'node:module';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,6 +8,8 @@ import { build } from 'esbuild';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outfile = join(root, 'dist', 'node-agent', 'node-agent.mjs');
+/** Required by the AWS SDK inside try/catch, only for SigV4a signing, which SQS does not use. */
+const OPTIONAL = new Set(['@aws-sdk/signature-v4-crt', '@aws-sdk/signature-v4a']);
 
 await mkdir(dirname(outfile), { recursive: true });
 const result = await build({
@@ -17,9 +20,6 @@ const result = await build({
   target: 'node20',
   format: 'esm',
   minify: true,
-  // Error classes name themselves from their constructor (new.target.name); the journal should say
-  // ConfigError, not a minified identifier.
-  keepNames: true,
   legalComments: 'none',
   metafile: true,
   // The AWS SDK and undici are CommonJS inside and call require() on Node built-ins, which an ES
@@ -28,5 +28,12 @@ const result = await build({
   logLevel: 'warning',
 });
 
+// The instance has no node_modules: anything esbuild left outside the file would fail there.
+const missing = Object.values(result.metafile.outputs)
+  .flatMap((output) => output.imports)
+  // node: names are Node's own, whichever version builds (undici names node:sqlite, Node 22's).
+  .filter(({ path, external }) => external && !path.startsWith('node:') && !isBuiltin(path) && !OPTIONAL.has(path))
+  .map(({ path }) => path);
+if (missing.length > 0) throw new Error(`the node agent bundle would need packages the instance does not have: ${[...new Set(missing)].join(', ')}`);
 const bytes = Object.values(result.metafile.outputs).reduce((sum, output) => sum + output.bytes, 0);
 console.log(JSON.stringify({ outfile, bytes }));

@@ -1,4 +1,4 @@
-import { certnameProblem } from '../../lib/certname';
+import { certnameProblem, describeUntrusted } from '../../lib/certname';
 import { csrProblems, type CsrPolicy } from './csr-policy';
 import type { Action, Drift, Ec2Instance, Member, Observed, Plan, PurgeTarget, RegistryEntry, RunRecord, Trigger } from './model';
 
@@ -360,7 +360,7 @@ class Planner {
 
   private certnameRefusal(certname: string): string | undefined {
     const problem = certnameProblem(certname);
-    if (problem) return `certname ${certname.slice(0, 80)} ${problem}`;
+    if (problem) return `certname ${describeUntrusted(certname)} ${problem}`;
     if (this.policy.protectedCertnames.has(certname)) return `${certname} is a protected certname`;
     return undefined;
   }
