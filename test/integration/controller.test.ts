@@ -220,7 +220,7 @@ describe('scale in against the real CA and PuppetDB', () => {
     expect(c.cloud.group.completions).toContainEqual(expect.objectContaining({ instanceId: node.instanceId, hook: 'terminate', result: 'CONTINUE' }));
     expect((await revokedSerials()).has(node.serial)).toBe(true);
     expect(await caState(node.certname)).toBe('absent');
-    expect(await deactivated(node.certname)).toBeTruthy();
+    expect(await deactivated(node.certname)).toMatch(/^\d{4}-\d\d-\d\dT/);
     expect(c.cloud.registry.peek(node.instanceId)?.state).toBe('purged');
     expect(c.metrics.get(METRIC.purged)).toBe(1);
   });
@@ -256,7 +256,7 @@ describe('scale in against the real CA and PuppetDB', () => {
     for (const node of [repeated, lost, outside]) {
       expect(revoked.has(node.serial), node.certname).toBe(true);
       expect(await caState(node.certname), node.certname).toBe('absent');
-      expect(await deactivated(node.certname), node.certname).toBeTruthy();
+      expect(await deactivated(node.certname), node.certname).toMatch(/^\d{4}-\d\d-\d\dT/);
       expect(c.cloud.registry.peek(node.instanceId)?.state, node.certname).toBe('purged');
     }
     expect(c.cloud.group.pendingActions()).toEqual([]);

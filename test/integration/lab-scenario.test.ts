@@ -21,7 +21,8 @@ describe('the lab scenario', () => {
     const lab = loadLab();
     const result = await runScenario({ lab, faults: true, workDir: await scenarioWorkDir(lab) });
     expect(result.report.problems, result.timeline).toEqual([]);
-    expect(result.faults.every((fault) => fault.recoveredAt !== undefined)).toBe(true);
+    expect(result.faults.length).toBeGreaterThan(0);
+    expect(result.faults.filter((fault) => fault.recoveredAt === undefined)).toEqual([]);
     expect(result.report).toMatchObject({ consistent: true, orphaned_certs: 0, wrong_purges: 0 });
   }, 720_000);
 });

@@ -11,8 +11,6 @@ import {
 import { CaClient, PUPPET_EXTENSION_OIDS, type PuppetExtensionName } from '../../lib/puppet';
 import { loadLab, readPems, type LabDescription } from './lab';
 
-export { PUPPET_EXTENSION_OIDS, type PuppetExtensionName };
-
 export interface CsrOptions {
   certname: string;
   /** Subject CN; defaults to the certname (set it to build a mismatching CSR). */

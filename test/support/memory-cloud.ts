@@ -1,9 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { ConfigError } from '../../lib/errors';
 import type { Ec2Instance, Member, RegistryEntry, RegistryState, RunRecord } from '../../lambdas/controller/model';
 import type {
-  ClientBundle,
   GroupPort,
   InstancesPort,
   LifecycleHook,
@@ -13,13 +11,12 @@ import type {
   QueuePort,
   RecheckMessage,
   RegistryPort,
-  SecretsPort,
 } from '../../lambdas/controller/ports';
 
 /**
  * The AWS side of the controller, in memory: an Auto Scaling group with lifecycle hooks, EC2
  * descriptions, the registry table with DynamoDB's conditional-write semantics, the SQS queue
- * with delays, Secrets Manager, and node health. It behaves like AWS where the controller can
+ * with delays, and node health. It behaves like AWS where the controller can
  * tell (a completed action cannot be completed again, an ABANDONed launch terminates, a
  * terminated instance stays describable), emits the EventBridge events AWS would, and can inject
  * failures. Used by the controller's tests and benchmarks and by the lab.
@@ -57,7 +54,7 @@ export interface LifecycleRecord {
 }
 
 /** An operation name as the ports see it, e.g. 'group.completeLifecycleAction' or 'registry.putRun'. */
-export type Operation = `${'group' | 'instances' | 'registry' | 'queue' | 'secrets' | 'health'}.${string}`;
+export type Operation = `${'group' | 'instances' | 'registry' | 'queue' | 'health'}.${string}`;
 
 export class MemoryCloud {
   readonly groupName: string;
@@ -70,7 +67,6 @@ export class MemoryCloud {
   readonly instances: MemoryInstances;
   readonly registry: MemoryRegistry;
   readonly queue: MemoryQueue;
-  readonly secrets: MemorySecrets;
   readonly health: MemoryHealth;
   readonly targets = new MemoryTargets();
   /** Every event emitted, in order (also those handed to `onEvent`). */
@@ -92,7 +88,6 @@ export class MemoryCloud {
     this.instances = new MemoryInstances(this);
     this.registry = new MemoryRegistry(this);
     this.queue = new MemoryQueue(this);
-    this.secrets = new MemorySecrets(this);
     this.health = new MemoryHealth(this);
     this.onEvent = options.onEvent ?? ((event) => this.queue.enqueue(JSON.stringify(event)));
   }
@@ -302,11 +297,6 @@ export class MemoryInstances implements InstancesPort {
     const instance = this.known.get(instanceId);
     if (instance) instance.state = state;
   }
-
-  /** EC2 forgets terminated instances after about an hour. */
-  forget(instanceId: string): void {
-    this.known.delete(instanceId);
-  }
 }
 
 const LIVE_STATES: readonly RegistryState[] = ['signed', 'converging', 'in-service', 'stalled'];
@@ -468,25 +458,6 @@ export function toSqsEvent(messages: ReadonlyArray<{ messageId?: string; body: s
       }),
     ),
   };
-}
-
-export class MemorySecrets implements SecretsPort {
-  bundle: ClientBundle | undefined;
-  token: string | undefined;
-
-  constructor(private readonly cloud: MemoryCloud) {}
-
-  async clientBundle(): Promise<ClientBundle> {
-    this.cloud.enter('secrets.clientBundle', []);
-    if (!this.bundle) throw new ConfigError('The lifecycle client certificate bundle secret has no value');
-    return this.bundle;
-  }
-
-  async rbacToken(): Promise<string> {
-    this.cloud.enter('secrets.rbacToken', []);
-    if (!this.token) throw new ConfigError('The RBAC token secret has no value');
-    return this.token;
-  }
 }
 
 /**
