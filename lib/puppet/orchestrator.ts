@@ -48,6 +48,9 @@ export class OrchestratorClient {
       headers: { 'x-authentication': this.token },
       body: { environment: request.environment, scope: { nodes: request.nodes }, description: request.description },
       accept: [200, 202],
+      // A deploy the orchestrator accepted but did not answer in time would start a second run on
+      // the primary if repeated; the controller gives the changes back and its next pass asks again.
+      retry: false,
     });
     return parseJson(DeployAnswer, result, 'orchestrator', 'command/deploy').job;
   }
