@@ -3,7 +3,7 @@ import { isAbsolute, resolve } from 'node:path';
 import * as z from 'zod';
 import { certnameProblem } from '../lib/certname';
 import { ConfigError } from '../lib/errors';
-import { isPuppetExtensionName } from '../lib/puppet/extensions';
+import { configuredExtensionProblem } from '../lib/puppet/extensions';
 
 /**
  * Every CDK context key the stack reads, parsed once at synth. The embedded defaults describe an
@@ -115,9 +115,6 @@ const certname = z.string().superRefine((value, ctx) => {
   if (problem) ctx.addIssue({ code: 'custom', message: `"${value}" ${problem}` });
 });
 
-/** Extensions the node agent and the controller handle themselves, or that must never be asked for. */
-const RESERVED_EXTENSIONS = new Set(['pp_instance_id', 'pp_region', 'pp_cli_auth']);
-
 const IPV4_CIDR = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}\/([0-9]|[12]\d|3[0-2])$/;
 const cidr = z.string().regex(IPV4_CIDR, 'must be an IPv4 CIDR such as 10.20.0.15/32');
 const agentCidr = cidr.refine((value) => !value.endsWith('/0'), {
@@ -151,14 +148,9 @@ const ContextSchema = z
     protectedCertnames: list(certname).default([...CONTEXT_DEFAULTS.protectedCertnames]),
     dnsAltNames: list(certname).default([...CONTEXT_DEFAULTS.dnsAltNames]),
     roleExtension: record(
-      z.object({
-        name: z
-          .string()
-          .refine(isPuppetExtensionName, 'must be a Puppet extension short name such as pp_role')
-          .refine((name) => !RESERVED_EXTENSIONS.has(name), {
-            message: 'is set by the node agent (pp_instance_id, pp_region) or never granted (pp_cli_auth); choose another',
-          }),
-        value: z.string().min(1).max(255),
+      z.object({ name: z.string(), value: z.string() }).superRefine(({ name, value }, ctx) => {
+        const problem = configuredExtensionProblem(name, value);
+        if (problem) ctx.addIssue({ code: 'custom', message: `must be an allowed Puppet extension short name such as pp_role with its value: ${JSON.stringify(name)} ${problem}` });
       }),
     ).default({ ...CONTEXT_DEFAULTS.roleExtension }),
     instanceType: z

@@ -1,7 +1,7 @@
 import * as z from 'zod';
 import { certnameProblem } from '../../lib/certname';
 import { ConfigError } from '../../lib/errors';
-import { isPuppetExtensionName } from '../../lib/puppet/extensions';
+import { configuredExtensionProblem } from '../../lib/puppet/extensions';
 
 /**
  * The controller's environment, parsed once at cold start. A wrong value fails the whole
@@ -55,9 +55,6 @@ export const ENVIRONMENT_EXAMPLES: Readonly<Record<string, string>> = {
   POWERTOOLS_METRICS_NAMESPACE: 'CompileMasters',
 };
 
-/** Extensions the controller itself checks against AWS facts, or that must never be granted. */
-const RESERVED_EXTENSIONS = new Set(['pp_instance_id', 'pp_region', 'pp_cli_auth']);
-
 const required = z.string({ error: 'is not set' }).trim().min(1, 'is empty');
 const certname = required.refine((value) => certnameProblem(value) === undefined, {
   error: (issue) => `must be a lowercase DNS-style certname (it ${certnameProblem(issue.input)})`,
@@ -106,15 +103,11 @@ const EnvSchema = z.object({
   EXTRA_ALT_NAMES: json(z.array(dnsName, 'must be a JSON array of DNS names'), '[]'),
   EXPECTED_EXTENSIONS: json(
     z
-      .record(z.string(), z.string('values must be strings').min(1, 'values must not be empty'), 'must be a JSON object of Puppet extension short names to values')
+      .record(z.string(), z.string('values must be strings'), 'must be a JSON object of Puppet extension short names to values')
       .superRefine((extensions, ctx) => {
-        for (const name of Object.keys(extensions)) {
-          if (isPuppetExtensionName(name) && !RESERVED_EXTENSIONS.has(name)) continue;
-          ctx.addIssue({
-            code: 'custom',
-            path: [name],
-            message: `key ${JSON.stringify(name)} is not an allowed Puppet extension short name (pp_instance_id and pp_region are checked by the controller itself; pp_cli_auth is never granted)`,
-          });
+        for (const [name, value] of Object.entries(extensions)) {
+          const problem = configuredExtensionProblem(name, value);
+          if (problem) ctx.addIssue({ code: 'custom', path: [name], message: `key ${JSON.stringify(name)} is not an allowed Puppet extension short name or value: it ${problem}` });
         }
       }),
     '{}',

@@ -32,3 +32,21 @@ export function isPuppetExtensionName(name: string): name is PuppetExtensionName
 export function isPuppetArc(oid: string): boolean {
   return oid.startsWith('1.3.6.1.4.1.34380.1.');
 }
+
+/** Set by the node agent from instance metadata, and checked by the controller against AWS. */
+const AGENT_SET: ReadonlySet<string> = new Set(['pp_instance_id', 'pp_region']);
+/** A certificate carrying these is a CA administrator's, not a compile master's. */
+const FORBIDDEN: ReadonlySet<string> = new Set(['pp_cli_auth']);
+
+/**
+ * Why an extension cannot be configured for every compile master's CSR, if it cannot. The CDK
+ * context, the controller's EXPECTED_EXTENSIONS and the node agent's configuration all ask this,
+ * so a value one accepts is never refused by another (the agent writes it into the CSR).
+ */
+export function configuredExtensionProblem(name: string, value: string): string | undefined {
+  if (!isPuppetExtensionName(name)) return 'is not a Puppet extension short name this project knows (see lib/puppet/extensions.ts)';
+  if (AGENT_SET.has(name)) return 'is set by the node agent from instance metadata and checked by the controller itself; remove it';
+  if (FORBIDDEN.has(name)) return 'would ask for CA-administrator rights, which are never granted to a compile master';
+  if (!/^[\x20-\x7e]{1,255}$/.test(value)) return 'needs a value of 1 to 255 printable ASCII characters';
+  return undefined;
+}

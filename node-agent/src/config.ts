@@ -3,7 +3,7 @@ import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { certnameProblem } from '../../lib/certname';
 import { ConfigError } from '../../lib/errors';
-import { isPuppetExtensionName } from '../../lib/puppet';
+import { configuredExtensionProblem } from '../../lib/puppet';
 
 export const DEFAULT_CONFIG_PATH = '/etc/compile-master-agent/agent.json';
 
@@ -22,25 +22,12 @@ const absolutePath = z.string().refine(isAbsolute, { error: 'must be an absolute
 const port = z.number().int().min(1).max(65_535);
 const seconds = z.number().int().positive();
 
-/** Set by the agent itself from instance metadata; the configuration may not override them. */
-const AGENT_SET_EXTENSIONS = new Set(['pp_instance_id', 'pp_region']);
-/**
- * Extensions whose certificate would be an administrator's, not a compile master's: the CA
- * refuses to sign them, so asking for one would only leave the node waiting forever.
- */
-const FORBIDDEN_EXTENSIONS = new Set(['pp_cli_auth']);
-
-const extensions = z
-  .record(z.string(), z.string().min(1).max(255).regex(/^[\x20-\x7e]+$/, 'must be printable ASCII'))
-  .superRefine((value, context) => {
-    for (const name of Object.keys(value)) {
-      let problem: string | undefined;
-      if (!isPuppetExtensionName(name)) problem = 'is not a Puppet extension short name this project knows (see lib/puppet/extensions.ts)';
-      else if (AGENT_SET_EXTENSIONS.has(name)) problem = 'is set by the agent from instance metadata; remove it from the configuration';
-      else if (FORBIDDEN_EXTENSIONS.has(name)) problem = 'would ask for CA-administrator rights, which the CA never signs for a compile master';
-      if (problem) context.addIssue({ code: 'custom', path: [name], message: `extension ${JSON.stringify(name)} ${problem}` });
-    }
-  });
+const extensions = z.record(z.string(), z.string()).superRefine((value, context) => {
+  for (const [name, text] of Object.entries(value)) {
+    const problem = configuredExtensionProblem(name, text);
+    if (problem) context.addIssue({ code: 'custom', path: [name], message: `extension ${JSON.stringify(name)} ${problem}` });
+  }
+});
 
 /**
  * The agent's configuration, written by the CDK stack to EFS (config/agent.json) and copied by the

@@ -80,6 +80,7 @@ describe('a wrong key fails synth with a message that names it and shows an exam
     ['agentCidrs', '[not json', 'not valid JSON'],
     ['roleExtension', { name: 'role', value: 'compile_master' }, 'Puppet extension short name'],
     ['roleExtension', '{"name":"pp_instance_id","value":"i-0123"}', 'set by the node agent'],
+    ['roleExtension', '{"name":"pp_role","value":"caf\u00e9"}', 'printable ASCII'],
     ['nlbScheme', 'public', 'internal'],
     ['heartbeatTimeoutSeconds', 10, 'expected number to be >=30'],
     ['clientCertSecretArn', 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:client-cert', 'complete secret ARN'],

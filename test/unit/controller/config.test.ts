@@ -62,6 +62,8 @@ describe('loadConfig', () => {
     expect(failure({ ...VALID_ENV, EXTRA_ALT_NAMES: '"puppet"' })).toMatch(/EXTRA_ALT_NAMES must be a JSON array of DNS names/);
     expect(failure({ ...VALID_ENV, EXPECTED_EXTENSIONS: '{"pp_instance_id":"i-1"}' })).toMatch(/EXPECTED_EXTENSIONS.*pp_instance_id.*checked by the controller itself/);
     expect(failure({ ...VALID_ENV, EXPECTED_EXTENSIONS: '{"pp_cli_auth":"true"}' })).toMatch(/never granted/);
+    // The node agent would refuse to put it in a CSR (lib/puppet/extensions.ts, one rule for both).
+    expect(failure({ ...VALID_ENV, EXPECTED_EXTENSIONS: '{"pp_role":"compile_master\u00e9"}' })).toMatch(/printable ASCII/);
     expect(failure({ ...VALID_ENV, EXPECTED_EXTENSIONS: '{"role":"x"}' })).toMatch(/"role" is not an allowed Puppet extension short name/);
   });
 
