@@ -1,5 +1,4 @@
 import type { ClientBundle } from '../lambdas/controller/ports';
-import { PuppetApiError } from '../lib/errors';
 import { CaClient } from '../lib/puppet/ca';
 import { OrchestratorClient } from '../lib/puppet/orchestrator';
 import { PuppetDbClient } from '../lib/puppet/puppetdb';
@@ -124,10 +123,8 @@ async function checkOrchestrator(orchestrator: OrchestratorClient | undefined, u
   try {
     await orchestrator.getJob('0');
   } catch (error) {
-    if (!(error instanceof PuppetApiError && error.status === 404)) {
-      checks.push(isUnreachable(error) ? failed('orchestrator reachable', error) : failed(name, error));
-      return;
-    }
+    checks.push(isUnreachable(error) ? failed('orchestrator reachable', error) : failed(name, error));
+    return;
   }
   checks.push({ name, status: 'ok', detail: `${url} accepted it (jobs API)` });
 }

@@ -76,12 +76,7 @@ export class PuppetApis implements PuppetPort {
   }
 
   async jobState(jobName: string): Promise<string | undefined> {
-    try {
-      return (await this.orchestrator.getJob(jobName)).state;
-    } catch (error) {
-      if (error instanceof PuppetApiError && error.status === 404) return undefined;
-      throw error;
-    }
+    return (await this.orchestrator.getJob(jobName))?.state;
   }
 }
 

@@ -55,16 +55,17 @@ export class OrchestratorClient {
     return parseJson(DeployAnswer, result, 'orchestrator', 'command/deploy').job;
   }
 
-  async getJob(name: string): Promise<Job> {
+  /** The job, or undefined when the orchestrator has none by that name. */
+  async getJob(name: string): Promise<Job | undefined> {
     if (!/^\d+$/.test(name)) throw new TypeError(`orchestrator job name must be numeric, got ${JSON.stringify(name)}`);
     const result = await this.endpoint.call({
       operation: 'job status',
       method: 'GET',
       path: `/orchestrator/v1/jobs/${name}`,
       headers: { 'x-authentication': this.token },
-      accept: [200],
+      accept: [200, 404],
     });
-    return parseJson(JobSchema, result, 'orchestrator', 'job status');
+    return result.status === 404 ? undefined : parseJson(JobSchema, result, 'orchestrator', 'job status');
   }
 
   /** Polls a job until it reaches a terminal state or the deadline passes. */
@@ -73,6 +74,7 @@ export class OrchestratorClient {
     const deadline = Date.now() + options.timeoutMs;
     for (;;) {
       const job = await this.getJob(name);
+      if (!job) throw new PuppetApiError({ server: 'orchestrator', url: this.endpoint.baseUrl, operation: 'job status', status: 404, detail: `no job ${name}` });
       if (TERMINAL_JOB_STATES.includes(job.state)) return job;
       if (Date.now() >= deadline) {
         throw new PuppetApiError(

@@ -147,7 +147,7 @@ describe('scale out against the real CA', () => {
     c.cloud.queue.enqueue(nodeAgentNotice(instanceId, 'enrolled'));
     await c.until(() => c.cloud.group.stateOf(instanceId) === 'InService', 'the launch to complete');
     expect(c.deploys).toHaveLength(1);
-    expect((await clients.orchestrator.getJob(c.deploys[0] as string)).state).toBe('finished');
+    expect((await clients.orchestrator.getJob(c.deploys[0] as string))?.state).toBe('finished');
     expect(c.cloud.group.completions).toMatchObject([{ instanceId, hook: 'launch', result: 'CONTINUE' }]);
     expect(c.cloud.registry.peek(instanceId)?.state).toBe('in-service');
   });
@@ -202,7 +202,7 @@ describe("the primary's run failing", () => {
       await setOrchestratorFaults({ runs: 'real' }, lab);
     }
     expect(c.deploys).toHaveLength(2);
-    for (const job of c.deploys) expect((await clients.orchestrator.getJob(job)).state).toBe('failed');
+    for (const job of c.deploys) expect((await clients.orchestrator.getJob(job))?.state).toBe('failed');
     expect(c.metrics.get(METRIC.runsFailed)).toBe(1);
     expect(c.metrics.get(METRIC.failed)).toBe(1);
     expect(c.cloud.group.stateOf(instanceId)).toBe('Pending:Wait');
