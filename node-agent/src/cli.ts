@@ -76,7 +76,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     }
     const identity = await imds.identity();
     const caPem = await loadCaCertificate(config);
-    const ca = new CaClient({ baseUrl: `https://${config.primaryServer}:${config.caPort}`, tls: { ca: caPem } });
+    // One attempt per call: boot's own polling retries an unreachable CA with its backoff and
+    // its deadline (timeouts.caUnavailableSeconds), which the client's retries would overrun.
+    const ca = new CaClient({ baseUrl: `https://${config.primaryServer}:${config.caPort}`, tls: { ca: caPem }, retry: { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 } });
     const localServer = new PuppetServerStatusClient({ baseUrl: `https://${config.localServerHost ?? identity.certname}:${config.localServerPort}`, tls: { ca: caPem } });
     const sqs = io.sqs ?? new SQSClient({ region: config.region });
     closers.push(() => ca.close(), () => localServer.close(), () => (io.sqs ? undefined : (sqs as SQSClient).destroy()));
