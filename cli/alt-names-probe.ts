@@ -26,7 +26,7 @@ export async function probeAltNames(ca: CaClient): Promise<AltNamesVerdict> {
   } catch (error) {
     if (!(error instanceof PuppetApiError) || error.status !== 409) throw error;
     if (SIGNATURE_REFUSED.test(error.message)) return { allowed: true };
-    if (CA_REFUSALS.altNames.test(error.message)) return { allowed: false, detail: error.message.split(' — ')[0] ?? error.message };
+    if (CA_REFUSALS.altNames.test(error.message)) return { allowed: false, detail: error.summary };
     throw error;
   } finally {
     // Signed only if the CA checked no signature at all; then it must not stay valid either.

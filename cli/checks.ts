@@ -1,4 +1,4 @@
-import { CompileMastersError, PuppetUnavailableError } from '../lib/errors';
+import { CompileMastersError, PuppetTlsError, PuppetUnavailableError } from '../lib/errors';
 
 /** One line of a doctor report: what was checked, what was seen, and how to fix a failure. */
 export interface Check {
@@ -11,7 +11,7 @@ export interface Check {
 /** Splits a project error into what happened and the hint it carries (the fix). */
 export function explain(error: unknown): { detail: string; fix?: string } {
   if (error instanceof CompileMastersError && error.hint) {
-    return { detail: error.message.slice(0, error.message.length - error.hint.length - 3), fix: error.hint };
+    return { detail: error.summary, fix: error.hint };
   }
   return { detail: error instanceof Error ? error.message : String(error) };
 }
@@ -22,7 +22,7 @@ export function failed(name: string, error: unknown, fix?: string): Check {
 }
 
 export function isUnreachable(error: unknown): boolean {
-  return error instanceof PuppetUnavailableError || (error instanceof CompileMastersError && / TLS verification failed/.test(error.message));
+  return error instanceof PuppetUnavailableError || error instanceof PuppetTlsError;
 }
 
 const MARK = { ok: 'ok  ', failed: 'FAIL', skipped: 'skip' } as const;

@@ -8,10 +8,13 @@
 export class CompileMastersError extends Error {
   override name = 'CompileMastersError';
   readonly hint: string | undefined;
+  /** What happened, without the hint that `message` appends to it. */
+  readonly summary: string;
 
   constructor(message: string, options: { cause?: unknown; hint?: string } = {}) {
     super(options.hint ? `${message} — ${options.hint}` : message, { cause: options.cause });
     this.hint = options.hint;
+    this.summary = message;
   }
 }
 
@@ -57,6 +60,11 @@ export class PuppetApiError extends CompileMastersError {
 /** The server could not be reached (or kept answering 5xx) after all retries. */
 export class PuppetUnavailableError extends PuppetApiError {
   override name = 'PuppetUnavailableError';
+}
+
+/** The server's certificate does not verify against the pinned CA: retrying cannot help. */
+export class PuppetTlsError extends PuppetApiError {
+  override name = 'PuppetTlsError';
 }
 
 /** An AWS API call failed in a way the controller cannot treat as success. */

@@ -1,5 +1,5 @@
 import type { Agent, Dispatcher } from 'undici';
-import { PuppetApiError, PuppetUnavailableError, type PuppetServerKind } from '../errors';
+import { PuppetApiError, PuppetTlsError, PuppetUnavailableError, type PuppetServerKind } from '../errors';
 // undici's index requires all of undici (fetch, WebSocket, caches, mocks, proxies, interceptors):
 // 520 KB of CommonJS that esbuild cannot tree-shake, parsed at every cold start of the Lambda.
 // This file needs only Agent and Dispatcher#request, so it imports the modules the index takes
@@ -135,7 +135,7 @@ export class PuppetEndpoint {
         const tlsProblem = tlsVerificationProblem(result);
         if (tlsProblem) {
           // A certificate that does not verify will not verify on the next attempt either.
-          throw new PuppetApiError(
+          throw new PuppetTlsError(
             { server: this.server, url, operation: spec.operation, detail: `TLS verification failed (${tlsProblem})` },
             { cause: result, hint: `the ${this.server} server's certificate does not match the pinned CA or the host name ${new URL(url).hostname}: check the CA certificate you configured and the server's dns_alt_names` },
           );

@@ -14,3 +14,13 @@ describe('error names', () => {
     expect(module.names).toEqual(['PuppetUnavailableError', 'RefusedInputError', 'ConfigError']);
   });
 });
+
+describe('summary and hint', () => {
+  it('keeps what happened apart from what to do, which the message joins', async () => {
+    const { ConfigError } = await import('../../../lib/errors');
+    const error = new ConfigError('The RBAC token secret is empty', { hint: 'store the token — as plain text' });
+    expect(error.message).toBe('The RBAC token secret is empty — store the token — as plain text');
+    expect(error.summary).toBe('The RBAC token secret is empty');
+    expect(new ConfigError('no hint').summary).toBe('no hint');
+  });
+});

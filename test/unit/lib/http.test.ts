@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:https';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PuppetApiError, PuppetUnavailableError } from '../../../lib/errors';
+import { PuppetApiError, PuppetTlsError, PuppetUnavailableError } from '../../../lib/errors';
 import { backoffDelay, PuppetEndpoint } from '../../../lib/puppet';
 import { makeTestCa, type TestCa } from '../../support/pki';
 import AgentClass from 'undici/lib/dispatcher/agent.js';
@@ -69,7 +69,7 @@ describe('PuppetEndpoint', () => {
     const error = await endpoint({ tls: { ca: otherCa.cert } })
       .call({ operation: 'probe', method: 'GET', path: '/x', accept: [200] })
       .catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(PuppetApiError);
+    expect(error).toBeInstanceOf(PuppetTlsError);
     expect(error).not.toBeInstanceOf(PuppetUnavailableError);
     expect((error as Error).message).toMatch(/TLS verification failed \(\w+\).*pinned CA/);
     expect(hits).toBe(0);
