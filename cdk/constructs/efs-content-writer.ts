@@ -8,23 +8,13 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
+import type * as z from 'zod';
+import type { AgentConfigSchema } from '../../node-agent/src/config';
 import { SOURCE_MAPS_ENVIRONMENT, typescriptFunction } from '../lambda-defaults';
 import { acknowledgeLambdaExecutionPolicies } from '../nag';
 
-/** Non-secret node-agent configuration, written as config/agent.json (shape agreed with node-agent/). */
-export interface AgentConfig {
-  readonly primaryServer: string;
-  readonly caPort: number;
-  readonly caCertPath: string;
-  readonly queueUrl: string;
-  readonly region: string;
-  readonly extensions: Record<string, string>;
-  readonly dnsAltNames: string[];
-  readonly puppetBin: string;
-  readonly confdir: string;
-  readonly ssldir: string;
-  readonly localServerPort: number;
-}
+/** Non-secret node-agent configuration, written as config/agent.json: what the agent's own schema takes. */
+export type AgentConfig = z.input<typeof AgentConfigSchema>;
 
 export interface EfsContentWriterProps {
   readonly vpc: ec2.IVpc;
