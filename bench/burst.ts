@@ -57,7 +57,7 @@ async function main(): Promise<void> {
     metrics,
     clock: clock.now,
   };
-  const driver = new QueueDriver(cloud, clock, (event) => handleBatch(event, { scope: cloud, logger, reconcile: (triggers) => reconcile(context, triggers) }), { batchSize: BATCH_SIZE });
+  const driver = new QueueDriver(cloud, clock, (event) => handleBatch(event, { scope: cloud, logger, metrics: context.metrics, reconcile: (triggers) => reconcile(context, triggers) }), { batchSize: BATCH_SIZE });
 
   cloud.scaleIn(instanceIds);
   const started = process.hrtime.bigint();

@@ -113,6 +113,8 @@ export class CompileMasterStack extends Stack {
       controller: controller.function,
       launchPrerequisites: [storage.content, controller.function, lifecycleQueue],
     });
+    // Only a message whose SQS SenderId is `<this role's id>:<instance id>` speaks for that instance.
+    controller.trustInstanceRole(group.instanceRole);
 
     new Monitoring(this, 'Monitoring', {
       controller: controller.function,

@@ -73,6 +73,8 @@ export interface CompileMasterGroupProps {
 /** The compile masters: an Auto Scaling group whose lifecycle the controller drives. */
 export class CompileMasterGroup extends Construct {
   readonly autoScalingGroup: autoscaling.AutoScalingGroup;
+  /** Its unique id is what SQS names as the sender of each instance's messages. */
+  readonly instanceRole: iam.Role;
 
   constructor(scope: Construct, id: string, props: CompileMasterGroupProps) {
     super(scope, id);
@@ -102,6 +104,7 @@ export class CompileMasterGroup extends Construct {
       assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
       description: 'Compile masters: mount the EFS access point read-only and notify the controller; nothing else',
     });
+    this.instanceRole = role;
     props.storage.grantReadOnlyMount(role, securityGroup);
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [props.queue.queueArn] }),

@@ -9,6 +9,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { CompileMasterConfig } from '../config';
 import { SOURCE_MAPS_ENVIRONMENT, typescriptFunction } from '../lambda-defaults';
+import { TTL_ATTRIBUTE } from '../../lambdas/controller/aws/registry';
 import { acknowledgeLambdaExecutionPolicies } from '../nag';
 import type { ControllerSecrets } from './controller-secrets';
 
@@ -66,6 +67,8 @@ export class LifecycleController extends Construct {
 
     this.registry = new dynamodb.Table(this, 'Registry', {
       partitionKey: { name: 'instanceId', type: dynamodb.AttributeType.STRING },
+      // Instances' key reports expire by themselves; registry entries carry no such attribute.
+      timeToLiveAttribute: TTL_ATTRIBUTE,
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       encryption: dynamodb.TableEncryption.AWS_MANAGED,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
@@ -188,5 +191,14 @@ export class LifecycleController extends Construct {
           'The group ARN embeds a UUID unknown before the group exists; the wildcard covers only that UUID, the group name is fixed.',
       },
     );
+  }
+
+  /**
+   * The compile masters' instance role: its unique id (AROA…) prefixes the SQS SenderId of every
+   * message an instance sends with its own credentials, which is how the controller tells an
+   * instance's own key report from anyone else's.
+   */
+  trustInstanceRole(role: iam.Role): void {
+    this.function.addEnvironment('COMPILE_MASTER_ROLE_ID', role.roleId);
   }
 }

@@ -2,6 +2,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { Ec2Instance } from '../../lambdas/controller/model';
+import { instanceSenderId } from '../../lib/node-agent-notice';
 import { runCli } from '../../node-agent/src/cli';
 import { startImdsDouble, type ImdsDouble } from '../../test/support/imds-double';
 import type { LabDescription } from '../../test/support/lab';
@@ -108,7 +109,8 @@ export class SimulatedNode {
         const body = command.input.MessageBody ?? '';
         const event = (JSON.parse(body) as { event?: string }).event;
         if (event === 'enrolled' || event === 'booted') this.cloud.health.set(this.certname, true);
-        this.cloud.queue.enqueue(body);
+        // SQS records the sender: this instance's own instance-profile credentials.
+        this.cloud.queue.enqueue(body, 0, instanceSenderId(this.cloud.compileMasterRoleId, this.instanceId));
         return { MessageId: String(lines.length) };
       },
     };

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { LAUNCH_DETAIL_TYPE } from '../../lambdas/controller/messages';
 import { TIMING } from '../../lambdas/controller/planner';
 import { toAwsCallError } from '../../lambdas/controller/aws/call';
-import { certificateFacts } from '../../lib/puppet';
+import { nodeAgentNotice } from '../../lib/node-agent-notice';
+import { certificateFacts, readCsr } from '../../lib/puppet';
 import { labClients, type LabClients } from '../../test/support/clients';
 import { requestCertificate } from '../../test/support/csr';
 import { labCommand, setOrchestratorFaults, type LabDescription } from '../../test/support/lab';
@@ -274,11 +275,12 @@ class Scenario {
     // An instance of the account, not of the group, asking to be signed as a compile master.
     const instanceId = `i-0${randomInt(0x1000_0000, 0xffff_ffff).toString(16)}deadbeef`;
     this.world.cloud.instances.put({ instanceId, state: 'running', privateIp: ip, privateDnsName: certname, launchTime: this.world.clock.now() });
-    await requestCertificate(
+    const csr = await requestCertificate(
       { certname, dnsAltNames: [certname, NLB_DNS_NAME], extensions: { pp_instance_id: instanceId, pp_role: 'compile_master', pp_region: REGION } },
       this.options.lab,
     );
-    this.world.cloud.queue.enqueue(JSON.stringify({ source: 'compile-masters.node-agent', version: 1, instanceId, event: 'csr-submitted' }));
+    // With the compile masters' instance profile, say: it can prove who it is, not that it belongs.
+    this.world.cloud.notifyFrom(nodeAgentNotice(instanceId, 'csr-submitted', readCsr(csr.csrPem).publicKeySha256));
     this.timeline.note('attacker', `${instanceId} (not a member) submits a CSR for ${certname} and asks to be looked at`);
     await this.until(() => this.world.cloud.queue.messages.length === 0, 'the controller to look at the forged CSR');
     const state = (await this.clients.ca.getStatus(certname))?.state;

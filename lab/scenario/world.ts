@@ -207,7 +207,7 @@ export class LabWorld {
   }
 
   private async invoke(event: SQSEvent, context: ControllerContext): Promise<SQSBatchResponse> {
-    const response = await handleBatch(event, { scope: this.cloud, logger: this.logger, reconcile: (triggers) => reconcile(context, triggers) });
+    const response = await handleBatch(event, { scope: this.cloud, logger: this.logger, metrics: context.metrics, reconcile: (triggers) => reconcile(context, triggers) });
     // A dead runtime answers nothing: Lambda's event source makes the whole batch visible again.
     if (this.tap.endInvocation()) {
       this.logger.error('Controller crashed mid-batch; the whole batch comes back after the visibility timeout', { records: event.Records.length });

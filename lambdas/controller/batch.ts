@@ -1,13 +1,15 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { describeUntrusted } from '../../lib/certname';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { parseMessage, type MessageScope } from './messages';
-import type { Log } from './execute';
+import { METRIC, type Log, type MetricsSink } from './execute';
 import type { Trigger } from './model';
 
 export interface BatchDependencies {
   scope: MessageScope;
   logger: Log;
+  metrics: MetricsSink;
   /** Runs one reconcile for all the batch's triggers; throws if it could not finish. */
   reconcile(triggers: readonly Trigger[]): Promise<unknown>;
 }
@@ -22,10 +24,24 @@ export async function handleBatch(event: SQSEvent, deps: BatchDependencies): Pro
   const { logger } = deps;
   const triggers = new Map<string, Trigger>();
   for (const record of event.Records) {
-    const parsed = parseMessage(record.body, deps.scope);
-    if (parsed.outcome === 'trigger') triggers.set(record.messageId, parsed.trigger);
-    else if (parsed.outcome === 'ignored') logger.info('Message ignored', { messageId: record.messageId, reason: parsed.reason });
-    else logger.warn('Malformed message dropped', { messageId: record.messageId, reason: parsed.reason, body: describeUntrusted(record.body) });
+    const sentAt = new Date(Number(record.attributes.SentTimestamp));
+    const origin = { senderId: record.attributes.SenderId, sentAt: Number.isNaN(sentAt.getTime()) ? new Date(0).toISOString() : sentAt.toISOString() };
+    const parsed = parseMessage(record.body, deps.scope, origin);
+    switch (parsed.outcome) {
+      case 'trigger':
+        triggers.set(record.messageId, parsed.trigger);
+        break;
+      case 'ignored':
+        logger.info('Message ignored', { messageId: record.messageId, reason: parsed.reason });
+        break;
+      case 'forged':
+        deps.metrics.addMetric(METRIC.forged, MetricUnit.Count, 1);
+        logger.warn('Message dropped: its sender may not say this', { messageId: record.messageId, reason: parsed.reason, body: describeUntrusted(record.body) });
+        break;
+      case 'malformed':
+        logger.warn('Malformed message dropped', { messageId: record.messageId, reason: parsed.reason, body: describeUntrusted(record.body) });
+        break;
+    }
   }
 
   let failure: unknown;

@@ -13,6 +13,8 @@ export interface ControllerConfig {
   groupName: string;
   launchHookName: string;
   terminateHookName: string;
+  /** The compile masters' instance role's unique id: only its sessions named after an instance speak for that instance. */
+  compileMasterRoleId: string;
   registryTable: string;
   queueUrl: string;
   clientCertSecretArn: string;
@@ -35,6 +37,7 @@ export const ENVIRONMENT_EXAMPLES: Readonly<Record<string, string>> = {
   GROUP_NAME: 'compile-masters',
   LAUNCH_HOOK_NAME: 'compile-master-launching',
   TERMINATE_HOOK_NAME: 'compile-master-terminating',
+  COMPILE_MASTER_ROLE_ID: 'AROA3XFRBF23EXAMPLE7Q',
   REGISTRY_TABLE: 'compile-masters-registry',
   QUEUE_URL: 'https://sqs.us-west-2.amazonaws.com/123456789012/compile-masters-lifecycle',
   CLIENT_CERT_SECRET_ARN: 'arn:aws:secretsmanager:us-west-2:123456789012:secret:compile-masters/client-cert-AbCdEf',
@@ -86,6 +89,8 @@ const EnvSchema = z.object({
   GROUP_NAME: required,
   LAUNCH_HOOK_NAME: required,
   TERMINATE_HOOK_NAME: required,
+  // IAM unique ids: a four-letter prefix (AROA for roles) and upper-case letters and digits.
+  COMPILE_MASTER_ROLE_ID: required.regex(/^AROA[A-Z0-9]{12,124}$/, "must be an IAM role's unique id (AROA…), not its name or ARN"),
   REGISTRY_TABLE: required,
   QUEUE_URL: required.pipe(z.url({ protocol: /^https$/, error: 'must be an https:// SQS queue URL' })),
   CLIENT_CERT_SECRET_ARN: secretArn,
@@ -135,6 +140,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     groupName: v.GROUP_NAME,
     launchHookName: v.LAUNCH_HOOK_NAME,
     terminateHookName: v.TERMINATE_HOOK_NAME,
+    compileMasterRoleId: v.COMPILE_MASTER_ROLE_ID,
     registryTable: v.REGISTRY_TABLE,
     queueUrl: v.QUEUE_URL,
     clientCertSecretArn: v.CLIENT_CERT_SECRET_ARN,

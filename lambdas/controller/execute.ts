@@ -1,6 +1,6 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { describeUntrusted } from '../../lib/certname';
-import { CompileMastersError } from '../../lib/errors';
+import { CompileMastersError, PuppetApiError, PuppetUnavailableError, RefusedInputError } from '../../lib/errors';
 import type { CertificateContents } from '../../lib/puppet/csr';
 import { mapLimit } from '../../lib/concurrency';
 import { removeFromPuppet } from './puppet-purge';
@@ -19,6 +19,10 @@ export const METRIC = {
   requestsRefused: 'CertificateRequestsRefused',
   purged: 'NodesPurged',
   runsStarted: 'OrchestratorRunsStarted',
+  /** Pending CSRs whose key the instance did not report: someone else's, removed. */
+  impostorCsrs: 'ImpostorCsrsRemoved',
+  /** Queue messages whose sender may not say what they say (a compile master speaking for another). */
+  forged: 'ForgedMessagesIgnored',
 } as const;
 
 /** What the controller needs of Powertools' Logger: a message and structured attributes. */
@@ -47,7 +51,7 @@ export interface ExecutionContext {
  * job may be ended only once the launches it covered are completed.
  */
 const PHASES: ReadonlyArray<ReadonlyArray<Action['kind']>> = [
-  ['refuse'],
+  ['refuse', 'remove-csr'],
   ['sign'],
   ['purge', 'forget', 'complete-terminate'],
   ['converge', 'launched', 'heartbeat', 'stall'],
@@ -69,6 +73,8 @@ export async function execute(plan: Plan, context: ExecutionContext): Promise<vo
 
 class Executor {
   private readonly failures: unknown[] = [];
+  /** Launches whose completion failed: the run that covered them must not be ended yet. */
+  private readonly failedLaunches = new Set<string>();
 
   constructor(private readonly context: ExecutionContext) {}
 
@@ -81,12 +87,15 @@ class Executor {
     for (const phase of PHASES) {
       const actions = plan.actions.filter((action) => phase.includes(action.kind));
       await mapLimit(actions, ACTION_CONCURRENCY, async (action) => {
-        if (action.kind === 'end-run' && this.failures.length > 0) {
-          return logger.warn('Not ending the orchestrator run: an earlier action of this pass failed', { jobName: action.jobName });
+        // Ending a run forgets which launches it covered; only their own failures hold it open,
+        // so one instance that keeps failing never stalls the primary's runs for the others.
+        if (action.kind === 'end-run' && this.failedLaunches.size > 0) {
+          return logger.warn('Not ending the orchestrator run: completing a launch it covered failed', { jobName: action.jobName, instanceIds: [...this.failedLaunches] });
         }
         try {
           await this.action(action);
         } catch (error) {
+          if (action.kind === 'launched') this.failedLaunches.add(action.instanceId);
           this.failures.push(error);
           logger.error('Action failed; the trigger will be retried', { action: action.kind, error: error as Error });
         }
@@ -99,6 +108,8 @@ class Executor {
     switch (action.kind) {
       case 'refuse':
         return this.refuse(action);
+      case 'remove-csr':
+        return this.removeCsr(action);
       case 'sign':
         return this.sign(action);
       case 'purge':
@@ -158,6 +169,22 @@ class Executor {
     await this.complete(action.instanceId, 'launch', 'ABANDON');
   }
 
+  private async removeCsr(action: Extract<Action, { kind: 'remove-csr' }>): Promise<void> {
+    const { instanceId, certname } = action;
+    // Only the very CSR the plan judged: if another one replaced it since, the next pass judges that.
+    let pending: string | undefined | 'none';
+    try {
+      pending = (await this.ports.puppet.readCsr(certname))?.publicKeySha256 ?? 'none';
+    } catch (error) {
+      if (!(error instanceof RefusedInputError)) throw error;
+      pending = undefined;
+    }
+    if (pending !== action.publicKeySha256) return this.logger.info('The pending CSR changed since it was read; leaving it to the next pass', { instanceId, certname });
+    await this.ports.puppet.deleteRequest(certname);
+    this.context.metrics.addMetric(METRIC.impostorCsrs, MetricUnit.Count, 1);
+    this.logger.warn('Removed a certificate request the instance did not make', { instanceId, certname, reason: action.reason });
+  }
+
   private async sign(action: Extract<Action, { kind: 'sign' }>): Promise<void> {
     const { instanceId, certname } = action;
     // Ownership is recorded before the certificate exists, so no signed certificate is ever
@@ -165,7 +192,16 @@ class Executor {
     if (!(await this.ports.registry.recordSigned(instanceId, certname, this.now))) {
       return this.logger.warn('Not signing: the registry records this instance differently', { instanceId, certname });
     }
-    await this.ports.puppet.sign(certname);
+    try {
+      await this.ports.puppet.sign(certname);
+    } catch (error) {
+      // The CA's own policy said no (alt names or extensions it disallows, no such CSR): retrying
+      // cannot change that, so it is this instance's refusal, not a failed pass for everyone.
+      if (!(error instanceof PuppetApiError) || error instanceof PuppetUnavailableError || error.status === undefined || error.status >= 500) throw error;
+      await this.ports.registry.transition(instanceId, ['signed'], 'purged', this.now);
+      return this.refuse({ kind: 'refuse', instanceId, certname, reasons: [`the CA refused to sign it: ${error.message}`], abandon: !action.reEnrollment });
+    }
+    await this.ports.registry.consumeKeyReport(instanceId, action.checked.publicKeySha256);
     // The CA signs the CSR it holds at that moment, which may not be the one checked; and a
     // certificate that cannot be read cannot be trusted either.
     let problem: string | undefined;

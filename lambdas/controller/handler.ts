@@ -72,6 +72,7 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
     return await handleBatch(event, {
       scope: config,
       logger,
+      metrics,
       reconcile: async (triggers) => reconcile(await getController(), triggers),
     });
   } finally {

@@ -1,13 +1,14 @@
 import * as z from 'zod';
+import { NodeAgentNoticeSchema, instanceIdSchema as instanceId, senderInstanceId, sentByRole } from '../../lib/node-agent-notice';
 import type { Trigger } from './model';
 
 /**
  * The queue's message bodies: EventBridge events as delivered (lifecycle actions, EC2 state
  * changes, the reconcile schedule), node-agent notices and the controller's own rechecks. Only
- * the fields the controller uses are checked; a node agent's notice is trusted for nothing but
- * the instance id to look at.
+ * the fields the controller uses are checked. Who sent a message is SQS's word, not the body's:
+ * a node agent's notice counts only when the instance it names sent it, and nothing but such a
+ * notice counts from a compile master (any instance of the tier may send to the queue).
  */
-const instanceId = z.string().regex(/^i-[0-9a-f]{8,17}$/, 'is not an EC2 instance id');
 
 export const LAUNCH_DETAIL_TYPE = 'EC2 Instance-launch Lifecycle Action';
 export const TERMINATE_DETAIL_TYPE = 'EC2 Instance-terminate Lifecycle Action';
@@ -38,13 +39,6 @@ const ScheduledEvent = z.object({
   'detail-type': z.literal('Scheduled Event'),
 });
 
-const NodeAgentNotice = z.object({
-  source: z.literal('compile-masters.node-agent'),
-  version: z.literal(1),
-  instanceId,
-  event: z.enum(['csr-submitted', 'enrolled', 'booted']),
-});
-
 const Recheck = z.object({
   source: z.literal('compile-masters.controller'),
   version: z.literal(1),
@@ -55,21 +49,32 @@ const Recheck = z.object({
   attempt: z.number().int().min(0).max(10_000),
 });
 
-const Message = z.discriminatedUnion('source', [LifecycleEvent, StateChangeEvent, ScheduledEvent, NodeAgentNotice, Recheck]);
+const Message = z.discriminatedUnion('source', [LifecycleEvent, StateChangeEvent, ScheduledEvent, NodeAgentNoticeSchema, Recheck]);
 
 export interface MessageScope {
   groupName: string;
   launchHookName: string;
   terminateHookName: string;
+  /** The unique id (AROA…) of the compile masters' instance role: SQS's SenderId starts with it. */
+  compileMasterRoleId: string;
+}
+
+/** What SQS itself says about a message: attributes the sender cannot set. */
+export interface MessageOrigin {
+  senderId: string | undefined;
+  /** SentTimestamp, as an ISO date. */
+  sentAt: string;
 }
 
 export type ParsedMessage =
   | { outcome: 'trigger'; trigger: Trigger }
   /** Well-formed, but not for this controller (another group's hook, a state it does not watch). */
   | { outcome: 'ignored'; reason: string }
+  /** Its sender may not say this: a compile master speaking for another instance, or as EventBridge. */
+  | { outcome: 'forged'; reason: string }
   | { outcome: 'malformed'; reason: string };
 
-export function parseMessage(body: string, scope: MessageScope): ParsedMessage {
+export function parseMessage(body: string, scope: MessageScope, origin: MessageOrigin): ParsedMessage {
   let json: unknown;
   try {
     json = JSON.parse(body);
@@ -82,6 +87,14 @@ export function parseMessage(body: string, scope: MessageScope): ParsedMessage {
     return { outcome: 'malformed', reason: `${issue?.path.join('.') || 'body'}: ${issue?.message ?? 'unrecognised message'}` };
   }
   const message = parsed.data;
+  const sender = senderInstanceId(origin.senderId, scope.compileMasterRoleId);
+  if (message.source === 'compile-masters.node-agent') {
+    if (sender !== message.instanceId) {
+      return { outcome: 'forged', reason: `a node-agent notice about ${message.instanceId} not sent by that instance (sender ${origin.senderId ?? 'unknown'})` };
+    }
+  } else if (sentByRole(origin.senderId, scope.compileMasterRoleId)) {
+    return { outcome: 'forged', reason: `a ${message.source} message sent with a compile master's credentials (sender ${origin.senderId ?? 'unknown'})` };
+  }
   switch (message.source) {
     case 'aws.autoscaling': {
       const { detail } = message;
@@ -102,8 +115,11 @@ export function parseMessage(body: string, scope: MessageScope): ParsedMessage {
     }
     case 'aws.events':
       return { outcome: 'trigger', trigger: { kind: 'schedule' } };
-    case 'compile-masters.node-agent':
-      return { outcome: 'trigger', trigger: { kind: 'node-agent', instanceId: message.instanceId, event: message.event } };
+    case 'compile-masters.node-agent': {
+      const { instanceId: id, event, publicKeySha256 } = message;
+      const report = publicKeySha256 === undefined ? {} : { keyReport: { publicKeySha256, reportedAt: origin.sentAt } };
+      return { outcome: 'trigger', trigger: { kind: 'node-agent', instanceId: id, event, ...report } };
+    }
     case 'compile-masters.controller': {
       const { reason, instanceId: id, jobName, attempt } = message;
       return { outcome: 'trigger', trigger: { kind: 'recheck', reason, attempt, ...(id ? { instanceId: id } : {}), ...(jobName ? { jobName } : {}) } };

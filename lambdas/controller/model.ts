@@ -1,3 +1,4 @@
+import type { NodeAgentEvent } from '../../lib/node-agent-notice';
 import type { CsrFacts } from '../../lib/puppet/csr';
 
 /** What the signer checked in the CSR, to compare with what the CA then issues. */
@@ -8,10 +9,21 @@ export type Trigger =
   | { kind: 'lifecycle'; transition: 'launch' | 'terminate'; instanceId: string }
   | { kind: 'instance-state'; instanceId: string; state: 'shutting-down' | 'terminated' }
   | { kind: 'schedule' }
-  | { kind: 'node-agent'; instanceId: string; event: 'csr-submitted' | 'enrolled' | 'booted' }
+  /** Sent by the instance itself (SQS's SenderId), so its key report is the instance's word. */
+  | { kind: 'node-agent'; instanceId: string; event: NodeAgentEvent; keyReport?: KeyReport }
   | { kind: 'recheck'; reason: RecheckReason; instanceId?: string; jobName?: string; attempt: number };
 
 export type RecheckReason = 'start-run' | 'follow-run' | 'await-node';
+
+/**
+ * The key an instance said its CSR is made from, in a message only it could send: the one thing
+ * about a CSR an attacker on 8140 cannot copy (DESIGN rule 2). The latest report counts.
+ */
+export interface KeyReport {
+  publicKeySha256: string;
+  /** When SQS received the report. */
+  reportedAt: string;
+}
 
 /** An Auto Scaling group member as DescribeAutoScalingGroups reports it. */
 export interface Member {
@@ -87,6 +99,8 @@ export interface Observed {
   certs: ReadonlyMap<string, CertState>;
   /** Pending CSRs of launching (or re-enrolling) members, by certname. */
   csrs: ReadonlyMap<string, CsrObservation>;
+  /** The latest key report of each instance whose pending CSR was read, by instance id. */
+  keyReports: ReadonlyMap<string, KeyReport>;
   /** Puppet Server health of nodes waiting to be converged, by instance id. */
   health: ReadonlyMap<string, boolean>;
   /** State of run.job, when it has a name. */
@@ -103,6 +117,11 @@ export interface PurgeTarget {
 /** What the executor carries out. Every action says why, for the log. */
 export type Action =
   | { kind: 'refuse'; instanceId: string; certname?: string; reasons: string[]; abandon: boolean }
+  /**
+   * Deletes a pending CSR that is not the instance's (its key is not the one the instance
+   * reported), so the instance can submit its own; only while the CSR pending is still that one.
+   */
+  | { kind: 'remove-csr'; instanceId: string; certname: string; publicKeySha256: string | undefined; reason: string }
   | { kind: 'sign'; instanceId: string; certname: string; checked: CheckedRequest; reEnrollment: boolean }
   | { kind: 'purge'; targets: PurgeTarget[]; reason: string }
   | { kind: 'forget'; instanceId: string; reason: string }

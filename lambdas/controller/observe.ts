@@ -1,7 +1,7 @@
 import { isValidCertname } from '../../lib/certname';
 import { RefusedInputError } from '../../lib/errors';
 import { mapLimit } from '../../lib/concurrency';
-import type { CertState, CsrObservation, JobObservation, Observed } from './model';
+import type { CertState, CsrObservation, JobObservation, KeyReport, Observed } from './model';
 import { LAUNCHING, SERVING } from './planner';
 import type { Ports } from './ports';
 
@@ -29,18 +29,19 @@ export async function observe(ports: Ports, now: Date): Promise<Observed> {
 
   // Certnames of launching members (from EC2) and of owned serving members (from the registry).
   const interesting = new Set<string>();
-  const csrWanted = new Set<string>();
+  /** Certname → the instance whose CSR it would be. */
+  const csrWanted = new Map<string, string>();
   for (const member of members) {
     const entry = entries.get(member.instanceId);
     if (member.lifecycleState === LAUNCHING) {
       const certname = instances.get(member.instanceId)?.privateDnsName?.toLowerCase();
       if (certname && isValidCertname(certname)) {
         interesting.add(certname);
-        csrWanted.add(certname);
+        csrWanted.set(certname, member.instanceId);
       }
     } else if (SERVING.has(member.lifecycleState) && entry) {
       interesting.add(entry.certname);
-      if (entry.state === 'purged') csrWanted.add(entry.certname);
+      if (entry.state === 'purged') csrWanted.set(entry.certname, member.instanceId);
     }
   }
   const certs = new Map<string, CertState>();
@@ -49,12 +50,14 @@ export async function observe(ports: Ports, now: Date): Promise<Observed> {
   });
 
   const csrs = new Map<string, CsrObservation>();
+  const keyReports = new Map<string, KeyReport>();
   await mapLimit(
-    [...csrWanted].filter((certname) => certs.get(certname) === 'requested'),
+    [...csrWanted].filter(([certname]) => certs.get(certname) === 'requested'),
     OBSERVE_CONCURRENCY,
-    async (certname) => {
-      const observation = await readCsr(ports, certname);
+    async ([certname, instanceId]) => {
+      const [observation, report] = await Promise.all([readCsr(ports, certname), ports.registry.keyReport(instanceId)]);
       if (observation) csrs.set(certname, observation);
+      if (report) keyReports.set(instanceId, report);
     },
   );
 
@@ -67,7 +70,7 @@ export async function observe(ports: Ports, now: Date): Promise<Observed> {
     if (privateIp) health.set(entry.instanceId, await ports.health.isHealthy({ certname: entry.certname, privateIp }));
   });
 
-  return { now, members, instances, registry, run, certs, csrs, health, job: run.job?.name ? await observeJob(ports, run.job.name) : undefined };
+  return { now, members, instances, registry, run, certs, csrs, keyReports, health, job: run.job?.name ? await observeJob(ports, run.job.name) : undefined };
 }
 
 async function readCsr(ports: Ports, certname: string): Promise<CsrObservation | undefined> {

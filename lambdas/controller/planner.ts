@@ -189,11 +189,26 @@ class Planner {
     this.purge(entry, false);
   }
 
-  /** DESIGN rule 2: sign only what this instance should ask for; otherwise refuse, and ABANDON a launch. */
+  /**
+   * DESIGN rule 2: sign only what this instance should ask for; otherwise refuse, and ABANDON a
+   * launch. The key binding comes first: a CSR not made with the key the instance reported is not
+   * the instance's, so it can neither be signed nor fail the instance's launch; it is removed so
+   * the instance can submit its own.
+   */
   private csr(instanceId: string, certname: string, reEnrollment: boolean, abandon: boolean): void {
     const observation = this.observed.csrs.get(certname);
     if (!observation) return this.note(`${instanceId}: its CSR vanished before it could be read`);
-    if (!observation.ok) return this.refuse(instanceId, certname, [observation.problem], abandon);
+    const reported = this.observed.keyReports.get(instanceId)?.publicKeySha256;
+    if (reported === undefined) {
+      this.note(`${instanceId}: a CSR for ${certname} is pending; waiting for the instance to report its key`);
+      const instance = this.observed.instances.get(instanceId);
+      if (abandon && instance) this.stuckCheck(instance, 'the report of its key');
+      return;
+    }
+    if (!observation.ok || observation.facts.publicKeySha256 !== reported) {
+      const why = observation.ok ? 'its key is not the one the instance reported' : `it is unreadable (${observation.problem}), so not the instance's`;
+      return this.act({ kind: 'remove-csr', instanceId, certname, publicKeySha256: observation.ok ? observation.facts.publicKeySha256 : undefined, reason: why });
+    }
     const problems = csrProblems(observation.facts, { certname, instanceId }, this.policy);
     if (problems.length > 0) return this.refuse(instanceId, certname, problems, abandon);
     const { publicKeySha256, dnsAltNames, puppetExtensions } = observation.facts;

@@ -1,5 +1,5 @@
 import type { CertificateContents, CsrFacts } from '../../lib/puppet/csr';
-import type { CertState, Ec2Instance, Member, RecheckReason, RegistryEntry, RunRecord } from './model';
+import type { CertState, Ec2Instance, KeyReport, Member, RecheckReason, RegistryEntry, RunRecord } from './model';
 
 /**
  * The controller's view of the outside world. The AWS adapters live in aws/, the Puppet one in
@@ -34,6 +34,14 @@ export interface RegistryPort {
   transition(instanceId: string, from: readonly RegistryEntry['state'][], to: 'converging' | 'in-service' | 'stalled' | 'purged', now: Date): Promise<boolean>;
   /** Claims a purge: from any live state, or from a purge whose claim is older than `staleBefore`. */
   claimPurge(instanceId: string, now: Date, staleBefore: Date): Promise<boolean>;
+  /** Keeps an instance's key report unless a later one is kept already; safe to repeat. */
+  recordKeyReport(instanceId: string, report: KeyReport): Promise<void>;
+  keyReport(instanceId: string): Promise<KeyReport | undefined>;
+  /**
+   * Drops the report once its key is signed, only if it is still that key: a later enrollment
+   * must be matched against its own report, never against a stale one.
+   */
+  consumeKeyReport(instanceId: string, publicKeySha256: string): Promise<void>;
   getRun(): Promise<RunRecord>;
   /** Replaces the run record if its version is still `expectedVersion`; the new record has version + 1. */
   putRun(next: Omit<RunRecord, 'version'>, expectedVersion: number): Promise<boolean>;
@@ -72,6 +80,8 @@ export interface PuppetPort {
   certState(certname: string): Promise<CertState>;
   /** The pending CSR's facts; undefined when there is none any more. Throws RefusedInputError for garbage. */
   readCsr(certname: string): Promise<CsrFacts | undefined>;
+  /** Deletes the pending CSR (never a certificate: only called while the certname is `requested`). */
+  deleteRequest(certname: string): Promise<void>;
   /** Signs the pending CSR; a CSR someone already signed is success. */
   sign(certname: string): Promise<void>;
   /** What the issued certificate certifies; undefined when there is no certificate. */

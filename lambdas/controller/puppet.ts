@@ -47,6 +47,10 @@ export class PuppetApis implements PuppetPort {
     return pem === undefined ? undefined : readCsr(pem);
   }
 
+  async deleteRequest(certname: string): Promise<void> {
+    await this.ca.delete(certname);
+  }
+
   async sign(certname: string): Promise<void> {
     try {
       await this.ca.sign(certname);

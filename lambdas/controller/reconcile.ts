@@ -25,6 +25,11 @@ export async function reconcile(context: ControllerContext, triggers: readonly T
       return undefined;
     }
   }
+  // What an instance proved about its key is kept before anything else: the CSR it speaks of may
+  // only be read by a later pass.
+  for (const trigger of triggers) {
+    if (trigger.kind === 'node-agent' && trigger.keyReport) await ports.registry.recordKeyReport(trigger.instanceId, trigger.keyReport);
+  }
   const now = context.clock();
   const observed = await observe(ports, now);
   const result = plan(observed, triggers, context.policy);

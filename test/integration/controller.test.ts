@@ -7,10 +7,11 @@ import type { PlannerPolicy } from '../../lambdas/controller/planner';
 import { PuppetServerHealth } from '../../lambdas/controller/puppet';
 import { reconcile, type ControllerContext } from '../../lambdas/controller/reconcile';
 import { eventually, labClients, labPuppetApis, storeFacts, type LabClients } from '../support/clients';
-import { readCertificate } from '../../lib/puppet';
-import { requestCertificate, type CsrOptions } from '../support/csr';
+import { readCertificate, readCsr } from '../../lib/puppet';
+import { makeCsr, submitCsr, type CsrOptions } from '../support/csr';
 import { loadLab, readPems, setOrchestratorFaults, uniqueCertname, type LabDescription } from '../support/lab';
-import { ManualClock, MemoryCloud, QueueDriver, nodeAgentNotice, scheduledEvent, type EventBridgeEvent } from '../support/memory-cloud';
+import { ManualClock, MemoryCloud, QueueDriver, scheduledEvent, type EventBridgeEvent } from '../support/memory-cloud';
+import { nodeAgentNotice } from '../../lib/node-agent-notice';
 import { RecordingLogger, RecordingMetrics } from '../unit/controller/support';
 
 /**
@@ -59,7 +60,7 @@ class LabController {
     };
     const context: ControllerContext = { ports: this.cloud.ports(puppet), policy, logger: this.logger, metrics: this.metrics, clock: this.clock.now };
     this.driver = new QueueDriver(this.cloud, this.clock, (event) =>
-      handleBatch(event, { scope: this.cloud, logger: this.logger, reconcile: (triggers) => reconcile(context, triggers) }),
+      handleBatch(event, { scope: this.cloud, logger: this.logger, metrics: context.metrics, reconcile: (triggers) => reconcile(context, triggers) }),
     );
   }
 
@@ -69,13 +70,13 @@ class LabController {
     return { instanceId, certname };
   }
 
-  /** What the node agent does: submit a CSR (valid unless overridden) and say so. */
+  /** What the node agent does: report its key, submit a CSR (valid unless overridden) and say so. */
   async submitCsr(instanceId: string, certname: string, overrides: Partial<CsrOptions> = {}): Promise<void> {
-    await requestCertificate(
-      { certname, dnsAltNames: [certname, NLB], extensions: { pp_instance_id: instanceId, pp_role: 'compile_master', pp_region: REGION }, ...overrides },
-      lab,
-    );
-    this.cloud.queue.enqueue(nodeAgentNotice(instanceId, 'csr-submitted'));
+    const csr = await makeCsr({ certname, dnsAltNames: [certname, NLB], extensions: { pp_instance_id: instanceId, pp_role: 'compile_master', pp_region: REGION }, ...overrides });
+    const key = readCsr(csr.csrPem).publicKeySha256;
+    this.cloud.notifyFrom(nodeAgentNotice(instanceId, 'enrolling', key));
+    await submitCsr(csr, lab);
+    this.cloud.notifyFrom(nodeAgentNotice(instanceId, 'csr-submitted', key));
   }
 
   /** A compile master enrolled through the controller, known to PuppetDB, with its serial. */
@@ -144,7 +145,7 @@ describe('scale out against the real CA', () => {
     expect(c.cloud.registry.peek(instanceId)).toMatchObject({ certname, state: 'signed' });
 
     c.cloud.health.set(certname, true);
-    c.cloud.queue.enqueue(nodeAgentNotice(instanceId, 'enrolled'));
+    c.cloud.notifyFrom(nodeAgentNotice(instanceId, 'enrolled'));
     await c.until(() => c.cloud.group.stateOf(instanceId) === 'InService', 'the launch to complete');
     expect(c.deploys).toHaveLength(1);
     expect((await clients.orchestrator.getJob(c.deploys[0] as string))?.state).toBe('finished');
@@ -196,7 +197,7 @@ describe("the primary's run failing", () => {
     await setOrchestratorFaults({ runs: 'fail' }, lab);
     try {
       c.cloud.health.set(certname, true);
-      c.cloud.queue.enqueue(nodeAgentNotice(instanceId, 'enrolled'));
+      c.cloud.notifyFrom(nodeAgentNotice(instanceId, 'enrolled'));
       await c.until(() => c.cloud.registry.peek(instanceId)?.state === 'stalled', 'the launch to stall');
     } finally {
       await setOrchestratorFaults({ runs: 'real' }, lab);

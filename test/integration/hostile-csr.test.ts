@@ -4,7 +4,8 @@ import { LabWorld, NLB_DNS_NAME, REGION } from '../../lab/scenario/world';
 import { labClients, type LabClients } from '../support/clients';
 import { requestCertificate, type CsrOptions } from '../support/csr';
 import { loadLab, type LabDescription } from '../support/lab';
-import { nodeAgentNotice } from '../support/memory-cloud';
+import { nodeAgentNotice } from '../../lib/node-agent-notice';
+import { readCsr } from '../../lib/puppet/csr';
 
 /**
  * Forged CSRs of members, judged where it matters: at the real CA, which must still hold each of
@@ -39,11 +40,12 @@ describe('forged CSRs from members, against the real CA', () => {
     const instance = world.cloud.launch({ privateIp: `${subnet}.${10 + submitted.length}` });
     const certname = instance.privateDnsName as string;
     submitted.push(certname);
-    await requestCertificate(
+    // A member's own CSR (made with the key it reported), forged in what it asks for.
+    const request = await requestCertificate(
       { certname, dnsAltNames: [certname, NLB_DNS_NAME], extensions: { pp_instance_id: instance.instanceId, pp_role: 'compile_master', pp_region: REGION }, ...csr(instance.instanceId, certname) },
       lab,
     );
-    world.cloud.queue.enqueue(nodeAgentNotice(instance.instanceId, 'csr-submitted'));
+    world.cloud.notifyFrom(nodeAgentNotice(instance.instanceId, 'csr-submitted', readCsr(request.csrPem).publicKeySha256));
     await world.until(() => world.cloud.group.stateOf(instance.instanceId) === undefined, 'the launch to be abandoned', 60_000);
 
     expect((await clients.ca.getStatus(certname))?.state).toBe('requested');

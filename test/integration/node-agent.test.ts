@@ -1,3 +1,4 @@
+import { instanceSenderId } from '../../lib/node-agent-notice';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,6 +21,7 @@ import { loadLab, uniqueCertname, type LabDescription } from '../support/lab';
  */
 const NLB = 'compile-masters-nlb.lab.test';
 const INSTANCE_ID = `i-0${Date.now().toString(16).slice(-8)}abcdef0`;
+const ROLE_ID = 'AROAEXAMPLECOMPILEMASTR';
 const QUEUE_URL = 'https://sqs.eu-west-1.amazonaws.com/123456789012/compile-masters-lifecycle';
 
 describe('node agent against the Puppet lab', () => {
@@ -53,7 +55,8 @@ describe('node agent against the Puppet lab', () => {
   const sqs = {
     async send(command: SendMessageCommand) {
       expect(command.input.QueueUrl).toBe(QUEUE_URL);
-      const parsed = parseMessage(command.input.MessageBody ?? '', { groupName: 'compile-masters', launchHookName: 'launch', terminateHookName: 'terminate' });
+      const scope = { groupName: 'compile-masters', launchHookName: 'launch', terminateHookName: 'terminate', compileMasterRoleId: ROLE_ID };
+      const parsed = parseMessage(command.input.MessageBody ?? '', scope, { senderId: instanceSenderId(ROLE_ID, INSTANCE_ID), sentAt: new Date().toISOString() });
       if (parsed.outcome !== 'trigger' || parsed.trigger.kind !== 'node-agent') throw new Error(`the controller would not act on ${command.input.MessageBody}`);
       expect(parsed.trigger.instanceId).toBe(INSTANCE_ID);
       events.push(parsed.trigger.event);

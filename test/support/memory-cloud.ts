@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import type { Ec2Instance, Member, RegistryEntry, RegistryState, RunRecord } from '../../lambdas/controller/model';
+import { instanceSenderId, type NodeAgentNotice } from '../../lib/node-agent-notice';
+import type { Ec2Instance, KeyReport, Member, RegistryEntry, RegistryState, RunRecord } from '../../lambdas/controller/model';
 import type {
   GroupPort,
   InstancesPort,
@@ -56,8 +57,14 @@ export interface LifecycleRecord {
 /** An operation name as the ports see it, e.g. 'group.completeLifecycleAction' or 'registry.putRun'. */
 export type Operation = `${'group' | 'instances' | 'registry' | 'queue' | 'health'}.${string}`;
 
+/** SQS's SenderId for what EventBridge delivers (an AWS service's own id) and for the controller's rechecks. */
+export const EVENTBRIDGE_SENDER = 'AIDAEXAMPLEEVENTBRIDGE';
+export const CONTROLLER_SENDER = 'AROAEXAMPLECONTROLLER0:compile-masters-controller';
+
 export class MemoryCloud {
   readonly groupName: string;
+  /** The compile masters' instance role id: their messages carry `<it>:<instance id>` as SenderId. */
+  readonly compileMasterRoleId = 'AROAEXAMPLECOMPILEMASTR';
   readonly launchHookName: string;
   readonly terminateHookName: string;
   readonly region: string;
@@ -142,6 +149,11 @@ export class MemoryCloud {
         `arn:aws:ec2:${this.region}:${this.accountId}:instance/${instanceId}`,
       ]);
     }
+  }
+
+  /** A node agent's notice, sent with that instance's credentials (or, to forge, another's). */
+  notifyFrom(notice: NodeAgentNotice, sender: string = notice.instanceId): void {
+    this.queue.enqueue(JSON.stringify(notice), 0, instanceSenderId(this.compileMasterRoleId, sender));
   }
 
   /** Makes the next `times` calls of `operation` fail with `error` (e.g. throttling). */
@@ -304,6 +316,7 @@ const LIVE_STATES: readonly RegistryState[] = ['signed', 'converging', 'in-servi
 /** The registry table, with the same conditions as the DynamoDB adapter's expressions. */
 export class MemoryRegistry implements RegistryPort {
   private readonly entries = new Map<string, RegistryEntry>();
+  private readonly keyReports = new Map<string, KeyReport>();
   private run: RunRecord | undefined;
 
   constructor(private readonly cloud: MemoryCloud) {}
@@ -349,6 +362,23 @@ export class MemoryRegistry implements RegistryPort {
     return true;
   }
 
+  async recordKeyReport(instanceId: string, report: KeyReport): Promise<void> {
+    this.cloud.enter('registry.recordKeyReport', [instanceId, report]);
+    const kept = this.keyReports.get(instanceId);
+    if (!kept || kept.reportedAt <= report.reportedAt) this.keyReports.set(instanceId, { ...report });
+  }
+
+  async keyReport(instanceId: string): Promise<KeyReport | undefined> {
+    this.cloud.enter('registry.keyReport', [instanceId]);
+    const kept = this.keyReports.get(instanceId);
+    return kept && { ...kept };
+  }
+
+  async consumeKeyReport(instanceId: string, publicKeySha256: string): Promise<void> {
+    this.cloud.enter('registry.consumeKeyReport', [instanceId, publicKeySha256]);
+    if (this.keyReports.get(instanceId)?.publicKeySha256 === publicKeySha256) this.keyReports.delete(instanceId);
+  }
+
   async getRun(): Promise<RunRecord> {
     this.cloud.enter('registry.getRun', []);
     return this.peekRun();
@@ -382,6 +412,9 @@ export interface QueuedMessage {
   body: string;
   availableAt: Date;
   receiveCount: number;
+  /** What SQS records as SenderId: who sent it, whatever the body says. */
+  senderId: string;
+  sentAt: Date;
 }
 
 /** The lifecycle queue: events and rechecks, each visible from its delay on. */
@@ -392,11 +425,13 @@ export class MemoryQueue implements QueuePort {
 
   async sendRecheck(message: RecheckMessage, delaySeconds: number): Promise<void> {
     this.cloud.enter('queue.sendRecheck', [message, delaySeconds]);
-    this.enqueue(JSON.stringify(message), delaySeconds);
+    this.enqueue(JSON.stringify(message), delaySeconds, CONTROLLER_SENDER);
   }
 
-  enqueue(body: string, delaySeconds = 0): void {
-    this.messages.push({ messageId: randomUUID(), body, availableAt: new Date(this.cloud.clock().getTime() + delaySeconds * 1000), receiveCount: 0 });
+  /** A message as EventBridge delivers it, unless another sender is named. */
+  enqueue(body: string, delaySeconds = 0, senderId = EVENTBRIDGE_SENDER): void {
+    const sentAt = this.cloud.clock();
+    this.messages.push({ messageId: randomUUID(), body, availableAt: new Date(sentAt.getTime() + delaySeconds * 1000), receiveCount: 0, senderId, sentAt });
   }
 
   /** Takes up to `max` messages visible at `at` (default: now) off the queue, as one SQS batch. */
@@ -416,6 +451,8 @@ export class MemoryQueue implements QueuePort {
         body: record.body,
         availableAt: new Date(this.cloud.clock().getTime() + visibleAfterSeconds * 1000),
         receiveCount: Number(record.attributes.ApproximateReceiveCount),
+        senderId: record.attributes.SenderId,
+        sentAt: new Date(Number(record.attributes.SentTimestamp)),
       });
     }
   }
@@ -431,13 +468,11 @@ export function scheduledEvent(at: Date, region = 'us-west-2'): string {
   return JSON.stringify({ version: '0', id: randomUUID(), 'detail-type': 'Scheduled Event', source: 'aws.events', account: '123456789012', time: at.toISOString(), region, resources: [], detail: {} });
 }
 
-/** A node agent's "look at me" message body. */
-export function nodeAgentNotice(instanceId: string, event: 'csr-submitted' | 'enrolled' | 'booted'): string {
-  return JSON.stringify({ source: 'compile-masters.node-agent', version: 1, instanceId, event });
-}
-
 /** Records shaped as the Lambda SQS event source delivers them. */
-export function toSqsEvent(messages: ReadonlyArray<{ messageId?: string; body: string; receiveCount?: number }>, region = 'us-west-2'): SQSEvent {
+export function toSqsEvent(
+  messages: ReadonlyArray<{ messageId?: string; body: string; receiveCount?: number; senderId?: string; sentAt?: Date }>,
+  region = 'us-west-2',
+): SQSEvent {
   return {
     Records: messages.map(
       (message): SQSRecord => ({
@@ -446,8 +481,8 @@ export function toSqsEvent(messages: ReadonlyArray<{ messageId?: string; body: s
         body: message.body,
         attributes: {
           ApproximateReceiveCount: String(message.receiveCount ?? 1),
-          SentTimestamp: String(Date.now()),
-          SenderId: 'AIDAEXAMPLE',
+          SentTimestamp: String((message.sentAt ?? new Date()).getTime()),
+          SenderId: message.senderId ?? EVENTBRIDGE_SENDER,
           ApproximateFirstReceiveTimestamp: String(Date.now()),
         },
         messageAttributes: {},

@@ -1,11 +1,17 @@
-import { DynamoDBDocumentClient, GetCommand, paginateScan, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, DynamoDBDocumentClient, GetCommand, paginateScan, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import * as z from 'zod';
-import type { RegistryEntry, RegistryState, RunRecord } from '../model';
+import type { KeyReport, RegistryEntry, RegistryState, RunRecord } from '../model';
 import type { RegistryPort } from '../ports';
 import { awsCall, errorName, toAwsCallError } from './call';
 
 /** The run record shares the table; its key can never be an instance id. */
 export const RUN_KEY = 'orchestrator-run';
+/** Key reports share it too, under keys that are not instance ids either. */
+export const KEY_REPORT_PREFIX = 'key-report:';
+/** DynamoDB's TTL deletes a report this long after it was made: a launch's whole life, with room. */
+const KEY_REPORT_TTL_SECONDS = 14 * 24 * 3600;
+/** The table's TTL attribute (the stack turns TTL on for it). */
+export const TTL_ATTRIBUTE = 'expiresAt';
 
 const LIVE_STATES: readonly RegistryState[] = ['signed', 'converging', 'in-service', 'stalled'];
 
@@ -17,6 +23,8 @@ const EntrySchema = z.object({
   updatedAt: z.string(),
   claimedAt: z.string().optional(),
 });
+
+const KeyReportSchema = z.object({ publicKeySha256: z.string(), reportedAt: z.string() });
 
 const RunSchema = z.object({
   version: z.number().int(),
@@ -53,7 +61,7 @@ export class DynamoRegistry implements RegistryPort {
     await awsCall('Scan', async () => {
       for await (const page of paginateScan({ client: this.client }, { TableName: this.table, ConsistentRead: true })) {
         for (const item of page.Items ?? []) {
-          if (item.instanceId === RUN_KEY) continue;
+          if (item.instanceId === RUN_KEY || String(item.instanceId).startsWith(KEY_REPORT_PREFIX)) continue;
           const entry = this.entry(item);
           if (entry) entries.push(entry);
         }
@@ -92,6 +100,49 @@ export class DynamoRegistry implements RegistryPort {
       ExpressionAttributeNames: { '#state': 'state' },
       ExpressionAttributeValues: { ...liveValues, ':purging': 'purging', ':now': now.toISOString(), ':stale': staleBefore.toISOString() },
     });
+  }
+
+  async recordKeyReport(instanceId: string, report: KeyReport): Promise<void> {
+    await this.conditionalUpdate({
+      Key: { instanceId: KEY_REPORT_PREFIX + instanceId },
+      UpdateExpression: 'SET publicKeySha256 = :key, reportedAt = :at, #ttl = :ttl',
+      // Reports can arrive out of order; an older one never replaces a newer.
+      ConditionExpression: 'attribute_not_exists(reportedAt) OR reportedAt <= :at',
+      ExpressionAttributeNames: { '#ttl': TTL_ATTRIBUTE },
+      ExpressionAttributeValues: {
+        ':key': report.publicKeySha256,
+        ':at': report.reportedAt,
+        ':ttl': Math.floor(Date.parse(report.reportedAt) / 1000) + KEY_REPORT_TTL_SECONDS,
+      },
+    });
+  }
+
+  async keyReport(instanceId: string): Promise<KeyReport | undefined> {
+    const answer = await awsCall('GetItem', () =>
+      this.client.send(new GetCommand({ TableName: this.table, Key: { instanceId: KEY_REPORT_PREFIX + instanceId }, ConsistentRead: true })),
+    );
+    if (!answer.Item) return undefined;
+    const parsed = KeyReportSchema.safeParse(answer.Item);
+    if (parsed.success) return parsed.data;
+    // Unreadable: as if the instance had not reported, so nothing of its is signed until it does again.
+    this.onInvalid({ instanceId: answer.Item.instanceId, problem: parsed.error.message });
+    return undefined;
+  }
+
+  async consumeKeyReport(instanceId: string, publicKeySha256: string): Promise<void> {
+    try {
+      await this.client.send(
+        new DeleteCommand({
+          TableName: this.table,
+          Key: { instanceId: KEY_REPORT_PREFIX + instanceId },
+          ConditionExpression: 'publicKeySha256 = :key',
+          ExpressionAttributeValues: { ':key': publicKeySha256 },
+        }),
+      );
+    } catch (error) {
+      // Gone already, or a newer report: either way nothing of this key is left to consume.
+      if (errorName(error) !== 'ConditionalCheckFailedException') throw toAwsCallError('DeleteItem', error);
+    }
   }
 
   async getRun(): Promise<RunRecord> {

@@ -278,7 +278,7 @@ describe('lifecycle controller', () => {
     const env = fn.Properties.Environment.Variables;
     expect(Object.keys(env).sort()).toEqual(
       [
-        'GROUP_NAME', 'LAUNCH_HOOK_NAME', 'TERMINATE_HOOK_NAME', 'REGISTRY_TABLE', 'QUEUE_URL', 'CLIENT_CERT_SECRET_ARN',
+        'GROUP_NAME', 'LAUNCH_HOOK_NAME', 'TERMINATE_HOOK_NAME', 'COMPILE_MASTER_ROLE_ID', 'REGISTRY_TABLE', 'QUEUE_URL', 'CLIENT_CERT_SECRET_ARN',
         'RBAC_TOKEN_SECRET_ARN', 'PRIMARY_HOSTNAME', 'PRIMARY_CERTNAME', 'CA_PORT', 'PUPPETDB_HOSTNAME', 'PUPPETDB_PORT',
         'ORCHESTRATOR_HOSTNAME', 'ORCHESTRATOR_PORT', 'ORCHESTRATOR_ENVIRONMENT', 'PROTECTED_CERTNAMES', 'NLB_DNS_NAME',
         'EXTRA_ALT_NAMES', 'EXPECTED_EXTENSIONS', 'POWERTOOLS_SERVICE_NAME',
@@ -312,6 +312,16 @@ describe('lifecycle controller', () => {
     const env = renderAsDeployed(template, fn.Properties.Environment.Variables);
     const config = loadControllerConfig({ ...env, AWS_REGION: 'eu-west-1' });
     expect(config).toMatchObject({ groupName: 'CompileMasters-compile-masters', launchHookName: LAUNCH_HOOK_NAME });
+  });
+
+  it("trusts as instances' own word only messages sent with the compile masters' instance role", () => {
+    const [roleId] = Object.keys(template.findResources('AWS::IAM::Role')).filter((logicalId) => logicalId.includes('InstanceRole'));
+    expect(roleId).toBeDefined();
+    expect(fn.Properties.Environment.Variables.COMPILE_MASTER_ROLE_ID).toEqual({ 'Fn::GetAtt': [roleId, 'RoleId'] });
+  });
+
+  it("lets instances' key reports expire from the registry table", () => {
+    template.hasResourceProperties('AWS::DynamoDB::Table', { TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true } });
   });
 
   it('completes lifecycle actions of its own group only', () => {

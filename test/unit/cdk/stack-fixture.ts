@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
@@ -123,6 +124,8 @@ export function renderAsDeployed(template: Template, value: Cfn): Cfn {
   const getAtt = (logicalId: string, attribute: string): string => {
     if (attribute === 'DNSName') return `internal-${logicalId.toLowerCase()}-0123456789.elb.eu-west-1.amazonaws.com`;
     if (attribute === 'Arn') return arn(resources[logicalId].Type.split('::')[1].toLowerCase(), logicalId);
+    // IAM's unique ids: a type prefix and 17 upper-case characters.
+    if (attribute === 'RoleId') return `AROA${createHash('sha256').update(logicalId).digest('hex').slice(0, 17).toUpperCase()}`;
     return `${logicalId}.${attribute}`.toLowerCase();
   };
   const render = (node: Cfn): Cfn => {

@@ -1,8 +1,9 @@
 import type { SQSBatchResponse } from 'aws-lambda';
 import { handleBatch } from '../../../lambdas/controller/batch';
 import { reconcile, type ControllerContext } from '../../../lambdas/controller/reconcile';
-import { ManualClock, MemoryCloud, QueueDriver, nodeAgentNotice, scheduledEvent, type EventBridgeEvent } from '../../support/memory-cloud';
-import { FakePuppet, NOW, POLICY, RecordingLogger, RecordingMetrics, csrFacts } from './support';
+import { nodeAgentNotice, type NodeAgentEvent } from '../../../lib/node-agent-notice';
+import { ManualClock, MemoryCloud, QueueDriver, scheduledEvent, type EventBridgeEvent } from '../../support/memory-cloud';
+import { FakePuppet, NOW, POLICY, RecordingLogger, RecordingMetrics, csrFacts, keyOf } from './support';
 
 /**
  * The controller on the in-memory cloud with a fake Puppet side and a clock the test moves: the
@@ -27,7 +28,7 @@ export class Harness {
     });
     this.context = { ports: this.cloud.ports(this.puppet), policy: POLICY, logger: this.logger, metrics: this.metrics, clock: this.clock.now };
     this.driver = new QueueDriver(this.cloud, this.clock, (event) =>
-      handleBatch(event, { scope: this.cloud, logger: this.logger, reconcile: (triggers) => reconcile(this.context, triggers) }),
+      handleBatch(event, { scope: this.cloud, logger: this.logger, metrics: this.metrics, reconcile: (triggers) => reconcile(this.context, triggers) }),
     );
   }
 
@@ -47,17 +48,22 @@ export class Harness {
     return this.driver.settle(maxSeconds);
   }
 
-  /** What the node agent does on a new instance: submit its CSR and say so. */
+  /**
+   * What the node agent does on a new instance: report its new key, submit its CSR and say so.
+   * `overrides` change the CSR, not the report (the report is always the node's own key).
+   */
   nodeSubmitsCsr(instanceId: string, overrides: Parameters<typeof csrFacts>[1] = {}): void {
     const instance = this.cloud.instances.get(instanceId);
     if (!instance?.privateDnsName) throw new Error(`no such instance ${instanceId}`);
     const certname = instance.privateDnsName;
+    const key = keyOf(certname);
+    this.notify(instanceId, 'enrolling');
     this.puppet.request(certname, {
       ...csrFacts(1),
       commonName: certname,
       dnsAltNames: [certname, POLICY.nlbDnsName],
       puppetExtensions: { pp_instance_id: instanceId, pp_role: 'compile_master', pp_region: POLICY.region },
-      publicKeySha256: `key-of-${certname}`,
+      publicKeySha256: key,
       ...overrides,
     });
     this.notify(instanceId, 'csr-submitted');
@@ -71,8 +77,11 @@ export class Harness {
     this.notify(instanceId, 'enrolled');
   }
 
-  notify(instanceId: string, event: 'csr-submitted' | 'enrolled' | 'booted'): void {
-    this.cloud.queue.enqueue(nodeAgentNotice(instanceId, event));
+  /** A notice from the instance itself; enrolling and csr-submitted report the node's own key. */
+  notify(instanceId: string, event: NodeAgentEvent): void {
+    if (event === 'enrolled' || event === 'booted') return this.cloud.notifyFrom(nodeAgentNotice(instanceId, event));
+    const holder = this.cloud.instances.get(instanceId)?.privateDnsName ?? instanceId;
+    this.cloud.notifyFrom(nodeAgentNotice(instanceId, event, keyOf(holder)));
   }
 
   schedule(): void {

@@ -1,10 +1,19 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseMessage } from '../../../lambdas/controller/messages';
+import { parseMessage, type MessageOrigin } from '../../../lambdas/controller/messages';
+import { instanceSenderId, nodeAgentNotice } from '../../../lib/node-agent-notice';
+import { CONTROLLER_SENDER, EVENTBRIDGE_SENDER } from '../../support/memory-cloud';
 
-const scope = { groupName: 'compile-masters', launchHookName: 'compile-master-launching', terminateHookName: 'compile-master-terminating' };
+const ROLE = 'AROAEXAMPLECOMPILEMASTR';
+const scope = { groupName: 'compile-masters', launchHookName: 'compile-master-launching', terminateHookName: 'compile-master-terminating', compileMasterRoleId: ROLE };
+const SENT_AT = '2026-11-27T12:00:00.000Z';
 const sample = (name: string) => JSON.parse(readFileSync(new URL(`fixtures/${name}.json`, import.meta.url), 'utf8')) as Record<string, unknown> & { detail: Record<string, unknown> };
-const parse = (body: unknown) => parseMessage(typeof body === 'string' ? body : JSON.stringify(body), scope);
+const from = (senderId: string | undefined): MessageOrigin => ({ senderId, sentAt: SENT_AT });
+const parse = (body: unknown, origin: MessageOrigin = from(EVENTBRIDGE_SENDER)) => parseMessage(typeof body === 'string' ? body : JSON.stringify(body), scope, origin);
+const ID = 'i-0123456789abcdef0';
+const KEY = 'ab'.repeat(32);
+/** Sent with instance `id`'s own instance-profile credentials. */
+const byInstance = (id: string) => from(instanceSenderId(ROLE, id));
 
 describe('parseMessage', () => {
   it('reads the sample EventBridge events as delivered', () => {
@@ -14,12 +23,35 @@ describe('parseMessage', () => {
     expect(parse({ source: 'aws.events', 'detail-type': 'Scheduled Event', detail: {} })).toEqual({ outcome: 'trigger', trigger: { kind: 'schedule' } });
   });
 
-  it('reads node-agent notices and its own rechecks', () => {
-    expect(parse({ source: 'compile-masters.node-agent', version: 1, instanceId: 'i-0123456789abcdef0', event: 'enrolled' })).toEqual({
+  it("reads a node-agent notice sent by the instance it names, with its key report stamped by SQS's SentTimestamp", () => {
+    expect(parse(nodeAgentNotice(ID, 'enrolled'), byInstance(ID))).toEqual({ outcome: 'trigger', trigger: { kind: 'node-agent', instanceId: ID, event: 'enrolled' } });
+    expect(parse(nodeAgentNotice(ID, 'enrolling', KEY), byInstance(ID))).toEqual({
       outcome: 'trigger',
-      trigger: { kind: 'node-agent', instanceId: 'i-0123456789abcdef0', event: 'enrolled' },
+      trigger: { kind: 'node-agent', instanceId: ID, event: 'enrolling', keyReport: { publicKeySha256: KEY, reportedAt: SENT_AT } },
     });
-    expect(parse({ source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', jobName: '42', attempt: 3 })).toEqual({
+  });
+
+  it.each([
+    ['another instance of the tier', instanceSenderId(ROLE, 'i-0fffffffffffffff0')],
+    ['the role without an instance session', `${ROLE}:attacker-session`],
+    ['another role', instanceSenderId('AROAOTHERROLEEXAMPLE1', ID)],
+    ['an IAM user', 'AIDAEXAMPLEUSER000001'],
+    ['nobody SQS could name', undefined],
+  ])('treats a node-agent notice as forged when %s sent it', (_who, senderId) => {
+    expect(parse(nodeAgentNotice(ID, 'enrolling', KEY), from(senderId))).toMatchObject({ outcome: 'forged', reason: expect.stringMatching(/not sent by that instance/) });
+  });
+
+  it.each([
+    ['a lifecycle action', sample('asg-terminate-lifecycle')],
+    ['an EC2 state change', sample('ec2-state-change-terminated')],
+    ['a schedule', { source: 'aws.events', 'detail-type': 'Scheduled Event', detail: {} }],
+    ['a recheck', { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'start-run', attempt: 1 }],
+  ])('treats %s sent with a compile master\'s credentials as forged', (_what, body) => {
+    expect(parse(body, byInstance(ID))).toMatchObject({ outcome: 'forged', reason: expect.stringMatching(/compile master's credentials/) });
+  });
+
+  it('reads its own rechecks', () => {
+    expect(parse({ source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', jobName: '42', attempt: 3 }, from(CONTROLLER_SENDER))).toEqual({
       outcome: 'trigger',
       trigger: { kind: 'recheck', reason: 'follow-run', jobName: '42', attempt: 3 },
     });
@@ -36,14 +68,18 @@ describe('parseMessage', () => {
   it.each([
     ['not JSON', 'hello', /not JSON/],
     ['an unknown source', { source: 'aws.s3' }, /source/],
-    ['a hostile instance id in a node-agent notice', { source: 'compile-masters.node-agent', version: 1, instanceId: '../../etc', event: 'enrolled' }, /instanceId: is not an EC2 instance id/],
-    ['a node-agent notice of a future version', { source: 'compile-masters.node-agent', version: 2, instanceId: 'i-0123456789abcdef0', event: 'enrolled' }, /version/],
-    ['an unknown node-agent event', { source: 'compile-masters.node-agent', version: 1, instanceId: 'i-0123456789abcdef0', event: 'purge-me' }, /event/],
+    ['a hostile instance id in a node-agent notice', { source: 'compile-masters.node-agent', version: 2, instanceId: '../../etc', event: 'enrolled' }, /instanceId: is not an EC2 instance id/],
+    ['a node-agent notice of the version without key reports', { source: 'compile-masters.node-agent', version: 1, instanceId: ID, event: 'csr-submitted' }, /version/],
+    ['an unknown node-agent event', { source: 'compile-masters.node-agent', version: 2, instanceId: ID, event: 'purge-me' }, /event/],
+    ['an enrolling notice without its key', { source: 'compile-masters.node-agent', version: 2, instanceId: ID, event: 'enrolling' }, /publicKeySha256/],
+    ['a key report that is not a SHA-256', { ...nodeAgentNotice(ID, 'csr-submitted', KEY), publicKeySha256: 'zz' }, /publicKeySha256/],
+    ['a key report on an event that carries none', { ...nodeAgentNotice(ID, 'booted'), publicKeySha256: KEY }, /publicKeySha256/],
     ['a recheck with a non-numeric job', { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', jobName: '../1', attempt: 1 }, /jobName/],
     ['a lifecycle event whose transition contradicts its type', { ...sample('asg-launch-lifecycle'), detail: { ...sample('asg-launch-lifecycle').detail, LifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING' } }, /does not match/],
     ['a lifecycle event without an instance', { ...sample('asg-launch-lifecycle'), detail: { AutoScalingGroupName: 'compile-masters' } }, /detail/],
     ['an array', [1, 2], /body|source/],
   ])('refuses %s as malformed', (_name, body, reason) => {
-    expect(parse(body)).toMatchObject({ outcome: 'malformed', reason: expect.stringMatching(reason) });
+    const fromNode = (body as { source?: unknown } | undefined)?.source === 'compile-masters.node-agent';
+    expect(parse(body, fromNode ? byInstance(ID) : undefined)).toMatchObject({ outcome: 'malformed', reason: expect.stringMatching(reason) });
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Action, Trigger } from '../../../lambdas/controller/model';
 import { plan, TIMING } from '../../../lambdas/controller/planner';
-import { NOW, POLICY, csrFacts, entry, node, validCsr, world, type WorldSpec } from './support';
+import { NOW, POLICY, csrFacts, entry, keyOf, node, validCsr, world, type WorldSpec } from './support';
 
 /**
  * Every transition and every refusal as a table row: a world, the triggers of the pass, and the
@@ -42,8 +42,8 @@ describe('planner: launches (Pending:Wait)', () => {
     },
     {
       name: 'valid CSR: sign it',
-      world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) } },
-      actions: [{ kind: 'sign', instanceId: n1.id, certname: n1.certname, checked: { publicKeySha256: `key-of-${n1.certname}`, dnsAltNames: csrFacts(1).dnsAltNames, puppetExtensions: csrFacts(1).puppetExtensions }, reEnrollment: false }],
+      world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) }, reported: [1] },
+      actions: [{ kind: 'sign', instanceId: n1.id, certname: n1.certname, checked: { publicKeySha256: keyOf(n1.certname), dnsAltNames: csrFacts(1).dnsAltNames, puppetExtensions: csrFacts(1).puppetExtensions }, reEnrollment: false }],
     },
     {
       name: 'valid CSR without pp_region, with the extra alt name: sign it',
@@ -51,12 +51,13 @@ describe('planner: launches (Pending:Wait)', () => {
         members: [[1, 'Pending:Wait']],
         certs: { 1: 'requested' },
         csrs: { 1: { ok: true, facts: csrFacts(1, { dnsAltNames: [n1.certname, 'PUPPET.corp.example.com'], puppetExtensions: { pp_instance_id: n1.id, pp_role: 'compile_master' } }) } },
+        reported: [1],
       },
       actions: [{ kind: 'sign', instanceId: n1.id }],
     },
     {
       name: 'valid CSR of a node enrolled before (registry purged): sign as a first enrollment',
-      world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'purged')], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) } },
+      world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'purged')], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) }, reported: [1] },
       actions: [{ kind: 'sign', instanceId: n1.id, reEnrollment: false }],
     },
     {
@@ -127,6 +128,8 @@ describe('planner: refusals (DESIGN rule 2), each ABANDONs the launch and change
     members: [[1, 'Pending:Wait']],
     certs: { 1: 'requested' },
     csrs: { 1: { ok: true, facts: csrFacts(1, overrides) } },
+    // The instance's own CSR (its reported key), wrong in what it asks for.
+    reported: [1],
   });
   run([
     { name: 'wrong pp_instance_id', world: forged({ puppetExtensions: { pp_instance_id: 'i-0ffffffffffffffff', pp_role: 'compile_master' } }), actions: refusedLaunch(/pp_instance_id "i-0ffffffffffffffff" is not/) },
@@ -144,11 +147,6 @@ describe('planner: refusals (DESIGN rule 2), each ABANDONs the launch and change
     },
     { name: 'a non-Puppet X.509 extension (basicConstraints)', world: forged({ otherExtensionOids: ['2.5.29.19'] }), actions: refusedLaunch(/non-Puppet X.509 extensions/) },
     { name: 'pp_region of another region', world: forged({ puppetExtensions: { pp_instance_id: n1.id, pp_role: 'compile_master', pp_region: 'eu-west-1' } }), actions: refusedLaunch(/pp_region "eu-west-1"/) },
-    {
-      name: 'an unreadable CSR',
-      world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: { ok: false, problem: 'Refused CSR: it is not a PEM-encoded PKCS#10 request' } } },
-      actions: refusedLaunch(/not a PEM-encoded/),
-    },
     {
       name: 'a certificate for the certname was signed outside the controller',
       world: { members: [[1, 'Pending:Wait']], certs: { 1: 'signed' } },
@@ -186,6 +184,54 @@ describe('planner: refusals (DESIGN rule 2), each ABANDONs the launch and change
     const result = plan(world({ ec2: { 1: 'running' }, certs: { 1: 'requested' }, csrs: { 1: validCsr(1) } }), [{ kind: 'node-agent', instanceId: n1.id, event: 'csr-submitted' }], POLICY);
     expect(result.actions).toEqual([{ kind: 'refuse', instanceId: n1.id, reasons: [`${n1.id} is not a member of the group: its certificate request stays unsigned`], abandon: false }]);
   });
+});
+
+describe("planner: the key binding (DESIGN rule 2): only the key the instance reported is signed", () => {
+  const impostor = keyOf('an attacker on 8140');
+  run([
+    {
+      name: 'a CSR pending, the instance has not reported its key yet: wait, sign nothing, abandon nothing',
+      world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) } },
+      actions: [],
+      drift: 0,
+    },
+    {
+      name: 'still no key report past the stuck threshold: drift, still no action',
+      world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) }, launchedMinutesAgo: TIMING.stuckLaunchMs / 60_000 + 5 },
+      actions: [],
+      drift: 1,
+    },
+    {
+      name: "a flawless CSR made with another key than the instance's: removed, not signed, the launch goes on",
+      world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: { ok: true, facts: csrFacts(1, { publicKeySha256: impostor }) } }, reported: [1] },
+      actions: [{ kind: 'remove-csr', instanceId: n1.id, certname: n1.certname, publicKeySha256: impostor, reason: expect.stringMatching(/not the one the instance reported/) }],
+    },
+    {
+      name: "an impostor's forged CSR (wrong role, other key) does not abandon the launch: it is removed",
+      world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: { ok: true, facts: csrFacts(1, { publicKeySha256: impostor, puppetExtensions: { pp_instance_id: n1.id, pp_role: 'primary' } }) } }, reported: [1] },
+      actions: [{ kind: 'remove-csr', instanceId: n1.id, publicKeySha256: impostor }],
+    },
+    {
+      name: "an unreadable CSR cannot be the instance's: removed",
+      world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: { ok: false, problem: 'Refused CSR: it is not a PEM-encoded PKCS#10 request' } }, reported: [1] },
+      actions: [{ kind: 'remove-csr', instanceId: n1.id, publicKeySha256: undefined, reason: expect.stringMatching(/unreadable/) }],
+    },
+    {
+      name: "re-enrollment squatting: a purged member's certname asked for with another key is removed, not signed",
+      world: { members: [[1, 'InService']], registry: [entry(1, 'purged')], certs: { 1: 'requested' }, csrs: { 1: { ok: true, facts: csrFacts(1, { publicKeySha256: impostor }) } }, reported: [1] },
+      actions: [{ kind: 'remove-csr', instanceId: n1.id, publicKeySha256: impostor }],
+    },
+    {
+      name: 're-enrollment squatting before the node reported: nothing is signed',
+      world: { members: [[1, 'InService']], registry: [entry(1, 'purged')], certs: { 1: 'requested' }, csrs: { 1: { ok: true, facts: csrFacts(1, { publicKeySha256: impostor }) } } },
+      actions: [],
+    },
+    {
+      name: 'another instance\'s report does not count for this one',
+      world: { members: [[1, 'Pending:Wait'], [2, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: { ok: true, facts: csrFacts(1, { publicKeySha256: keyOf(n2.certname) }) } }, reported: [2] },
+      actions: [],
+    },
+  ]);
 });
 
 describe('planner: terminations (Terminating:Wait)', () => {
@@ -279,7 +325,7 @@ describe('planner: serving members', () => {
     },
     {
       name: 're-enrolling after a purge the registry knows of, valid CSR: sign as re-enrollment',
-      world: { members: [[1, 'InService']], registry: [entry(1, 'purged')], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) } },
+      world: { members: [[1, 'InService']], registry: [entry(1, 'purged')], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) }, reported: [1] },
       actions: [{ kind: 'sign', instanceId: n1.id, reEnrollment: true }],
     },
     {
@@ -289,6 +335,7 @@ describe('planner: serving members', () => {
         registry: [entry(1, 'purged')],
         certs: { 1: 'requested' },
         csrs: { 1: { ok: true, facts: csrFacts(1, { puppetExtensions: { pp_instance_id: node(9).id, pp_role: 'compile_master' } }) } },
+        reported: [1],
       },
       actions: [{ kind: 'refuse', instanceId: n1.id, abandon: false }],
     },
@@ -433,6 +480,7 @@ describe('planner: properties', () => {
       ec2: { 4: 'terminated' },
       certs: { 1: 'requested', 3: 'signed' },
       csrs: { 1: validCsr(1) },
+      reported: [1],
     };
     const triggers: Trigger[] = [
       { kind: 'lifecycle', transition: 'terminate', instanceId: node(2).id },

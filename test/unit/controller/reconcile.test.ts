@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { AwsCallError } from '../../../lib/errors';
+import { AwsCallError, PuppetApiError } from '../../../lib/errors';
 import { METRIC } from '../../../lambdas/controller/execute';
 import { TIMING } from '../../../lambdas/controller/planner';
 import { Harness } from './harness';
+import { keyOf } from './support';
 
 /**
  * The whole loop on the in-memory cloud: events through the queue, one reconcile per batch,
@@ -38,6 +39,36 @@ describe('scale out', () => {
     expect(h.cloud.registry.peekRun()).toMatchObject({ pending: [], last: { outcome: 'finished', covers: [instanceId] } });
     expect(h.metrics.get(METRIC.signed)).toBe(1);
     expect(h.metrics.get(METRIC.completed)).toBe(1);
+  });
+
+  it("a CSR the CA refuses is that instance's refusal: the primary's runs go on for everyone else", async () => {
+    const h = new Harness();
+    const [first] = await h.tier(1);
+    const converging = h.cloud.launch().instanceId;
+    h.nodeSubmitsCsr(converging);
+    await h.settle();
+    h.nodeEnrolled(converging);
+    await h.settle(TIMING.runQuietSeconds + 1);
+    expect(h.puppet.runs).toHaveLength(2);
+
+    // While that run goes, a launch whose CSR the CA's policy refuses, on every pass.
+    const refused = h.cloud.launch().instanceId;
+    const sign = h.puppet.sign.bind(h.puppet);
+    const certname = h.cloud.instances.get(refused)?.privateDnsName;
+    h.puppet.sign = async (name) => {
+      if (name !== certname) return sign(name);
+      throw new PuppetApiError({ server: 'ca', url: 'https://primary:8140', operation: 'sign', status: 409, detail: 'subject alternative names … which are disallowed' });
+    };
+    h.nodeSubmitsCsr(refused);
+    h.jobsEnd('finished');
+    await h.settle();
+
+    expect(h.cloud.group.stateOf(converging)).toBe('InService');
+    expect(h.cloud.registry.peekRun().job).toBeUndefined();
+    expect(h.cloud.registry.peekRun().last).toMatchObject({ outcome: 'finished', covers: [converging] });
+    expect(h.cloud.group.completions).toContainEqual(expect.objectContaining({ instanceId: refused, hook: 'launch', result: 'ABANDON' }));
+    expect(h.logger.lines.find((line) => line.message === 'Refused: abandoning the launch')?.attributes).toMatchObject({ reasons: [expect.stringMatching(/CA refused to sign it.*disallowed/)] });
+    expect(first && h.cloud.group.stateOf(first)).toBe('InService');
   });
 
   it('scales out three at once with one orchestrator run', async () => {
@@ -201,10 +232,11 @@ describe('lost, repeated, late and out-of-order events end in the same state', (
     expect(h.dropped).toHaveLength(2);
   });
 
-  it('a lost launch event and a lost node-agent notice are caught by the schedule', async () => {
+  it("a lost launch event and a csr-submitted prompt never sent are caught by the schedule (the node's key report arrived)", async () => {
     const h = new Harness();
     h.dropEvents = true;
     const { instanceId, privateDnsName } = h.cloud.launch();
+    h.notify(instanceId, 'enrolling');
     h.puppet.request(privateDnsName as string, {
       commonName: privateDnsName,
       dnsAltNames: [privateDnsName as string],
@@ -212,7 +244,7 @@ describe('lost, repeated, late and out-of-order events end in the same state', (
       puppetExtensions: { pp_instance_id: instanceId, pp_role: 'compile_master' },
       otherExtensionOids: [],
       signatureValid: true,
-      publicKeySha256: 'k',
+      publicKeySha256: keyOf(privateDnsName as string),
     });
     h.schedule();
     await h.settle();

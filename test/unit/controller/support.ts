@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { PuppetApiError, PuppetUnavailableError } from '../../../lib/errors';
 import type { CertificateContents, CsrFacts } from '../../../lib/puppet/csr';
 import type { CertState, CsrObservation, Ec2Instance, JobObservation, Member, Observed, RegistryEntry, RegistryState, RunRecord } from '../../../lambdas/controller/model';
@@ -10,6 +11,7 @@ export const VALID_ENV = {
   GROUP_NAME: 'compile-masters',
   LAUNCH_HOOK_NAME: 'compile-master-launching',
   TERMINATE_HOOK_NAME: 'compile-master-terminating',
+  COMPILE_MASTER_ROLE_ID: 'AROAEXAMPLECOMPILEMASTR',
   REGISTRY_TABLE: 'registry',
   QUEUE_URL: 'https://sqs.us-west-2.amazonaws.com/123456789012/lifecycle',
   CLIENT_CERT_SECRET_ARN: 'arn:aws:secretsmanager:us-west-2:123456789012:secret:cert-AbCdEf',
@@ -40,6 +42,11 @@ export function node(n: number): { id: string; ip: string; certname: string } {
   return { id: `i-${n.toString(16).padStart(17, '0')}`, ip, certname: `ip-10-0-1-${n}.${REGION}.compute.internal` };
 }
 
+/** The key hash of the key a node's agent made: stands in for a real key's SHA-256. */
+export function keyOf(holder: string): string {
+  return createHash('sha256').update(`key of ${holder}`).digest('hex');
+}
+
 /** What a compile master's agent asks for, as readCsr reports it; override to forge. */
 export function csrFacts(n: number, overrides: Partial<CsrFacts> = {}): CsrFacts {
   const { id, certname } = node(n);
@@ -50,7 +57,7 @@ export function csrFacts(n: number, overrides: Partial<CsrFacts> = {}): CsrFacts
     puppetExtensions: { pp_instance_id: id, pp_role: 'compile_master', pp_region: REGION },
     otherExtensionOids: [],
     signatureValid: true,
-    publicKeySha256: `key-of-${certname}`,
+    publicKeySha256: keyOf(certname),
     ...overrides,
   };
 }
@@ -70,6 +77,8 @@ export interface WorldSpec {
   registry?: RegistryEntry[];
   certs?: Record<number, CertState>;
   csrs?: Record<number, CsrObservation>;
+  /** Node numbers that reported their key (the one csrFacts(n) carries), unless a key is given. */
+  reported?: Array<number | [number, string]>;
   healthy?: number[];
   run?: Partial<RunRecord>;
   job?: JobObservation;
@@ -103,6 +112,12 @@ export function world(spec: WorldSpec = {}): Observed {
     run: { version: 1, pending: [], ...spec.run },
     certs: byNumber(spec.certs, (n) => node(n).certname),
     csrs: byNumber(spec.csrs, (n) => node(n).certname),
+    keyReports: new Map(
+      (spec.reported ?? []).map((report) => {
+        const [n, key] = Array.isArray(report) ? report : [report, keyOf(node(report).certname)];
+        return [node(n).id, { publicKeySha256: key, reportedAt: now.toISOString() }];
+      }),
+    ),
     health: new Map((spec.healthy ?? []).map((n) => [node(n).id, true])),
     job: spec.job,
   };
@@ -156,6 +171,12 @@ export class FakePuppet implements PuppetPort {
     this.enter('readCsr');
     const cert = this.certs.get(certname);
     return cert?.state === 'requested' ? cert.csr : undefined;
+  }
+
+  /** Removes a pending CSR, as DELETE certificate_status does (and the whole entry with it). */
+  async deleteRequest(certname: string): Promise<void> {
+    this.enter('deleteRequest');
+    if (this.certs.get(certname)?.state === 'requested') this.certs.delete(certname);
   }
 
   async sign(certname: string): Promise<void> {

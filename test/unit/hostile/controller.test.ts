@@ -8,7 +8,8 @@ import { createLogger } from '../../../lambdas/controller/logging';
 import { toSqsEvent } from '../../support/memory-cloud';
 import { makeTestCa, type Pem } from '../../support/pki';
 import { Harness } from '../controller/harness';
-import { POLICY, VALID_ENV, csrFacts, entry } from '../controller/support';
+import { POLICY, RecordingMetrics, VALID_ENV, csrFacts, entry, keyOf } from '../controller/support';
+import { nodeAgentNotice } from '../../../lib/node-agent-notice';
 
 /**
  * DESIGN rule 7: hostile input gets a clear, logged refusal and changes nothing. Each case goes in
@@ -52,8 +53,8 @@ describe('malformed and foreign messages', () => {
     ['a path in the instance id', lifecycle({ EC2InstanceId: 'i-../../x' }), /EC2InstanceId: is not an EC2 instance id/],
     ['an encoded slash in the instance id', lifecycle({ EC2InstanceId: 'i-a%2Fb' }), /is not an EC2 instance id/],
     ['a transition that contradicts the detail type', lifecycle({ LifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING' }), /does not match/],
-    ['a node-agent notice of an unknown version', JSON.stringify({ source: 'compile-masters.node-agent', version: 2, instanceId: 'i-0123456789abcdef0', event: 'enrolled' }), /version/],
-    ['a node-agent notice with an unknown event', JSON.stringify({ source: 'compile-masters.node-agent', version: 1, instanceId: 'i-0123456789abcdef0', event: 'purge-me' }), /event/],
+    ['a node-agent notice of an unknown version', JSON.stringify({ source: 'compile-masters.node-agent', version: 3, instanceId: 'i-0123456789abcdef0', event: 'enrolled' }), /version/],
+    ['a node-agent notice with an unknown event', JSON.stringify({ source: 'compile-masters.node-agent', version: 2, instanceId: 'i-0123456789abcdef0', event: 'purge-me' }), /event/],
     ['a recheck naming a job by path', JSON.stringify({ source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', jobName: '../1', attempt: 1 }), /jobName: is not an orchestrator job number/],
     ['a 1 MB body', JSON.stringify({ source: 'x'.repeat(1_000_000) }), /source/],
   ];
@@ -219,8 +220,9 @@ describe('missing and malformed secrets', () => {
     const event = toSqsEvent([{ body: JSON.stringify({ source: 'aws.events', 'detail-type': 'Scheduled Event' }) }]);
     // The handler's own order: both secrets are read before anything touches Puppet.
     const response = await handleBatch(event, {
-      scope: { groupName: 'compile-masters', launchHookName: 'l', terminateHookName: 't' },
+      scope: { groupName: 'compile-masters', launchHookName: 'l', terminateHookName: 't', compileMasterRoleId: 'AROAEXAMPLECOMPILEMASTR' },
       logger: createLogger(),
+      metrics: new RecordingMetrics(),
       reconcile: () => Promise.all([secrets.clientBundle(), secrets.rbacToken()]),
     });
 
@@ -229,5 +231,103 @@ describe('missing and malformed secrets', () => {
     const failure = log.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.message === 'Reconcile failed; its messages will be retried');
     expect(JSON.stringify(failure?.error)).toMatch(reason);
     for (const secret of [TOKEN, keyBody(), client.key.split('\n')[2] as string, 'PRIVATE KEY-----']) expect(log).not.toContain(secret);
+  });
+});
+
+/**
+ * Issue 13.1 and 13.8: everything rule 2 checks is public except the key the instance reported in
+ * a message only it could send. An attacker on 8140 copies certname, pp_instance_id and role, and
+ * any instance of the tier can send to the queue.
+ */
+describe('squatting and forged prompts', () => {
+  const attackerKey = keyOf('an attacker on 8140');
+
+  /** What an attacker reading the member's certificate would submit: all public fields, their own key. */
+  function squat(h: Harness, instanceId: string): void {
+    const certname = h.cloud.instances.get(instanceId)?.privateDnsName as string;
+    h.puppet.request(certname, csrFacts(1, {
+      commonName: certname,
+      dnsAltNames: [certname, POLICY.nlbDnsName],
+      puppetExtensions: { pp_instance_id: instanceId, pp_role: 'compile_master', pp_region: POLICY.region },
+      publicKeySha256: attackerKey,
+    }));
+  }
+
+  it("does not sign a squatter's CSR for a purged in-service member; removes it once the node reports, then signs the node's own", async () => {
+    const h = new Harness();
+    const [member] = await h.tier(1);
+    const id = member as string;
+    const certname = h.cloud.instances.get(id)?.privateDnsName as string;
+    // An operator cleans the member's certificate; before the node notices, the attacker asks first.
+    await h.puppet.clean([certname]);
+    const before = h.puppet.calls.length;
+    squat(h, id);
+    h.schedule();
+    await h.settle();
+    expect(h.puppet.calls.slice(before)).not.toContain('sign');
+    expect(h.puppet.state(certname)).toBe('requested');
+
+    h.notify(id, 'enrolling');
+    await h.settle();
+    expect(h.puppet.state(certname)).toBe('absent');
+    expect(h.metrics.get(METRIC.impostorCsrs)).toBe(1);
+    expect(logged(h, 'Removed a certificate request the instance did not make')).toEqual([expect.objectContaining({ instanceId: id, certname })]);
+
+    h.nodeSubmitsCsr(id);
+    await h.settle();
+    expect(h.puppet.certs.get(certname)).toMatchObject({ state: 'signed', issued: { publicKeySha256: keyOf(certname) } });
+  });
+
+  it("does not let a squatter's CSR abandon a new launch: it is removed, and the node's own is signed", async () => {
+    const h = new Harness();
+    const { instanceId } = h.cloud.launch();
+    squat(h, instanceId);
+    await h.settle();
+    h.notify(instanceId, 'enrolling');
+    await h.settle();
+    expect(h.cloud.group.completions).toEqual([]);
+    expect(h.puppet.calls).not.toContain('sign');
+    h.nodeSubmitsCsr(instanceId);
+    await h.settle();
+    expect(h.puppet.calls).toContain('sign');
+    expect(h.cloud.group.stateOf(instanceId)).toBe('Pending:Wait');
+  });
+
+  it('ignores a key report one instance sends about another, and signs nothing for it', async () => {
+    const h = new Harness();
+    const victim = h.cloud.launch().instanceId;
+    const attacker = h.cloud.launch().instanceId;
+    squat(h, victim);
+    h.cloud.notifyFrom(nodeAgentNotice(victim, 'csr-submitted', attackerKey), attacker);
+    await h.settle();
+    expect(changes(h)).toEqual([]);
+    expect(h.cloud.callsOf('registry.recordKeyReport')).toEqual([]);
+    expect(h.metrics.get(METRIC.forged)).toBe(1);
+  });
+
+  it("ignores an EventBridge-shaped event sent with a compile master's credentials", async () => {
+    const h = new Harness();
+    const [member] = await h.tier(1);
+    const forged = h.cloud.events.find((event) => event['detail-type'] === 'EC2 Instance-launch Lifecycle Action');
+    const terminate = { ...forged, 'detail-type': 'EC2 Instance-terminate Lifecycle Action', detail: { ...forged?.detail, LifecycleHookName: 'compile-master-terminating', LifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING' } };
+    const before = h.puppet.calls.length;
+    h.cloud.queue.enqueue(JSON.stringify(terminate), 0, `${h.cloud.compileMasterRoleId}:${member as string}`);
+    await h.deliver();
+    expect(h.puppet.calls.slice(before)).toEqual([]);
+    expect(h.metrics.get(METRIC.forged)).toBe(1);
+  });
+
+  it('leaves a pending CSR alone when it changed between the plan and the removal', async () => {
+    const h = new Harness();
+    const { instanceId, privateDnsName } = h.cloud.launch();
+    squat(h, instanceId);
+    h.notify(instanceId, 'enrolling');
+    const readCsr = h.puppet.readCsr.bind(h.puppet);
+    let reads = 0;
+    // The second read (the executor's) sees the node's own CSR, as if it had just replaced the squatter's.
+    h.puppet.readCsr = async (certname) => (++reads === 2 ? { ...csrFacts(1), publicKeySha256: keyOf(privateDnsName as string) } : readCsr(certname));
+    await h.deliver();
+    expect(h.puppet.calls).not.toContain('deleteRequest');
+    expect(logged(h, 'The pending CSR changed since it was read; leaving it to the next pass')).toHaveLength(1);
   });
 });
