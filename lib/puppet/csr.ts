@@ -160,6 +160,15 @@ function publicKey(spki: SubjectPublicKeyInfo): KeyObject {
 }
 
 /**
+ * The project's one key hash (CsrFacts.publicKeySha256): what a node agent reports for the key it
+ * is about to request a certificate for, and what the controller compares with the CSR. Takes a
+ * public or private key, as a KeyObject or PEM; a private key hashes as its public half.
+ */
+export function publicKeySha256(key: KeyObject | string): string {
+  return keySha256(typeof key !== 'string' && key.type === 'public' ? key : createPublicKey(key));
+}
+
+/**
  * Over the key's JWK members (RSA n and e, EC curve and x and y, OKP curve and x) rather than its
  * SPKI bytes, so a CSR's key and its certificate's key hash alike however either encodes it (an EC
  * point may come compressed in one and not in the other).

@@ -1,13 +1,14 @@
 import { CompileMastersError, PuppetUnavailableError } from '../../lib/errors';
-import { certificateFacts, crlSerials, type CaClient, type CertificateFacts } from '../../lib/puppet';
+import { nodeAgentNotice, type NodeAgentNotice } from '../../lib/node-agent-notice';
+import { certificateFacts, crlSerials, publicKeySha256, type CaClient, type CertificateFacts } from '../../lib/puppet';
 import type { AgentConfig } from './config';
-import { decideBoot, keyFitsCertificate, samePem, type BootPlan, type IdentityObservation } from './identity';
+import { decideBoot, keyFitsCertificate, pendingCsr, type BootPlan, type IdentityObservation } from './identity';
 import type { InstanceIdentity } from './imds';
 import type { Logger } from './log';
 import type { Notifier } from './notify';
 import { pollUntil, type Clock } from './poll';
 import type { PuppetCli } from './puppet';
-import { backupSslDir, readLocalSsl, resetSslDir } from './ssl-dir';
+import { backupSslDir, readLocalSsl, resetSslDir, writePrivateKey } from './ssl-dir';
 
 export interface BootDeps {
   config: AgentConfig;
@@ -21,6 +22,8 @@ export interface BootDeps {
   /** Restarts the local Puppet Server if it is running, so it loads the new certificate. */
   restartLocalServer(): Promise<void>;
   notifier: Notifier;
+  /** A new PEM private key for the next CSR (key.ts; tests pass a cheaper one). */
+  newPrivateKey(): Promise<string>;
   clock: Clock;
   log: Logger;
 }
@@ -28,6 +31,7 @@ export interface BootDeps {
 /** Backoff between polls of the CA while it is down or while the CSR waits for signing. */
 const CA_BACKOFF = { baseDelayMs: 2_000, maxDelayMs: 60_000 };
 const SIGNING_BACKOFF = { baseDelayMs: 2_000, maxDelayMs: 30_000 };
+const REPORT_BACKOFF = { baseDelayMs: 1_000, maxDelayMs: 30_000 };
 const HEALTH_BACKOFF = { baseDelayMs: 1_000, maxDelayMs: 15_000 };
 
 /**
@@ -40,7 +44,7 @@ export async function boot(deps: BootDeps): Promise<BootPlan> {
   const plan = decideBoot(await observeUntilCaAnswers(deps));
   log.info('boot decision', { certname: identity.certname, instanceId: identity.instanceId, plan: plan.kind, reason: plan.reason });
   if (plan.kind === 'keep') {
-    await deps.notifier.notify('booted');
+    await prompt(deps, nodeAgentNotice(identity.instanceId, 'booted'));
     return plan;
   }
   if (plan.kind === 'blocked') {
@@ -48,13 +52,17 @@ export async function boot(deps: BootDeps): Promise<BootPlan> {
       hint: 'nothing was changed on this node; compile-master-agent retries after the CA has been cleaned',
     });
   }
-  if (plan.kind === 'enroll') await submitNewCsr(deps);
   if (plan.kind === 'enroll' || plan.kind === 'await') {
-    await deps.notifier.notify('csr-submitted');
-    await waitForSignedCertificate(deps);
+    // One deadline from the key report to the signed certificate, as timeouts.certificateSeconds
+    // promises: a deadline per step would let the boot step wait three times as long.
+    const deadline = deps.clock.now() + deps.config.timeouts.certificateSeconds * 1000;
+    if (plan.kind === 'enroll') await enroll(deps, deadline);
+    // After a restart the controller may have missed or dropped our report: make it again.
+    else await reportKey(deps, 'csr-submitted', plan.publicKeySha256, deadline);
+    await waitForSignedCertificate(deps, deadline);
   }
   await installAndConverge(deps);
-  await deps.notifier.notify('enrolled');
+  await prompt(deps, nodeAgentNotice(identity.instanceId, 'enrolled'));
   return plan;
 }
 
@@ -64,7 +72,6 @@ export async function observe(deps: Pick<BootDeps, 'config' | 'identity' | 'ca' 
   const [caCertPem, crl] = await Promise.all([deps.ca.getCertificate(certname), deps.ca.getCrl()]);
   if (crl === 'not-modified') throw new Error('the CA answered 304 to a CRL request without If-Modified-Since');
   const caCert = caCertPem === undefined ? undefined : { ...(await certificateFacts(caCertPem)), matchesLocalKey: keyFitsCertificate(caCertPem, local.keyPem) };
-  const pendingCsr = caCert ? undefined : await deps.ca.getCsr(certname);
   return {
     certname,
     now: new Date(deps.clock.now()),
@@ -74,7 +81,7 @@ export async function observe(deps: Pick<BootDeps, 'config' | 'identity' | 'ca' 
     },
     ca: {
       cert: caCert,
-      csr: caCert ? undefined : pendingCsr === undefined ? 'none' : samePem(pendingCsr, local.csrPem) ? 'ours' : 'foreign',
+      csr: caCert ? undefined : pendingCsr(await deps.ca.getCsr(certname), local.keyPem),
       // Serials are unique per issuer only, and Puppet serves its whole chain's CRLs in one answer.
       revokedSerials: caCert ? crlSerials(crl.pem, caCert.issuer) : new Set(),
     },
@@ -106,16 +113,92 @@ async function observeUntilCaAnswers(deps: BootDeps): Promise<IdentityObservatio
   );
 }
 
-async function submitNewCsr(deps: BootDeps): Promise<void> {
+/**
+ * The agent makes the key itself, before any CSR exists, so that the controller holds the key's
+ * hash before the CA holds a CSR for it: the controller signs only a CSR for a key the instance
+ * reported (over SQS, which records the sending instance), and removes a pending CSR for any other
+ * key, such as one submitted for our certname by anyone who can reach the CA.
+ */
+async function enroll(deps: BootDeps, deadline: number): Promise<void> {
   const { config, identity, log } = deps;
   const backup = await backupSslDir(config.ssldir, config.backupDir, new Date(deps.clock.now()));
   if (backup) log.info('backed up the old SSL directory', { backup });
   await resetSslDir(config.ssldir, deps.caPem);
   await deps.puppet.configure(identity);
+  const keyPem = await deps.newPrivateKey();
+  await writePrivateKey(config.ssldir, identity.certname, keyPem);
+  const keySha256 = publicKeySha256(keyPem);
+  await reportKey(deps, 'enrolling', keySha256, deadline);
+  await waitUntilNoOtherCsr(deps, deadline);
   await deps.puppet.submitCsr();
+  // The controller already holds the key from the report above; this only prompts it to look.
+  await prompt(deps, nodeAgentNotice(identity.instanceId, 'csr-submitted', keySha256));
 }
 
-async function waitForSignedCertificate(deps: BootDeps): Promise<void> {
+/**
+ * Without this report the controller signs no CSR of ours, so unlike a prompt it is retried until
+ * SQS takes it, and boot fails when it never does.
+ */
+async function reportKey(deps: BootDeps, event: 'enrolling' | 'csr-submitted', keySha256: string, deadline: number): Promise<void> {
+  const notice = nodeAgentNotice(deps.identity.instanceId, event, keySha256);
+  let last: unknown;
+  await pollUntil(
+    async () => {
+      try {
+        await deps.notifier.send(notice);
+        return true;
+      } catch (error) {
+        last = error;
+        deps.log.warn("could not report this node's key to the controller; retrying", { event, error });
+        return undefined;
+      }
+    },
+    {
+      what: `the controller's queue to take this node's key report (${event})`,
+      timeoutMs: remainingMs(deps.clock, deadline),
+      backoff: REPORT_BACKOFF,
+      clock: deps.clock,
+      lastReason: () => last,
+      hint: `the controller signs only a CSR whose key the instance itself reported${event === 'enrolling' ? ', so no CSR was submitted' : ''}; check that the instance profile may sqs:SendMessage to ${deps.config.queueUrl} and that SQS is reachable. compile-master-agent is restarted by systemd and reports again`,
+    },
+  );
+}
+
+/**
+ * Our key is new, so a CSR pending for our certname is not ours, and the CA would refuse ours
+ * beside it. The controller removes it once it has our report.
+ */
+async function waitUntilNoOtherCsr(deps: BootDeps, deadline: number): Promise<void> {
+  const { certname } = deps.identity;
+  let last: unknown;
+  let seen = false;
+  await pollUntil(
+    async () => {
+      let pem: string | undefined;
+      try {
+        pem = await deps.ca.getCsr(certname);
+      } catch (error) {
+        if (!(error instanceof PuppetUnavailableError)) throw error;
+        last = error;
+        return undefined;
+      }
+      if (pem === undefined) return true;
+      if (!seen) deps.log.warn('the CA holds a pending CSR for this certname that this node did not submit; waiting for the controller to remove it', { certname });
+      seen = true;
+      return undefined;
+    },
+    {
+      what: `the controller to remove the pending CSR for ${certname} that this node did not submit`,
+      timeoutMs: remainingMs(deps.clock, deadline),
+      backoff: SIGNING_BACKOFF,
+      clock: deps.clock,
+      lastReason: () => last,
+      hint: `the controller removes a pending CSR whose key the instance did not report; see its logs. Nothing was submitted. After checking who submitted it, 'puppetserver ca clean --certname ${certname}' on the primary removes it; compile-master-agent is restarted by systemd and tries again`,
+    },
+  );
+}
+
+async function waitForSignedCertificate(deps: BootDeps, deadline: number): Promise<void> {
   const { certname } = deps.identity;
   let last: unknown;
   await pollUntil(
@@ -139,14 +222,30 @@ async function waitForSignedCertificate(deps: BootDeps): Promise<void> {
     },
     {
       what: `the controller to sign the CSR of ${certname}`,
-      timeoutMs: deps.config.timeouts.certificateSeconds * 1000,
+      timeoutMs: remainingMs(deps.clock, deadline),
       backoff: SIGNING_BACKOFF,
       clock: deps.clock,
       lastReason: () => last,
-      hint: 'the controller signs only CSRs that pass its checks (instance in the group, expected certname, extensions and alt names); see its logs. compile-master-agent resumes waiting on its next start',
+      hint: 'the controller signs only CSRs that pass its checks (instance in the group, expected certname, extensions and alt names, the key the instance reported); see its logs. compile-master-agent resumes waiting on its next start',
     },
   );
   deps.log.info('the CSR was signed', { certname });
+}
+
+/**
+ * A prompt to look, best effort: the controller's scheduled reconcile finds the same state without
+ * it, only later, whereas failing the boot step would restart enrollment for nothing.
+ */
+async function prompt(deps: BootDeps, notice: NodeAgentNotice): Promise<void> {
+  try {
+    await deps.notifier.send(notice);
+  } catch (error) {
+    deps.log.warn('could not tell the controller; its scheduled reconcile will notice later', { event: notice.event, error });
+  }
+}
+
+function remainingMs(clock: Clock, deadline: number): number {
+  return Math.max(0, deadline - clock.now());
 }
 
 async function installAndConverge(deps: BootDeps): Promise<void> {

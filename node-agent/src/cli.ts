@@ -6,6 +6,7 @@ import { CaClient, PuppetServerStatusClient } from '../../lib/puppet';
 import { boot } from './boot';
 import { DEFAULT_CONFIG_PATH, loadCaCertificate, loadConfig, type AgentConfig } from './config';
 import { instanceMetadata } from './imds';
+import { newPrivateKeyPem } from './key';
 import { jsonLogger, type Logger } from './log';
 import { sqsNotifier } from './notify';
 import { systemClock } from './poll';
@@ -91,7 +92,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       puppet: new PuppetCli(config, run, log),
       localServer,
       restartLocalServer: () => restartLocalServer(config, run, log),
-      notifier: sqsNotifier({ client: sqs, queueUrl: config.queueUrl, instanceId: identity.instanceId, log }),
+      notifier: sqsNotifier({ client: sqs, queueUrl: config.queueUrl, log }),
+      newPrivateKey: newPrivateKeyPem,
       clock: systemClock,
       log,
     });

@@ -75,7 +75,10 @@ export const AgentConfigSchema = z.strictObject({
       imdsMs: z.number().int().positive().default(2_000),
       /** How long a CA that cannot be reached is retried before the boot step gives up. */
       caUnavailableSeconds: seconds.default(300),
-      /** How long to wait for the controller to sign the CSR. */
+      /**
+       * How long an enrollment waits for its certificate, from the key report on: the report
+       * reaching SQS, a foreign pending CSR being removed and the controller signing, together.
+       */
       certificateSeconds: seconds.default(1_800),
       /** Upper bound for each puppet command (the agent run installs the compile master). */
       puppetRunSeconds: seconds.default(1_800),

@@ -1,5 +1,5 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import type { CertificateFacts } from '../../lib/puppet';
+import { publicKeySha256, readCsr, type CertificateFacts } from '../../lib/puppet';
 
 /**
  * What the node and the CA know about this node's identity, gathered before deciding anything.
@@ -19,10 +19,11 @@ export interface IdentityObservation {
     /** The certificate the CA serves for the certname, and whether our private key fits it. */
     cert: (CertificateFacts & { matchesLocalKey: boolean }) | undefined;
     /**
-     * The CA's pending CSR compared with the one Puppet saved when it submitted ours; undefined
-     * when not looked at (the CA serves a certificate, so there can be no pending CSR to resume).
+     * The CA's pending CSR, told apart by its key: one for this node's private key is ours (with
+     * that key's hash, which the controller must hear again); undefined when not looked at (the
+     * CA serves a certificate, so there can be no pending CSR to resume).
      */
-    csr: 'none' | 'ours' | 'foreign' | undefined;
+    csr: PendingCsr | undefined;
     revokedSerials: ReadonlySet<bigint>;
   };
 }
@@ -32,9 +33,12 @@ export type BootPlan =
   | { kind: 'keep'; reason: string }
   /** The CA signed a certificate for our key that we have not installed yet: install it. */
   | { kind: 'install'; reason: string }
-  /** Our CSR is pending at the CA: wait for it to be signed. */
-  | { kind: 'await'; reason: string }
-  /** No usable identity and nothing at the CA: back up, wipe and submit a new CSR. */
+  /** Our CSR is pending at the CA: report its key again, then wait for it to be signed. */
+  | { kind: 'await'; reason: string; publicKeySha256: string }
+  /**
+   * No usable identity and no CSR of ours at the CA: back up, wipe, make a key, report it, wait
+   * until the CA holds no other CSR for the certname, submit ours.
+   */
   | { kind: 'enroll'; reason: string }
   /**
    * The CA holds something for this certname that we cannot use, and it refuses new CSRs while it
@@ -68,13 +72,36 @@ export function decideBoot(observed: IdentityObservation): BootPlan {
     return { kind: 'install', reason: `the CA signed certificate ${serial} for this node's key; it is not installed yet` };
   }
   const previously = local.cert ? `the CA no longer serves certificate ${local.cert.serial.toString(16).toUpperCase()} (purged)` : 'no certificate yet';
-  switch (ca.csr) {
-    case 'ours':
-      return { kind: 'await', reason: `${previously}; our CSR is pending at the CA` };
-    case 'foreign':
-      return { kind: 'blocked', reason: `${previously}, and the CA holds a pending CSR for ${certname} that this node did not submit; ${CLEAN_HINT(certname)}` };
-    default:
-      return { kind: 'enroll', reason: previously };
+  if (ca.csr?.state === 'ours') {
+    return { kind: 'await', reason: `${previously}; our CSR is pending at the CA`, publicKeySha256: ca.csr.publicKeySha256 };
+  }
+  if (ca.csr?.state === 'foreign') {
+    // Anyone reaching the CA can submit a CSR for our certname. Only this instance can report its
+    // key to the controller, which then removes a pending CSR for any other key.
+    return { kind: 'enroll', reason: `${previously}; the CA holds a pending CSR for ${certname} that is not for this node's key: enrolling with a new key, whose report lets the controller remove that CSR` };
+  }
+  return { kind: 'enroll', reason: previously };
+}
+
+export type PendingCsr = { state: 'none' | 'foreign' } | { state: 'ours'; publicKeySha256: string };
+
+/**
+ * Told apart by key rather than by comparison with the copy Puppet saves after submitting: a
+ * crash between the CA taking our CSR and Puppet saving that copy still leaves the CSR ours. A CSR
+ * or key that cannot be read is not ours.
+ */
+export function pendingCsr(csrPem: string | undefined, keyPem: string | undefined): PendingCsr {
+  if (csrPem === undefined) return { state: 'none' };
+  const ours = keyPem === undefined ? undefined : unlessMalformed(() => publicKeySha256(keyPem));
+  const theirs = unlessMalformed(() => readCsr(csrPem).publicKeySha256);
+  return ours !== undefined && ours === theirs ? { state: 'ours', publicKeySha256: ours } : { state: 'foreign' };
+}
+
+function unlessMalformed<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch {
+    return undefined;
   }
 }
 
@@ -86,11 +113,4 @@ export function keyFitsCertificate(certPem: string, keyPem: string | undefined):
   } catch {
     return false;
   }
-}
-
-/** PEM documents compared by content, whatever their line wrapping. */
-export function samePem(a: string | undefined, b: string | undefined): boolean {
-  if (a === undefined || b === undefined) return false;
-  const strip = (pem: string) => pem.replace(/\s+/g, '');
-  return strip(a) === strip(b);
 }

@@ -1,31 +1,25 @@
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { NodeAgentNotice } from '../../lib/node-agent-notice';
 import type { Logger } from './log';
 
-export type AgentEvent = 'csr-submitted' | 'enrolled' | 'booted';
-
-/** The contract with the controller: it trusts nothing here but the prompt to look at the instance. */
-export function messageBody(instanceId: string, event: AgentEvent): string {
-  return JSON.stringify({ source: 'compile-masters.node-agent', version: 1, instanceId, event });
+/**
+ * The SQS body: the shared notice, nothing added. What makes it this instance's word is the
+ * SenderId SQS records for the instance profile's credentials, not anything in the body.
+ */
+export function messageBody(notice: NodeAgentNotice): string {
+  return JSON.stringify(notice);
 }
 
 export interface Notifier {
-  notify(event: AgentEvent): Promise<void>;
+  /** Rejects when SQS did not take the message: the caller decides whether that is fatal. */
+  send(notice: NodeAgentNotice): Promise<void>;
 }
 
-/**
- * Tells the controller to look. A failed send is logged, not fatal: the controller's scheduled
- * reconcile finds the same state without the prompt, only later, whereas failing the boot step
- * would restart enrollment for nothing.
- */
-export function sqsNotifier(options: { client: Pick<SQSClient, 'send'>; queueUrl: string; instanceId: string; log: Logger }): Notifier {
+export function sqsNotifier(options: { client: Pick<SQSClient, 'send'>; queueUrl: string; log: Logger }): Notifier {
   return {
-    async notify(event) {
-      try {
-        await options.client.send(new SendMessageCommand({ QueueUrl: options.queueUrl, MessageBody: messageBody(options.instanceId, event) }));
-        options.log.info('told the controller', { event });
-      } catch (error) {
-        options.log.warn('could not tell the controller; its scheduled reconcile will notice later', { event, error });
-      }
+    async send(notice) {
+      await options.client.send(new SendMessageCommand({ QueueUrl: options.queueUrl, MessageBody: messageBody(notice) }));
+      options.log.info('told the controller', { event: notice.event, publicKeySha256: notice.publicKeySha256 });
     },
   };
 }

@@ -84,8 +84,9 @@ export class PuppetCli {
   }
 
   /**
-   * Generates the key and CSR (with csr_attributes.yaml and the alt names) and submits it; exit 0
-   * means the CA accepted it. Without `--http_keepalive_timeout 0` this takes ~30 s longer on
+   * Makes the CSR (with csr_attributes.yaml and the alt names) from the key the agent put in the
+   * privatekeydir, which Puppet loads instead of generating one, and submits it; exit 0 means the
+   * CA accepted it. Without `--http_keepalive_timeout 0` this takes ~30 s longer on
    * Puppet 7: its next request reuses the connection of the CSR upload, which Puppet Server only
    * answers after its idle timeout (measured: 33.7 s → 2.8 s). `ssl bootstrap --waitforcert 0`
    * stalls the same way and exits 1 for "not signed yet", which hides real failures.

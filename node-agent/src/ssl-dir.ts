@@ -1,12 +1,11 @@
 import { chmod, cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
-/** Puppet's own file names below the ssldir (certdir, privatekeydir, requestdir defaults). */
+/** Puppet's own file names below the ssldir (certdir and privatekeydir defaults). */
 export function sslPaths(ssldir: string, certname: string) {
   return {
     cert: join(ssldir, 'certs', `${certname}.pem`),
     key: join(ssldir, 'private_keys', `${certname}.pem`),
-    csr: join(ssldir, 'certificate_requests', `${certname}.pem`),
   };
 }
 
@@ -18,14 +17,12 @@ export function localCaPath(ssldir: string): string {
 export interface LocalSsl {
   certPem: string | undefined;
   keyPem: string | undefined;
-  /** The CSR Puppet saved after submitting it. */
-  csrPem: string | undefined;
 }
 
 export async function readLocalSsl(ssldir: string, certname: string): Promise<LocalSsl> {
   const paths = sslPaths(ssldir, certname);
-  const [certPem, keyPem, csrPem] = await Promise.all([readIfPresent(paths.cert), readIfPresent(paths.key), readIfPresent(paths.csr)]);
-  return { certPem, keyPem, csrPem };
+  const [certPem, keyPem] = await Promise.all([readIfPresent(paths.cert), readIfPresent(paths.key)]);
+  return { certPem, keyPem };
 }
 
 /** "2024-05-01T12-00-00-000Z": sortable and free of characters that upset shells and tar. */
@@ -58,6 +55,17 @@ export async function resetSslDir(ssldir: string, caPem: string): Promise<void> 
   await mkdir(join(ssldir, 'certs'), { recursive: true, mode: 0o755 });
   await chmod(ssldir, 0o771);
   await writeFile(localCaPath(ssldir), caPem, { mode: 0o644 });
+}
+
+/**
+ * Puts this node's new private key where Puppet looks for it, with Puppet's own modes
+ * (privatekeydir 0750, hostprivkey 0640). Exclusive: it follows `resetSslDir`, so a key already
+ * there was written by someone else since, and is not one to overwrite silently.
+ */
+export async function writePrivateKey(ssldir: string, certname: string, pem: string): Promise<void> {
+  const path = sslPaths(ssldir, certname).key;
+  await mkdir(dirname(path), { recursive: true, mode: 0o750 });
+  await writeFile(path, pem, { mode: 0o640, flag: 'wx' });
 }
 
 async function readIfPresent(path: string): Promise<string | undefined> {

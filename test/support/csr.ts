@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { webcrypto } from 'node:crypto';
+import { createPrivateKey, createPublicKey, webcrypto } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import {
   Extension,
@@ -37,6 +37,16 @@ const RSA: webcrypto.RsaHashedKeyGenParams = { name: 'RSASSA-PKCS1-v1_5', hash: 
 
 export async function generateKeyPair(): Promise<webcrypto.CryptoKeyPair> {
   return (await webcrypto.subtle.generateKey(RSA, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+}
+
+/** A PEM private key (PKCS#1 or PKCS#8, as Puppet or the node agent wrote it) as a key pair for makeCsr(). */
+export async function keyPairFromPem(privateKeyPem: string): Promise<webcrypto.CryptoKeyPair> {
+  const pkcs8 = createPrivateKey(privateKeyPem).export({ type: 'pkcs8', format: 'der' });
+  const spki = createPublicKey(privateKeyPem).export({ type: 'spki', format: 'der' });
+  return {
+    privateKey: await webcrypto.subtle.importKey('pkcs8', pkcs8, RSA, true, ['sign']),
+    publicKey: await webcrypto.subtle.importKey('spki', spki, RSA, true, ['verify']),
+  };
 }
 
 /** Puppet DER-encodes each requested extension value as a UTF8String inside the extension. */

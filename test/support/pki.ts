@@ -16,7 +16,8 @@ export interface Pem {
 }
 
 export interface TestCa extends Pem {
-  issue(options: { commonName: string; dnsNames?: string[]; ips?: string[] }): Promise<Pem>;
+  /** A leaf certificate, for a new key or for `keys` (a CSR's, when standing in for signing it). */
+  issue(options: { commonName: string; dnsNames?: string[]; ips?: string[]; keys?: webcrypto.CryptoKeyPair }): Promise<Pem>;
   /** A CRL listing the given serials (hex), signed by this CA. */
   crl(serials: string[]): Promise<string>;
 }
@@ -46,8 +47,8 @@ export async function makeTestCa(commonName = 'Test CA'): Promise<TestCa> {
       );
       return crl.toString('pem');
     },
-    async issue({ commonName: cn, dnsNames = [], ips = [] }) {
-      const leafKeys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+    async issue({ commonName: cn, dnsNames = [], ips = [], keys: given }) {
+      const leafKeys = given ?? ((await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair);
       const names = [...dnsNames.map((value) => ({ type: 'dns' as const, value })), ...ips.map((value) => ({ type: 'ip' as const, value }))];
       const cert = await x509.X509CertificateGenerator.create({
         subject: `CN=${cn}`,

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { CertificateFacts } from '../../../lib/puppet';
 import { certificateFacts } from '../../../lib/puppet';
-import { decideBoot, keyFitsCertificate, samePem, type IdentityObservation } from '../../../node-agent/src/identity';
+import { publicKeySha256 } from '../../../lib/puppet';
+import { decideBoot, keyFitsCertificate, pendingCsr, type IdentityObservation } from '../../../node-agent/src/identity';
+import { generateKeyPair, makeCsr } from '../../support/csr';
 import { makeTestCa } from '../../support/pki';
 
 const NOW = new Date('2026-06-01T00:00:00Z');
@@ -16,7 +18,7 @@ function observation(overrides: { local?: Partial<IdentityObservation['local']>;
     certname: CERTNAME,
     now: NOW,
     local: { cert: undefined, keyMatchesCert: false, ...overrides.local },
-    ca: { cert: undefined, csr: 'none', revokedSerials: new Set(), ...overrides.ca },
+    ca: { cert: undefined, csr: { state: 'none' }, revokedSerials: new Set(), ...overrides.ca },
   };
 }
 
@@ -37,8 +39,17 @@ describe('the boot decision table', () => {
     expect(plan).toMatchObject({ kind: 'enroll', reason: expect.stringContaining('no longer serves certificate 7 (purged)') });
   });
 
-  it('waits, without a new CSR, when our own CSR is pending (restarted while waiting for signing)', () => {
-    expect(decideBoot(observation({ ca: { csr: 'ours' } }))).toMatchObject({ kind: 'await' });
+  it('waits, without a new CSR, when our own CSR is pending (restarted while waiting for signing), to report its key again', () => {
+    const publicKeySha256 = 'a'.repeat(64);
+    expect(decideBoot(observation({ ca: { csr: { state: 'ours', publicKeySha256 } } }))).toMatchObject({ kind: 'await', publicKeySha256 });
+  });
+
+  it('enrolls with a new key, not blocked, when the CA holds a pending CSR for another key (anyone on 8140 can submit one)', () => {
+    for (const local of [ours.local, { cert: undefined, keyMatchesCert: false }]) {
+      const plan = decideBoot(observation({ local, ca: { csr: { state: 'foreign' } } }));
+      expect(plan.kind).toBe('enroll');
+      expect(plan.reason).toMatch(/pending CSR .* not for this node's key.*controller remove/);
+    }
   });
 
   it('installs a certificate the CA signed for our key while we were not looking', () => {
@@ -51,7 +62,6 @@ describe('the boot decision table', () => {
     ['revoked but not cleaned', { cert: { ...facts(7n), matchesLocalKey: true }, revokedSerials: new Set([7n]) }, /has revoked it/],
     ['expired', { cert: { ...facts(7n, 'FP:7', new Date('2026-05-01T00:00:00Z')), matchesLocalKey: true } }, /expired on 2026-05-01/],
     ['signed for a key this node does not have', { cert: { ...facts(8n), matchesLocalKey: false } }, /no private key for it/],
-    ['a pending CSR this node did not submit', { csr: 'foreign' as const }, /did not submit/],
   ])('is blocked, changing nothing, when the CA holds a certificate %s', (_name, ca, reason) => {
     const plan = decideBoot(observation({ ...ours, ca }));
     expect(plan.kind).toBe('blocked');
@@ -77,9 +87,14 @@ describe('key and PEM comparisons', () => {
     expect((await certificateFacts(a.cert)).sha256Fingerprint).not.toBe((await certificateFacts(b.cert)).sha256Fingerprint);
   });
 
-  it('compares PEM documents whatever their line endings', () => {
-    expect(samePem('-----BEGIN X-----\nAAAA\nBBBB\n-----END X-----\n', '-----BEGIN X-----\r\nAAAABBBB\r\n-----END X-----')).toBe(true);
-    expect(samePem('-----BEGIN X-----\nAAAA\n-----END X-----', '-----BEGIN X-----\nAAAB\n-----END X-----')).toBe(false);
-    expect(samePem(undefined, 'x')).toBe(false);
+  it('tells our pending CSR from another by its key, whatever else it says', async () => {
+    const mine = await makeCsr({ certname: CERTNAME });
+    const impostor = await makeCsr({ certname: CERTNAME, keyPair: await generateKeyPair() });
+    expect(pendingCsr(mine.csrPem, mine.privateKeyPem)).toEqual({ state: 'ours', publicKeySha256: publicKeySha256(mine.privateKeyPem) });
+    expect(pendingCsr(impostor.csrPem, mine.privateKeyPem)).toEqual({ state: 'foreign' });
+    expect(pendingCsr(mine.csrPem, undefined)).toEqual({ state: 'foreign' });
+    expect(pendingCsr(mine.csrPem, 'not a key')).toEqual({ state: 'foreign' });
+    expect(pendingCsr('-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n', mine.privateKeyPem)).toEqual({ state: 'foreign' });
+    expect(pendingCsr(undefined, mine.privateKeyPem)).toEqual({ state: 'none' });
   });
 });

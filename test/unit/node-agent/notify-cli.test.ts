@@ -1,30 +1,37 @@
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { describe, expect, it } from 'vitest';
 import { CompileMastersError, ConfigError, PuppetApiError, PuppetUnavailableError, RefusedInputError } from '../../../lib/errors';
+import { NodeAgentNoticeSchema, nodeAgentNotice } from '../../../lib/node-agent-notice';
 import { EXIT, exitCodeFor, parseCommandLine } from '../../../node-agent/src/cli';
 import { jsonLogger } from '../../../node-agent/src/log';
 import { messageBody, sqsNotifier } from '../../../node-agent/src/notify';
 import { memoryLog } from './fakes';
 
 describe('telling the controller', () => {
-  it('sends the contract body to the configured queue', async () => {
+  const HASH = 'c0ffee'.padEnd(64, '0');
+  const sink = (sent: SendMessageCommand[]) => ({ send: async (command: SendMessageCommand) => sent.push(command) }) as never;
+
+  it("sends the shared notice, with the key's hash, to the configured queue", async () => {
     const sent: SendMessageCommand[] = [];
-    const notifier = sqsNotifier({ client: { send: async (command: SendMessageCommand) => sent.push(command) } as never, queueUrl: 'https://sqs.eu-west-1.amazonaws.com/1/q', instanceId: 'i-0123456789abcdef0', log: memoryLog() });
-    await notifier.notify('csr-submitted');
+    const notifier = sqsNotifier({ client: sink(sent), queueUrl: 'https://sqs.eu-west-1.amazonaws.com/1/q', log: memoryLog() });
+    await notifier.send(nodeAgentNotice('i-0123456789abcdef0', 'enrolling', HASH));
     expect(sent[0]).toBeInstanceOf(SendMessageCommand);
     expect(sent[0]?.input.QueueUrl).toBe('https://sqs.eu-west-1.amazonaws.com/1/q');
-    expect(JSON.parse(sent[0]?.input.MessageBody ?? '')).toEqual({ source: 'compile-masters.node-agent', version: 1, instanceId: 'i-0123456789abcdef0', event: 'csr-submitted' });
+    const body: unknown = JSON.parse(sent[0]?.input.MessageBody ?? '');
+    expect(body).toEqual({ source: 'compile-masters.node-agent', version: 2, instanceId: 'i-0123456789abcdef0', event: 'enrolling', publicKeySha256: HASH });
+    expect(NodeAgentNoticeSchema.parse(body)).toEqual(body);
   });
 
-  it('logs a failed send as a warning and carries on', async () => {
+  it('rejects when SQS does not take the message: whether that is fatal is boot\'s call', async () => {
     const log = memoryLog();
-    const notifier = sqsNotifier({ client: { send: async () => Promise.reject(new Error('AccessDenied')) } as never, queueUrl: 'q', instanceId: 'i-1', log });
-    await expect(notifier.notify('enrolled')).resolves.toBeUndefined();
-    expect(log.lines).toEqual([expect.objectContaining({ level: 'warn', event: 'enrolled' })]);
+    const notifier = sqsNotifier({ client: { send: async () => Promise.reject(new Error('AccessDenied')) } as never, queueUrl: 'q', log });
+    await expect(notifier.send(nodeAgentNotice('i-0123456789abcdef0', 'enrolled'))).rejects.toThrow('AccessDenied');
+    expect(log.lines).toEqual([]);
   });
 
-  it('has exactly the contract fields', () => {
-    expect(Object.keys(JSON.parse(messageBody('i-1', 'booted')))).toEqual(['source', 'version', 'instanceId', 'event']);
+  it('has exactly the contract fields, the hash only with the keyed events', () => {
+    expect(Object.keys(JSON.parse(messageBody(nodeAgentNotice('i-0123456789abcdef0', 'booted'))))).toEqual(['source', 'version', 'instanceId', 'event']);
+    expect(Object.keys(JSON.parse(messageBody(nodeAgentNotice('i-0123456789abcdef0', 'csr-submitted', HASH))))).toEqual(['source', 'version', 'instanceId', 'event', 'publicKeySha256']);
   });
 });
 
