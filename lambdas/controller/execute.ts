@@ -19,6 +19,8 @@ export const METRIC = {
   requestsRefused: 'CertificateRequestsRefused',
   purged: 'NodesPurged',
   runsStarted: 'OrchestratorRunsStarted',
+  /** Passes that had a CSR to sign but signed nothing: the CA accepts duplicate CSRs, or could not say. */
+  signingSuspended: 'SigningSuspended',
 } as const;
 
 /** What the controller needs of Powertools' Logger: a message and structured attributes. */

@@ -73,6 +73,7 @@ export interface WorldSpec {
   healthy?: number[];
   run?: Partial<RunRecord>;
   job?: JobObservation;
+  signingSuspended?: string;
 }
 
 /** Observed state for planner tables, by node number. */
@@ -105,6 +106,7 @@ export function world(spec: WorldSpec = {}): Observed {
     csrs: byNumber(spec.csrs, (n) => node(n).certname),
     health: new Map((spec.healthy ?? []).map((n) => [node(n).id, true])),
     job: spec.job,
+    signingSuspended: spec.signingSuspended,
   };
 }
 
@@ -118,7 +120,8 @@ export function validCsr(n: number): CsrObservation {
  * the CSR the CA held at signing time.
  */
 export class FakePuppet implements PuppetPort {
-  readonly certs = new Map<string, { state: Exclude<CertState, 'absent'>; csr?: CsrFacts; issued?: CertificateContents }>();
+  /** `pendingCsr`: a CSR queued next to a certificate, as a CA with allow-duplicate-certs on accepts. */
+  readonly certs = new Map<string, { state: Exclude<CertState, 'absent'>; csr?: CsrFacts; issued?: CertificateContents; pendingCsr?: CsrFacts }>();
   readonly deactivated = new Map<string, Date>();
   readonly jobs = new Map<string, string>();
   readonly cleans: string[][] = [];
@@ -133,18 +136,30 @@ export class FakePuppet implements PuppetPort {
   replaceCsrBeforeSigning: false | 'other-key' | 'extra-alt-name' | 'extra-extension' = false;
   /** Reading the issued certificate fails, as if the CA went away right after signing. */
   issuedUnreadable = false;
+  /** The CA's allow-duplicate-certs, as the probe would find it. */
+  allowDuplicateCerts = false;
 
   request(certname: string, csr: CsrFacts): void {
     this.certs.set(certname, { state: 'requested', csr });
+  }
+
+  /** A CSR submitted as Puppet Server takes it: for a certname with a CSR or certificate, only with allow-duplicate-certs on. */
+  submit(certname: string, csr: CsrFacts): void {
+    const cert = this.certs.get(certname);
+    if (!cert) return this.request(certname, csr);
+    if (!this.allowDuplicateCerts) throw new Error(`${certname} already has a ${cert.state} certificate; ignoring certificate request`);
+    if (cert.state === 'requested') cert.csr = csr;
+    else cert.pendingCsr = csr;
   }
 
   state(certname: string): CertState {
     return this.certs.get(certname)?.state ?? 'absent';
   }
 
+  /** As Puppet Server lists them: every CSR on file, a CSR next to a certificate too. */
   async requestedCertnames(): Promise<Set<string>> {
     this.enter('requestedCertnames');
-    return new Set([...this.certs].filter(([, cert]) => cert.state === 'requested').map(([name]) => name));
+    return new Set([...this.certs].filter(([, cert]) => cert.state === 'requested' || cert.pendingCsr).map(([name]) => name));
   }
 
   async certState(certname: string): Promise<CertState> {
@@ -155,7 +170,12 @@ export class FakePuppet implements PuppetPort {
   async readCsr(certname: string): Promise<CsrFacts | undefined> {
     this.enter('readCsr');
     const cert = this.certs.get(certname);
-    return cert?.state === 'requested' ? cert.csr : undefined;
+    return cert?.state === 'requested' ? cert.csr : cert?.pendingCsr;
+  }
+
+  async duplicateCertsAllowed(): Promise<boolean> {
+    this.enter('duplicateCertsAllowed');
+    return this.allowDuplicateCerts;
   }
 
   async sign(certname: string): Promise<void> {
@@ -181,8 +201,11 @@ export class FakePuppet implements PuppetPort {
     this.enter('clean');
     this.cleans.push([...certnames]);
     for (const certname of certnames) {
-      if (this.certs.get(certname)?.state === 'signed') this.revoked.push(certname);
-      this.certs.delete(certname);
+      const cert = this.certs.get(certname);
+      if (cert?.state === 'signed') this.revoked.push(certname);
+      // Puppet Server's clean removes certificates only: a CSR queued next to one stays.
+      if (cert?.pendingCsr) this.certs.set(certname, { state: 'requested', csr: cert.pendingCsr });
+      else this.certs.delete(certname);
     }
   }
 
