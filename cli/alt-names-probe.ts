@@ -1,13 +1,9 @@
-// @peculiar/x509 resolves its crypto providers through tsyringe, which needs this polyfill first.
-import 'reflect-metadata';
-import { randomBytes, webcrypto } from 'node:crypto';
-import { Pkcs10CertificateRequest, Pkcs10CertificateRequestGenerator, SubjectAlternativeNameExtension } from '@peculiar/x509';
 import { PuppetApiError } from '../lib/errors';
 import { CA_REFUSALS, type CaClient } from '../lib/puppet/ca';
+import { probeCertname, probeCsr } from '../lib/puppet/ca-probe';
 
 export type AltNamesVerdict = { allowed: true } | { allowed: false; detail: string };
 
-const ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
 /** Its 409 for a CSR whose signature does not verify: the check after the alt-names one. */
 const SIGNATURE_REFUSED = /does not correspond to the signing key/i;
 
@@ -18,8 +14,8 @@ const SIGNATURE_REFUSED = /does not correspond to the signing key/i;
  * disallowed and the signature refusal when they are allowed. The CSR is deleted afterwards.
  */
 export async function probeAltNames(ca: CaClient): Promise<AltNamesVerdict> {
-  const certname = `doctor-probe-${randomBytes(6).toString('hex')}.compile-masters.invalid`;
-  await ca.submitCsr(certname, await brokenCsr(certname));
+  const certname = probeCertname('doctor-probe');
+  await ca.submitCsr(certname, probeCsr(certname, [certname, `alt-${certname}`]));
   try {
     await ca.sign(certname);
     return { allowed: true };
@@ -33,21 +29,4 @@ export async function probeAltNames(ca: CaClient): Promise<AltNamesVerdict> {
     if ((await ca.getStatus(certname))?.state === 'signed') await ca.clean([certname]);
     await ca.delete(certname);
   }
-}
-
-async function brokenCsr(certname: string): Promise<string> {
-  const keys = (await webcrypto.subtle.generateKey(ALGORITHM, false, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-  const csr = await Pkcs10CertificateRequestGenerator.create(
-    {
-      name: [{ CN: [certname] }],
-      keys,
-      signingAlgorithm: ALGORITHM,
-      extensions: [new SubjectAlternativeNameExtension([{ type: 'dns', value: certname }, { type: 'dns', value: `alt-${certname}` }])],
-    },
-    webcrypto,
-  );
-  // The signature is the DER's last bytes: flipping the final one keeps the CSR well-formed.
-  const der = new Uint8Array(csr.rawData.slice(0));
-  der[der.length - 1]! ^= 0xff;
-  return new Pkcs10CertificateRequest(der).toString('pem');
 }

@@ -1,5 +1,6 @@
 import type { ClientBundle } from '../lambdas/controller/ports';
 import { CaClient } from '../lib/puppet/ca';
+import { probeDuplicateCerts } from '../lib/puppet/ca-probe';
 import { OrchestratorClient } from '../lib/puppet/orchestrator';
 import { PuppetDbClient } from '../lib/puppet/puppetdb';
 import type { EndpointOptions } from '../lib/puppet/http';
@@ -36,7 +37,12 @@ export async function doctor(target: Target, deps: Pick<CliDeps, 'now'>): Promis
       checkPuppetDb(puppetdb, endpoints.puppetdb, checks),
       checkOrchestrator(orchestrator, endpoints.orchestrator, checks),
     ]);
-    checks.push(caAllowed ? await checkAltNames(ca) : { name: 'CA signs alt names', status: 'skipped', detail: 'needs the CA to allow the lifecycle certificate' });
+    // Both probes delete their CSR, which takes the lifecycle certificate's access.
+    checks.push(
+      ...(caAllowed
+        ? await Promise.all([checkAltNames(ca), checkDuplicateCerts(ca)])
+        : ['CA signs alt names', DUPLICATES].map((name): Check => ({ name, status: 'skipped', detail: 'needs the CA to allow the lifecycle certificate' }))),
+    );
   } finally {
     await Promise.all([ca.close(), puppetdb.close(), orchestrator?.close()]);
   }
@@ -145,7 +151,31 @@ async function checkAltNames(ca: CaClient): Promise<Check> {
   }
 }
 
-const ORDER = ['client certificate', 'RBAC token', 'CA reachable', 'CA allows the lifecycle certificate', 'CA signs alt names', 'PuppetDB reachable', 'PuppetDB allows the lifecycle certificate', 'orchestrator reachable', 'orchestrator accepts the token'];
+const DUPLICATES = 'CA refuses duplicate CSRs';
+
+/**
+ * With allow-duplicate-certs on, anyone who reaches port 8140 can queue a CSR for a compile
+ * master's certname next to its signed certificate (or replace its pending one), and the
+ * controller refuses to sign anything. Puppet Server reads the setting from puppet.conf
+ * (allow_duplicate_certs) and from ca.conf, whose value wins.
+ */
+async function checkDuplicateCerts(ca: CaClient): Promise<Check> {
+  try {
+    if (!(await probeDuplicateCerts(ca, 'doctor-probe'))) {
+      return { name: DUPLICATES, status: 'ok', detail: 'allow-duplicate-certs is off (a second CSR for a throwaway certname was refused; the CSR was deleted)' };
+    }
+    return {
+      name: DUPLICATES,
+      status: 'failed',
+      detail: "allow-duplicate-certs is on: the CA accepted a second CSR for the same certname, so anyone who reaches port 8140 can queue one for a compile master's certname; the controller signs nothing while it is on",
+      fix: "set 'allow_duplicate_certs = false' in the [server] section of puppet.conf and 'allow-duplicate-certs: false' in the certificate-authority section of ca.conf (it wins over puppet.conf) on the primary, then restart puppetserver",
+    };
+  } catch (error) {
+    return failed(DUPLICATES, error);
+  }
+}
+
+const ORDER = ['client certificate', 'RBAC token', 'CA reachable', 'CA allows the lifecycle certificate', 'CA signs alt names', DUPLICATES, 'PuppetDB reachable', 'PuppetDB allows the lifecycle certificate', 'orchestrator reachable', 'orchestrator accepts the token'];
 
 /** Checks finish in any order; the report reads top-down like the setup steps. */
 function order(checks: Check[]): Check[] {

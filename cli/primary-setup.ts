@@ -47,7 +47,7 @@ export function renderPrimarySetup(settings: PrimarySettings, flavor: Flavor): P
   const classifierRule = ['and', ['=', ['trusted', 'extensions', role.name], role.value]];
   const files: Record<string, string> = {
     'auth.conf-rule.hocon': authRule(name),
-    'ca.conf-setting.hocon': 'certificate-authority: {\n    allow-subject-alt-names: true\n}\n',
+    'ca.conf-setting.hocon': 'certificate-authority: {\n    allow-subject-alt-names: true\n    allow-duplicate-certs: false\n}\n',
     'puppetdb-allowlist-entry.txt': `${name}\n`,
   };
   if (pe) {
@@ -82,11 +82,13 @@ parameter allowlist: add "${name}" (PE rewrites the allow-list file from it), th
 Only if an allow-list is already on: switching one on would lock out the primary and everyone else.`,
   );
   step(
-    'Allow subject alternative names (every compile master asks for the load balancer DNS name)',
+    'Allow subject alternative names (every compile master asks for the load balancer DNS name), refuse duplicate CSRs',
     `In /etc/puppetlabs/puppetserver/conf.d/ca.conf (ca.conf-setting.hocon):
-    certificate-authority: { allow-subject-alt-names: true }
+    certificate-authority: { allow-subject-alt-names: true, allow-duplicate-certs: false }
 then systemctl restart ${server}. The controller still refuses any CSR whose alt names are not
-the certname, the NLB DNS name or the configured dnsAltNames.`,
+the certname, the NLB DNS name or the configured dnsAltNames. With duplicate CSRs allowed (this
+setting, or allow_duplicate_certs in puppet.conf, which ca.conf overrides) anyone who reaches
+port 8140 can queue a CSR for a compile master's certname, and the controller signs nothing.`,
   );
   step(
     `Classify compile masters by ${role.name}=${role.value}`,

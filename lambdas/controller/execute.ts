@@ -23,6 +23,8 @@ export const METRIC = {
   impostorCsrs: 'ImpostorCsrsRemoved',
   /** Queue messages whose sender may not say what they say (a compile master speaking for another). */
   forged: 'ForgedMessagesIgnored',
+  /** Passes that had a CSR to sign but signed nothing: the CA accepts duplicate CSRs, or could not say. */
+  signingSuspended: 'SigningSuspended',
 } as const;
 
 /** What the controller needs of Powertools' Logger: a message and structured attributes. */

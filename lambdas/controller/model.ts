@@ -95,7 +95,11 @@ export interface Observed {
   instances: ReadonlyMap<string, Ec2Instance>;
   registry: RegistryEntry[];
   run: RunRecord;
-  /** CA state by certname, for the certnames the pass cares about. */
+  /**
+   * CA state by certname, for the certnames the pass cares about. For a certname a member holds
+   * (registry entry not purged) it is the certificate's state while there is one, even with a CSR
+   * pending next to it.
+   */
   certs: ReadonlyMap<string, CertState>;
   /** Pending CSRs of launching (or re-enrolling) members, by certname. */
   csrs: ReadonlyMap<string, CsrObservation>;
@@ -105,6 +109,8 @@ export interface Observed {
   health: ReadonlyMap<string, boolean>;
   /** State of run.job, when it has a name. */
   job: JobObservation | undefined;
+  /** Why nothing may be signed this pass (the CA accepts duplicate CSRs, or could not say); absent when signing may go ahead. */
+  signingSuspended?: string;
 }
 
 export interface PurgeTarget {

@@ -31,8 +31,11 @@ export async function observe(ports: Ports, now: Date): Promise<Observed> {
   const interesting = new Set<string>();
   /** Certname → the instance whose CSR it would be. */
   const csrWanted = new Map<string, string>();
+  // Certnames whose certificate a member holds, as far as the registry knows.
+  const holding = new Set<string>();
   for (const member of members) {
     const entry = entries.get(member.instanceId);
+    if (entry && entry.state !== 'purged') holding.add(entry.certname);
     if (member.lifecycleState === LAUNCHING) {
       const certname = instances.get(member.instanceId)?.privateDnsName?.toLowerCase();
       if (certname && isValidCertname(certname)) {
@@ -44,9 +47,12 @@ export async function observe(ports: Ports, now: Date): Promise<Observed> {
       if (entry.state === 'purged') csrWanted.set(entry.certname, member.instanceId);
     }
   }
+  // A pending CSR means 'requested' only where no member holds a certificate. A CA that accepts
+  // duplicate CSRs lists one next to a signed certificate, which is still valid: for those, ask
+  // the CA by name, and it answers with the certificate's state.
   const certs = new Map<string, CertState>();
   await mapLimit([...interesting], OBSERVE_CONCURRENCY, async (certname) => {
-    certs.set(certname, requested.has(certname) ? 'requested' : await ports.puppet.certState(certname));
+    certs.set(certname, requested.has(certname) && !holding.has(certname) ? 'requested' : await ports.puppet.certState(certname));
   });
 
   const csrs = new Map<string, CsrObservation>();
@@ -70,7 +76,30 @@ export async function observe(ports: Ports, now: Date): Promise<Observed> {
     if (privateIp) health.set(entry.instanceId, await ports.health.isHealthy({ certname: entry.certname, privateIp }));
   });
 
-  return { now, members, instances, registry, run, certs, csrs, keyReports, health, job: run.job?.name ? await observeJob(ports, run.job.name) : undefined };
+  // The CA is probed only when there is something it might be asked to sign: a readable CSR made
+  // with the key its instance reported.
+  const signable = [...csrWanted].some(([certname, instanceId]) => {
+    const csr = csrs.get(certname);
+    return csr?.ok === true && csr.facts.publicKeySha256 === keyReports.get(instanceId)?.publicKeySha256;
+  });
+  const signingSuspended = signable ? await signingSuspension(ports) : undefined;
+
+  return { now, members, instances, registry, run, certs, csrs, keyReports, health, job: run.job?.name ? await observeJob(ports, run.job.name) : undefined, signingSuspended };
+}
+
+/**
+ * With allow-duplicate-certs on, anyone who reaches port 8140 can replace a compile master's
+ * pending CSR, or queue one for a certname that holds a signed certificate, and signing would
+ * issue it. A CA that cannot say is treated the same: nothing is signed until it can.
+ */
+async function signingSuspension(ports: Ports): Promise<string | undefined> {
+  try {
+    return (await ports.puppet.duplicateCertsAllowed())
+      ? 'the CA accepts duplicate certificate requests (allow-duplicate-certs is on): set it to false on the primary and restart puppetserver'
+      : undefined;
+  } catch (error) {
+    return `the CA's allow-duplicate-certs setting could not be checked (${error instanceof Error ? error.message : String(error)})`;
+  }
 }
 
 async function readCsr(ports: Ports, certname: string): Promise<CsrObservation | undefined> {

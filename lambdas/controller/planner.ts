@@ -149,8 +149,9 @@ class Planner {
       return this.note(`${instanceId}: purged and serving; waiting for it to re-enroll`);
     }
     if (cert === 'requested') {
-      // The certificate went away behind our back and the node asks again: record that it is
-      // gone first, so the re-enrollment is signed by the rule for purged nodes.
+      // The certificate went away behind our back (a certificate still on file, even next to a
+      // pending CSR, reads as signed or revoked) and the node asks again: record that it is gone
+      // first, so the re-enrollment is signed by the rule for purged nodes.
       this.addDrift({ instanceId, certname: entry.certname, detail: 'certificate removed outside the controller' });
       this.act({ kind: 'forget', instanceId, reason: 'its certificate is gone and it asks for a new one' });
       return this.recheck('await-node', TIMING.awaitNodeSeconds, instanceId);
@@ -211,6 +212,8 @@ class Planner {
     }
     const problems = csrProblems(observation.facts, { certname, instanceId }, this.policy);
     if (problems.length > 0) return this.refuse(instanceId, certname, problems, abandon);
+    // Refusals above still happen: they only close doors.
+    if (this.observed.signingSuspended) return this.addDrift({ instanceId, certname, detail: `CSR not signed: ${this.observed.signingSuspended}` });
     const { publicKeySha256, dnsAltNames, puppetExtensions } = observation.facts;
     this.act({ kind: 'sign', instanceId, certname, checked: { publicKeySha256, dnsAltNames, puppetExtensions }, reEnrollment });
   }

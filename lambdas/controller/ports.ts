@@ -75,13 +75,19 @@ export interface SecretsPort {
 }
 
 export interface PuppetPort {
-  /** Certnames with a pending CSR (one call, whatever the CA's size). */
+  /** Certnames with a pending CSR (one call, whatever the CA's size), whether or not they also have a certificate. */
   requestedCertnames(): Promise<Set<string>>;
+  /** The certificate's state when the CA holds one (even with a CSR pending too), else 'requested' or 'absent'. */
   certState(certname: string): Promise<CertState>;
   /** The pending CSR's facts; undefined when there is none any more. Throws RefusedInputError for garbage. */
   readCsr(certname: string): Promise<CsrFacts | undefined>;
   /** Deletes the pending CSR (never a certificate: only called while the certname is `requested`). */
   deleteRequest(certname: string): Promise<void>;
+  /**
+   * Whether the CA accepts a CSR for a certname that already has a CSR or certificate
+   * (allow-duplicate-certs); the answer may be a few minutes old. Throws when the CA cannot tell.
+   */
+  duplicateCertsAllowed(): Promise<boolean>;
   /** Signs the pending CSR; a CSR someone already signed is success. */
   sign(certname: string): Promise<void>;
   /** What the issued certificate certifies; undefined when there is no certificate. */

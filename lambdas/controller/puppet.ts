@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { PuppetApiError } from '../../lib/errors';
 import { CaClient } from '../../lib/puppet/ca';
+import { probeDuplicateCerts } from '../../lib/puppet/ca-probe';
 import { readCertificate, readCsr, type CertificateContents, type CsrFacts } from '../../lib/puppet/csr';
 import { OrchestratorClient } from '../../lib/puppet/orchestrator';
 import { PuppetDbClient } from '../../lib/puppet/puppetdb';
@@ -15,13 +16,23 @@ export interface PuppetSettings {
   primaryCertname: string;
 }
 
+/**
+ * How long the answer of an allow-duplicate-certs probe is used: each probe leaves a CSR and its
+ * deletion in the CA's log, so a container asks at most this often, and a fixed CA is trusted
+ * again within this.
+ */
+export const DUPLICATE_PROBE_MAX_AGE_MS = 10 * 60_000;
+
 /** The Puppet side through the shared clients: CA and PuppetDB over mTLS, the orchestrator with the RBAC token. */
 export class PuppetApis implements PuppetPort {
+  private duplicates: { allowed: boolean; probedAt: number } | undefined;
+
   constructor(
     private readonly ca: CaClient,
     private readonly puppetdb: PuppetDbClient,
     private readonly orchestrator: OrchestratorClient,
     private readonly settings: Pick<PuppetSettings, 'primaryCertname'> & { environment: string },
+    private readonly now: () => number = Date.now,
   ) {}
 
   static create(settings: PuppetSettings, bundle: ClientBundle, token: string): PuppetApis {
@@ -49,6 +60,15 @@ export class PuppetApis implements PuppetPort {
 
   async deleteRequest(certname: string): Promise<void> {
     await this.ca.delete(certname);
+  }
+
+  /** A failed probe is not remembered: the next pass asks again. */
+  async duplicateCertsAllowed(): Promise<boolean> {
+    const last = this.duplicates;
+    if (last && this.now() - last.probedAt < DUPLICATE_PROBE_MAX_AGE_MS) return last.allowed;
+    const allowed = await probeDuplicateCerts(this.ca, 'controller-probe');
+    this.duplicates = { allowed, probedAt: this.now() };
+    return allowed;
   }
 
   async sign(certname: string): Promise<void> {

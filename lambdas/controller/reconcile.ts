@@ -1,4 +1,5 @@
-import { execute, type ExecutionContext } from './execute';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { execute, METRIC, type ExecutionContext } from './execute';
 import type { Plan, Trigger } from './model';
 import { observe } from './observe';
 import { plan, type PlannerPolicy } from './planner';
@@ -32,6 +33,10 @@ export async function reconcile(context: ControllerContext, triggers: readonly T
   }
   const now = context.clock();
   const observed = await observe(ports, now);
+  if (observed.signingSuspended) {
+    logger.error('Signing suspended: no certificate request is signed this pass', { reason: observed.signingSuspended });
+    context.metrics.addMetric(METRIC.signingSuspended, MetricUnit.Count, 1);
+  }
   const result = plan(observed, triggers, context.policy);
   logger.info('Reconcile', {
     triggers: triggers.map(describeTrigger),

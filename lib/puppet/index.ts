@@ -1,4 +1,5 @@
 export { CaClient, CertStatusSchema, parseMissing, type CertStatus, type CertState, type CrlResult } from './ca';
+export { probeCertname, probeCsr, probeDuplicateCerts } from './ca-probe';
 export { publicKeySha256, readCsr, readCertificate, type CertificateContents, type CsrFacts, type NamesAndExtensions } from './csr';
 export { PUPPET_EXTENSION_OIDS, configuredExtensionProblem, extensionName, isPuppetExtensionName, type PuppetExtensionName } from './extensions';
 export { PuppetEndpoint, backoffDelay, createAgent, DEFAULT_RETRY, DEFAULT_TIMEOUT_MS, type TlsIdentity, type RetryPolicy, type EndpointOptions } from './http';

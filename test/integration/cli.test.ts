@@ -31,13 +31,14 @@ describe('compile-masters CLI against the Puppet lab', () => {
   }
 
   describe('doctor --lab', () => {
-    it('passes every check, and its alt-names probe leaves nothing at the CA', async () => {
+    it('passes every check, and its probes leave nothing at the CA', async () => {
       const before = await probeCsrsLeft();
       const result = await runCli(['doctor', '--lab']);
       expect(result.stderr).toBe('');
       expect(result.code).toBe(0);
-      expect(checkLines(result.stdout).map((line) => line.slice(0, 4))).toEqual(Array(8).fill('ok  '));
+      expect(checkLines(result.stdout).map((line) => line.slice(0, 4))).toEqual(Array(9).fill('ok  '));
       expect(result.stdout).toContain('ok    CA signs alt names: allow-subject-alt-names is on');
+      expect(result.stdout).toContain('ok    CA refuses duplicate CSRs: allow-duplicate-certs is off');
       expect(result.stdout).toContain(`CN=${lab.lifecycleClient.certname} chains to the CA, key matches`);
       expect(await probeCsrsLeft()).toEqual(before);
     });
@@ -52,6 +53,7 @@ describe('compile-masters CLI against the Puppet lab', () => {
       expect(result.stdout).toContain('ok    CA reachable');
       expect(result.stdout).toContain('ok    PuppetDB reachable');
       expect(result.stdout).toContain('skip  CA signs alt names: needs the CA to allow the lifecycle certificate');
+      expect(result.stdout).toContain('skip  CA refuses duplicate CSRs: needs the CA to allow the lifecycle certificate');
       expect(result.stdout).toContain('ok    orchestrator accepts the token');
     });
 

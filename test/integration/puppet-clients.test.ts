@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PuppetApiError, PuppetUnavailableError, RefusedInputError } from '../../lib/errors';
 import { CaClient, certificateFacts, crlSerials, readCsr } from '../../lib/puppet';
-import { eventually, labClients, storeFacts, type LabClients } from '../support/clients';
+import { probeCertname, probeCsr, probeDuplicateCerts } from '../../lib/puppet/ca-probe';
+import { eventually, labClients, labPuppetApis, storeFacts, type LabClients } from '../support/clients';
 import { requestCertificate } from '../support/csr';
 import { loadLab, readPems, uniqueCertname } from '../support/lab';
 
@@ -146,6 +147,28 @@ describe('Puppet API clients against the real lab', () => {
     const job = await clients.orchestrator.deploy({ environment: 'production', nodes: ['primary.lab.test'], description: 'client test' });
     const done = await clients.orchestrator.waitForJob(job.name, { timeoutMs: 180_000, pollMs: 500 });
     expect(done.state).toBe('finished');
+  });
+
+  it('a second CSR for a certname is refused with the 400 the allow-duplicate-certs probe reads (the lab CA has it off)', async () => {
+    const certname = probeCertname('it-duplicate');
+    const csr = probeCsr(certname);
+    await clients.ca.submitCsr(certname, csr);
+    try {
+      const error = await clients.ca.submitCsr(certname, csr).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(PuppetApiError);
+      expect((error as PuppetApiError).status).toBe(400);
+      expect((error as PuppetApiError).summary).toMatch(new RegExp(`\\(HTTP 400\\): ${certname.replaceAll('.', '\\.')} already has a requested certificate; ignoring certificate request$`));
+    } finally {
+      expect(await clients.ca.delete(certname)).toBe(true);
+    }
+  });
+
+  it('probeDuplicateCerts answers false on the lab CA, directly and through the controller\'s adapter, and leaves no probe CSR', async () => {
+    const prefix = `it-probe-${Date.now().toString(36)}`;
+    expect(await probeDuplicateCerts(clients.ca, prefix)).toBe(false);
+    expect(await labPuppetApis().duplicateCertsAllowed()).toBe(false);
+    const left = (await clients.ca.listStatuses()).map((status) => status.name).filter((name) => name.startsWith(`${prefix}-`));
+    expect(left).toEqual([]);
   });
 
   it('refuses hostile certnames before any request is made', async () => {

@@ -50,15 +50,26 @@ export function altNamesRefusal(certname: string, altNames: string): string {
 }
 
 /**
- * The CA API routes the doctor's alt-names probe uses, answering as Puppet Server does with
- * allow-subject-alt-names false; `csrs` holds the pending requests, so a test sees the cleanup.
+ * Puppet Server 7.9.5's 400 for a CSR whose certname already has a CSR while allow-duplicate-certs
+ * is false (certificate_authority.clj, validate-duplicate-cert-policy!), word for word; with it
+ * true the same submission answers 200 with an empty body.
  */
-export function altNamesRefusingCa(csrs: Set<string>, crl: string): FakeRoute {
+export function duplicateRefusal(certname: string): string {
+  return `${certname} already has a requested certificate; ignoring certificate request`;
+}
+
+/**
+ * The CA API routes the doctor's probes use, answering as Puppet Server does with
+ * allow-subject-alt-names false, and allow-duplicate-certs as `policy` says when asked (false
+ * unless set); `csrs` holds the pending requests, so a test sees the cleanup.
+ */
+export function altNamesRefusingCa(csrs: Set<string>, crl: string, policy: { allowDuplicateCerts?: boolean } = {}): FakeRoute {
   return ({ method, path }) => {
     if (path === '/puppet-ca/v1/certificate_revocation_list/ca') return { status: 200, body: crl };
     if (path === '/puppet-ca/v1/certificate_statuses/any?state=requested') return { status: 200, body: [...csrs].map((name) => ({ name, state: 'requested' })) };
     const request = /^\/puppet-ca\/v1\/certificate_request\/(.+)$/.exec(path);
     if (method === 'PUT' && request) {
+      if (csrs.has(request[1]!) && !policy.allowDuplicateCerts) return { status: 400, body: duplicateRefusal(request[1]!) };
       csrs.add(request[1]!);
       return { status: 200, body: '' };
     }

@@ -19,12 +19,13 @@ describe('doctor --stack (AWS mocked, fake primary)', () => {
   let primary: FakePuppet;
   let cdkJson: string;
   const csrs = new Set<string>();
+  const caPolicy = { allowDuplicateCerts: false };
 
   beforeAll(async () => {
     pki = await makeTestCa('Puppet CA: localhost');
     client = await pki.issue({ commonName: 'compile-master-lifecycle.corp.example.com' });
     // A primary with allow-subject-alt-names false and a token it does not know.
-    const ca = altNamesRefusingCa(csrs, '-----BEGIN X509 CRL-----');
+    const ca = altNamesRefusingCa(csrs, '-----BEGIN X509 CRL-----', caPolicy);
     primary = await fakePuppet(await pki.issue({ commonName: 'localhost', dnsNames: ['localhost'] }), (request) => {
       if (request.path.startsWith('/pdb/query/v4/nodes')) return { status: 200, body: [] };
       if (request.path.startsWith('/orchestrator/v1/jobs/')) return { status: 401, body: { kind: 'puppetlabs.rbac/token-expired', msg: 'The provided token has expired.' } };
@@ -37,6 +38,8 @@ describe('doctor --stack (AWS mocked, fake primary)', () => {
   afterEach(() => {
     cfn.reset();
     sm.reset();
+    caPolicy.allowDuplicateCerts = false;
+    primary.requests.length = 0;
   });
   afterAll(() => primary.close());
 
@@ -67,6 +70,7 @@ describe('doctor --stack (AWS mocked, fake primary)', () => {
       'ok    CA reachable',
       'ok    CA allows the lifecycle certificate',
       'FAIL  CA signs alt names',
+      'ok    CA refuses duplicate CSRs',
       'ok    PuppetDB reachable',
       'ok    PuppetDB allows the lifecycle certificate',
       'FAIL  orchestrator accepts the token',
@@ -77,6 +81,24 @@ describe('doctor --stack (AWS mocked, fake primary)', () => {
     expect(result.stdout).toMatch(/fix: the orchestrator refused the RBAC token: it has expired or been revoked/);
     expect(result.stdout).not.toContain('expired-token');
     expect(csrs.size).toBe(0);
-    expect(primary.requests.filter((request) => request.startsWith('DELETE /puppet-ca/v1/certificate_status/doctor-probe-'))).toHaveLength(1);
+    expect(primary.requests.filter((request) => request.startsWith('DELETE /puppet-ca/v1/certificate_status/doctor-probe-'))).toHaveLength(2);
+  });
+
+  it('a CA with allow-duplicate-certs on (it takes a second CSR for a certname, as Puppet Server does then): the fix; the probe CSR is deleted', async () => {
+    caPolicy.allowDuplicateCerts = true;
+    cfn.on(DescribeStacksCommand).resolves(STACK_OUTPUTS);
+    sm.on(GetSecretValueCommand, { SecretId: ARNS.clientCert }).resolves({ SecretString: JSON.stringify({ ...client, ca: pki.cert }) });
+    sm.on(GetSecretValueCommand, { SecretId: ARNS.rbacToken }).resolves({ SecretString: 'expired-token\n' });
+
+    const result = await runCli(['doctor', '--stack', STACK, '--cdk-json', cdkJson]);
+
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain('FAIL  CA refuses duplicate CSRs: allow-duplicate-certs is on: the CA accepted a second CSR for the same certname');
+    expect(result.stdout).toContain("fix: set 'allow_duplicate_certs = false' in the [server] section of puppet.conf and 'allow-duplicate-certs: false' in the certificate-authority section of ca.conf");
+    expect(result.stdout).toContain('restart puppetserver');
+    const probes = primary.requests.filter((request) => /^PUT \/puppet-ca\/v1\/certificate_request\/doctor-probe-/.test(request));
+    // The alt-names probe's CSR, then the duplicates probe's CSR twice under one name.
+    expect(probes).toHaveLength(3);
+    expect(csrs.size).toBe(0);
   });
 });

@@ -20,7 +20,7 @@ describe('primary-setup', () => {
     expect(stdout).toContain('puppetserver ca generate --ca-client --certname cm-lifecycle.corp.example.com');
     expect(stdout).toContain('systemctl stop pe-puppetserver');
     expect(stdout).toContain('puppet_enterprise::profile::puppetdb');
-    expect(stdout).toContain('allow-subject-alt-names: true');
+    expect(stdout).toContain('allow-subject-alt-names: true, allow-duplicate-certs: false');
     expect(stdout).toContain('["and",["=",["trusted","extensions","pp_role"],"cm"]]');
     expect(stdout).toContain('"Puppet agent: Run Puppet on agent nodes"');
     expect(stdout).toContain('puppet access login --lifetime 1y --print > token.txt');

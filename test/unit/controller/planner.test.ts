@@ -123,6 +123,35 @@ describe('planner: launches (Pending:Wait)', () => {
   ]);
 });
 
+describe('planner: signing suspended (the CA accepts duplicate CSRs, or could not say)', () => {
+  const suspended = 'the CA accepts duplicate certificate requests (allow-duplicate-certs is on)';
+  it('signs nothing, abandons nothing, and reports each CSR left unsigned as drift with the reason', () => {
+    const result = plan(
+      world({
+        members: [[1, 'Pending:Wait'], [2, 'InService']],
+        registry: [entry(2, 'purged')],
+        certs: { 1: 'requested', 2: 'requested' },
+        csrs: { 1: validCsr(1), 2: validCsr(2) },
+        reported: [1, 2],
+        signingSuspended: suspended,
+      }),
+      schedule,
+      POLICY,
+    );
+    expect(result.actions).toEqual([]);
+    expect(result.drift).toEqual([
+      { instanceId: n1.id, certname: n1.certname, detail: `CSR not signed: ${suspended}` },
+      { instanceId: n2.id, certname: n2.certname, detail: `CSR not signed: ${suspended}` },
+    ]);
+  });
+
+  it('still refuses a forged CSR: refusals only close doors', () => {
+    const forged = { ok: true as const, facts: csrFacts(1, { puppetExtensions: { pp_instance_id: node(9).id, pp_role: 'compile_master' } }) };
+    const result = plan(world({ members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: forged }, reported: [1], signingSuspended: suspended }), schedule, POLICY);
+    expect(result.actions).toMatchObject(refusedLaunch(/pp_instance_id/));
+  });
+});
+
 describe('planner: refusals (DESIGN rule 2), each ABANDONs the launch and changes nothing else', () => {
   const forged = (overrides: Parameters<typeof csrFacts>[1]): WorldSpec => ({
     members: [[1, 'Pending:Wait']],
@@ -322,6 +351,12 @@ describe('planner: serving members', () => {
       world: { members: [[1, 'InService']], registry: [entry(1, 'in-service')], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) } },
       actions: [{ kind: 'forget', instanceId: n1.id }, { kind: 'recheck', reason: 'await-node', instanceId: n1.id }],
       drift: 1,
+    },
+    {
+      name: 'owned, certificate still signed and a CSR for its certname pending next to it: steady state, never forgotten',
+      world: { members: [[1, 'InService']], registry: [entry(1, 'in-service')], certs: { 1: 'signed' }, csrs: { 1: validCsr(1) } },
+      actions: [],
+      drift: 0,
     },
     {
       name: 're-enrolling after a purge the registry knows of, valid CSR: sign as re-enrollment',

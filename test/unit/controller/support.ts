@@ -82,6 +82,7 @@ export interface WorldSpec {
   healthy?: number[];
   run?: Partial<RunRecord>;
   job?: JobObservation;
+  signingSuspended?: string;
 }
 
 /** Observed state for planner tables, by node number. */
@@ -120,6 +121,7 @@ export function world(spec: WorldSpec = {}): Observed {
     ),
     health: new Map((spec.healthy ?? []).map((n) => [node(n).id, true])),
     job: spec.job,
+    signingSuspended: spec.signingSuspended,
   };
 }
 
@@ -133,7 +135,8 @@ export function validCsr(n: number): CsrObservation {
  * the CSR the CA held at signing time.
  */
 export class FakePuppet implements PuppetPort {
-  readonly certs = new Map<string, { state: Exclude<CertState, 'absent'>; csr?: CsrFacts; issued?: CertificateContents }>();
+  /** `pendingCsr`: a CSR queued next to a certificate, as a CA with allow-duplicate-certs on accepts. */
+  readonly certs = new Map<string, { state: Exclude<CertState, 'absent'>; csr?: CsrFacts; issued?: CertificateContents; pendingCsr?: CsrFacts }>();
   readonly deactivated = new Map<string, Date>();
   readonly jobs = new Map<string, string>();
   readonly cleans: string[][] = [];
@@ -148,18 +151,30 @@ export class FakePuppet implements PuppetPort {
   replaceCsrBeforeSigning: false | 'other-key' | 'extra-alt-name' | 'extra-extension' = false;
   /** Reading the issued certificate fails, as if the CA went away right after signing. */
   issuedUnreadable = false;
+  /** The CA's allow-duplicate-certs, as the probe would find it. */
+  allowDuplicateCerts = false;
 
   request(certname: string, csr: CsrFacts): void {
     this.certs.set(certname, { state: 'requested', csr });
+  }
+
+  /** A CSR submitted as Puppet Server takes it: for a certname with a CSR or certificate, only with allow-duplicate-certs on. */
+  submit(certname: string, csr: CsrFacts): void {
+    const cert = this.certs.get(certname);
+    if (!cert) return this.request(certname, csr);
+    if (!this.allowDuplicateCerts) throw new Error(`${certname} already has a ${cert.state} certificate; ignoring certificate request`);
+    if (cert.state === 'requested') cert.csr = csr;
+    else cert.pendingCsr = csr;
   }
 
   state(certname: string): CertState {
     return this.certs.get(certname)?.state ?? 'absent';
   }
 
+  /** As Puppet Server lists them: every CSR on file, a CSR next to a certificate too. */
   async requestedCertnames(): Promise<Set<string>> {
     this.enter('requestedCertnames');
-    return new Set([...this.certs].filter(([, cert]) => cert.state === 'requested').map(([name]) => name));
+    return new Set([...this.certs].filter(([, cert]) => cert.state === 'requested' || cert.pendingCsr).map(([name]) => name));
   }
 
   async certState(certname: string): Promise<CertState> {
@@ -170,7 +185,12 @@ export class FakePuppet implements PuppetPort {
   async readCsr(certname: string): Promise<CsrFacts | undefined> {
     this.enter('readCsr');
     const cert = this.certs.get(certname);
-    return cert?.state === 'requested' ? cert.csr : undefined;
+    return cert?.state === 'requested' ? cert.csr : cert?.pendingCsr;
+  }
+
+  async duplicateCertsAllowed(): Promise<boolean> {
+    this.enter('duplicateCertsAllowed');
+    return this.allowDuplicateCerts;
   }
 
   /** Removes a pending CSR, as DELETE certificate_status does (and the whole entry with it). */
@@ -202,8 +222,11 @@ export class FakePuppet implements PuppetPort {
     this.enter('clean');
     this.cleans.push([...certnames]);
     for (const certname of certnames) {
-      if (this.certs.get(certname)?.state === 'signed') this.revoked.push(certname);
-      this.certs.delete(certname);
+      const cert = this.certs.get(certname);
+      if (cert?.state === 'signed') this.revoked.push(certname);
+      // Puppet Server's clean removes certificates only: a CSR queued next to one stays.
+      if (cert?.pendingCsr) this.certs.set(certname, { state: 'requested', csr: cert.pendingCsr });
+      else this.certs.delete(certname);
     }
   }
 
