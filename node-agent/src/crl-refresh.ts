@@ -15,8 +15,9 @@ import type { Logger } from './log';
  *
  * It runs as a long-running service (compile-master-crl-refresh.service) rather than a timer:
  * - the budget is 60 s from revocation to refusal, so it polls every 15 s; a timer would start
- *   Node.js four times a minute (~0.5 s of CPU each, and a new TLS handshake with the CA each time)
- *   where one process keeps one connection alive and mostly sleeps;
+ *   Node.js and load the bundle four times a minute (~0.5 s of CPU each, plus a new TLS handshake
+ *   with the CA), where one process keeps its connection and mostly sleeps (measured against the
+ *   lab CA: ~0.02 s of CPU a minute, 75 MB resident);
  * - a poll is cheap because of If-Modified-Since, and the date it sends must come from the CA's
  *   clock (Puppet Server sends no Last-Modified, so the client derives it from the answer's Date):
  *   kept in memory it needs no state file, and the node's own clock (a file's mtime) would let a
