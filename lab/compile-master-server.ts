@@ -10,6 +10,7 @@
  * the CA API. Callers sharing the machine take the lab lock around start and stop (./lock.ts).
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
@@ -90,10 +91,10 @@ export async function startCompileMasterServer(options: CompileMasterServerOptio
   const caPem = readFileSync(lab.server.caCert, 'utf8');
   let pid = runningPid(paths.run, PROCESS_NAME, paths.root);
   if (pid === null) {
-    if (await answersTls(options.port, caPem)) throw new Error(`something already listens on 127.0.0.1:${options.port}: pick another port`);
+    if (await listening(options.port)) throw new Error(`something already listens on 127.0.0.1:${options.port}: pick another port`);
     writeServerConfig(paths, options.certname, options.port);
     writeIssuerConfig(paths, lab);
-    await enroll(paths, lab, options.certname, caPem);
+    await enroll(paths, options.certname, caPem);
     pid = startDetached(paths.run, paths.logs, puppetServerProcess({ name: PROCESS_NAME, tkConfig: paths.tkConfig, tkBootstrap: paths.tkBootstrap, logsDir: paths.logs, heap: options.heap ?? '-Xmx512m' }));
   }
   const stop = async () => {
@@ -208,7 +209,7 @@ keylength = 2048
 }
 
 /** What enrollment leaves in a compile master's ssldir: its certificate and key, the CA bundle, the CRL of that moment. */
-async function enroll(paths: CompileMasterLayout, lab: LabLayout, certname: string, caPem: string): Promise<void> {
+async function enroll(paths: CompileMasterLayout, certname: string, caPem: string): Promise<void> {
   if (!existsSync(paths.hostCert)) {
     run('/usr/bin/puppetserver', ['ca', 'generate', '--certname', certname, '--subject-alt-names', 'localhost,IP:127.0.0.1', '--config', paths.issuerConf]);
   }
@@ -224,8 +225,19 @@ async function enroll(paths: CompileMasterLayout, lab: LabLayout, certname: stri
   }
 }
 
-async function answersTls(port: number, caPem: string): Promise<boolean> {
-  return (await simpleStatus(port, caPem)) !== null;
+/** Whether anything accepts TCP connections on 127.0.0.1:port. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    socket.setTimeout(2_000);
+    const done = (answer: boolean) => {
+      socket.destroy();
+      resolve(answer);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+    socket.once('timeout', () => done(false));
+  });
 }
 
 /** The body of /status/v1/simple, or null when nothing answers (yet). */
