@@ -36,7 +36,7 @@ function copy(from: string, to: string): void {
 const DISTRO_PUPPETSERVER = '/etc/puppet/puppetserver';
 const DISTRO_PUPPETDB = '/etc/puppetdb';
 
-function consoleLogback(): string {
+export function consoleLogback(): string {
   // Everything goes to stdout, which the lab sends to logs/<service>.log (the distro's logback
   // files write to /var/log).
   return `<configuration>

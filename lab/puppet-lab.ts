@@ -31,14 +31,12 @@ import {
 import { ensurePackages } from './packages';
 import { isPostgresRunning, postgresPid, postgresPort, provisionPuppetDb, startPostgres, stopPostgres } from './postgres';
 import { run, runningPid, startDetached, stopProcess, type ManagedProcess } from './processes';
+import { FAST_START, puppetServerProcess } from './puppetserver-process';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const STARTUP_TIMEOUT_MS = 300_000;
 // Modest heaps: both JVMs and the lab's PostgreSQL fit in ~2 GB.
 const HEAP = '-Xmx768m';
-// Debian ships Clojure as sources compiled at load time: C1-only JIT halves the start-up on two
-// cores (measured ~80 s -> ~44 s) for a throughput cost a lab does not notice.
-const FAST_START = '-XX:TieredStopAtLevel=1';
 
 type Service = 'puppetserver' | 'puppetdb' | 'orchestrator';
 const SERVICES: Service[] = ['puppetserver', 'puppetdb', 'orchestrator'];
@@ -50,30 +48,7 @@ function log(line: string): void {
 function processSpec(paths: LabLayout, service: Service): ManagedProcess {
   switch (service) {
     case 'puppetserver':
-      // What /usr/share/puppetserver/cli/apps/foreground runs, minus /etc: our own config dirs,
-      // and as root rather than the puppet user since every file is in the lab directory.
-      return {
-        name: service,
-        command: '/usr/bin/java',
-        args: [
-          HEAP,
-          FAST_START,
-          '-Djruby.logger.class=com.puppetlabs.jruby_utils.jruby.Slf4jLogger',
-          '-Djruby.lib=/usr/share/jruby/lib',
-          // As the distro's CLI wrapper does, so JRuby can manage subprocesses natively.
-          '--add-opens=java.base/sun.nio.ch=ALL-UNNAMED',
-          '--add-opens=java.base/java.io=ALL-UNNAMED',
-          '-XX:+CrashOnOutOfMemoryError',
-          `-XX:ErrorFile=${join(paths.logs, 'puppetserver_err_pid%p.log')}`,
-          '-jar',
-          '/usr/share/puppetserver/puppetserver.jar',
-          '--config',
-          paths.server.tkConfig,
-          '--bootstrap-config',
-          paths.server.tkBootstrap,
-        ],
-        cwd: '/usr/share/puppetserver',
-      };
+      return puppetServerProcess({ name: service, tkConfig: paths.server.tkConfig, tkBootstrap: paths.server.tkBootstrap, logsDir: paths.logs, heap: HEAP });
     case 'puppetdb':
       // What the puppetdb systemd unit runs, with the lab's config.
       return {

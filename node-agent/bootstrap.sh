@@ -17,6 +17,7 @@ readonly SHARE="${COMPILE_MASTERS_SHARE:-/mnt/compile-masters}"
 readonly ETC_DIR=/etc/compile-master-agent
 readonly LIB_DIR=/usr/local/lib/compile-master-agent
 readonly UNIT_NAME=compile-master-agent.service
+readonly CRL_UNIT_NAME=compile-master-crl-refresh.service
 
 log() { printf 'compile-master bootstrap: %s\n' "$*" >&2; }
 die() {
@@ -68,7 +69,7 @@ install_puppet_agent() {
 main() {
   [[ "$(id -u)" -eq 0 ]] || die "must run as root"
   local file
-  for file in config/agent.json config/ca.pem node-agent/node-agent.mjs node-agent/$UNIT_NAME; do
+  for file in config/agent.json config/ca.pem node-agent/node-agent.mjs node-agent/$UNIT_NAME node-agent/$CRL_UNIT_NAME; do
     [[ -s "$SHARE/$file" ]] || die "$SHARE/$file is missing or empty: is the EFS share mounted at $SHARE?"
   done
 
@@ -94,12 +95,19 @@ main() {
   # The unit runs this fixed path, whichever Node.js binary the distribution provides.
   ln -sfn "$NODE" "$LIB_DIR/node"
   install -m 0644 -o root -g root "$SHARE/node-agent/$UNIT_NAME" "/etc/systemd/system/$UNIT_NAME"
+  install -m 0644 -o root -g root "$SHARE/node-agent/$CRL_UNIT_NAME" "/etc/systemd/system/$CRL_UNIT_NAME"
 
   systemctl daemon-reload
   # --no-block: the boot step waits for signing and a full Puppet run, far longer than user data
   # should take; its progress is in `journalctl -u compile-master-agent`.
   systemctl --no-block enable --now "$UNIT_NAME"
   log "compile-master-agent enabled and started"
+  # The CRL refresher starts once the boot step is done (it is ordered after it). Restart, not
+  # start: when this script runs again after a deploy, the running refresher must take up the new
+  # bundle.
+  systemctl enable "$CRL_UNIT_NAME"
+  systemctl --no-block restart "$CRL_UNIT_NAME"
+  log "compile-master-crl-refresh enabled and (re)started"
 }
 
 main "$@"

@@ -28,9 +28,10 @@ export interface EfsContentWriterProps {
 const LAMBDA_MOUNT_PATH = '/mnt/compile-masters';
 
 /**
- * Writes the node agent, its unit, the bootstrap script and the public configuration onto EFS
- * at deploy time, through the same access point the instances mount read-only. The node agent
- * is built from source at synth, so nothing has to be built or uploaded beforehand.
+ * Writes the node agent, its units (boot step, CRL refresher), the bootstrap script and the
+ * public configuration onto EFS at deploy time, through the same access point the instances mount
+ * read-only. The node agent is built from source at synth, so nothing has to be built or uploaded
+ * beforehand.
  */
 export class EfsContentWriter extends Construct {
   constructor(scope: Construct, id: string, props: EfsContentWriterProps) {
@@ -57,6 +58,7 @@ export class EfsContentWriter extends Construct {
               `mkdir -p ${to('node-agent')}`,
               `cp ${from('dist/node-agent/node-agent.mjs')} ${to('node-agent/node-agent.mjs')}`,
               `cp ${from('node-agent/systemd/compile-master-agent.service')} ${to('node-agent/compile-master-agent.service')}`,
+              `cp ${from('node-agent/systemd/compile-master-crl-refresh.service')} ${to('node-agent/compile-master-crl-refresh.service')}`,
               `cp ${from('node-agent/bootstrap.sh')} ${to('bootstrap.sh')}`,
             ];
           },

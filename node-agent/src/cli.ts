@@ -4,6 +4,7 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { CompileMastersError, ConfigError, PuppetApiError, RefusedInputError } from '../../lib/errors';
 import { CaClient, PuppetServerStatusClient } from '../../lib/puppet';
 import { boot } from './boot';
+import { hostCrlPath, runCrlRefresher } from './crl-refresh';
 import { DEFAULT_CONFIG_PATH, loadCaCertificate, loadConfig, type AgentConfig } from './config';
 import { instanceMetadata } from './imds';
 import { newPrivateKeyPem } from './key';
@@ -13,9 +14,11 @@ import { systemClock } from './poll';
 import { PuppetCli, execCommand, type RunCommand } from './puppet';
 import { shutdown } from './shutdown';
 
-export type Step = 'boot' | 'shutdown';
+const STEPS = ['boot', 'shutdown', 'crl-refresh'] as const;
+export type Step = (typeof STEPS)[number];
+const isStep = (value: string | undefined): value is Step => (STEPS as readonly (string | undefined)[]).includes(value);
 
-const USAGE = 'usage: node-agent.mjs boot|shutdown [--config /etc/compile-master-agent/agent.json]';
+const USAGE = 'usage: node-agent.mjs boot|shutdown|crl-refresh [--config /etc/compile-master-agent/agent.json]';
 
 export function parseCommandLine(argv: readonly string[]): { step: Step; configPath: string } {
   let parsed;
@@ -25,7 +28,7 @@ export function parseCommandLine(argv: readonly string[]): { step: Step; configP
     throw new ConfigError(`${(cause as Error).message}; ${USAGE}`, { cause });
   }
   const [step, ...extra] = parsed.positionals;
-  if ((step !== 'boot' && step !== 'shutdown') || extra.length > 0) throw new ConfigError(USAGE);
+  if (!isStep(step) || extra.length > 0) throw new ConfigError(USAGE);
   return { step, configPath: parsed.values.config ?? DEFAULT_CONFIG_PATH };
 }
 
@@ -51,6 +54,8 @@ export interface CliIo {
   imdsEndpoint?: string;
   sqs?: Pick<SQSClient, 'send'>;
   run?: RunCommand;
+  /** Ends the long-running crl-refresh step; on an instance SIGTERM or SIGINT does. */
+  signal?: AbortSignal;
 }
 
 /** The whole program: parse, wire the clients once, run one step, map the outcome to an exit code. */
@@ -60,6 +65,15 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   try {
     const { step, configPath } = parseCommandLine(argv);
     const config = await loadConfig(configPath);
+    if (step === 'crl-refresh') {
+      const caPem = await loadCaCertificate(config);
+      // One attempt per poll, bounded well inside the poll interval: the loop itself is the retry.
+      const ca = new CaClient({ baseUrl: `https://${config.primaryServer}:${config.caPort}`, tls: { ca: caPem }, timeoutMs: 10_000, retry: { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 } });
+      closers.push(() => ca.close());
+      const signal = io.signal ?? terminationSignal();
+      await runCrlRefresher({ ca, pinnedCaPem: caPem, crlPath: hostCrlPath(config.ssldir), intervalMs: config.crlRefreshSeconds * 1000, signal, log });
+      return EXIT.ok;
+    }
     const imds = instanceMetadata(
       new MetadataService({
         endpoint: io.imdsEndpoint,
@@ -105,6 +119,13 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   } finally {
     await Promise.allSettled(closers.map((close) => close()));
   }
+}
+
+/** Aborts at systemd's stop (SIGTERM) or Ctrl-C, so the poll in progress finishes its write first. */
+function terminationSignal(): AbortSignal {
+  const controller = new AbortController();
+  for (const name of ['SIGTERM', 'SIGINT'] as const) process.once(name, () => controller.abort());
+  return controller.signal;
 }
 
 /**

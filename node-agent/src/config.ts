@@ -67,6 +67,12 @@ export const AgentConfigSchema = z.strictObject({
    * false runs it in-process (tests, or layouts whose Puppet run stays inside ReadWritePaths).
    */
   isolatePuppetRun: z.boolean().default(true),
+  /**
+   * How often the CRL refresher asks the CA for its CRL (a 304 when nothing changed). A revoked
+   * certificate must be refused within 60 s: the poll, the CA's answer and Puppet Server's reload
+   * of the file all fit in that only with an interval well below it.
+   */
+  crlRefreshSeconds: seconds.max(45).default(15),
   /** Old SSL directories are moved here (timestamped, 0700) before a re-enrollment. */
   backupDir: absolutePath.default('/var/lib/compile-master-agent/ssl-backups'),
   timeouts: z

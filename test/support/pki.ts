@@ -2,11 +2,14 @@
 import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
+import * as asn1js from 'asn1js';
 
 /**
  * A throwaway in-memory PKI for unit tests that need real TLS without the Puppet lab: a CA and
  * leaf certificates it signs, as PEM.
  */
+
+const CRL_NUMBER_OID = '2.5.29.20';
 
 const ALGORITHM = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 };
 
@@ -18,8 +21,8 @@ export interface Pem {
 export interface TestCa extends Pem {
   /** A leaf certificate, for a new key or for `keys` (a CSR's, when standing in for signing it). */
   issue(options: { commonName: string; dnsNames?: string[]; ips?: string[]; keys?: webcrypto.CryptoKeyPair }): Promise<Pem>;
-  /** A CRL listing the given serials (hex), signed by this CA. */
-  crl(serials: string[]): Promise<string>;
+  /** A CRL listing the given serials (hex), signed by this CA; Puppet's CA sets a CRL number too. */
+  crl(serials: string[], options?: { number?: number; thisUpdate?: Date }): Promise<string>;
 }
 
 async function exportKey(key: webcrypto.CryptoKey): Promise<string> {
@@ -40,9 +43,10 @@ export async function makeTestCa(commonName = 'Test CA'): Promise<TestCa> {
   return {
     cert: caCert.toString('pem'),
     key: await exportKey(keys.privateKey),
-    async crl(serials) {
+    async crl(serials, options = {}) {
+      const extensions = options.number === undefined ? [] : [new x509.Extension(CRL_NUMBER_OID, false, new asn1js.Integer({ value: options.number }).toBER(false))];
       const crl = await x509.X509CrlGenerator.create(
-        { issuer: caCert.subject, nextUpdate: new Date(Date.now() + 86_400_000), signingKey: keys.privateKey, signingAlgorithm: ALGORITHM, entries: serials.map((serialNumber) => ({ serialNumber, reason: x509.X509CrlReason.cessationOfOperation })) },
+        { issuer: caCert.subject, thisUpdate: options.thisUpdate, extensions, nextUpdate: new Date(Date.now() + 86_400_000), signingKey: keys.privateKey, signingAlgorithm: ALGORITHM, entries: serials.map((serialNumber) => ({ serialNumber, reason: x509.X509CrlReason.cessationOfOperation })) },
         webcrypto,
       );
       return crl.toString('pem');

@@ -54,17 +54,17 @@ describe('EFS content writer bundle', () => {
       const run = spawnSync(process.execPath, [join(alone, 'node-agent.mjs'), 'no-such-step'], { cwd: alone, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
       // Its own usage error, from its own code: every module it imports was found in the file.
       expect(run.status).toBe(78);
-      expect(run.stderr + run.stdout).toMatch(/"name":"ConfigError".*usage: node-agent\.mjs boot\|shutdown/);
+      expect(run.stderr + run.stdout).toMatch(/"name":"ConfigError".*usage: node-agent\.mjs boot\|shutdown\|crl-refresh/);
     } finally {
       rmSync(alone, { recursive: true, force: true });
     }
   });
 
-  it('carries the unit and the bootstrap script unchanged', () => {
+  it('carries the units and the bootstrap script unchanged', () => {
     expect(readFileSync(join(dir, 'files/bootstrap.sh'))).toEqual(readFileSync(new URL('node-agent/bootstrap.sh', root)));
-    expect(readFileSync(join(dir, 'files/node-agent/compile-master-agent.service'))).toEqual(
-      readFileSync(new URL('node-agent/systemd/compile-master-agent.service', root)),
-    );
+    for (const unit of ['compile-master-agent.service', 'compile-master-crl-refresh.service']) {
+      expect(readFileSync(join(dir, 'files/node-agent', unit))).toEqual(readFileSync(new URL(`node-agent/systemd/${unit}`, root)));
+    }
   });
 
   it('has every file the writer copies to EFS', () => {

@@ -26,6 +26,7 @@ describe('agent configuration', () => {
       ...written,
       localServerService: 'pe-puppetserver',
       isolatePuppetRun: true,
+      crlRefreshSeconds: 15,
       backupDir: '/var/lib/compile-master-agent/ssl-backups',
       timeouts: { imdsMs: 2000, caUnavailableSeconds: 300, certificateSeconds: 1800, puppetRunSeconds: 1800, serverHealthySeconds: 600 },
     });
@@ -54,6 +55,8 @@ describe('agent configuration', () => {
     [{ ssldir: 'relative/ssl' }, /absolute path[\s\S]*at ssldir/],
     [{ queueURL: 'typo' }, /Unrecognized key[\s\S]*queueURL/],
     [{ timeouts: { certificateSeconds: 0 } }, /timeouts\.certificateSeconds/],
+    // A slower poll could not keep the 60 s promise from revocation to refusal.
+    [{ crlRefreshSeconds: 60 }, /crlRefreshSeconds/],
   ])('refuses %j with a message naming the field', (change, message) => {
     const attempt = () => parseConfig({ ...written, ...change }, '/etc/compile-master-agent/agent.json');
     expect(attempt).toThrow(ConfigError);

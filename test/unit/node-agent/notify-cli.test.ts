@@ -39,6 +39,7 @@ describe('command line and exit codes', () => {
   it('parses the step and the config path', () => {
     expect(parseCommandLine(['boot'])).toEqual({ step: 'boot', configPath: '/etc/compile-master-agent/agent.json' });
     expect(parseCommandLine(['shutdown', '--config', '/tmp/a.json'])).toEqual({ step: 'shutdown', configPath: '/tmp/a.json' });
+    expect(parseCommandLine(['crl-refresh'])).toEqual({ step: 'crl-refresh', configPath: '/etc/compile-master-agent/agent.json' });
     expect(() => parseCommandLine([])).toThrow(/usage: node-agent.mjs boot\|shutdown/);
     expect(() => parseCommandLine(['purge'])).toThrow(ConfigError);
     expect(() => parseCommandLine(['boot', '--force'])).toThrow(/Unknown option '--force'/);

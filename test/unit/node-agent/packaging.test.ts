@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 const UNIT = 'node-agent/systemd/compile-master-agent.service';
+const CRL_UNIT = 'node-agent/systemd/compile-master-crl-refresh.service';
+const UNITS = ['compile-master-agent.service', 'compile-master-crl-refresh.service'];
 const BOOTSTRAP = 'node-agent/bootstrap.sh';
 
 /** Installs a Debian package when its program is missing, so a fresh machine runs these tests too. */
@@ -22,7 +24,7 @@ function run(program: string, args: string[]) {
   return { status: result.status, output: `${result.stdout}${result.stderr}`.trim() };
 }
 
-describe('systemd unit', () => {
+describe('systemd units', () => {
   let root: string;
   beforeAll(async () => {
     ensureProgram('systemd-analyze', 'systemd');
@@ -32,14 +34,14 @@ describe('systemd unit', () => {
     await mkdir(join(root, 'usr/lib/systemd'), { recursive: true });
     await cp('/usr/lib/systemd/system', join(root, 'usr/lib/systemd/system'), { recursive: true, verbatimSymlinks: true });
     await mkdir(join(root, 'etc/systemd/system'), { recursive: true });
-    await cp(UNIT, join(root, 'etc/systemd/system/compile-master-agent.service'));
+    for (const unit of UNITS) await cp(join('node-agent/systemd', unit), join(root, 'etc/systemd/system', unit));
     await mkdir(join(root, 'usr/local/lib/compile-master-agent'), { recursive: true });
     await writeFile(join(root, 'usr/local/lib/compile-master-agent/node'), '#!/bin/sh\n');
     await chmod(join(root, 'usr/local/lib/compile-master-agent/node'), 0o755);
   }, 300_000);
 
-  it('passes systemd-analyze verify without a single warning', () => {
-    const result = run('systemd-analyze', ['verify', `--root=${root}`, 'compile-master-agent.service']);
+  it.each(UNITS)('%s passes systemd-analyze verify without a single warning', (unit) => {
+    const result = run('systemd-analyze', ['verify', `--root=${root}`, unit]);
     expect(result.output).toBe('');
     expect(result.status).toBe(0);
   });
@@ -50,9 +52,9 @@ describe('systemd unit', () => {
     expect(run('systemd-analyze', ['verify', `--root=${root}`, 'broken-agent.service']).output).toMatch(/Failed to parse service restart specifier/);
   });
 
-  it('is hardened: systemd rates its exposure below 3 (of 10)', () => {
-    const result = run('systemd-analyze', ['security', '--offline=true', `--root=${root}`, '--threshold=30', 'compile-master-agent.service']);
-    expect(result.output).toMatch(/Overall exposure level for compile-master-agent.service: [0-2]\.\d/);
+  it.each(UNITS)('%s is hardened: systemd rates its exposure below 3 (of 10)', (unit) => {
+    const result = run('systemd-analyze', ['security', '--offline=true', `--root=${root}`, '--threshold=30', unit]);
+    expect(result.output).toMatch(new RegExp(`Overall exposure level for ${unit}: [0-2]\\.\\d`));
     expect(result.status).toBe(0);
   });
 
@@ -65,6 +67,17 @@ describe('systemd unit', () => {
     expect(unit).toMatch(/^Wants=network-online\.target$/m);
     expect(unit).toMatch(/^After=network-online\.target/m);
     expect(unit).toMatch(/^ProtectSystem=strict$/m);
+  });
+
+  it('runs the CRL refresher for good after the boot step, writing only to the ssldir, restarted whatever ends it', async () => {
+    const unit = await readFile(CRL_UNIT, 'utf8');
+    expect(unit).toMatch(/^ExecStart=\S+ \S+node-agent\.mjs crl-refresh --config \/etc\/compile-master-agent\/agent\.json$/m);
+    expect(unit).toMatch(/^After=.*\bcompile-master-agent\.service\b/m);
+    expect(unit).toMatch(/^Restart=always$/m);
+    expect(unit).toMatch(/^RestartPreventExitStatus=65 78$/m);
+    expect(unit).toMatch(/^ProtectSystem=strict$/m);
+    expect(unit.match(/^(ReadWritePaths|StateDirectory|LogsDirectory|CacheDirectory|RuntimeDirectory)=.*$/gm)).toEqual(['ReadWritePaths=-/etc/puppetlabs/puppet/ssl']);
+    expect(unit).toMatch(/^CapabilityBoundingSet=CAP_CHOWN CAP_DAC_OVERRIDE$/m);
   });
 });
 
@@ -83,6 +96,22 @@ describe('bootstrap.sh', () => {
     const unit = await readFile(UNIT, 'utf8');
     for (const path of ['/usr/local/lib/compile-master-agent/node', '/usr/local/lib/compile-master-agent/node-agent.mjs']) expect(unit).toContain(path);
     expect(script).toContain('readonly LIB_DIR=/usr/local/lib/compile-master-agent');
+  });
+
+  it('requires every unit on the share, installs it where systemd reads it, and enables it', async () => {
+    const script = await readFile(BOOTSTRAP, 'utf8');
+    const constants = Object.fromEntries([...script.matchAll(/^readonly (\w+)=(\S+)$/gm)].map((match) => [match[1], match[2]]));
+    const expand = (text: string) => text.replace(/\$(\w+)/g, (_, name: string) => constants[name] ?? `$${name}`);
+    const required = expand(/for file in ([^;]+); do/.exec(script)?.[1] ?? '').split(' ');
+    const installed = [...script.matchAll(/^\s*install .*"\$SHARE\/node-agent\/\$(\w+)" "\/etc\/systemd\/system\/\$(\w+)"$/gm)].map((match) => expand(`$${match[2]}`));
+    const enabled = [...script.matchAll(/^\s*systemctl (?:--no-block )?enable (?:--now )?"\$(\w+)"$/gm)].map((match) => expand(`$${match[1]}`));
+    for (const unit of UNITS) {
+      expect(required).toContain(`node-agent/${unit}`);
+      expect(installed).toContain(unit);
+      expect(enabled).toContain(unit);
+    }
+    // A rerun after a deploy must swap the running refresher onto the new bundle.
+    expect(script).toMatch(/^\s*systemctl --no-block restart "\$CRL_UNIT_NAME"$/m);
   });
 
   it('refuses to run without the EFS share, naming the missing file', async () => {
