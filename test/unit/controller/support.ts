@@ -133,6 +133,8 @@ export class FakePuppet implements PuppetPort {
   replaceCsrBeforeSigning: false | 'other-key' | 'extra-alt-name' | 'extra-extension' = false;
   /** Reading the issued certificate fails, as if the CA went away right after signing. */
   issuedUnreadable = false;
+  /** The CA's last serial: every certificate it issues has its own serial and fingerprint. */
+  private serial = 0n;
 
   request(certname: string, csr: CsrFacts): void {
     this.certs.set(certname, { state: 'requested', csr });
@@ -164,7 +166,9 @@ export class FakePuppet implements PuppetPort {
     if (cert?.state === 'signed') return;
     if (cert?.state !== 'requested' || !cert.csr) throw new PuppetApiError({ server: 'ca', url: 'fake', operation: 'sign', status: 409 });
     const { commonName, dnsAltNames, otherAltNames, puppetExtensions, otherExtensionOids, publicKeySha256 } = cert.csr;
-    const issued = { commonName, dnsAltNames, otherAltNames, puppetExtensions, otherExtensionOids, publicKeySha256 };
+    this.serial += 1n;
+    const sha256Fingerprint = `FP:${this.serial.toString(16).toUpperCase()}`;
+    const issued = { commonName, dnsAltNames, otherAltNames, puppetExtensions, otherExtensionOids, publicKeySha256, serial: this.serial, sha256Fingerprint };
     if (this.replaceCsrBeforeSigning === 'other-key') issued.publicKeySha256 = 'attacker-key';
     if (this.replaceCsrBeforeSigning === 'extra-alt-name') issued.dnsAltNames = [...dnsAltNames, 'puppet'];
     if (this.replaceCsrBeforeSigning === 'extra-extension') issued.puppetExtensions = { ...puppetExtensions, pp_cli_auth: 'true' };
