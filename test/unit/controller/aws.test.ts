@@ -127,28 +127,68 @@ describe('DynamoRegistry', () => {
     invalid.mockReset();
   });
 
-  it('takes ownership before signing with a conditional update that keeps createdAt', async () => {
+  const checked = { publicKeySha256: 'ab12', dnsAltNames: ['ip-10-0-0-1.compute.internal'], puppetExtensions: { pp_instance_id: 'i-0123456789abcdef0' } };
+
+  it('takes ownership before signing with a conditional update that keeps createdAt, records the checked request and forgets the last certificate and purge', async () => {
     ddb.on(UpdateCommand).resolvesOnce({}).rejectsOnce(conditionFailed);
-    await expect(registry.recordSigned('i-0123456789abcdef0', 'ip-10-0-0-1.compute.internal', now)).resolves.toBe(true);
-    await expect(registry.recordSigned('i-0123456789abcdef0', 'ip-10-0-0-1.compute.internal', now)).resolves.toBe(false);
+    await expect(registry.recordSigned('i-0123456789abcdef0', 'ip-10-0-0-1.compute.internal', { ...checked, commonName: 'extra' } as typeof checked, now)).resolves.toBe(true);
+    await expect(registry.recordSigned('i-0123456789abcdef0', 'ip-10-0-0-1.compute.internal', checked, now)).resolves.toBe(false);
     const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
     expect(input).toMatchObject({
       TableName: 'registry',
       Key: { instanceId: 'i-0123456789abcdef0' },
       ConditionExpression: 'attribute_not_exists(instanceId) OR (certname = :certname AND NOT #state IN (:purging, :stalled))',
-      ExpressionAttributeValues: { ':certname': 'ip-10-0-0-1.compute.internal', ':signed': 'signed' },
+      ExpressionAttributeNames: { '#checked': 'checked', '#issued': 'issued', '#purge': 'purge' },
+      ExpressionAttributeValues: { ':certname': 'ip-10-0-0-1.compute.internal', ':signed': 'signed', ':checked': checked },
     });
     expect(input?.UpdateExpression).toContain('createdAt = if_not_exists(createdAt, :now)');
+    expect(input?.UpdateExpression).toMatch(/#checked = :checked.* REMOVE claimedAt, #issued, #purge$/);
   });
 
-  it('claims a purge only from a live state or a stale claim', async () => {
-    ddb.on(UpdateCommand).resolves({});
-    await registry.claimPurge('i-0123456789abcdef0', now, new Date('2026-11-20T11:57:30Z'));
+  it('records the verified certificate only on a live entry whose checked request is for its key', async () => {
+    ddb.on(UpdateCommand).resolvesOnce({}).rejectsOnce(conditionFailed);
+    const certificate = { serial: 0x1fn, sha256Fingerprint: 'AB:CD', publicKeySha256: 'ab12' };
+    await expect(registry.recordIssued('i-0123456789abcdef0', certificate, now)).resolves.toBe(true);
+    await expect(registry.recordIssued('i-0123456789abcdef0', certificate, now)).resolves.toBe(false);
+    expect(ddb.commandCalls(UpdateCommand)[0]?.args[0].input).toMatchObject({
+      UpdateExpression: 'SET #issued = :issued, updatedAt = :now',
+      ConditionExpression: '#state IN (:live0, :live1, :live2, :live3) AND #checked.publicKeySha256 = :key',
+      ExpressionAttributeValues: { ':key': 'ab12', ':issued': { serial: '31', sha256Fingerprint: 'AB:CD', verifiedAt: now.toISOString() } },
+    });
+  });
+
+  it('records a purge step only while the entry is in the purge that started then', async () => {
+    ddb.on(UpdateCommand).resolvesOnce({}).rejectsOnce(conditionFailed);
+    await expect(registry.recordPurgeStep('i-0123456789abcdef0', '2026-11-20T11:50:00.000Z', 'puppetdb', now)).resolves.toBe(true);
+    await expect(registry.recordPurgeStep('i-0123456789abcdef0', '2026-11-20T11:50:00.000Z', 'ca', now)).resolves.toBe(false);
+    expect(ddb.commandCalls(UpdateCommand)[0]?.args[0].input).toMatchObject({
+      UpdateExpression: 'SET #purge.#step = :now, updatedAt = :now',
+      ConditionExpression: '#state = :purging AND #purge.startedAt = :startedAt',
+      ExpressionAttributeNames: { '#purge': 'purge', '#step': 'puppetdb' },
+      ExpressionAttributeValues: { ':startedAt': '2026-11-20T11:50:00.000Z' },
+    });
+  });
+
+  it('claims a purge only from a live state or a stale claim, keeping an earlier start, and answers the claimed entry', async () => {
+    const claimedItem = {
+      instanceId: 'i-0123456789abcdef0',
+      certname: 'a.compute.internal',
+      state: 'purging',
+      createdAt: 'x',
+      updatedAt: 'y',
+      claimedAt: now.toISOString(),
+      purge: { startedAt: '2026-11-20T11:50:00.000Z', ca: '2026-11-20T11:50:01.000Z' },
+    };
+    ddb.on(UpdateCommand).resolvesOnce({ Attributes: claimedItem }).rejectsOnce(conditionFailed);
+    await expect(registry.claimPurge('i-0123456789abcdef0', now, new Date('2026-11-20T11:57:30Z'))).resolves.toEqual(claimedItem);
+    await expect(registry.claimPurge('i-0123456789abcdef0', now, new Date('2026-11-20T11:57:30Z'))).resolves.toBeUndefined();
     const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
     expect(input?.ConditionExpression).toBe(
       '#state IN (:live0, :live1, :live2, :live3) OR (#state = :purging AND (attribute_not_exists(claimedAt) OR claimedAt < :stale))',
     );
-    expect(input?.ExpressionAttributeValues).toMatchObject({ ':live0': 'signed', ':live3': 'stalled', ':stale': '2026-11-20T11:57:30.000Z' });
+    expect(input?.UpdateExpression).toContain('#purge = if_not_exists(#purge, :purge)');
+    expect(input?.ReturnValues).toBe('ALL_NEW');
+    expect(input?.ExpressionAttributeValues).toMatchObject({ ':live0': 'signed', ':live3': 'stalled', ':stale': '2026-11-20T11:57:30.000Z', ':purge': { startedAt: now.toISOString() } });
   });
 
   it('moves an entry on only from the expected states, and answers false when it lost the race', async () => {
@@ -175,17 +215,29 @@ describe('DynamoRegistry', () => {
     expect(second).toMatchObject({ Item: { version: 5 }, ConditionExpression: 'version = :expected', ExpressionAttributeValues: { ':expected': 4 } });
   });
 
-  it('lists entries with consistent reads, skipping the run record and reporting damaged items', async () => {
+  it('lists entries with consistent reads, skipping the run record and reporting damaged items apart', async () => {
+    const item = { certname: 'a.compute.internal', state: 'in-service', createdAt: 'x', updatedAt: 'y' };
     ddb.on(ScanCommand).resolves({
       Items: [
         { instanceId: RUN_KEY, version: 3, pending: [] },
-        { instanceId: 'i-0123456789abcdef0', certname: 'a.compute.internal', state: 'in-service', createdAt: 'x', updatedAt: 'y' },
-        { instanceId: 'i-0123456789abcdef1', certname: 'b.compute.internal', state: 'haunted', createdAt: 'x', updatedAt: 'y' },
+        { ...item, instanceId: 'i-0123456789abcdef0' },
+        { ...item, instanceId: 'i-0123456789abcdef1', state: 'haunted' },
+        { ...item, instanceId: 'i-0123456789abcdef2', certname: '../x' },
+        { ...item, instanceId: 'i-0123456789abcdef3', certname: 'IP-10-0-0-1.Compute.Internal' },
+        { ...item, instanceId: '../i-0123456789abcdef4' },
+        { ...item, instanceId: 'i-0123456789abcdef5', checked: { publicKeySha256: 7 } },
       ],
     });
-    const entries = await registry.list();
+    const { entries, damaged } = await registry.list();
     expect(entries.map((entry) => entry.instanceId)).toEqual(['i-0123456789abcdef0']);
-    expect(invalid).toHaveBeenCalledWith(expect.objectContaining({ instanceId: 'i-0123456789abcdef1' }));
+    expect(damaged).toEqual([
+      { key: 'i-0123456789abcdef1', instanceId: 'i-0123456789abcdef1', problem: expect.stringMatching(/^it does not parse: .*state/s) },
+      { key: 'i-0123456789abcdef2', instanceId: 'i-0123456789abcdef2', problem: expect.stringMatching(/^its certname "\.\.\/x" is not a lowercase DNS-style name/) },
+      { key: 'i-0123456789abcdef3', instanceId: 'i-0123456789abcdef3', problem: expect.stringMatching(/^its certname "IP-10-0-0-1.Compute.Internal" is not/) },
+      { key: '../i-0123456789abcdef4', problem: 'its key "../i-0123456789abcdef4" is not an instance id' },
+      { key: 'i-0123456789abcdef5', instanceId: 'i-0123456789abcdef5', problem: expect.stringMatching(/^it does not parse: .*checked/s) },
+    ]);
+    expect(invalid).toHaveBeenCalledTimes(5);
     expect(ddb.commandCalls(ScanCommand)[0]?.args[0].input).toMatchObject({ TableName: 'registry', ConsistentRead: true });
   });
 

@@ -1,6 +1,7 @@
 import { PuppetApiError, PuppetUnavailableError } from '../../../lib/errors';
 import type { CertificateContents, CsrFacts } from '../../../lib/puppet/csr';
-import type { CertState, CsrObservation, Ec2Instance, JobObservation, Member, Observed, RegistryEntry, RegistryState, RunRecord } from '../../../lambdas/controller/model';
+import { assertCertname } from '../../../lib/certname';
+import type { CaHolding, CertState, CsrObservation, DamagedEntry, Ec2Instance, JobObservation, Member, Observed, RegistryEntry, RegistryState, RunRecord } from '../../../lambdas/controller/model';
 import type { PlannerPolicy } from '../../../lambdas/controller/planner';
 import type { PuppetPort } from '../../../lambdas/controller/ports';
 
@@ -68,6 +69,7 @@ export interface WorldSpec {
   ec2?: Record<number, string | undefined>;
   launchedMinutesAgo?: number;
   registry?: RegistryEntry[];
+  damaged?: DamagedEntry[];
   certs?: Record<number, CertState>;
   csrs?: Record<number, CsrObservation>;
   healthy?: number[];
@@ -100,6 +102,7 @@ export function world(spec: WorldSpec = {}): Observed {
     members,
     instances,
     registry: spec.registry ?? [],
+    damaged: spec.damaged ?? [],
     run: { version: 1, pending: [], ...spec.run },
     certs: byNumber(spec.certs, (n) => node(n).certname),
     csrs: byNumber(spec.csrs, (n) => node(n).certname),
@@ -123,6 +126,10 @@ export class FakePuppet implements PuppetPort {
   readonly jobs = new Map<string, string>();
   readonly cleans: string[][] = [];
   readonly revoked: string[] = [];
+  /** Every certificate revoked, as it was issued: what an invariant about whose certificate was revoked compares. */
+  readonly revokedCertificates: CertificateContents[] = [];
+  /** Every certname a call named, for "nothing was asked about it". */
+  readonly named = new Set<string>();
   readonly runs: string[] = [];
   /** Every call, by operation name. */
   readonly calls: string[] = [];
@@ -150,18 +157,18 @@ export class FakePuppet implements PuppetPort {
   }
 
   async certState(certname: string): Promise<CertState> {
-    this.enter('certState');
+    this.enter('certState', certname);
     return this.state(certname);
   }
 
   async readCsr(certname: string): Promise<CsrFacts | undefined> {
-    this.enter('readCsr');
+    this.enter('readCsr', certname);
     const cert = this.certs.get(certname);
     return cert?.state === 'requested' ? cert.csr : undefined;
   }
 
   async sign(certname: string): Promise<void> {
-    this.enter('sign');
+    this.enter('sign', certname);
     const cert = this.certs.get(certname);
     if (cert?.state === 'signed') return;
     if (cert?.state !== 'requested' || !cert.csr) throw new PuppetApiError({ server: 'ca', url: 'fake', operation: 'sign', status: 409 });
@@ -176,22 +183,35 @@ export class FakePuppet implements PuppetPort {
   }
 
   async issuedCertificate(certname: string): Promise<CertificateContents | undefined> {
-    this.enter('issuedCertificate');
+    this.enter('issuedCertificate', certname);
     if (this.issuedUnreadable) throw new PuppetUnavailableError({ server: 'ca', url: 'fake', operation: 'get certificate', detail: 'connection reset' });
     return this.certs.get(certname)?.issued;
   }
 
+  async holding(certname: string): Promise<CaHolding> {
+    this.enter('holding', certname);
+    const cert = this.certs.get(certname);
+    return { requested: cert?.state === 'requested', certificate: cert?.issued };
+  }
+
   async clean(certnames: readonly string[]): Promise<void> {
-    this.enter('clean');
+    this.enter('clean', ...certnames);
     this.cleans.push([...certnames]);
     for (const certname of certnames) {
-      if (this.certs.get(certname)?.state === 'signed') this.revoked.push(certname);
+      const cert = this.certs.get(certname);
+      if (cert?.state === 'signed') this.revoked.push(certname);
+      if (cert?.issued && cert.state !== 'revoked') this.revokedCertificates.push(cert.issued);
       this.certs.delete(certname);
     }
   }
 
+  /** The certificate the CA holds for the certname, if any. */
+  certificate(certname: string): CertificateContents | undefined {
+    return this.certs.get(certname)?.issued;
+  }
+
   async deactivate(certname: string, at: Date): Promise<void> {
-    this.enter('deactivate');
+    this.enter('deactivate', certname);
     this.deactivated.set(certname, at);
   }
 
@@ -208,8 +228,13 @@ export class FakePuppet implements PuppetPort {
     return this.jobs.get(jobName);
   }
 
-  private enter(operation: string): void {
+  /** As the real clients do, a certname that could escape its URL path is refused before any call. */
+  private enter(operation: string, ...certnames: string[]): void {
     this.calls.push(operation);
+    for (const certname of certnames) {
+      this.named.add(certname);
+      assertCertname(certname);
+    }
     if (this.down || this.failing.has(operation)) {
       throw new PuppetUnavailableError({ server: 'ca', url: 'https://primary.corp.example.com:8140', operation, detail: 'connection refused' });
     }
