@@ -17,6 +17,7 @@ import { Ec2Instances } from '../../../lambdas/controller/aws/ec2';
 import { DynamoRegistry, RUN_KEY } from '../../../lambdas/controller/aws/registry';
 import { SecretsManagerSecrets } from '../../../lambdas/controller/aws/secrets';
 import { SqsQueue } from '../../../lambdas/controller/aws/sqs';
+import { MemoryCloud } from '../../support/memory-cloud';
 
 /** The SDK wiring: which command each port sends, with which input, and how answers map back. */
 
@@ -245,6 +246,69 @@ describe('DynamoRegistry', () => {
     ddb.on(GetCommand).resolvesOnce({}).resolvesOnce({ Item: { instanceId: RUN_KEY, version: 2, pending: ['i-1'], job: { name: '5', claimedAt: 'x', covers: ['i-1'], attempt: 1 } } });
     await expect(registry.getRun()).resolves.toEqual({ version: 0, pending: [] });
     await expect(registry.getRun()).resolves.toMatchObject({ version: 2, job: { name: '5' } });
+  });
+});
+
+describe('MemoryRegistry, with the adapter\'s semantics', () => {
+  const now = new Date('2026-11-20T12:00:00Z');
+  const later = (seconds: number) => new Date(now.getTime() + seconds * 1000);
+  const id = 'i-0123456789abcdef0';
+  const checked = { publicKeySha256: 'ab12', dnsAltNames: ['a.compute.internal'], puppetExtensions: { pp_instance_id: id } };
+
+  it('quarantines exactly the items the DynamoDB adapter quarantines', async () => {
+    const ddb = mockClient(DynamoDBDocumentClient);
+    const item = { certname: 'a.compute.internal', state: 'in-service', createdAt: 'x', updatedAt: 'y' };
+    const items = [
+      { ...item, instanceId: 'i-0123456789abcdef0' },
+      { ...item, instanceId: 'i-0123456789abcdef1', state: 'haunted' },
+      { ...item, instanceId: 'i-0123456789abcdef2', certname: 'a b' },
+      { ...item, instanceId: 'I-0123456789ABCDEF3' },
+      { ...item, instanceId: 'i-0123456789abcdef4', purge: { ca: 'x' } },
+    ];
+    ddb.on(ScanCommand).resolves({ Items: items });
+    const adapter = await new DynamoRegistry(DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'us-west-2' })), 'registry', () => undefined).list();
+    ddb.restore();
+    const memory = new MemoryCloud().registry;
+    for (const each of items) memory.seedItem(each);
+    const listed = await memory.list();
+    expect(listed).toEqual(adapter);
+    expect(listed.damaged.map((damaged) => damaged.key)).toEqual(items.slice(1).map((each) => each.instanceId));
+    await expect(memory.get('i-0123456789abcdef2')).resolves.toBeUndefined();
+  });
+
+  it('records ownership with the checked request and forgets the last certificate and purge; never over a purge or another certname', async () => {
+    const registry = new MemoryCloud().registry;
+    registry.seed({ instanceId: id, certname: 'a.compute.internal', state: 'purged', createdAt: 'c', updatedAt: 'u', issued: { serial: '1', sha256Fingerprint: 'F', verifiedAt: 'v' }, purge: { startedAt: 's', ca: 'x' } });
+    await expect(registry.recordSigned(id, 'b.compute.internal', checked, now)).resolves.toBe(false);
+    await expect(registry.recordSigned(id, 'a.compute.internal', checked, now)).resolves.toBe(true);
+    expect(registry.peek(id)).toEqual({ instanceId: id, certname: 'a.compute.internal', state: 'signed', createdAt: 'c', updatedAt: now.toISOString(), checked });
+    await registry.claimPurge(id, now, now);
+    await expect(registry.recordSigned(id, 'a.compute.internal', checked, now)).resolves.toBe(false);
+  });
+
+  it('records the issued certificate only for the checked key, on a live entry', async () => {
+    const registry = new MemoryCloud().registry;
+    await registry.recordSigned(id, 'a.compute.internal', checked, now);
+    const certificate = { serial: 31n, sha256Fingerprint: 'AB:CD', publicKeySha256: 'ab12' };
+    await expect(registry.recordIssued(id, { ...certificate, publicKeySha256: 'other' }, now)).resolves.toBe(false);
+    await expect(registry.recordIssued(id, certificate, now)).resolves.toBe(true);
+    expect(registry.peek(id)?.issued).toEqual({ serial: '31', sha256Fingerprint: 'AB:CD', verifiedAt: now.toISOString() });
+    await registry.transition(id, ['signed'], 'purged', now);
+    await expect(registry.recordIssued(id, certificate, now)).resolves.toBe(false);
+  });
+
+  it('keeps a purge\'s start and steps across a stale re-claim, and records steps only within that purge', async () => {
+    const registry = new MemoryCloud().registry;
+    await registry.recordSigned(id, 'a.compute.internal', checked, now);
+    const first = await registry.claimPurge(id, now, now);
+    expect(first?.purge).toEqual({ startedAt: now.toISOString() });
+    await expect(registry.claimPurge(id, later(10), now)).resolves.toBeUndefined();
+    await expect(registry.recordPurgeStep(id, later(1).toISOString(), 'ca', later(10))).resolves.toBe(false);
+    await expect(registry.recordPurgeStep(id, now.toISOString(), 'ca', later(10))).resolves.toBe(true);
+    const retaken = await registry.claimPurge(id, later(300), later(200));
+    expect(retaken).toMatchObject({ state: 'purging', claimedAt: later(300).toISOString(), purge: { startedAt: now.toISOString(), ca: later(10).toISOString() } });
+    await registry.transition(id, ['purging'], 'purged', later(301));
+    await expect(registry.recordPurgeStep(id, now.toISOString(), 'puppetdb', later(302))).resolves.toBe(false);
   });
 });
 
