@@ -184,24 +184,28 @@ class Executor {
   private async verify(action: Omit<Extract<Action, { kind: 'verify' }>, 'kind'>, verified: string): Promise<void> {
     const { instanceId, certname, checked } = action;
     let issued: CertificateContents | undefined;
-    let problem: string | undefined;
     try {
       issued = await this.ports.puppet.issuedCertificate(certname);
-      problem = issuedProblem(certname, checked, issued);
     } catch (error) {
       if (!(error instanceof RefusedInputError)) throw error;
-      problem = `its certificate could not be read to check it (${error.message})`;
+      return this.revokeUnverified(action, `its certificate could not be read to check it (${error.message})`);
     }
-    if (problem === undefined && issued) {
-      if (!(await this.ports.registry.recordIssued(instanceId, issued, this.now))) {
-        return this.logger.warn('Certificate checked, but the registry entry changed meanwhile: not recorded', { instanceId, certname });
-      }
-      this.context.metrics.addMetric(METRIC.signed, MetricUnit.Count, 1);
-      return this.logger.info(verified, { instanceId, certname, serial: issued.serial.toString() });
+    if (issued === undefined) return this.revokeUnverified(action, 'the CA has no certificate for it after signing');
+    const problem = issuedProblem(certname, checked, issued);
+    if (problem !== undefined) return this.revokeUnverified(action, problem);
+    if (!(await this.ports.registry.recordIssued(instanceId, issued, this.now))) {
+      return this.logger.warn('Certificate checked, but the registry entry changed meanwhile: not recorded', { instanceId, certname });
     }
+    this.context.metrics.addMetric(METRIC.signed, MetricUnit.Count, 1);
+    this.logger.info(verified, { instanceId, certname, serial: issued.serial.toString() });
+  }
+
+  /** Until this succeeds the entry stays unverified, so a later pass checks (and revokes) again. */
+  private async revokeUnverified(action: Omit<Extract<Action, { kind: 'verify' }>, 'kind'>, problem: string): Promise<void> {
+    const { instanceId, certname } = action;
     await this.ports.puppet.clean([certname]);
     await this.ports.registry.transition(instanceId, ['signed', 'converging', 'in-service'], 'purged', this.now);
-    return this.refuse({ kind: 'refuse', instanceId, certname, reasons: [`${problem ?? 'no certificate'}; it was revoked`], abandon: action.launching });
+    return this.refuse({ kind: 'refuse', instanceId, certname, reasons: [`${problem}; it was revoked`], abandon: action.launching });
   }
 
   /**
@@ -346,13 +350,12 @@ class Executor {
 
 /** A claimed entry as its purge sees it; `now` only for a claim that has no start recorded. */
 function purgeSubject(entry: RegistryEntry, now: Date): PurgeSubject {
-  const done = new Set(entry.purge ? (['ca', 'puppetdb'] as const).filter((step) => entry.purge?.[step] !== undefined) : []);
   return {
     instanceId: entry.instanceId,
     certname: entry.certname,
     certificate: certificateIdentity(entry),
     startedAt: entry.purge?.startedAt ?? now.toISOString(),
-    done,
+    done: new Set((['ca', 'puppetdb'] as const).filter((step) => entry.purge?.[step] !== undefined)),
   };
 }
 
@@ -365,8 +368,7 @@ function union(a: readonly string[], b: readonly string[]): string[] {
  * certname, DNS names among those checked (the CA may add the certname itself), nothing else, and
  * exactly the Puppet extensions checked.
  */
-export function issuedProblem(certname: string, checked: CheckedRequest, issued: CertificateContents | undefined): string | undefined {
-  if (issued === undefined) return 'the CA has no certificate for it after signing';
+export function issuedProblem(certname: string, checked: CheckedRequest, issued: CertificateContents): string | undefined {
   if (issued.publicKeySha256 !== checked.publicKeySha256) return 'the certificate the CA issued is not for the key that was checked (the CSR was replaced meanwhile)';
   if (issued.commonName !== certname) return `the certificate the CA issued names ${describeUntrusted(issued.commonName ?? '(no single CN)')}`;
   const allowed = new Set([certname, ...checked.dnsAltNames]);

@@ -1,7 +1,6 @@
 import { DynamoDBDocumentClient, GetCommand, paginateScan, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import * as z from 'zod';
 import { certnameProblem, describeUntrusted } from '../../../lib/certname';
-import { INSTANCE_ID_PATTERN } from '../../../lib/node-agent-notice';
 import type { CertificateContents } from '../../../lib/puppet/csr';
 import type { CheckedRequest, DamagedEntry, PurgeStep, RegistryEntry, RegistryListing, RegistryState, RunRecord } from '../model';
 import type { RegistryPort } from '../ports';
@@ -9,6 +8,8 @@ import { awsCall, errorName, toAwsCallError } from './call';
 
 /** The run record shares the table; its key can never be an instance id. */
 export const RUN_KEY = 'orchestrator-run';
+
+const INSTANCE_ID = /^i-[0-9a-f]+$/;
 
 export const LIVE_STATES: readonly RegistryState[] = ['signed', 'converging', 'in-service', 'stalled'];
 
@@ -44,7 +45,7 @@ const RunSchema = z.object({
  */
 export function readRegistryItem(item: Record<string, unknown>): { entry: RegistryEntry } | { damaged: DamagedEntry } {
   const key = typeof item.instanceId === 'string' ? item.instanceId : JSON.stringify(item.instanceId) ?? 'undefined';
-  if (typeof item.instanceId !== 'string' || !INSTANCE_ID_PATTERN.test(item.instanceId)) {
+  if (typeof item.instanceId !== 'string' || !INSTANCE_ID.test(item.instanceId)) {
     return { damaged: { key, problem: `its key ${describeUntrusted(key)} is not an instance id` } };
   }
   const instanceId = item.instanceId;
