@@ -1,8 +1,9 @@
 /**
  * `npm run bench:purge`: purge 50 signed compile-master certificates (CA revoke + delete, PuppetDB
  * deactivate) three ways against the real lab, in one run:
- *   project          — the controller's own purge (lambdas/controller/puppet-purge.ts): one batched
- *                      CA `clean` while PuppetDB deactivates each node, over kept-alive mTLS;
+ *   project          — the controller's own purge (lambdas/controller/puppet-purge.ts): a read of
+ *                      each certificate at the CA (it is cleaned only if it is the one recorded),
+ *                      one batched `clean` while PuppetDB deactivates each node, over kept-alive mTLS;
  *   reference style  — the blog post's scripts: per node a revoke PUT, a DELETE and a deactivate POST,
  *                      each a fresh curl process and connection (with --cacert, not -k);
  *   cli              — `puppetserver ca clean --certname` per node (CA only, as operators do by hand).
@@ -18,9 +19,9 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { mapLimit } from '../lib/concurrency';
-import { crlSerials } from '../lib/puppet';
+import { crlSerials, readCertificate } from '../lib/puppet';
 import { PuppetApis } from '../lambdas/controller/puppet';
-import { removeFromPuppet } from '../lambdas/controller/puppet-purge';
+import { removeFromPuppet, type PurgeSubject } from '../lambdas/controller/puppet-purge';
 import { eventually, labClients, type LabClients } from '../test/support/clients';
 import { enrollSimulatedNodes, type SimulatedNode } from '../test/support/fleet';
 import { loadLab, type LabDescription } from '../test/support/lab';
@@ -37,12 +38,24 @@ async function timed(work: () => Promise<void>): Promise<number> {
   return Number(process.hrtime.bigint() - start) / 1e9;
 }
 
-/** Exactly what the controller's purge executor does, through the same Puppet adapter. */
-async function projectWay(lab: LabDescription, nodes: SimulatedNode[]): Promise<void> {
+/** The nodes as the registry knows them once verified: each one's certificate fingerprint (read before the clock starts). */
+async function purgeSubjects(clients: LabClients, nodes: SimulatedNode[]): Promise<PurgeSubject[]> {
+  const startedAt = new Date().toISOString();
+  return mapLimit(nodes, 8, async (node) => ({
+    instanceId: `i-${node.serial.toString(16).padStart(17, '0').slice(-17)}`,
+    certname: node.certname,
+    certificate: { kind: 'fingerprint' as const, sha256Fingerprint: readCertificate((await clients.ca.getCertificate(node.certname)) ?? '').sha256Fingerprint },
+    startedAt,
+    done: new Set(),
+  }));
+}
+
+/** Exactly what the controller's purge executor does, through the same Puppet adapter (the registry writes aside). */
+async function projectWay(lab: LabDescription, subjects: PurgeSubject[]): Promise<void> {
   const clients = labClients({ lab });
   try {
     const puppet = new PuppetApis(clients.ca, clients.puppetdb, clients.orchestrator, { primaryCertname: lab.primary.certname, environment: lab.primary.environment });
-    await removeFromPuppet(puppet, nodes.map((node) => node.certname), new Date());
+    await removeFromPuppet(puppet, subjects, { stepDone: async () => undefined, leftAlone: () => undefined });
   } finally {
     await clients.close();
   }
@@ -99,7 +112,8 @@ async function main(): Promise<void> {
       console.error(`round ${round}/${ROUNDS}: enrolling ${NODES * 2} simulated compile masters (not timed)…`);
       const forProject = await enrollSimulatedNodes(clients, NODES, `ip-10-2${round}-1`);
       const forReference = await enrollSimulatedNodes(clients, NODES, `ip-10-2${round}-2`);
-      project.push(await timed(() => projectWay(lab, forProject)));
+      const subjects = await purgeSubjects(clients, forProject);
+      project.push(await timed(() => projectWay(lab, subjects)));
       await verifyPurged(clients, forProject, true);
       reference.push(await timed(() => referenceWay(lab, forReference)));
       await verifyPurged(clients, forReference, true);

@@ -64,7 +64,7 @@ async function observeAws(target: Target, deps: Pick<CliDeps, 'warn'>): Promise<
   const registry = new DynamoRegistry(aws.dynamo, outputs.RegistryTableName, (invalid) =>
     deps.warn(`Registry item ${String(invalid.instanceId)} in ${outputs.RegistryTableName} left out: it does not parse (${invalid.problem})\n`),
   );
-  const [members, entries, targets] = await Promise.all([group.members(), registry.list(), targetHealth(target)]);
+  const [members, entries, targets] = await Promise.all([group.members(), registry.list().then((listing) => listing.entries), targetHealth(target)]);
   const instances = await new Ec2Instances(aws.ec2).describe([...new Set([...members.map((member) => member.instanceId), ...entries.map((entry) => entry.instanceId)])]);
   return { members, instances, registry: entries, targets };
 }

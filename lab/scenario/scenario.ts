@@ -409,7 +409,7 @@ class Scenario {
    */
   private async writeCloudSnapshot(): Promise<void> {
     const cloud = this.world.cloud;
-    const [members, registry] = await Promise.all([cloud.group.members(), cloud.registry.list()]);
+    const [members, { entries: registry }] = await Promise.all([cloud.group.members(), cloud.registry.list()]);
     const instances = await cloud.instances.describe([...new Set([...members.map((m) => m.instanceId), ...registry.map((e) => e.instanceId)])]);
     const snapshot = {
       writtenAt: new Date().toISOString(),

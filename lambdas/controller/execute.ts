@@ -3,8 +3,8 @@ import { describeUntrusted } from '../../lib/certname';
 import { CompileMastersError, PuppetApiError, PuppetUnavailableError, RefusedInputError } from '../../lib/errors';
 import type { CertificateContents } from '../../lib/puppet/csr';
 import { mapLimit } from '../../lib/concurrency';
-import { removeFromPuppet } from './puppet-purge';
-import type { Action, CheckedRequest, Plan, RunJob, RunRecord } from './model';
+import { certificateIdentity, removeFromPuppet, type PurgeSubject } from './puppet-purge';
+import type { Action, CheckedRequest, Plan, RegistryEntry, RunJob, RunRecord } from './model';
 import { TIMING } from './planner';
 import type { LifecycleHook, Ports } from './ports';
 
@@ -25,6 +25,8 @@ export const METRIC = {
   forged: 'ForgedMessagesIgnored',
   /** Passes that had a CSR to sign but signed nothing: the CA accepts duplicate CSRs, or could not say. */
   signingSuspended: 'SigningSuspended',
+  /** Registry items quarantined this pass (each is drift too): worth an alarm of its own, since a person must repair them. */
+  damagedEntries: 'RegistryEntriesDamaged',
 } as const;
 
 /** What the controller needs of Powertools' Logger: a message and structured attributes. */
@@ -54,7 +56,7 @@ export interface ExecutionContext {
  */
 const PHASES: ReadonlyArray<ReadonlyArray<Action['kind']>> = [
   ['refuse', 'remove-csr'],
-  ['sign'],
+  ['sign', 'verify'],
   ['purge', 'forget', 'complete-terminate'],
   ['converge', 'launched', 'heartbeat', 'stall'],
   ['reset-run', 'start-run', 'end-run'],
@@ -85,6 +87,7 @@ class Executor {
     for (const note of plan.notes) logger.debug(note);
     for (const drift of plan.drift) logger.warn('Drift', { ...drift });
     metrics.addMetric(METRIC.drift, MetricUnit.Count, plan.drift.length);
+    metrics.addMetric(METRIC.damagedEntries, MetricUnit.Count, plan.damagedEntries);
 
     for (const phase of PHASES) {
       const actions = plan.actions.filter((action) => phase.includes(action.kind));
@@ -114,6 +117,8 @@ class Executor {
         return this.removeCsr(action);
       case 'sign':
         return this.sign(action);
+      case 'verify':
+        return this.verify(action, 'Verified the certificate an earlier pass signed');
       case 'purge':
         return this.purge(action);
       case 'forget':
@@ -188,10 +193,11 @@ class Executor {
   }
 
   private async sign(action: Extract<Action, { kind: 'sign' }>): Promise<void> {
-    const { instanceId, certname } = action;
+    const { instanceId, certname, checked } = action;
     // Ownership is recorded before the certificate exists, so no signed certificate is ever
-    // unknown to the registry (which is what entitles the controller to purge it later).
-    if (!(await this.ports.registry.recordSigned(instanceId, certname, this.now))) {
+    // unknown to the registry (which is what entitles the controller to purge it later), and
+    // with it what was checked, so any later pass can still compare the certificate with it.
+    if (!(await this.ports.registry.recordSigned(instanceId, certname, checked, this.now))) {
       return this.logger.warn('Not signing: the registry records this instance differently', { instanceId, certname });
     }
     try {
@@ -203,46 +209,80 @@ class Executor {
       await this.ports.registry.transition(instanceId, ['signed'], 'purged', this.now);
       return this.refuse({ kind: 'refuse', instanceId, certname, reasons: [`the CA refused to sign it: ${error.message}`], abandon: !action.reEnrollment });
     }
-    await this.ports.registry.consumeKeyReport(instanceId, action.checked.publicKeySha256);
-    // The CA signs the CSR it holds at that moment, which may not be the one checked; and a
-    // certificate that cannot be read cannot be trusted either.
-    let problem: string | undefined;
-    try {
-      problem = issuedProblem(certname, action.checked, await this.ports.puppet.issuedCertificate(certname));
-    } catch (error) {
-      problem = `its certificate could not be read back to check it (${error instanceof Error ? error.message : String(error)})`;
-    }
-    if (problem !== undefined) {
-      await this.ports.puppet.clean([certname]);
-      await this.ports.registry.transition(instanceId, ['signed'], 'purged', this.now);
-      return this.refuse({ kind: 'refuse', instanceId, certname, reasons: [`${problem}; it was revoked`], abandon: !action.reEnrollment });
-    }
-    this.context.metrics.addMetric(METRIC.signed, MetricUnit.Count, 1);
-    this.logger.info(action.reEnrollment ? 'Signed re-enrollment' : 'Signed', { instanceId, certname });
+    await this.verify({ instanceId, certname, checked, launching: !action.reEnrollment }, action.reEnrollment ? 'Signed re-enrollment' : 'Signed');
   }
 
   /**
-   * Claim, then clean at the CA in one call, deactivate in PuppetDB, ask for the primary's run,
-   * mark purged, complete terminations. A crash anywhere leaves claims that the next pass
-   * re-takes once their lease runs out, and every step is safe to repeat.
+   * The CA signs the CSR it holds at that moment, which may not be the one checked: compare what
+   * it issued with what was checked, and record the certificate (the entry is verified) or revoke
+   * it. A CA that does not answer only delays this (the entry, unverified, goes no further; the
+   * next pass asks again); a certificate it serves that cannot be read cannot be trusted.
+   */
+  private async verify(action: Omit<Extract<Action, { kind: 'verify' }>, 'kind'>, verified: string): Promise<void> {
+    const { instanceId, certname, checked } = action;
+    // Its key is signed now: a later enrollment must be matched against a report of its own.
+    await this.ports.registry.consumeKeyReport(instanceId, checked.publicKeySha256);
+    let issued: CertificateContents | undefined;
+    try {
+      issued = await this.ports.puppet.issuedCertificate(certname);
+    } catch (error) {
+      if (!(error instanceof RefusedInputError)) throw error;
+      return this.revokeUnverified(action, `its certificate could not be read to check it (${error.message})`);
+    }
+    if (issued === undefined) return this.revokeUnverified(action, 'the CA has no certificate for it after signing');
+    const problem = issuedProblem(certname, checked, issued);
+    if (problem !== undefined) return this.revokeUnverified(action, problem);
+    if (!(await this.ports.registry.recordIssued(instanceId, issued, this.now))) {
+      return this.logger.warn('Certificate checked, but the registry entry changed meanwhile: not recorded', { instanceId, certname });
+    }
+    this.context.metrics.addMetric(METRIC.signed, MetricUnit.Count, 1);
+    this.logger.info(verified, { instanceId, certname, serial: issued.serial.toString() });
+  }
+
+  /** Until this succeeds the entry stays unverified, so a later pass checks (and revokes) again. */
+  private async revokeUnverified(action: Omit<Extract<Action, { kind: 'verify' }>, 'kind'>, problem: string): Promise<void> {
+    const { instanceId, certname } = action;
+    await this.ports.puppet.clean([certname]);
+    await this.ports.registry.transition(instanceId, ['signed', 'converging', 'in-service'], 'purged', this.now);
+    return this.refuse({ kind: 'refuse', instanceId, certname, reasons: [`${problem}; it was revoked`], abandon: action.launching });
+  }
+
+  /**
+   * Claim, then take the claimed entries out of Puppet (each step recorded as it is done, and the
+   * CA's certificate cleaned only while it is the entry's own), ask for the primary's run, mark
+   * purged, complete terminations. A crash anywhere leaves claims that the next pass re-takes once
+   * their lease runs out; it then does only the steps still missing.
    */
   private async purge(action: Extract<Action, { kind: 'purge' }>): Promise<void> {
     const staleBefore = new Date(this.now.getTime() - TIMING.purgeLeaseMs);
     const claimed = (
-      await mapLimit(action.targets, ACTION_CONCURRENCY, async (target) =>
-        (await this.ports.registry.claimPurge(target.instanceId, this.now, staleBefore)) ? target : undefined,
-      )
-    ).filter((target) => target !== undefined);
-    const skipped = action.targets.filter((target) => !claimed.includes(target));
+      await mapLimit(action.targets, ACTION_CONCURRENCY, async (target) => {
+        const entry = await this.ports.registry.claimPurge(target.instanceId, this.now, staleBefore);
+        return entry && { target, subject: purgeSubject(entry, this.now) };
+      })
+    ).filter((claim) => claim !== undefined);
+    const skipped = action.targets.filter((target) => !claimed.some((claim) => claim.target === target));
     if (skipped.length > 0) this.logger.info('Purge claimed by another pass', { instanceIds: skipped.map((t) => t.instanceId) });
     if (claimed.length === 0) return;
 
-    const certnames = [...new Set(claimed.map((target) => target.certname))];
-    const terminating = claimed.filter((target) => target.completeTerminate);
+    const certnames = [...new Set(claimed.map(({ subject }) => subject.certname))];
+    const terminating = claimed.filter(({ target }) => target.completeTerminate).map(({ target }) => target);
     try {
-      await removeFromPuppet(this.ports.puppet, certnames, this.now);
-      await this.requestRun(claimed.map((target) => target.instanceId));
-      await mapLimit(claimed, ACTION_CONCURRENCY, (target) => this.ports.registry.transition(target.instanceId, ['purging'], 'purged', this.now));
+      await removeFromPuppet(
+        this.ports.puppet,
+        claimed.map(({ subject }) => subject),
+        {
+          stepDone: async (subject, step) => {
+            if (!(await this.ports.registry.recordPurgeStep(subject.instanceId, subject.startedAt, step, this.now))) {
+              this.logger.warn('Purge step done, but the registry entry left that purge meanwhile', { instanceId: subject.instanceId, step });
+            }
+          },
+          leftAlone: (subject, why) =>
+            this.logger.warn('Purge left the CA alone: the certificate there is not this instance\'s', { instanceId: subject.instanceId, certname: subject.certname, why }),
+        },
+      );
+      await this.requestRun(claimed.map(({ subject }) => subject.instanceId));
+      await mapLimit(claimed, ACTION_CONCURRENCY, ({ subject }) => this.ports.registry.transition(subject.instanceId, ['purging'], 'purged', this.now));
     } catch (error) {
       if (terminating.length > 0) this.context.metrics.addMetric(METRIC.failed, MetricUnit.Count, terminating.length);
       throw error;
@@ -347,6 +387,17 @@ class Executor {
   }
 }
 
+/** A claimed entry as its purge sees it; `now` only for a claim that has no start recorded. */
+function purgeSubject(entry: RegistryEntry, now: Date): PurgeSubject {
+  return {
+    instanceId: entry.instanceId,
+    certname: entry.certname,
+    certificate: certificateIdentity(entry),
+    startedAt: entry.purge?.startedAt ?? now.toISOString(),
+    done: new Set((['ca', 'puppetdb'] as const).filter((step) => entry.purge?.[step] !== undefined)),
+  };
+}
+
 function union(a: readonly string[], b: readonly string[]): string[] {
   return [...new Set([...a, ...b])];
 }
@@ -356,8 +407,7 @@ function union(a: readonly string[], b: readonly string[]): string[] {
  * certname, DNS names among those checked (the CA may add the certname itself), nothing else, and
  * exactly the Puppet extensions checked.
  */
-export function issuedProblem(certname: string, checked: CheckedRequest, issued: CertificateContents | undefined): string | undefined {
-  if (issued === undefined) return 'the CA has no certificate for it after signing';
+export function issuedProblem(certname: string, checked: CheckedRequest, issued: CertificateContents): string | undefined {
   if (issued.publicKeySha256 !== checked.publicKeySha256) return 'the certificate the CA issued is not for the key that was checked (the CSR was replaced meanwhile)';
   if (issued.commonName !== certname) return `the certificate the CA issued names ${describeUntrusted(issued.commonName ?? '(no single CN)')}`;
   const allowed = new Set([certname, ...checked.dnsAltNames]);

@@ -34,7 +34,7 @@ const aws = {
   group: new AutoScalingGroup(new AutoScalingClient(sdk), config),
   instances: new Ec2Instances(new EC2Client(sdk)),
   registry: new DynamoRegistry(DynamoDBDocumentClient.from(new DynamoDBClient(sdk)), config.registryTable, (detail) =>
-    logger.error('Registry item ignored: it does not parse', detail),
+    logger.error('Damaged registry item left alone', detail),
   ),
   queue: new SqsQueue(new SQSClient(sdk), config.queueUrl),
 };

@@ -1,5 +1,5 @@
 import type { NodeAgentEvent } from '../../lib/node-agent-notice';
-import type { CsrFacts } from '../../lib/puppet/csr';
+import type { CertificateContents, CsrFacts } from '../../lib/puppet/csr';
 
 /** What the signer checked in the CSR, to compare with what the CA then issues. */
 export type CheckedRequest = Pick<CsrFacts, 'publicKeySha256' | 'dnsAltNames' | 'puppetExtensions'>;
@@ -57,6 +57,49 @@ export interface RegistryEntry {
   updatedAt: string;
   /** When the current purge claim was taken (state purging). */
   claimedAt?: string;
+  /**
+   * What was checked in the CSR the controller signed for it, recorded with ownership before
+   * signing, so the issued certificate can be compared with it on any later pass. Absent on
+   * entries written before it was recorded.
+   */
+  checked?: CheckedRequest;
+  /** The certificate the CA issued, once it passed the comparison with `checked` ("verified"). */
+  issued?: IssuedRecord;
+  /** The current (or last) purge's progress. */
+  purge?: PurgeProgress;
+}
+
+export interface IssuedRecord {
+  /** Decimal, as the CA API reports `serial_number`. */
+  serial: string;
+  /** "AB:CD:…", SHA-256 of the certificate: what a purge compares with the CA's certificate. */
+  sha256Fingerprint: string;
+  verifiedAt: string;
+}
+
+export type PurgeStep = 'ca' | 'puppetdb';
+
+/** A retried purge does only the steps not done yet, and deactivates with the first attempt's time. */
+export interface PurgeProgress {
+  /** When the purge was first claimed: PuppetDB's producer_timestamp on every attempt. */
+  startedAt: string;
+  /** When the CA step was done: the certificate cleaned, or found not to be this instance's and left alone. */
+  ca?: string;
+  puppetdb?: string;
+}
+
+/** A registry item that cannot be trusted (does not parse, hostile certname, key not an instance id): never acted on. */
+export interface DamagedEntry {
+  /** The item's key as stored: untrusted text. */
+  key: string;
+  /** When the key is a valid instance id: nothing is done for that instance while its item is damaged. */
+  instanceId?: string;
+  problem: string;
+}
+
+export interface RegistryListing {
+  entries: RegistryEntry[];
+  damaged: DamagedEntry[];
 }
 
 /**
@@ -83,6 +126,12 @@ export interface RunJob {
 
 export type CertState = 'requested' | 'signed' | 'revoked' | 'absent';
 
+/** What the CA holds for a certname at one moment: a pending CSR, and a certificate (revoked or not). */
+export interface CaHolding {
+  requested: boolean;
+  certificate: CertificateContents | undefined;
+}
+
 export type CsrObservation = { ok: true; facts: CsrFacts } | { ok: false; problem: string };
 
 /** The orchestrator's answer about the current job; 'unreachable' must not stop the rest of a pass. */
@@ -94,6 +143,8 @@ export interface Observed {
   members: Member[];
   instances: ReadonlyMap<string, Ec2Instance>;
   registry: RegistryEntry[];
+  /** Registry items quarantined as damaged; their instances are left alone. */
+  damaged: DamagedEntry[];
   run: RunRecord;
   /**
    * CA state by certname, for the certnames the pass cares about. For a certname a member holds
@@ -129,6 +180,8 @@ export type Action =
    */
   | { kind: 'remove-csr'; instanceId: string; certname: string; publicKeySha256: string | undefined; reason: string }
   | { kind: 'sign'; instanceId: string; certname: string; checked: CheckedRequest; reEnrollment: boolean }
+  /** Compares a certificate signed by an earlier pass with what was checked; revokes it if it differs. */
+  | { kind: 'verify'; instanceId: string; certname: string; checked: CheckedRequest; launching: boolean }
   | { kind: 'purge'; targets: PurgeTarget[]; reason: string }
   | { kind: 'forget'; instanceId: string; reason: string }
   | { kind: 'complete-terminate'; instanceId: string; reason: string }
@@ -152,6 +205,8 @@ export interface Drift {
 export interface Plan {
   actions: Action[];
   drift: Drift[];
+  /** How many registry items were quarantined as damaged (each is also drift). */
+  damagedEntries: number;
   /** Things the pass saw and deliberately left alone, for the log. */
   notes: string[];
 }

@@ -2,7 +2,7 @@ import { isValidCertname } from '../../lib/certname';
 import { RefusedInputError } from '../../lib/errors';
 import { mapLimit } from '../../lib/concurrency';
 import type { CertState, CsrObservation, JobObservation, KeyReport, Observed } from './model';
-import { LAUNCHING, SERVING } from './planner';
+import { LAUNCHING, SERVING, awaitsVerification } from './planner';
 import type { Ports } from './ports';
 
 /** Calls in flight per kind of observation (CA statuses, CSRs, node health). */
@@ -15,12 +15,14 @@ const OBSERVE_CONCURRENCY = 8;
  * asking about the few dozen compile masters by name.
  */
 export async function observe(ports: Ports, now: Date): Promise<Observed> {
-  const [members, registry, run, requested] = await Promise.all([
+  const [members, { entries: registry, damaged }, run, requested] = await Promise.all([
     ports.group.members(),
     ports.registry.list(),
     ports.registry.getRun(),
     ports.puppet.requestedCertnames(),
   ]);
+  // An instance with a damaged registry item is left alone, so nothing is asked about it either.
+  const quarantined = new Set(damaged.flatMap((item) => (item.instanceId ? [item.instanceId] : [])));
   const memberIds = new Set(members.map((member) => member.instanceId));
   const entries = new Map(registry.map((entry) => [entry.instanceId, entry]));
   const instances = await ports.instances.describe([
@@ -34,6 +36,7 @@ export async function observe(ports: Ports, now: Date): Promise<Observed> {
   // Certnames whose certificate a member holds, as far as the registry knows.
   const holding = new Set<string>();
   for (const member of members) {
+    if (quarantined.has(member.instanceId)) continue;
     const entry = entries.get(member.instanceId);
     if (entry && entry.state !== 'purged') holding.add(entry.certname);
     if (member.lifecycleState === LAUNCHING) {
@@ -69,7 +72,7 @@ export async function observe(ports: Ports, now: Date): Promise<Observed> {
 
   const health = new Map<string, boolean>();
   const waiting = registry.filter(
-    (entry) => entry.state === 'signed' && memberIds.has(entry.instanceId) && certs.get(entry.certname) === 'signed',
+    (entry) => entry.state === 'signed' && !awaitsVerification(entry) && memberIds.has(entry.instanceId) && certs.get(entry.certname) === 'signed',
   );
   await mapLimit(waiting, OBSERVE_CONCURRENCY, async (entry) => {
     const privateIp = instances.get(entry.instanceId)?.privateIp;
@@ -84,7 +87,7 @@ export async function observe(ports: Ports, now: Date): Promise<Observed> {
   });
   const signingSuspended = signable ? await signingSuspension(ports) : undefined;
 
-  return { now, members, instances, registry, run, certs, csrs, keyReports, health, job: run.job?.name ? await observeJob(ports, run.job.name) : undefined, signingSuspended };
+  return { now, members, instances, registry, damaged, run, certs, csrs, keyReports, health, job: run.job?.name ? await observeJob(ports, run.job.name) : undefined, signingSuspended };
 }
 
 /**

@@ -1,6 +1,6 @@
 import { certnameProblem, describeUntrusted } from '../../lib/certname';
 import { csrProblems, type CsrPolicy } from './csr-policy';
-import type { Action, Drift, Ec2Instance, Member, Observed, Plan, PurgeTarget, RegistryEntry, RunRecord, Trigger } from './model';
+import type { Action, CheckedRequest, Drift, Ec2Instance, Member, Observed, Plan, PurgeTarget, RegistryEntry, RunRecord, Trigger } from './model';
 
 export interface PlannerPolicy extends CsrPolicy {
   protectedCertnames: ReadonlySet<string>;
@@ -43,6 +43,15 @@ export function plan(observed: Observed, triggers: readonly Trigger[], policy: P
   return new Planner(observed, triggers, policy).plan();
 }
 
+/**
+ * Signed, but the issued certificate was never compared with what was checked (a pass died in
+ * between): it goes no further until it is. Entries from before the checked request was recorded
+ * were compared by the pass that signed them.
+ */
+export function awaitsVerification(entry: RegistryEntry): entry is RegistryEntry & { checked: CheckedRequest } {
+  return entry.checked !== undefined && entry.issued === undefined;
+}
+
 class Planner {
   private readonly actions: Action[] = [];
   private readonly drift: Drift[] = [];
@@ -54,6 +63,8 @@ class Planner {
   private readonly toConverge: string[] = [];
   private readonly entries: Map<string, RegistryEntry>;
   private readonly members: Map<string, Member>;
+  /** Instances whose registry item is damaged: nothing is done for them. */
+  private readonly quarantined: Set<string>;
   private needsRunStart = false;
 
   constructor(
@@ -63,9 +74,14 @@ class Planner {
   ) {
     this.entries = new Map(observed.registry.map((entry) => [entry.instanceId, entry]));
     this.members = new Map(observed.members.map((member) => [member.instanceId, member]));
+    this.quarantined = new Set(observed.damaged.flatMap((damaged) => (damaged.instanceId ? [damaged.instanceId] : [])));
   }
 
   plan(): Plan {
+    for (const damaged of this.observed.damaged) {
+      const detail = `registry item ${describeUntrusted(damaged.key)} quarantined: ${damaged.problem}; nothing is done for it until it is repaired or deleted`;
+      this.addDrift(damaged.instanceId ? { instanceId: damaged.instanceId, detail } : { detail });
+    }
     for (const member of this.observed.members) this.member(member);
     for (const entry of this.observed.registry) {
       if (!this.members.has(entry.instanceId)) this.nonMember(entry);
@@ -78,13 +94,16 @@ class Planner {
       this.needsRunStart = true;
     }
     if (this.needsRunStart) this.recheck('start-run', TIMING.runQuietSeconds);
-    return { actions: this.actions, drift: this.drift, notes: this.notes };
+    return { actions: this.actions, drift: this.drift, notes: this.notes, damagedEntries: this.observed.damaged.length };
   }
 
   // ---- members -------------------------------------------------------------------------------
 
   private member(member: Member): void {
     const { instanceId, lifecycleState } = member;
+    // Neither signing nor purging nor completing a lifecycle action can be right when what the
+    // controller knows of the instance cannot be read: leave it to the operator (it is drift).
+    if (this.quarantined.has(instanceId)) return this.note(`${instanceId}: ${lifecycleState}, its registry item is damaged; left alone`);
     const entry = this.entries.get(instanceId);
     if (lifecycleState === LAUNCHING) return this.launching(instanceId, entry);
     if (lifecycleState === TERMINATING) {
@@ -164,6 +183,14 @@ class Planner {
   /** An owned, signed node on its way in: wait for its Puppet Server, then for the primary's run. */
   private ownedWithCertificate(instance: Ec2Instance, entry: RegistryEntry, launching: boolean): void {
     const { instanceId } = entry;
+    if (awaitsVerification(entry)) {
+      this.act({ kind: 'verify', instanceId, certname: entry.certname, checked: entry.checked, launching });
+      // The node agent's "enrolled" may have come and gone while it was unverified: look at it
+      // again soon (a bounded chain, as for any node being waited for).
+      const attempt = this.promptFor(instanceId) ?? 0;
+      if (attempt < TIMING.awaitNodeAttempts) this.recheck('await-node', TIMING.awaitNodeSeconds, instanceId, attempt + 1);
+      return;
+    }
     if (entry.state === 'converging') {
       this.converging.push(entry);
       return;

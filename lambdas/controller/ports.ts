@@ -1,5 +1,5 @@
 import type { CertificateContents, CsrFacts } from '../../lib/puppet/csr';
-import type { CertState, Ec2Instance, KeyReport, Member, RecheckReason, RegistryEntry, RunRecord } from './model';
+import type { CaHolding, CertState, CheckedRequest, Ec2Instance, KeyReport, Member, PurgeStep, RecheckReason, RegistryEntry, RegistryListing, RunRecord } from './model';
 
 /**
  * The controller's view of the outside world. The AWS adapters live in aws/, the Puppet one in
@@ -26,14 +26,30 @@ export interface InstancesPort {
  * same instance cannot both claim it, and a lost race answers false, never throws.
  */
 export interface RegistryPort {
+  /** The entry; undefined also when its item is damaged. */
   get(instanceId: string): Promise<RegistryEntry | undefined>;
-  list(): Promise<RegistryEntry[]>;
-  /** Takes ownership before signing: only if absent, or the same certname and not mid-purge or stalled. */
-  recordSigned(instanceId: string, certname: string, now: Date): Promise<boolean>;
+  /** Every entry, and apart from them the items that cannot be trusted (see DamagedEntry). */
+  list(): Promise<RegistryListing>;
+  /**
+   * Takes ownership before signing: only if absent, or the same certname and not mid-purge or
+   * stalled. Records the checked request, and forgets any earlier issued certificate and purge.
+   */
+  recordSigned(instanceId: string, certname: string, checked: CheckedRequest, now: Date): Promise<boolean>;
+  /**
+   * Records the certificate that passed the check (the entry is then verified): only while the
+   * entry is live and its checked request is for the certificate's key.
+   */
+  recordIssued(instanceId: string, certificate: Pick<CertificateContents, 'serial' | 'sha256Fingerprint' | 'publicKeySha256'>, now: Date): Promise<boolean>;
   /** Moves an entry on, only if it is in one of `from`. */
   transition(instanceId: string, from: readonly RegistryEntry['state'][], to: 'converging' | 'in-service' | 'stalled' | 'purged', now: Date): Promise<boolean>;
-  /** Claims a purge: from any live state, or from a purge whose claim is older than `staleBefore`. */
-  claimPurge(instanceId: string, now: Date, staleBefore: Date): Promise<boolean>;
+  /**
+   * Claims a purge: from any live state, or from a purge whose claim is older than `staleBefore`.
+   * A first claim records the purge's start; a re-claim keeps it and the steps done. Answers the
+   * claimed entry, or undefined when the claim was lost.
+   */
+  claimPurge(instanceId: string, now: Date, staleBefore: Date): Promise<RegistryEntry | undefined>;
+  /** Records a purge step as done, only while the entry is still in the purge that started at `startedAt`. */
+  recordPurgeStep(instanceId: string, startedAt: string, step: PurgeStep, now: Date): Promise<boolean>;
   /** Keeps an instance's key report unless a later one is kept already; safe to repeat. */
   recordKeyReport(instanceId: string, report: KeyReport): Promise<void>;
   keyReport(instanceId: string): Promise<KeyReport | undefined>;
@@ -92,6 +108,8 @@ export interface PuppetPort {
   sign(certname: string): Promise<void>;
   /** What the issued certificate certifies; undefined when there is no certificate. */
   issuedCertificate(certname: string): Promise<CertificateContents | undefined>;
+  /** What the CA holds for the certname now, for a purge to tell whether the certificate there is the one it may revoke. */
+  holding(certname: string): Promise<CaHolding>;
   /** Revokes and deletes, one call for the batch; unknown certnames are fine. */
   clean(certnames: readonly string[]): Promise<void>;
   deactivate(certname: string, at: Date): Promise<void>;

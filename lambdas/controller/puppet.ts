@@ -6,7 +6,7 @@ import { readCertificate, readCsr, type CertificateContents, type CsrFacts } fro
 import { OrchestratorClient } from '../../lib/puppet/orchestrator';
 import { PuppetDbClient } from '../../lib/puppet/puppetdb';
 import { PuppetServerStatusClient } from '../../lib/puppet/status';
-import type { CertState } from './model';
+import type { CaHolding, CertState } from './model';
 import type { ClientBundle, NodeHealthPort, PuppetPort } from './ports';
 
 export interface PuppetSettings {
@@ -84,6 +84,14 @@ export class PuppetApis implements PuppetPort {
   async issuedCertificate(certname: string): Promise<CertificateContents | undefined> {
     const pem = await this.ca.getCertificate(certname);
     return pem === undefined ? undefined : readCertificate(pem);
+  }
+
+  async holding(certname: string): Promise<CaHolding> {
+    // The files themselves, not certificate_status: with allow-duplicate-certs a certname can have
+    // a certificate and a pending CSR at once, and the fingerprint is computed by the same reader
+    // that recorded the issued one.
+    const [certificate, csr] = await Promise.all([this.issuedCertificate(certname), this.ca.getCsr(certname)]);
+    return { requested: csr !== undefined, certificate };
   }
 
   async clean(certnames: readonly string[]): Promise<void> {

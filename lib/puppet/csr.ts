@@ -77,20 +77,30 @@ export interface CertificateContents extends NamesAndExtensions {
   commonName: string | undefined;
   /** Compare with CsrFacts.publicKeySha256. */
   publicKeySha256: string;
+  serial: bigint;
+  /**
+   * "AB:CD:…", SHA-256 of the certificate's DER, the format Puppet's CA reports as `fingerprint`:
+   * what tells this very certificate from another one issued for the same certname.
+   */
+  sha256Fingerprint: string;
 }
 
 /**
- * What a certificate certifies: whose it is, for which key, with which names and extensions. The
- * first certificate of the PEM text counts, so a certificate followed by its chain, or preceded by
- * `openssl` bag attributes, reads as that certificate.
+ * What a certificate certifies: whose it is, for which key, with which names and extensions, and
+ * which certificate it is (serial, fingerprint). The first certificate of the PEM text counts, so
+ * a certificate followed by its chain, or preceded by `openssl` bag attributes, reads as that
+ * certificate.
  */
 export function readCertificate(pem: string): CertificateContents {
   const block = /-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----/.exec(pem)?.[0];
   if (block === undefined) throw new RefusedInputError('Not a certificate: no PEM CERTIFICATE block');
-  const tbs = AsnConvert.parse(pemBody(block, /^CERTIFICATE$/), Certificate).tbsCertificate;
+  const der = pemBody(block, /^CERTIFICATE$/);
+  const tbs = AsnConvert.parse(der, Certificate).tbsCertificate;
   return {
     commonName: commonName(tbs.subject),
     publicKeySha256: keySha256(publicKey(tbs.subjectPublicKeyInfo)),
+    serial: BigInt(`0x${Buffer.from(tbs.serialNumber).toString('hex') || '0'}`),
+    sha256Fingerprint: (createHash('sha256').update(Buffer.from(der)).digest('hex').toUpperCase().match(/../g) as string[]).join(':'),
     ...readNamesAndExtensions(tbs.extensions ?? []),
   };
 }

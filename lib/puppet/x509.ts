@@ -44,16 +44,9 @@ export interface CertificateFacts {
   publicKeySha256: string;
 }
 
+/** Identity (serial, fingerprint, key) from readCertificate, the one reader; issuer and expiry from @peculiar/x509. */
 export async function certificateFacts(pem: string): Promise<CertificateFacts> {
   const cert = new X509Certificate(pem);
-  const thumbprint = new Uint8Array(await cert.getThumbprint('SHA-256'));
-  const { commonName, publicKeySha256 } = readCertificate(pem);
-  return {
-    subjectCommonName: commonName,
-    issuer: cert.issuer,
-    serial: serialToBigInt(cert.serialNumber),
-    sha256Fingerprint: [...thumbprint].map((byte) => byte.toString(16).padStart(2, '0').toUpperCase()).join(':'),
-    notAfter: cert.notAfter,
-    publicKeySha256,
-  };
+  const { commonName, publicKeySha256, serial, sha256Fingerprint } = readCertificate(pem);
+  return { subjectCommonName: commonName, issuer: cert.issuer, serial, sha256Fingerprint, notAfter: cert.notAfter, publicKeySha256 };
 }

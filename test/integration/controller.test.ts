@@ -272,6 +272,40 @@ describe('scale in against the real CA and PuppetDB', () => {
   });
 });
 
+describe('a certname reused by a new instance (EC2 gave A\'s address to B)', () => {
+  it("signs B and purges A in one pass without revoking B's new certificate: it stays valid (not in the CRL, still served)", async () => {
+    const c = new LabController();
+    const a = await c.enrolled();
+    expect(c.cloud.registry.peek(a.instanceId)?.issued?.serial).toBe(a.serial.toString());
+    // Someone cleans A's certificate by hand and terminates A; its address, and so its certname,
+    // goes to B. No event gets through until B asks to be signed.
+    c.dropEvents = true;
+    await clients.ca.clean([a.certname]);
+    c.cloud.terminateOutside(a.instanceId);
+    const { instanceId: b } = c.launch(a.certname);
+    c.dropEvents = false;
+    await c.submitCsr(b, a.certname);
+    await c.settle();
+
+    const status = await clients.ca.getStatus(a.certname);
+    expect(status?.state).toBe('signed');
+    const bSerial = BigInt(status?.serial_number ?? -1);
+    expect(bSerial).not.toBe(a.serial);
+    const revoked = await revokedSerials();
+    expect(revoked.has(bSerial)).toBe(false);
+    expect(revoked.has(a.serial)).toBe(true);
+    const served = readCertificate((await clients.ca.getCertificate(a.certname)) as string);
+    expect(served.puppetExtensions.pp_instance_id).toBe(b);
+    expect(c.cloud.registry.peek(b)?.issued).toMatchObject({ serial: bSerial.toString(), sha256Fingerprint: served.sha256Fingerprint });
+    expect(c.cloud.registry.peek(a.instanceId)?.state).toBe('purged');
+    expect(c.logger.lines).toContainEqual(
+      expect.objectContaining({ message: expect.stringMatching(/^Purge left the CA alone/), attributes: expect.objectContaining({ instanceId: a.instanceId }) }),
+    );
+    // Puppet's own view of the fingerprint agrees with the one recorded.
+    expect(Object.values(status?.fingerprints ?? {}).concat(status?.fingerprint ?? [])).toContain(served.sha256Fingerprint);
+  });
+});
+
 describe("a new compile master's health, over TLS verified against its certname", () => {
   const health = () => new PuppetServerHealth(readPems(lab).ca);
 

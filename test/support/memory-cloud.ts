@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { instanceSenderId, type NodeAgentNotice } from '../../lib/node-agent-notice';
-import type { Ec2Instance, KeyReport, Member, RegistryEntry, RegistryState, RunRecord } from '../../lambdas/controller/model';
+import { LIVE_STATES, readRegistryItem } from '../../lambdas/controller/aws/registry';
+import type { CertificateContents } from '../../lib/puppet/csr';
+import type { CheckedRequest, Ec2Instance, KeyReport, Member, PurgeStep, RegistryEntry, RegistryListing, RegistryState, RunRecord } from '../../lambdas/controller/model';
 import type {
   GroupPort,
   InstancesPort,
@@ -311,10 +313,12 @@ export class MemoryInstances implements InstancesPort {
   }
 }
 
-const LIVE_STATES: readonly RegistryState[] = ['signed', 'converging', 'in-service', 'stalled'];
-
-/** The registry table, with the same conditions as the DynamoDB adapter's expressions. */
+/**
+ * The registry table, with the same conditions as the DynamoDB adapter's expressions and the same
+ * reading of items (readRegistryItem), so it quarantines exactly what the adapter quarantines.
+ */
 export class MemoryRegistry implements RegistryPort {
+  /** Items as DynamoDB would hold them; seedItem may put anything here. */
   private readonly entries = new Map<string, RegistryEntry>();
   private readonly keyReports = new Map<string, KeyReport>();
   private run: RunRecord | undefined;
@@ -323,20 +327,48 @@ export class MemoryRegistry implements RegistryPort {
 
   async get(instanceId: string): Promise<RegistryEntry | undefined> {
     this.cloud.enter('registry.get', [instanceId]);
-    return this.peek(instanceId);
+    const item = this.entries.get(instanceId);
+    if (!item) return undefined;
+    const read = readRegistryItem(structuredClone(item) as unknown as Record<string, unknown>);
+    return 'entry' in read ? read.entry : undefined;
   }
 
-  async list(): Promise<RegistryEntry[]> {
+  async list(): Promise<RegistryListing> {
     this.cloud.enter('registry.list', []);
-    return [...this.entries.values()].map((entry) => ({ ...entry }));
+    const listing: RegistryListing = { entries: [], damaged: [] };
+    for (const item of this.entries.values()) {
+      const read = readRegistryItem(structuredClone(item) as unknown as Record<string, unknown>);
+      if ('entry' in read) listing.entries.push(read.entry);
+      else listing.damaged.push(read.damaged);
+    }
+    return listing;
   }
 
-  async recordSigned(instanceId: string, certname: string, now: Date): Promise<boolean> {
+  async recordSigned(instanceId: string, certname: string, checked: CheckedRequest, now: Date): Promise<boolean> {
     this.cloud.enter('registry.recordSigned', [instanceId, certname]);
     const entry = this.entries.get(instanceId);
     if (entry && (entry.certname !== certname || entry.state === 'purging' || entry.state === 'stalled')) return false;
     const at = now.toISOString();
-    this.entries.set(instanceId, { instanceId, certname, state: 'signed', createdAt: entry?.createdAt ?? at, updatedAt: at });
+    const { publicKeySha256, dnsAltNames, puppetExtensions } = structuredClone(checked);
+    // A new item: claimedAt, issued and purge are gone, as the adapter's REMOVE does.
+    this.entries.set(instanceId, {
+      instanceId,
+      certname,
+      state: 'signed',
+      createdAt: entry?.createdAt ?? at,
+      updatedAt: at,
+      checked: { publicKeySha256, dnsAltNames, puppetExtensions },
+    });
+    return true;
+  }
+
+  async recordIssued(instanceId: string, certificate: Pick<CertificateContents, 'serial' | 'sha256Fingerprint' | 'publicKeySha256'>, now: Date): Promise<boolean> {
+    this.cloud.enter('registry.recordIssued', [instanceId, certificate]);
+    const entry = this.entries.get(instanceId);
+    if (!entry || !LIVE_STATES.includes(entry.state) || entry.checked?.publicKeySha256 !== certificate.publicKeySha256) return false;
+    const at = now.toISOString();
+    entry.issued = { serial: certificate.serial.toString(), sha256Fingerprint: certificate.sha256Fingerprint, verifiedAt: at };
+    entry.updatedAt = at;
     return true;
   }
 
@@ -350,15 +382,26 @@ export class MemoryRegistry implements RegistryPort {
     return true;
   }
 
-  async claimPurge(instanceId: string, now: Date, staleBefore: Date): Promise<boolean> {
+  async claimPurge(instanceId: string, now: Date, staleBefore: Date): Promise<RegistryEntry | undefined> {
     this.cloud.enter('registry.claimPurge', [instanceId]);
     const entry = this.entries.get(instanceId);
-    if (!entry) return false;
+    if (!entry) return undefined;
     const stale = entry.state === 'purging' && (!entry.claimedAt || entry.claimedAt < staleBefore.toISOString());
-    if (!LIVE_STATES.includes(entry.state) && !stale) return false;
+    if (!LIVE_STATES.includes(entry.state) && !stale) return undefined;
     entry.state = 'purging';
     entry.claimedAt = now.toISOString();
     entry.updatedAt = entry.claimedAt;
+    entry.purge ??= { startedAt: entry.claimedAt };
+    const read = readRegistryItem(structuredClone(entry) as unknown as Record<string, unknown>);
+    return 'entry' in read ? read.entry : undefined;
+  }
+
+  async recordPurgeStep(instanceId: string, startedAt: string, step: PurgeStep, now: Date): Promise<boolean> {
+    this.cloud.enter('registry.recordPurgeStep', [instanceId, startedAt, step]);
+    const entry = this.entries.get(instanceId);
+    if (!entry || entry.state !== 'purging' || entry.purge?.startedAt !== startedAt) return false;
+    entry.purge[step] = now.toISOString();
+    entry.updatedAt = entry.purge[step];
     return true;
   }
 
@@ -394,7 +437,7 @@ export class MemoryRegistry implements RegistryPort {
   /** Reads without recording a call: for assertions. */
   peek(instanceId: string): RegistryEntry | undefined {
     const entry = this.entries.get(instanceId);
-    return entry && { ...entry };
+    return entry && structuredClone(entry);
   }
 
   peekRun(): RunRecord {
@@ -403,7 +446,12 @@ export class MemoryRegistry implements RegistryPort {
 
   /** Seeds an entry as if an earlier pass had written it. */
   seed(entry: RegistryEntry): void {
-    this.entries.set(entry.instanceId, { ...entry });
+    this.entries.set(entry.instanceId, structuredClone(entry));
+  }
+
+  /** Seeds an item as the table might hold it after a bad hand edit or a bug: anything at all. */
+  seedItem(item: Record<string, unknown>): void {
+    this.entries.set(String(item.instanceId), structuredClone(item) as unknown as RegistryEntry);
   }
 }
 

@@ -1,6 +1,8 @@
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, paginateScan, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import * as z from 'zod';
-import type { KeyReport, RegistryEntry, RegistryState, RunRecord } from '../model';
+import { certnameProblem, describeUntrusted } from '../../../lib/certname';
+import type { CertificateContents } from '../../../lib/puppet/csr';
+import type { CheckedRequest, DamagedEntry, KeyReport, PurgeStep, RegistryEntry, RegistryListing, RegistryState, RunRecord } from '../model';
 import type { RegistryPort } from '../ports';
 import { awsCall, errorName, toAwsCallError } from './call';
 
@@ -13,15 +15,22 @@ const KEY_REPORT_TTL_SECONDS = 14 * 24 * 3600;
 /** The table's TTL attribute (the stack turns TTL on for it). */
 export const TTL_ATTRIBUTE = 'expiresAt';
 
-const LIVE_STATES: readonly RegistryState[] = ['signed', 'converging', 'in-service', 'stalled'];
+const INSTANCE_ID = /^i-[0-9a-f]+$/;
+
+export const LIVE_STATES: readonly RegistryState[] = ['signed', 'converging', 'in-service', 'stalled'];
 
 const EntrySchema = z.object({
-  instanceId: z.string().regex(/^i-[0-9a-f]+$/),
+  instanceId: z.string(),
   certname: z.string(),
   state: z.enum(['signed', 'converging', 'in-service', 'stalled', 'purging', 'purged']),
   createdAt: z.string(),
   updatedAt: z.string(),
   claimedAt: z.string().optional(),
+  checked: z
+    .object({ publicKeySha256: z.string(), dnsAltNames: z.array(z.string()), puppetExtensions: z.record(z.string(), z.string()) })
+    .optional(),
+  issued: z.object({ serial: z.string(), sha256Fingerprint: z.string(), verifiedAt: z.string() }).optional(),
+  purge: z.object({ startedAt: z.string(), ca: z.string().optional(), puppetdb: z.string().optional() }).optional(),
 });
 
 const KeyReportSchema = z.object({ publicKeySha256: z.string(), reportedAt: z.string() });
@@ -39,13 +48,32 @@ const RunSchema = z.object({
 });
 
 /**
+ * One registry item, or why it cannot be trusted. Shared with the in-memory registry of the tests,
+ * so both quarantine exactly the same items.
+ */
+export function readRegistryItem(item: Record<string, unknown>): { entry: RegistryEntry } | { damaged: DamagedEntry } {
+  const key = typeof item.instanceId === 'string' ? item.instanceId : JSON.stringify(item.instanceId) ?? 'undefined';
+  if (typeof item.instanceId !== 'string' || !INSTANCE_ID.test(item.instanceId)) {
+    return { damaged: { key, problem: `its key ${describeUntrusted(key)} is not an instance id` } };
+  }
+  const instanceId = item.instanceId;
+  const parsed = EntrySchema.safeParse(item);
+  if (!parsed.success) return { damaged: { key, instanceId, problem: `it does not parse: ${z.prettifyError(parsed.error)}` } };
+  const problem = certnameProblem(parsed.data.certname);
+  if (problem) return { damaged: { key, instanceId, problem: `its certname ${describeUntrusted(parsed.data.certname)} ${problem}` } };
+  return { entry: parsed.data };
+}
+
+/**
  * The registry table (partition key `instanceId`). Reads are strongly consistent and every write
- * that decides ownership is conditional, so two passes can never both claim an instance.
+ * that decides ownership is conditional, so two passes can never both claim an instance. Attribute
+ * names in expressions are aliased where DynamoDB might reserve the word.
  */
 export class DynamoRegistry implements RegistryPort {
   constructor(
     private readonly client: DynamoDBDocumentClient,
     private readonly table: string,
+    /** Told about every item that cannot be trusted (list() also reports those it finds). */
     private readonly onInvalid: (detail: { instanceId: unknown; problem: string }) => void,
   ) {}
 
@@ -56,27 +84,57 @@ export class DynamoRegistry implements RegistryPort {
     return answer.Item ? this.entry(answer.Item) : undefined;
   }
 
-  async list(): Promise<RegistryEntry[]> {
-    const entries: RegistryEntry[] = [];
+  async list(): Promise<RegistryListing> {
+    const listing: RegistryListing = { entries: [], damaged: [] };
     await awsCall('Scan', async () => {
       for await (const page of paginateScan({ client: this.client }, { TableName: this.table, ConsistentRead: true })) {
         for (const item of page.Items ?? []) {
           if (item.instanceId === RUN_KEY || String(item.instanceId).startsWith(KEY_REPORT_PREFIX)) continue;
-          const entry = this.entry(item);
-          if (entry) entries.push(entry);
+          const read = readRegistryItem(item);
+          if ('entry' in read) {
+            listing.entries.push(read.entry);
+          } else {
+            listing.damaged.push(read.damaged);
+            this.onInvalid({ instanceId: item.instanceId, problem: read.damaged.problem });
+          }
         }
       }
     });
-    return entries;
+    return listing;
   }
 
-  recordSigned(instanceId: string, certname: string, now: Date): Promise<boolean> {
+  recordSigned(instanceId: string, certname: string, checked: CheckedRequest, now: Date): Promise<boolean> {
     return this.conditionalUpdate({
       Key: { instanceId },
-      UpdateExpression: 'SET certname = :certname, #state = :signed, updatedAt = :now, createdAt = if_not_exists(createdAt, :now) REMOVE claimedAt',
+      UpdateExpression:
+        'SET certname = :certname, #state = :signed, #checked = :checked, updatedAt = :now, createdAt = if_not_exists(createdAt, :now) REMOVE claimedAt, #issued, #purge',
       ConditionExpression: 'attribute_not_exists(instanceId) OR (certname = :certname AND NOT #state IN (:purging, :stalled))',
-      ExpressionAttributeNames: { '#state': 'state' },
-      ExpressionAttributeValues: { ':certname': certname, ':signed': 'signed', ':purging': 'purging', ':stalled': 'stalled', ':now': now.toISOString() },
+      ExpressionAttributeNames: { '#state': 'state', '#checked': 'checked', '#issued': 'issued', '#purge': 'purge' },
+      ExpressionAttributeValues: {
+        ':certname': certname,
+        ':signed': 'signed',
+        ':purging': 'purging',
+        ':stalled': 'stalled',
+        ':now': now.toISOString(),
+        // Only what the type names: the caller may hand over a wider object.
+        ':checked': { publicKeySha256: checked.publicKeySha256, dnsAltNames: checked.dnsAltNames, puppetExtensions: checked.puppetExtensions },
+      },
+    });
+  }
+
+  recordIssued(instanceId: string, certificate: Pick<CertificateContents, 'serial' | 'sha256Fingerprint' | 'publicKeySha256'>, now: Date): Promise<boolean> {
+    const liveValues = Object.fromEntries(LIVE_STATES.map((state, index) => [`:live${index}`, state]));
+    return this.conditionalUpdate({
+      Key: { instanceId },
+      UpdateExpression: 'SET #issued = :issued, updatedAt = :now',
+      ConditionExpression: `#state IN (${Object.keys(liveValues).join(', ')}) AND #checked.publicKeySha256 = :key`,
+      ExpressionAttributeNames: { '#state': 'state', '#checked': 'checked', '#issued': 'issued' },
+      ExpressionAttributeValues: {
+        ...liveValues,
+        ':key': certificate.publicKeySha256,
+        ':now': now.toISOString(),
+        ':issued': { serial: certificate.serial.toString(), sha256Fingerprint: certificate.sha256Fingerprint, verifiedAt: now.toISOString() },
+      },
     });
   }
 
@@ -91,14 +149,37 @@ export class DynamoRegistry implements RegistryPort {
     });
   }
 
-  claimPurge(instanceId: string, now: Date, staleBefore: Date): Promise<boolean> {
+  async claimPurge(instanceId: string, now: Date, staleBefore: Date): Promise<RegistryEntry | undefined> {
     const liveValues = Object.fromEntries(LIVE_STATES.map((state, index) => [`:live${index}`, state]));
+    let attributes: Record<string, unknown> | undefined;
+    try {
+      const answer = await this.client.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: { instanceId },
+          // A re-claim keeps the purge's start and steps: the retry goes on where the last attempt stopped.
+          UpdateExpression: 'SET #state = :purging, claimedAt = :now, updatedAt = :now, #purge = if_not_exists(#purge, :purge)',
+          ConditionExpression: `#state IN (${Object.keys(liveValues).join(', ')}) OR (#state = :purging AND (attribute_not_exists(claimedAt) OR claimedAt < :stale))`,
+          ExpressionAttributeNames: { '#state': 'state', '#purge': 'purge' },
+          ExpressionAttributeValues: { ...liveValues, ':purging': 'purging', ':now': now.toISOString(), ':stale': staleBefore.toISOString(), ':purge': { startedAt: now.toISOString() } },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      attributes = answer.Attributes;
+    } catch (error) {
+      if (errorName(error) === 'ConditionalCheckFailedException') return undefined;
+      throw toAwsCallError('UpdateItem', error);
+    }
+    return attributes && this.entry(attributes);
+  }
+
+  recordPurgeStep(instanceId: string, startedAt: string, step: PurgeStep, now: Date): Promise<boolean> {
     return this.conditionalUpdate({
       Key: { instanceId },
-      UpdateExpression: 'SET #state = :purging, claimedAt = :now, updatedAt = :now',
-      ConditionExpression: `#state IN (${Object.keys(liveValues).join(', ')}) OR (#state = :purging AND (attribute_not_exists(claimedAt) OR claimedAt < :stale))`,
-      ExpressionAttributeNames: { '#state': 'state' },
-      ExpressionAttributeValues: { ...liveValues, ':purging': 'purging', ':now': now.toISOString(), ':stale': staleBefore.toISOString() },
+      UpdateExpression: 'SET #purge.#step = :now, updatedAt = :now',
+      ConditionExpression: '#state = :purging AND #purge.startedAt = :startedAt',
+      ExpressionAttributeNames: { '#state': 'state', '#purge': 'purge', '#step': step },
+      ExpressionAttributeValues: { ':purging': 'purging', ':startedAt': startedAt, ':now': now.toISOString() },
     });
   }
 
@@ -187,9 +268,9 @@ export class DynamoRegistry implements RegistryPort {
   }
 
   private entry(item: Record<string, unknown>): RegistryEntry | undefined {
-    const parsed = EntrySchema.safeParse(item);
-    if (parsed.success) return parsed.data;
-    this.onInvalid({ instanceId: item.instanceId, problem: parsed.error.message });
+    const read = readRegistryItem(item);
+    if ('entry' in read) return read.entry;
+    this.onInvalid({ instanceId: item.instanceId, problem: read.damaged.problem });
     return undefined;
   }
 }

@@ -17,6 +17,7 @@ import { Ec2Instances } from '../../../lambdas/controller/aws/ec2';
 import { DynamoRegistry, RUN_KEY } from '../../../lambdas/controller/aws/registry';
 import { SecretsManagerSecrets } from '../../../lambdas/controller/aws/secrets';
 import { SqsQueue } from '../../../lambdas/controller/aws/sqs';
+import { MemoryCloud } from '../../support/memory-cloud';
 
 /** The SDK wiring: which command each port sends, with which input, and how answers map back. */
 
@@ -127,28 +128,68 @@ describe('DynamoRegistry', () => {
     invalid.mockReset();
   });
 
-  it('takes ownership before signing with a conditional update that keeps createdAt', async () => {
+  const checked = { publicKeySha256: 'ab12', dnsAltNames: ['ip-10-0-0-1.compute.internal'], puppetExtensions: { pp_instance_id: 'i-0123456789abcdef0' } };
+
+  it('takes ownership before signing with a conditional update that keeps createdAt, records the checked request and forgets the last certificate and purge', async () => {
     ddb.on(UpdateCommand).resolvesOnce({}).rejectsOnce(conditionFailed);
-    await expect(registry.recordSigned('i-0123456789abcdef0', 'ip-10-0-0-1.compute.internal', now)).resolves.toBe(true);
-    await expect(registry.recordSigned('i-0123456789abcdef0', 'ip-10-0-0-1.compute.internal', now)).resolves.toBe(false);
+    await expect(registry.recordSigned('i-0123456789abcdef0', 'ip-10-0-0-1.compute.internal', { ...checked, commonName: 'extra' } as typeof checked, now)).resolves.toBe(true);
+    await expect(registry.recordSigned('i-0123456789abcdef0', 'ip-10-0-0-1.compute.internal', checked, now)).resolves.toBe(false);
     const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
     expect(input).toMatchObject({
       TableName: 'registry',
       Key: { instanceId: 'i-0123456789abcdef0' },
       ConditionExpression: 'attribute_not_exists(instanceId) OR (certname = :certname AND NOT #state IN (:purging, :stalled))',
-      ExpressionAttributeValues: { ':certname': 'ip-10-0-0-1.compute.internal', ':signed': 'signed' },
+      ExpressionAttributeNames: { '#checked': 'checked', '#issued': 'issued', '#purge': 'purge' },
+      ExpressionAttributeValues: { ':certname': 'ip-10-0-0-1.compute.internal', ':signed': 'signed', ':checked': checked },
     });
     expect(input?.UpdateExpression).toContain('createdAt = if_not_exists(createdAt, :now)');
+    expect(input?.UpdateExpression).toMatch(/#checked = :checked.* REMOVE claimedAt, #issued, #purge$/);
   });
 
-  it('claims a purge only from a live state or a stale claim', async () => {
-    ddb.on(UpdateCommand).resolves({});
-    await registry.claimPurge('i-0123456789abcdef0', now, new Date('2026-11-20T11:57:30Z'));
+  it('records the verified certificate only on a live entry whose checked request is for its key', async () => {
+    ddb.on(UpdateCommand).resolvesOnce({}).rejectsOnce(conditionFailed);
+    const certificate = { serial: 0x1fn, sha256Fingerprint: 'AB:CD', publicKeySha256: 'ab12' };
+    await expect(registry.recordIssued('i-0123456789abcdef0', certificate, now)).resolves.toBe(true);
+    await expect(registry.recordIssued('i-0123456789abcdef0', certificate, now)).resolves.toBe(false);
+    expect(ddb.commandCalls(UpdateCommand)[0]?.args[0].input).toMatchObject({
+      UpdateExpression: 'SET #issued = :issued, updatedAt = :now',
+      ConditionExpression: '#state IN (:live0, :live1, :live2, :live3) AND #checked.publicKeySha256 = :key',
+      ExpressionAttributeValues: { ':key': 'ab12', ':issued': { serial: '31', sha256Fingerprint: 'AB:CD', verifiedAt: now.toISOString() } },
+    });
+  });
+
+  it('records a purge step only while the entry is in the purge that started then', async () => {
+    ddb.on(UpdateCommand).resolvesOnce({}).rejectsOnce(conditionFailed);
+    await expect(registry.recordPurgeStep('i-0123456789abcdef0', '2026-11-20T11:50:00.000Z', 'puppetdb', now)).resolves.toBe(true);
+    await expect(registry.recordPurgeStep('i-0123456789abcdef0', '2026-11-20T11:50:00.000Z', 'ca', now)).resolves.toBe(false);
+    expect(ddb.commandCalls(UpdateCommand)[0]?.args[0].input).toMatchObject({
+      UpdateExpression: 'SET #purge.#step = :now, updatedAt = :now',
+      ConditionExpression: '#state = :purging AND #purge.startedAt = :startedAt',
+      ExpressionAttributeNames: { '#purge': 'purge', '#step': 'puppetdb' },
+      ExpressionAttributeValues: { ':startedAt': '2026-11-20T11:50:00.000Z' },
+    });
+  });
+
+  it('claims a purge only from a live state or a stale claim, keeping an earlier start, and answers the claimed entry', async () => {
+    const claimedItem = {
+      instanceId: 'i-0123456789abcdef0',
+      certname: 'a.compute.internal',
+      state: 'purging',
+      createdAt: 'x',
+      updatedAt: 'y',
+      claimedAt: now.toISOString(),
+      purge: { startedAt: '2026-11-20T11:50:00.000Z', ca: '2026-11-20T11:50:01.000Z' },
+    };
+    ddb.on(UpdateCommand).resolvesOnce({ Attributes: claimedItem }).rejectsOnce(conditionFailed);
+    await expect(registry.claimPurge('i-0123456789abcdef0', now, new Date('2026-11-20T11:57:30Z'))).resolves.toEqual(claimedItem);
+    await expect(registry.claimPurge('i-0123456789abcdef0', now, new Date('2026-11-20T11:57:30Z'))).resolves.toBeUndefined();
     const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
     expect(input?.ConditionExpression).toBe(
       '#state IN (:live0, :live1, :live2, :live3) OR (#state = :purging AND (attribute_not_exists(claimedAt) OR claimedAt < :stale))',
     );
-    expect(input?.ExpressionAttributeValues).toMatchObject({ ':live0': 'signed', ':live3': 'stalled', ':stale': '2026-11-20T11:57:30.000Z' });
+    expect(input?.UpdateExpression).toContain('#purge = if_not_exists(#purge, :purge)');
+    expect(input?.ReturnValues).toBe('ALL_NEW');
+    expect(input?.ExpressionAttributeValues).toMatchObject({ ':live0': 'signed', ':live3': 'stalled', ':stale': '2026-11-20T11:57:30.000Z', ':purge': { startedAt: now.toISOString() } });
   });
 
   it('moves an entry on only from the expected states, and answers false when it lost the race', async () => {
@@ -175,17 +216,29 @@ describe('DynamoRegistry', () => {
     expect(second).toMatchObject({ Item: { version: 5 }, ConditionExpression: 'version = :expected', ExpressionAttributeValues: { ':expected': 4 } });
   });
 
-  it('lists entries with consistent reads, skipping the run record and reporting damaged items', async () => {
+  it('lists entries with consistent reads, skipping the run record and reporting damaged items apart', async () => {
+    const item = { certname: 'a.compute.internal', state: 'in-service', createdAt: 'x', updatedAt: 'y' };
     ddb.on(ScanCommand).resolves({
       Items: [
         { instanceId: RUN_KEY, version: 3, pending: [] },
-        { instanceId: 'i-0123456789abcdef0', certname: 'a.compute.internal', state: 'in-service', createdAt: 'x', updatedAt: 'y' },
-        { instanceId: 'i-0123456789abcdef1', certname: 'b.compute.internal', state: 'haunted', createdAt: 'x', updatedAt: 'y' },
+        { ...item, instanceId: 'i-0123456789abcdef0' },
+        { ...item, instanceId: 'i-0123456789abcdef1', state: 'haunted' },
+        { ...item, instanceId: 'i-0123456789abcdef2', certname: '../x' },
+        { ...item, instanceId: 'i-0123456789abcdef3', certname: 'IP-10-0-0-1.Compute.Internal' },
+        { ...item, instanceId: '../i-0123456789abcdef4' },
+        { ...item, instanceId: 'i-0123456789abcdef5', checked: { publicKeySha256: 7 } },
       ],
     });
-    const entries = await registry.list();
+    const { entries, damaged } = await registry.list();
     expect(entries.map((entry) => entry.instanceId)).toEqual(['i-0123456789abcdef0']);
-    expect(invalid).toHaveBeenCalledWith(expect.objectContaining({ instanceId: 'i-0123456789abcdef1' }));
+    expect(damaged).toEqual([
+      { key: 'i-0123456789abcdef1', instanceId: 'i-0123456789abcdef1', problem: expect.stringMatching(/^it does not parse: .*state/s) },
+      { key: 'i-0123456789abcdef2', instanceId: 'i-0123456789abcdef2', problem: expect.stringMatching(/^its certname "\.\.\/x" is not a lowercase DNS-style name/) },
+      { key: 'i-0123456789abcdef3', instanceId: 'i-0123456789abcdef3', problem: expect.stringMatching(/^its certname "IP-10-0-0-1.Compute.Internal" is not/) },
+      { key: '../i-0123456789abcdef4', problem: 'its key "../i-0123456789abcdef4" is not an instance id' },
+      { key: 'i-0123456789abcdef5', instanceId: 'i-0123456789abcdef5', problem: expect.stringMatching(/^it does not parse: .*checked/s) },
+    ]);
+    expect(invalid).toHaveBeenCalledTimes(5);
     expect(ddb.commandCalls(ScanCommand)[0]?.args[0].input).toMatchObject({ TableName: 'registry', ConsistentRead: true });
   });
 
@@ -193,6 +246,69 @@ describe('DynamoRegistry', () => {
     ddb.on(GetCommand).resolvesOnce({}).resolvesOnce({ Item: { instanceId: RUN_KEY, version: 2, pending: ['i-1'], job: { name: '5', claimedAt: 'x', covers: ['i-1'], attempt: 1 } } });
     await expect(registry.getRun()).resolves.toEqual({ version: 0, pending: [] });
     await expect(registry.getRun()).resolves.toMatchObject({ version: 2, job: { name: '5' } });
+  });
+});
+
+describe('MemoryRegistry, with the adapter\'s semantics', () => {
+  const now = new Date('2026-11-20T12:00:00Z');
+  const later = (seconds: number) => new Date(now.getTime() + seconds * 1000);
+  const id = 'i-0123456789abcdef0';
+  const checked = { publicKeySha256: 'ab12', dnsAltNames: ['a.compute.internal'], puppetExtensions: { pp_instance_id: id } };
+
+  it('quarantines exactly the items the DynamoDB adapter quarantines', async () => {
+    const ddb = mockClient(DynamoDBDocumentClient);
+    const item = { certname: 'a.compute.internal', state: 'in-service', createdAt: 'x', updatedAt: 'y' };
+    const items = [
+      { ...item, instanceId: 'i-0123456789abcdef0' },
+      { ...item, instanceId: 'i-0123456789abcdef1', state: 'haunted' },
+      { ...item, instanceId: 'i-0123456789abcdef2', certname: 'a b' },
+      { ...item, instanceId: 'I-0123456789ABCDEF3' },
+      { ...item, instanceId: 'i-0123456789abcdef4', purge: { ca: 'x' } },
+    ];
+    ddb.on(ScanCommand).resolves({ Items: items });
+    const adapter = await new DynamoRegistry(DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'us-west-2' })), 'registry', () => undefined).list();
+    ddb.restore();
+    const memory = new MemoryCloud().registry;
+    for (const each of items) memory.seedItem(each);
+    const listed = await memory.list();
+    expect(listed).toEqual(adapter);
+    expect(listed.damaged.map((damaged) => damaged.key)).toEqual(items.slice(1).map((each) => each.instanceId));
+    await expect(memory.get('i-0123456789abcdef2')).resolves.toBeUndefined();
+  });
+
+  it('records ownership with the checked request and forgets the last certificate and purge; never over a purge or another certname', async () => {
+    const registry = new MemoryCloud().registry;
+    registry.seed({ instanceId: id, certname: 'a.compute.internal', state: 'purged', createdAt: 'c', updatedAt: 'u', issued: { serial: '1', sha256Fingerprint: 'F', verifiedAt: 'v' }, purge: { startedAt: 's', ca: 'x' } });
+    await expect(registry.recordSigned(id, 'b.compute.internal', checked, now)).resolves.toBe(false);
+    await expect(registry.recordSigned(id, 'a.compute.internal', checked, now)).resolves.toBe(true);
+    expect(registry.peek(id)).toEqual({ instanceId: id, certname: 'a.compute.internal', state: 'signed', createdAt: 'c', updatedAt: now.toISOString(), checked });
+    await registry.claimPurge(id, now, now);
+    await expect(registry.recordSigned(id, 'a.compute.internal', checked, now)).resolves.toBe(false);
+  });
+
+  it('records the issued certificate only for the checked key, on a live entry', async () => {
+    const registry = new MemoryCloud().registry;
+    await registry.recordSigned(id, 'a.compute.internal', checked, now);
+    const certificate = { serial: 31n, sha256Fingerprint: 'AB:CD', publicKeySha256: 'ab12' };
+    await expect(registry.recordIssued(id, { ...certificate, publicKeySha256: 'other' }, now)).resolves.toBe(false);
+    await expect(registry.recordIssued(id, certificate, now)).resolves.toBe(true);
+    expect(registry.peek(id)?.issued).toEqual({ serial: '31', sha256Fingerprint: 'AB:CD', verifiedAt: now.toISOString() });
+    await registry.transition(id, ['signed'], 'purged', now);
+    await expect(registry.recordIssued(id, certificate, now)).resolves.toBe(false);
+  });
+
+  it('keeps a purge\'s start and steps across a stale re-claim, and records steps only within that purge', async () => {
+    const registry = new MemoryCloud().registry;
+    await registry.recordSigned(id, 'a.compute.internal', checked, now);
+    const first = await registry.claimPurge(id, now, now);
+    expect(first?.purge).toEqual({ startedAt: now.toISOString() });
+    await expect(registry.claimPurge(id, later(10), now)).resolves.toBeUndefined();
+    await expect(registry.recordPurgeStep(id, later(1).toISOString(), 'ca', later(10))).resolves.toBe(false);
+    await expect(registry.recordPurgeStep(id, now.toISOString(), 'ca', later(10))).resolves.toBe(true);
+    const retaken = await registry.claimPurge(id, later(300), later(200));
+    expect(retaken).toMatchObject({ state: 'purging', claimedAt: later(300).toISOString(), purge: { startedAt: now.toISOString(), ca: later(10).toISOString() } });
+    await registry.transition(id, ['purging'], 'purged', later(301));
+    await expect(registry.recordPurgeStep(id, now.toISOString(), 'puppetdb', later(302))).resolves.toBe(false);
   });
 });
 

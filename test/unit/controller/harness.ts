@@ -56,7 +56,7 @@ export class Harness {
     const instance = this.cloud.instances.get(instanceId);
     if (!instance?.privateDnsName) throw new Error(`no such instance ${instanceId}`);
     const certname = instance.privateDnsName;
-    const key = keyOf(certname);
+    const key = keyOf(instanceId);
     this.notify(instanceId, 'enrolling');
     this.puppet.request(certname, {
       ...csrFacts(1),
@@ -77,11 +77,13 @@ export class Harness {
     this.notify(instanceId, 'enrolled');
   }
 
-  /** A notice from the instance itself; enrolling and csr-submitted report the node's own key. */
+  /**
+   * A notice from the instance itself; enrolling and csr-submitted report the node's own key,
+   * `keyOf(instanceId)`: each instance has its own, also when a certname passes to another.
+   */
   notify(instanceId: string, event: NodeAgentEvent): void {
     if (event === 'enrolled' || event === 'booted') return this.cloud.notifyFrom(nodeAgentNotice(instanceId, event));
-    const holder = this.cloud.instances.get(instanceId)?.privateDnsName ?? instanceId;
-    this.cloud.notifyFrom(nodeAgentNotice(instanceId, event, keyOf(holder)));
+    this.cloud.notifyFrom(nodeAgentNotice(instanceId, event, keyOf(instanceId)));
   }
 
   schedule(): void {

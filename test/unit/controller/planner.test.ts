@@ -545,3 +545,84 @@ describe('planner: properties', () => {
     expect(result.actions.filter((action) => action.kind === 'recheck')).toHaveLength(1);
   });
 });
+
+describe('planner: certificates signed but not yet verified (a pass died after signing)', () => {
+  const checked = { publicKeySha256: `key-of-${n1.certname}`, dnsAltNames: csrFacts(1).dnsAltNames, puppetExtensions: csrFacts(1).puppetExtensions };
+  const unverified = entry(1, 'signed', { checked });
+  const verified = entry(1, 'signed', { checked, issued: { serial: '7', sha256Fingerprint: 'AB:CD', verifiedAt: minutesAgo(1) } });
+  run([
+    {
+      name: 'launching and healthy: verify it (and look again soon), no converge until verified',
+      world: { members: [[1, 'Pending:Wait']], registry: [unverified], certs: { 1: 'signed' }, healthy: [1] },
+      actions: [
+        { kind: 'verify', instanceId: n1.id, certname: n1.certname, checked, launching: true },
+        { kind: 'recheck', reason: 'await-node', instanceId: n1.id, attempt: 1 },
+      ],
+    },
+    {
+      name: 'serving (re-enrolled): verify it, nothing to abandon',
+      world: { members: [[1, 'InService']], registry: [unverified], certs: { 1: 'signed' }, healthy: [1] },
+      actions: [{ kind: 'verify', instanceId: n1.id, launching: false }, { kind: 'recheck', reason: 'await-node' }],
+    },
+    {
+      name: 'the last await-node recheck: verify, stop asking',
+      world: { members: [[1, 'Pending:Wait']], registry: [unverified], certs: { 1: 'signed' } },
+      triggers: [{ kind: 'recheck', reason: 'await-node', instanceId: n1.id, attempt: TIMING.awaitNodeAttempts }],
+      actions: [{ kind: 'verify', instanceId: n1.id }],
+    },
+    {
+      name: 'verified and healthy: converge',
+      world: { members: [[1, 'Pending:Wait']], registry: [verified], certs: { 1: 'signed' }, healthy: [1] },
+      actions: [{ kind: 'converge', instanceIds: [n1.id] }, { kind: 'recheck', reason: 'start-run' }],
+    },
+    {
+      name: 'unverified and terminating: purge it (by the checked key), no verification',
+      world: { members: [[1, 'Terminating:Wait']], registry: [unverified], certs: { 1: 'signed' } },
+      actions: [{ kind: 'purge', targets: [{ instanceId: n1.id, completeTerminate: true }] }, { kind: 'recheck', reason: 'start-run' }],
+    },
+  ]);
+});
+
+describe('planner: damaged registry items (quarantine)', () => {
+  const damaged = (n: number, problem = 'its certname "../x" is not a lowercase DNS-style name') => ({ key: node(n).id, instanceId: node(n).id, problem });
+  run([
+    {
+      name: 'launching with a valid CSR but a damaged item: not signed, not refused, drift',
+      world: { members: [[1, 'Pending:Wait']], damaged: [damaged(1)], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) } },
+      actions: [],
+      drift: 1,
+    },
+    {
+      name: 'terminating with a damaged item: neither purged nor completed (the hook default applies), drift',
+      world: { members: [[1, 'Terminating:Wait']], damaged: [damaged(1)] },
+      actions: [],
+      drift: 1,
+    },
+    {
+      name: 'the rest of the pass goes on: another launch is signed, another termination purged',
+      world: {
+        members: [[1, 'InService'], [2, 'Pending:Wait'], [3, 'Terminating:Wait']],
+        damaged: [damaged(1)],
+        registry: [entry(3, 'in-service')],
+        certs: { 2: 'requested' },
+        csrs: { 2: validCsr(2) },
+        reported: [2],
+      },
+      actions: [{ kind: 'sign', instanceId: n2.id }, { kind: 'purge', targets: [{ instanceId: node(3).id }] }, { kind: 'recheck' }],
+      drift: 1,
+    },
+    {
+      name: 'an item whose key is no instance id: drift only',
+      world: { damaged: [{ key: '../etc/passwd', problem: 'its key "../etc/passwd" is not an instance id' }] },
+      actions: [],
+      drift: 1,
+    },
+  ]);
+
+  it('counts the damaged items for the metric and says in the drift what to do', () => {
+    const result = plan(world({ damaged: [damaged(1), { key: 'x'.repeat(300), problem: 'its key is not an instance id' }] }), schedule, POLICY);
+    expect(result.damagedEntries).toBe(2);
+    expect(result.drift[0]).toEqual({ instanceId: n1.id, detail: expect.stringMatching(/quarantined: its certname .*; nothing is done for it until it is repaired or deleted$/) });
+    expect(result.drift[1]?.detail).toMatch(/^registry item "x{80}…\(300 chars\)" quarantined/);
+  });
+});

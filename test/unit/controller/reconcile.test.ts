@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { AwsCallError, PuppetApiError } from '../../../lib/errors';
+import { AwsCallError, PuppetApiError, RefusedInputError } from '../../../lib/errors';
 import { METRIC } from '../../../lambdas/controller/execute';
 import { TIMING } from '../../../lambdas/controller/planner';
 import { Harness } from './harness';
-import { keyOf } from './support';
+import { csrFacts, keyOf } from './support';
 
 /**
  * The whole loop on the in-memory cloud: events through the queue, one reconcile per batch,
@@ -112,16 +112,18 @@ describe('scale out', () => {
     expect(h.logger.lines.find((line) => line.message.startsWith('Refused'))?.attributes).toMatchObject({ reasons: [expect.stringMatching(reason)] });
   });
 
-  it('revokes a certificate it signed but could not read back to check: it fails closed', async () => {
+  it('revokes a certificate the CA serves but that cannot be read: it fails closed', async () => {
     const h = new Harness();
     const { instanceId, privateDnsName } = h.cloud.launch();
-    h.puppet.issuedUnreadable = true;
+    h.puppet.issuedCertificate = async () => {
+      throw new RefusedInputError('Not a certificate: no PEM CERTIFICATE block');
+    };
     h.nodeSubmitsCsr(instanceId);
     await h.settle();
     expect(h.puppet.revoked).toEqual([privateDnsName]);
     expect(h.cloud.registry.peek(instanceId)).toMatchObject({ state: 'purged' });
     expect(h.logger.lines.find((line) => line.message.startsWith('Refused'))?.attributes).toMatchObject({
-      reasons: [expect.stringMatching(/could not be read back to check it .*; it was revoked/)],
+      reasons: [expect.stringMatching(/could not be read to check it .*; it was revoked/)],
     });
   });
 
@@ -244,7 +246,7 @@ describe('lost, repeated, late and out-of-order events end in the same state', (
       puppetExtensions: { pp_instance_id: instanceId, pp_role: 'compile_master' },
       otherExtensionOids: [],
       signatureValid: true,
-      publicKeySha256: keyOf(privateDnsName as string),
+      publicKeySha256: keyOf(instanceId),
     });
     h.schedule();
     await h.settle();
@@ -353,5 +355,206 @@ describe('failures', () => {
     expect(h.puppet.cleans.flat()).toHaveLength(4);
     expect(h.cloud.group.completions.filter((c) => c.hook === 'terminate')).toHaveLength(4);
     expect(h.puppet.runs.length).toBe(2);
+  });
+});
+
+/**
+ * The certificate the CA issued is compared with what was checked after every signing; a pass that
+ * dies in between leaves that to the next one, and until then the node goes no further.
+ */
+describe('verifying what the CA issued, also after a pass died', () => {
+  /** The CA signs, then the pass dies before it hears back (a Lambda timeout), once. */
+  function crashAfterSigning(h: Harness): void {
+    const sign = h.puppet.sign.bind(h.puppet);
+    let crashes = 1;
+    h.puppet.sign = async (certname) => {
+      await sign(certname);
+      if (crashes-- > 0) throw new Error('Task timed out after 120.00 seconds');
+    };
+  }
+
+  it('verifies on the next pass a certificate signed by a pass that died, and only then lets the node converge', async () => {
+    const h = new Harness();
+    const { instanceId, privateDnsName } = h.cloud.launch();
+    const certname = privateDnsName as string;
+    await h.settle();
+    crashAfterSigning(h);
+    h.nodeSubmitsCsr(instanceId);
+    h.cloud.health.set(certname, true);
+    h.puppet.issuedUnreadable = true;
+    // Both of the node's messages (its key report and csr-submitted) were in the batch that died.
+    expect((await h.deliver())?.batchItemFailures).toHaveLength(2);
+    expect(h.puppet.state(certname)).toBe('signed');
+    expect(h.cloud.registry.peek(instanceId)).toMatchObject({ state: 'signed', checked: { publicKeySha256: keyOf(instanceId) } });
+
+    // Healthy, but the CA cannot show what it issued yet: no further than signed, and nothing revoked.
+    h.schedule();
+    await h.settle(TIMING.runQuietSeconds + 1);
+    expect(h.cloud.registry.peek(instanceId)).toMatchObject({ state: 'signed' });
+    expect(h.cloud.registry.peek(instanceId)?.issued).toBeUndefined();
+    expect(h.puppet.runs).toEqual([]);
+    expect(h.puppet.revoked).toEqual([]);
+
+    h.puppet.issuedUnreadable = false;
+    h.schedule();
+    await h.settle(TIMING.runQuietSeconds + 1);
+    const issued = h.puppet.certificate(certname);
+    expect(h.cloud.registry.peek(instanceId)?.issued).toEqual({ serial: String(issued?.serial), sha256Fingerprint: issued?.sha256Fingerprint, verifiedAt: expect.any(String) });
+    expect(h.logger.messages('info')).toContain('Verified the certificate an earlier pass signed');
+    expect(h.metrics.get(METRIC.signed)).toBe(1);
+    // The pass that verified it asked to look at the node again: healthy, so it converges.
+    await h.settle(TIMING.awaitNodeSeconds + TIMING.runQuietSeconds + 1);
+    expect(h.puppet.runs).toHaveLength(1);
+    h.jobsEnd('finished');
+    await h.settle();
+    expect(h.cloud.group.stateOf(instanceId)).toBe('InService');
+    expect(h.puppet.revoked).toEqual([]);
+  });
+
+  it('revokes a certificate found on a later pass not to be what was checked, and ABANDONs the launch', async () => {
+    const h = new Harness();
+    const { instanceId, privateDnsName } = h.cloud.launch();
+    const certname = privateDnsName as string;
+    crashAfterSigning(h);
+    h.puppet.replaceCsrBeforeSigning = 'other-key';
+    h.nodeSubmitsCsr(instanceId);
+    h.cloud.health.set(certname, true);
+    await h.settle();
+    expect(h.puppet.revoked).toEqual([certname]);
+    expect(h.puppet.revokedCertificates.map((cert) => cert.publicKeySha256)).toEqual(['attacker-key']);
+    expect(h.cloud.registry.peek(instanceId)?.state).toBe('purged');
+    expect(h.cloud.group.completions[0]).toMatchObject({ instanceId, hook: 'launch', result: 'ABANDON' });
+    expect(h.puppet.runs).toEqual([]);
+    expect(h.metrics.get(METRIC.signed)).toBe(0);
+    expect(h.logger.lines.find((line) => line.message.startsWith('Refused'))?.attributes).toMatchObject({
+      reasons: [expect.stringMatching(/not for the key that was checked .*; it was revoked/)],
+    });
+  });
+});
+
+/**
+ * EC2 reuses private IPs, so a certname passes from a terminated instance to a new one. A purge
+ * revokes only the very certificate issued to its own instance (DESIGN rule 1).
+ */
+describe('certnames reused by a new instance', () => {
+  /** An in-service instance A, enrolled through the controller, and its certname. */
+  async function enrolledA(h: Harness): Promise<{ a: string; certname: string; privateIp: string }> {
+    const [a] = (await h.tier(1)) as [string];
+    const instance = h.cloud.instances.get(a);
+    return { a, certname: instance?.privateDnsName as string, privateIp: instance?.privateIp as string };
+  }
+
+  /** Certificates revoked that were not issued for the key of `owner`'s CSR. */
+  function othersRevoked(h: Harness, ownerKey: string): string[] {
+    return h.puppet.revokedCertificates.filter((cert) => cert.publicKeySha256 !== ownerKey).map((cert) => cert.publicKeySha256);
+  }
+
+  it("(a) signs B's request for A's old certname and purges A in one pass without revoking B's new certificate", async () => {
+    const h = new Harness();
+    const { a, certname, privateIp } = await enrolledA(h);
+    // Someone cleans A's certificate by hand and terminates A; its address goes to B. No event gets through.
+    h.dropEvents = true;
+    await h.puppet.clean([certname]);
+    h.cloud.terminateOutside(a);
+    const { instanceId: b } = h.cloud.launch({ privateIp, privateDnsName: certname });
+    h.dropEvents = false;
+    h.nodeSubmitsCsr(b);
+    await h.deliver();
+
+    expect(h.cloud.registry.peek(a)?.state).toBe('purged');
+    expect(h.puppet.state(certname)).toBe('signed');
+    expect(h.puppet.certificate(certname)?.publicKeySha256).toBe(keyOf(b));
+    expect(othersRevoked(h, keyOf(a))).toEqual([]);
+    expect(h.logger.lines).toContainEqual(expect.objectContaining({ message: expect.stringMatching(/^Purge left the CA alone/), attributes: expect.objectContaining({ instanceId: a }) }));
+    expect(h.cloud.registry.peek(b)?.issued?.sha256Fingerprint).toBe(h.puppet.certificate(certname)?.sha256Fingerprint);
+  });
+
+  it('(b) retries only the PuppetDB step once PuppetDB is back, with the time the purge started: the certname is an unrelated node\'s by then', async () => {
+    const h = new Harness();
+    const { a, certname } = await enrolledA(h);
+    h.puppet.failing.add('deactivate');
+    const started = h.now;
+    h.cloud.terminateOutside(a);
+    await h.deliver();
+    expect(h.cloud.registry.peek(a)).toMatchObject({ state: 'purging', purge: { startedAt: started.toISOString(), ca: started.toISOString() } });
+    expect(h.puppet.revokedCertificates.map((cert) => cert.publicKeySha256)).toEqual([keyOf(a)]);
+
+    // An unrelated agent enrolls as the certname, signed by hand; then PuppetDB comes back.
+    h.puppet.request(certname, csrFacts(1, { commonName: certname, publicKeySha256: keyOf('an unrelated agent') }));
+    await h.puppet.sign(certname);
+    h.puppet.failing.clear();
+    h.advance(TIMING.purgeLeaseMs / 1000 + 1);
+    h.schedule();
+    await h.settle();
+
+    expect(h.cloud.registry.peek(a)?.state).toBe('purged');
+    expect(h.puppet.state(certname)).toBe('signed');
+    expect(othersRevoked(h, keyOf(a))).toEqual([]);
+    expect(h.puppet.deactivated.get(certname)).toEqual(started);
+    expect(h.puppet.cleans).toHaveLength(1);
+  });
+
+  it('never revokes a certificate issued to another instance, even when a pass died before recording that the CA step was done', async () => {
+    const h = new Harness();
+    const { a, certname, privateIp } = await enrolledA(h);
+    h.cloud.failNext('registry.recordPurgeStep', new Error('Task timed out after 120.00 seconds'), 2);
+    h.cloud.terminateOutside(a);
+    await h.deliver();
+    expect(h.cloud.registry.peek(a)).toMatchObject({ state: 'purging', purge: { startedAt: expect.any(String) } });
+    expect(h.cloud.registry.peek(a)?.purge?.ca).toBeUndefined();
+
+    // B gets the address and is enrolled by the controller before A's purge is retried.
+    const { instanceId: b } = h.cloud.launch({ privateIp, privateDnsName: certname });
+    h.nodeSubmitsCsr(b);
+    await h.settle(60);
+    expect(h.puppet.certificate(certname)?.publicKeySha256).toBe(keyOf(b));
+    h.advance(TIMING.purgeLeaseMs / 1000 + 1);
+    h.schedule();
+    await h.settle(60);
+
+    expect(h.cloud.registry.peek(a)?.state).toBe('purged');
+    expect(h.puppet.state(certname)).toBe('signed');
+    expect(othersRevoked(h, keyOf(a))).toEqual([]);
+    expect(h.cloud.registry.peek(b)?.state).not.toBe('purged');
+  });
+});
+
+describe('a damaged registry item', () => {
+  const stamp = { createdAt: '2026-11-20T11:00:00.000Z', updatedAt: '2026-11-20T11:00:00.000Z' };
+
+  it('is quarantined: drift and a metric on every pass, nothing asked or done for its instance, the rest of the pass goes on', async () => {
+    const h = new Harness();
+    const [leaving] = (await h.tier(1)) as [string];
+    // Hand edits gone wrong: an in-service member's certname, and a launching member's state.
+    h.cloud.addInService({ instanceId: 'i-0000000000000d00d', privateDnsName: 'ip-10-9-0-1.us-west-2.compute.internal', privateIp: '10.9.0.1' });
+    h.cloud.registry.seedItem({ instanceId: 'i-0000000000000d00d', certname: '../x', state: 'in-service', ...stamp });
+    const damagedLaunch = h.cloud.launch();
+    const damagedCertname = damagedLaunch.privateDnsName as string;
+    h.cloud.registry.seedItem({ instanceId: damagedLaunch.instanceId, certname: damagedCertname, state: 'haunted', ...stamp });
+    h.nodeSubmitsCsr(damagedLaunch.instanceId);
+    const healthy = h.cloud.launch();
+    h.nodeSubmitsCsr(healthy.instanceId);
+    h.cloud.scaleIn([leaving]);
+    h.puppet.named.clear();
+    const passesBefore = h.cloud.callsOf('registry.list').length;
+    await h.settle();
+
+    expect(h.puppet.state(healthy.privateDnsName as string)).toBe('signed');
+    expect(h.cloud.registry.peek(leaving)?.state).toBe('purged');
+    expect(h.cloud.group.stateOf(leaving)).toBeUndefined();
+    expect(h.puppet.state(damagedCertname)).toBe('requested');
+    expect(h.puppet.named.has('../x')).toBe(false);
+    expect(h.puppet.named.has(damagedCertname)).toBe(false);
+    expect(h.cloud.group.completions.map((completion) => completion.instanceId)).not.toContain(damagedLaunch.instanceId);
+    expect(h.cloud.group.stateOf(damagedLaunch.instanceId)).toBe('Pending:Wait');
+    expect(h.cloud.registry.peek(damagedLaunch.instanceId)).toMatchObject({ state: 'haunted' });
+    expect(h.cloud.callsOf('registry.recordSigned').map(([instanceId]) => instanceId)).not.toContain(damagedLaunch.instanceId);
+    const drift = h.logger.lines.filter((line) => line.message === 'Drift').map((line) => line.attributes as { instanceId?: string; detail: string });
+    expect(drift).toContainEqual({ instanceId: 'i-0000000000000d00d', detail: expect.stringMatching(/"i-0000000000000d00d" quarantined: its certname "\.\.\/x" is not/) });
+    expect(drift).toContainEqual({ instanceId: damagedLaunch.instanceId, detail: expect.stringMatching(/quarantined: it does not parse/) });
+    const passes = h.cloud.callsOf('registry.list').length - passesBefore;
+    expect(passes).toBeGreaterThan(1);
+    expect(h.metrics.get(METRIC.damagedEntries)).toBe(2 * passes);
+    expect(h.metrics.get(METRIC.failed)).toBe(0);
   });
 });

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { PuppetApiError, PuppetUnavailableError } from '../../../lib/errors';
 import type { CertificateContents, CsrFacts } from '../../../lib/puppet/csr';
-import type { CertState, CsrObservation, Ec2Instance, JobObservation, Member, Observed, RegistryEntry, RegistryState, RunRecord } from '../../../lambdas/controller/model';
+import { assertCertname } from '../../../lib/certname';
+import type { CaHolding, CertState, CsrObservation, DamagedEntry, Ec2Instance, JobObservation, Member, Observed, RegistryEntry, RegistryState, RunRecord } from '../../../lambdas/controller/model';
 import type { PlannerPolicy } from '../../../lambdas/controller/planner';
 import type { PuppetPort } from '../../../lambdas/controller/ports';
 
@@ -75,6 +76,7 @@ export interface WorldSpec {
   ec2?: Record<number, string | undefined>;
   launchedMinutesAgo?: number;
   registry?: RegistryEntry[];
+  damaged?: DamagedEntry[];
   certs?: Record<number, CertState>;
   csrs?: Record<number, CsrObservation>;
   /** Node numbers that reported their key (the one csrFacts(n) carries), unless a key is given. */
@@ -110,6 +112,7 @@ export function world(spec: WorldSpec = {}): Observed {
     members,
     instances,
     registry: spec.registry ?? [],
+    damaged: spec.damaged ?? [],
     run: { version: 1, pending: [], ...spec.run },
     certs: byNumber(spec.certs, (n) => node(n).certname),
     csrs: byNumber(spec.csrs, (n) => node(n).certname),
@@ -141,6 +144,10 @@ export class FakePuppet implements PuppetPort {
   readonly jobs = new Map<string, string>();
   readonly cleans: string[][] = [];
   readonly revoked: string[] = [];
+  /** Every certificate revoked, as it was issued: what an invariant about whose certificate was revoked compares. */
+  readonly revokedCertificates: CertificateContents[] = [];
+  /** Every certname a call named, for "nothing was asked about it". */
+  readonly named = new Set<string>();
   readonly runs: string[] = [];
   /** Every call, by operation name. */
   readonly calls: string[] = [];
@@ -153,6 +160,8 @@ export class FakePuppet implements PuppetPort {
   issuedUnreadable = false;
   /** The CA's allow-duplicate-certs, as the probe would find it. */
   allowDuplicateCerts = false;
+  /** The CA's last serial: every certificate it issues has its own serial and fingerprint. */
+  private serial = 0n;
 
   request(certname: string, csr: CsrFacts): void {
     this.certs.set(certname, { state: 'requested', csr });
@@ -178,12 +187,12 @@ export class FakePuppet implements PuppetPort {
   }
 
   async certState(certname: string): Promise<CertState> {
-    this.enter('certState');
+    this.enter('certState', certname);
     return this.state(certname);
   }
 
   async readCsr(certname: string): Promise<CsrFacts | undefined> {
-    this.enter('readCsr');
+    this.enter('readCsr', certname);
     const cert = this.certs.get(certname);
     return cert?.state === 'requested' ? cert.csr : cert?.pendingCsr;
   }
@@ -200,12 +209,14 @@ export class FakePuppet implements PuppetPort {
   }
 
   async sign(certname: string): Promise<void> {
-    this.enter('sign');
+    this.enter('sign', certname);
     const cert = this.certs.get(certname);
     if (cert?.state === 'signed') return;
     if (cert?.state !== 'requested' || !cert.csr) throw new PuppetApiError({ server: 'ca', url: 'fake', operation: 'sign', status: 409 });
     const { commonName, dnsAltNames, otherAltNames, puppetExtensions, otherExtensionOids, publicKeySha256 } = cert.csr;
-    const issued = { commonName, dnsAltNames, otherAltNames, puppetExtensions, otherExtensionOids, publicKeySha256 };
+    this.serial += 1n;
+    const sha256Fingerprint = `FP:${this.serial.toString(16).toUpperCase()}`;
+    const issued = { commonName, dnsAltNames, otherAltNames, puppetExtensions, otherExtensionOids, publicKeySha256, serial: this.serial, sha256Fingerprint };
     if (this.replaceCsrBeforeSigning === 'other-key') issued.publicKeySha256 = 'attacker-key';
     if (this.replaceCsrBeforeSigning === 'extra-alt-name') issued.dnsAltNames = [...dnsAltNames, 'puppet'];
     if (this.replaceCsrBeforeSigning === 'extra-extension') issued.puppetExtensions = { ...puppetExtensions, pp_cli_auth: 'true' };
@@ -213,25 +224,37 @@ export class FakePuppet implements PuppetPort {
   }
 
   async issuedCertificate(certname: string): Promise<CertificateContents | undefined> {
-    this.enter('issuedCertificate');
+    this.enter('issuedCertificate', certname);
     if (this.issuedUnreadable) throw new PuppetUnavailableError({ server: 'ca', url: 'fake', operation: 'get certificate', detail: 'connection reset' });
     return this.certs.get(certname)?.issued;
   }
 
+  async holding(certname: string): Promise<CaHolding> {
+    this.enter('holding', certname);
+    const cert = this.certs.get(certname);
+    return { requested: cert?.state === 'requested', certificate: cert?.issued };
+  }
+
   async clean(certnames: readonly string[]): Promise<void> {
-    this.enter('clean');
+    this.enter('clean', ...certnames);
     this.cleans.push([...certnames]);
     for (const certname of certnames) {
       const cert = this.certs.get(certname);
       if (cert?.state === 'signed') this.revoked.push(certname);
+      if (cert?.issued && cert.state !== 'revoked') this.revokedCertificates.push(cert.issued);
       // Puppet Server's clean removes certificates only: a CSR queued next to one stays.
       if (cert?.pendingCsr) this.certs.set(certname, { state: 'requested', csr: cert.pendingCsr });
       else this.certs.delete(certname);
     }
   }
 
+  /** The certificate the CA holds for the certname, if any. */
+  certificate(certname: string): CertificateContents | undefined {
+    return this.certs.get(certname)?.issued;
+  }
+
   async deactivate(certname: string, at: Date): Promise<void> {
-    this.enter('deactivate');
+    this.enter('deactivate', certname);
     this.deactivated.set(certname, at);
   }
 
@@ -248,8 +271,13 @@ export class FakePuppet implements PuppetPort {
     return this.jobs.get(jobName);
   }
 
-  private enter(operation: string): void {
+  /** As the real clients do, a certname that could escape its URL path is refused before any call. */
+  private enter(operation: string, ...certnames: string[]): void {
     this.calls.push(operation);
+    for (const certname of certnames) {
+      this.named.add(certname);
+      assertCertname(certname);
+    }
     if (this.down || this.failing.has(operation)) {
       throw new PuppetUnavailableError({ server: 'ca', url: 'https://primary.corp.example.com:8140', operation, detail: 'connection refused' });
     }

@@ -1,6 +1,7 @@
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { isValidCertname } from '../../../lib/certname';
 import { SecretsManagerSecrets } from '../../../lambdas/controller/aws/secrets';
 import { handleBatch } from '../../../lambdas/controller/batch';
 import { METRIC } from '../../../lambdas/controller/execute';
@@ -124,14 +125,30 @@ describe('hostile certnames', () => {
     expect(JSON.stringify(h.logger.lines).length).toBeLessThan(10_000);
   });
 
-  it.each(hostile)('never purges a registry entry whose certname is %s, and still completes the termination', async (_name, certname) => {
+  /** An entry that should never have been written (a tampered table): it must not lead to a clean. */
+  async function terminatingWithEntry(certname: string): Promise<Harness> {
     const h = new Harness();
     h.cloud.addInService({ instanceId: 'i-00000000000000007', privateIp: '10.0.1.7', privateDnsName: 'ip-10-0-1-7.us-west-2.compute.internal' });
-    // An entry that should never have been written (a tampered table): it must not lead to a clean.
     h.cloud.registry.seed(entry(7, 'in-service', { certname }));
     h.cloud.scaleIn(['i-00000000000000007']);
     await h.settle();
     expect(h.puppet.calls.filter((call) => call === 'clean' || call === 'deactivate')).toEqual([]);
+    return h;
+  }
+
+  it.each(hostile.filter(([, certname]) => !isValidCertname(certname)))(
+    'quarantines a registry entry whose certname is %s: never purged, the termination left to the hook, drift',
+    async (_name, certname) => {
+      const h = await terminatingWithEntry(certname);
+      expect(h.cloud.group.stateOf('i-00000000000000007')).toBe('Terminating:Wait');
+      expect(h.cloud.group.completions).toEqual([]);
+      expect(logged(h, 'Drift').some((drift) => /quarantined: its certname .* is/.test(String(drift.detail)))).toBe(true);
+      expect(h.metrics.get(METRIC.damagedEntries)).toBeGreaterThan(0);
+    },
+  );
+
+  it.each(hostile.filter(([, certname]) => isValidCertname(certname)))('never purges a registry entry whose certname is %s, and still completes the termination', async (_name, certname) => {
+    const h = await terminatingWithEntry(certname);
     expect(h.cloud.group.stateOf('i-00000000000000007')).toBeUndefined();
     expect(logged(h, 'Drift').some((drift) => /registry entry not purged/.test(String(drift.detail)))).toBe(true);
   });
@@ -275,7 +292,7 @@ describe('squatting and forged prompts', () => {
 
     h.nodeSubmitsCsr(id);
     await h.settle();
-    expect(h.puppet.certs.get(certname)).toMatchObject({ state: 'signed', issued: { publicKeySha256: keyOf(certname) } });
+    expect(h.puppet.certs.get(certname)).toMatchObject({ state: 'signed', issued: { publicKeySha256: keyOf(id) } });
   });
 
   it("does not let a squatter's CSR abandon a new launch: it is removed, and the node's own is signed", async () => {
@@ -319,13 +336,13 @@ describe('squatting and forged prompts', () => {
 
   it('leaves a pending CSR alone when it changed between the plan and the removal', async () => {
     const h = new Harness();
-    const { instanceId, privateDnsName } = h.cloud.launch();
+    const { instanceId } = h.cloud.launch();
     squat(h, instanceId);
     h.notify(instanceId, 'enrolling');
     const readCsr = h.puppet.readCsr.bind(h.puppet);
     let reads = 0;
     // The second read (the executor's) sees the node's own CSR, as if it had just replaced the squatter's.
-    h.puppet.readCsr = async (certname) => (++reads === 2 ? { ...csrFacts(1), publicKeySha256: keyOf(privateDnsName as string) } : readCsr(certname));
+    h.puppet.readCsr = async (certname) => (++reads === 2 ? { ...csrFacts(1), publicKeySha256: keyOf(instanceId) } : readCsr(certname));
     await h.deliver();
     expect(h.puppet.calls).not.toContain('deleteRequest');
     expect(logged(h, 'The pending CSR changed since it was read; leaving it to the next pass')).toHaveLength(1);

@@ -165,6 +165,19 @@ describe('readCsr', () => {
     const twoNames = await x509.X509CertificateGenerator.createSelfSigned({ name: 'CN=a.lab.test, CN=b.lab.test', keys, signingAlgorithm: ALG }, webcrypto);
     expect(readCertificate(twoNames.toString('pem')).commonName).toBeUndefined();
   });
+
+  it('tells two certificates for the same name and key apart by serial and SHA-256 fingerprint, as @peculiar/x509 reads them', async () => {
+    const issue = (serialNumber: string) =>
+      x509.X509CertificateGenerator.createSelfSigned({ name: 'CN=node.lab.test', keys, signingAlgorithm: ALG, serialNumber }, webcrypto);
+    const [first, second] = await Promise.all([issue('00ff01'), issue('0a')]);
+    const read = readCertificate(first.toString('pem'));
+    const thumbprint = Buffer.from(await first.getThumbprint('SHA-256', webcrypto)).toString('hex').toUpperCase();
+    expect(read.serial).toBe(0xff01n);
+    expect(read.sha256Fingerprint).toBe(thumbprint.match(/../g)?.join(':'));
+    expect(readCertificate(second.toString('pem'))).toMatchObject({ serial: 10n, publicKeySha256: read.publicKeySha256 });
+    expect(readCertificate(second.toString('pem')).sha256Fingerprint).not.toBe(read.sha256Fingerprint);
+    expect(await certificateFacts(first.toString('pem'))).toMatchObject({ serial: read.serial, sha256Fingerprint: read.sha256Fingerprint });
+  });
 });
 
 describe('parseMissing', () => {
