@@ -6,7 +6,7 @@ import { LAUNCH_DETAIL_TYPE } from '../../lambdas/controller/messages';
 import { TIMING } from '../../lambdas/controller/planner';
 import { toAwsCallError } from '../../lambdas/controller/aws/call';
 import { nodeAgentNotice } from '../../lib/node-agent-notice';
-import { certificateFacts, readCsr } from '../../lib/puppet';
+import { certificateFacts, readCertificate, readCsr } from '../../lib/puppet';
 import { labClients, type LabClients } from '../../test/support/clients';
 import { requestCertificate } from '../../test/support/csr';
 import { labCommand, setOrchestratorFaults, type LabDescription } from '../../test/support/lab';
@@ -46,7 +46,7 @@ export interface ScenarioResult {
 
 const STEP_TITLES = [
   'scale out to 3: each CSR validated and signed, one orchestrator run, all InService',
-  'reboot cm1 (identity kept); purge cm2 while it is down, reboot it (re-enrolled)',
+  "reboot cm1 (identity kept); purge cm2 while it is down, an attacker squats its certname, reboot it (the squatter's CSR removed, cm2 re-enrolled with its own key)",
   'scale in by 2 (cm2, cm3): both purged, one orchestrator run',
   'terminate cm1 outside the group (EC2 state change); the group replaces it with cm4',
   'cm4 leaves with its terminate event lost; cm5 joins with its launch event repeated; reconcile catches up',
@@ -187,11 +187,26 @@ class Scenario {
     if (this.options.faults) this.throttle('registry.recordSigned', 2, 1);
     this.world.schedule();
     await this.until(() => this.world.cloud.registry.peek(purged.instanceId)?.state === 'purged', "the controller to purge cm2's lost certificate");
+    // Everything rule 2 checks but the key is public: an attacker on 8140 asks first, for cm2's
+    // certname, with cm2's instance id, role and alt names, and a key of their own.
+    const squat = await requestCertificate(
+      { certname: purged.certname, dnsAltNames: [purged.certname, NLB_DNS_NAME], extensions: { pp_instance_id: purged.instanceId, pp_role: 'compile_master', pp_region: REGION } },
+      this.options.lab,
+    );
+    const squatterKey = readCsr(squat.csrPem).publicKeySha256;
+    this.timeline.note('attacker', `submits a CSR for ${purged.certname} (cm2's instance id, role and alt names, another key) before cm2 is back`);
+    this.world.schedule();
     // PuppetDB keeps a node deactivated against facts older than the deactivation's timestamp.
     await this.world.catchUp();
     const boot = this.background(this.boot(purged));
     await this.until(() => this.registryState(purged) === 'in-service' && this.world.cloud.queue.messages.length === 0, 'cm2 to re-enroll');
     await boot;
+    const issued = await this.clients.ca.getCertificate(purged.certname);
+    const local = await purged.localCertificate();
+    if (!issued || !local || readCertificate(issued).publicKeySha256 === squatterKey || readCertificate(local).sha256Fingerprint !== readCertificate(issued).sha256Fingerprint) {
+      throw new Error(`cm2's certificate at the CA is not the one cm2 holds for its own key: the squatter's CSR may have been signed`);
+    }
+    this.timeline.note('lab', "cm2 holds the certificate the CA signed, for its own key; the squatter's CSR was removed unsigned");
   }
 
   private async scaleIn(): Promise<void> {

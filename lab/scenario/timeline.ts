@@ -33,6 +33,9 @@ const NOTABLE = new Set([
   'Completing terminate action without a purge',
   'Message ignored',
   'Malformed message dropped',
+  'Message dropped: its sender may not say this',
+  'Removed a certificate request the instance did not make',
+  'Damaged registry item left alone',
 ]);
 
 /**
