@@ -82,6 +82,26 @@ export class Monitoring extends Construct {
       controllerMetric(METRIC.runsFailed),
       'An orchestrator run on the primary failed; new compile masters may be unclassified or purged nodes still in its config.',
     );
+    anyAtAll(
+      'ImpostorCsrs',
+      controllerMetric(METRIC.impostorCsrs),
+      "A pending CSR for a compile master's certname was not made with the key that instance reported, and was removed: someone who reaches 8140 tried to take a compile master's identity. See 'Removed a certificate request the instance did not make' in the controller logs.",
+    );
+    anyAtAll(
+      'ForgedMessages',
+      controllerMetric(METRIC.forged),
+      "A message on the lifecycle queue was sent with a compile master's credentials but spoke for another instance or as AWS; that instance may be compromised. See 'Message dropped: its sender may not say this' in the controller logs.",
+    );
+    anyAtAll(
+      'SigningSuspended',
+      controllerMetric(METRIC.signingSuspended),
+      "The controller signs nothing: the CA accepts duplicate CSRs (allow-duplicate-certs), or could not be probed. Set allow-duplicate-certs to false on the primary and restart puppetserver; 'npx compile-masters doctor' checks it.",
+    );
+    anyAtAll(
+      'DamagedRegistryEntries',
+      controllerMetric(METRIC.damagedEntries),
+      "A registry item does not parse (or names a hostile certname) and is quarantined: nothing is done for its instance until a person repairs or deletes it. See 'Damaged registry item left alone' in the controller logs.",
+    );
     // One period of drift is a reconcile catching up; three in a row means it cannot.
     anyAtAll(
       'PersistentDrift',

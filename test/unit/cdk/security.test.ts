@@ -460,14 +460,14 @@ describe('event routing', () => {
 });
 
 describe('monitoring and outputs', () => {
-  it('alarms on the DLQ, controller errors, lifecycle outcomes and unhealthy targets', () => {
+  it('alarms on the DLQ, controller errors, lifecycle outcomes, identity attacks, suspended signing, damaged registry items and unhealthy targets', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
     const byMetric = (name: string) => alarms.filter((a) => a.MetricName === name);
     expect(byMetric('ApproximateNumberOfMessagesVisible')[0]?.Dimensions).toEqual([
       { Name: 'QueueName', Value: { 'Fn::GetAtt': [id('LifecycleQueue/DeadLetters/Resource'), 'QueueName'] } },
     ]);
     expect(byMetric('Errors')).toHaveLength(1);
-    for (const metric of ['LifecycleActionsRefused', 'LifecycleActionsFailed', 'OrchestratorRunsFailed', 'Drift']) {
+    for (const metric of ['LifecycleActionsRefused', 'LifecycleActionsFailed', 'OrchestratorRunsFailed', 'Drift', 'ImpostorCsrsRemoved', 'ForgedMessagesIgnored', 'SigningSuspended', 'RegistryEntriesDamaged']) {
       expect(byMetric(metric)).toEqual([
         expect.objectContaining({
           Namespace: 'CompileMasters',
