@@ -188,6 +188,66 @@ describe('scale out against the real CA', () => {
   });
 });
 
+describe('an impostor on 8140, against the real CA', () => {
+  /** What an attacker reading the member's public certificate would submit: its fields, their key. */
+  async function squat(instanceId: string, certname: string): Promise<string> {
+    const csr = await makeCsr({ certname, dnsAltNames: [certname, NLB], extensions: { pp_instance_id: instanceId, pp_role: 'compile_master', pp_region: REGION } });
+    await submitCsr(csr, lab);
+    return readCsr(csr.csrPem).publicKeySha256;
+  }
+
+  it("removes a launch's impostor CSR once the instance reports its key, then signs the instance's own: the launch goes on", async () => {
+    const c = new LabController();
+    const { instanceId, certname } = c.launch();
+    const impostor = await squat(instanceId, certname);
+    await c.settle();
+    // No report yet: nothing signed, nothing abandoned, the impostor's CSR still there.
+    expect(await caState(certname)).toBe('requested');
+    expect(c.cloud.group.completions).toEqual([]);
+
+    const own = await makeCsr({ certname, dnsAltNames: [certname, NLB], extensions: { pp_instance_id: instanceId, pp_role: 'compile_master', pp_region: REGION } });
+    const key = readCsr(own.csrPem).publicKeySha256;
+    c.cloud.notifyFrom(nodeAgentNotice(instanceId, 'enrolling', key));
+    await c.settle();
+    expect(await clients.ca.getCsr(certname)).toBeUndefined();
+    expect(c.metrics.get(METRIC.impostorCsrs)).toBe(1);
+
+    await submitCsr(own, lab);
+    c.cloud.notifyFrom(nodeAgentNotice(instanceId, 'csr-submitted', key));
+    await c.settle();
+    const issued = readCertificate((await clients.ca.getCertificate(certname)) as string);
+    expect(issued.publicKeySha256).toBe(key);
+    expect(issued.publicKeySha256).not.toBe(impostor);
+    expect(c.cloud.group.stateOf(instanceId)).toBe('Pending:Wait');
+  });
+
+  it("never signs a squatter's CSR for a member whose certificate was cleaned, and signs the member's own re-enrollment", async () => {
+    const c = new LabController();
+    const { instanceId, certname } = await c.enrolled();
+    c.cloud.health.set(certname, true);
+    c.cloud.notifyFrom(nodeAgentNotice(instanceId, 'enrolled'));
+    await c.until(() => c.cloud.group.stateOf(instanceId) === 'InService', 'the launch to complete');
+
+    await clients.ca.clean([certname]);
+    const impostor = await squat(instanceId, certname);
+    c.cloud.queue.enqueue(scheduledEvent(c.clock.now()));
+    await c.settle();
+    expect(await caState(certname)).toBe('requested');
+    expect(readCsr((await clients.ca.getCsr(certname)) as string).publicKeySha256).toBe(impostor);
+
+    const own = await makeCsr({ certname, dnsAltNames: [certname, NLB], extensions: { pp_instance_id: instanceId, pp_role: 'compile_master', pp_region: REGION } });
+    const key = readCsr(own.csrPem).publicKeySha256;
+    c.cloud.notifyFrom(nodeAgentNotice(instanceId, 'enrolling', key));
+    await c.settle();
+    expect(await clients.ca.getCsr(certname)).toBeUndefined();
+    await submitCsr(own, lab);
+    c.cloud.notifyFrom(nodeAgentNotice(instanceId, 'csr-submitted', key));
+    await c.settle();
+    expect(readCertificate((await clients.ca.getCertificate(certname)) as string).publicKeySha256).toBe(key);
+    expect(c.cloud.registry.peek(instanceId)?.state).not.toBe('purged');
+  });
+});
+
 describe("the primary's run failing", () => {
   it("retries a failed job once, then alarms and leaves the launch to the hook's default result", async () => {
     const c = new LabController();

@@ -8,13 +8,13 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AwsCallError, ConfigError } from '../../../lib/errors';
 import { AutoScalingGroup } from '../../../lambdas/controller/aws/auto-scaling';
 import { Ec2Instances } from '../../../lambdas/controller/aws/ec2';
-import { DynamoRegistry, RUN_KEY } from '../../../lambdas/controller/aws/registry';
+import { DynamoRegistry, KEY_REPORT_PREFIX, RUN_KEY } from '../../../lambdas/controller/aws/registry';
 import { SecretsManagerSecrets } from '../../../lambdas/controller/aws/secrets';
 import { SqsQueue } from '../../../lambdas/controller/aws/sqs';
 import { MemoryCloud } from '../../support/memory-cloud';
@@ -221,6 +221,7 @@ describe('DynamoRegistry', () => {
     ddb.on(ScanCommand).resolves({
       Items: [
         { instanceId: RUN_KEY, version: 3, pending: [] },
+        { instanceId: `${KEY_REPORT_PREFIX}i-0123456789abcdef9`, publicKeySha256: 'ab'.repeat(32), reportedAt: 'z', expiresAt: 1 },
         { ...item, instanceId: 'i-0123456789abcdef0' },
         { ...item, instanceId: 'i-0123456789abcdef1', state: 'haunted' },
         { ...item, instanceId: 'i-0123456789abcdef2', certname: '../x' },
@@ -240,6 +241,29 @@ describe('DynamoRegistry', () => {
     ]);
     expect(invalid).toHaveBeenCalledTimes(5);
     expect(ddb.commandCalls(ScanCommand)[0]?.args[0].input).toMatchObject({ TableName: 'registry', ConsistentRead: true });
+  });
+
+  it("keeps an instance's key report under its own key, never over a later one, with a TTL, and consumes it only while it is that key", async () => {
+    const key = 'ab'.repeat(32);
+    ddb.on(UpdateCommand).resolvesOnce({}).rejectsOnce(conditionFailed);
+    await registry.recordKeyReport('i-0123456789abcdef0', { publicKeySha256: key, reportedAt: '2026-11-20T12:00:00.000Z' });
+    // An older report arriving late is not an error: the newer one stays.
+    await expect(registry.recordKeyReport('i-0123456789abcdef0', { publicKeySha256: 'cd'.repeat(32), reportedAt: '2026-11-20T11:00:00.000Z' })).resolves.toBeUndefined();
+    expect(ddb.commandCalls(UpdateCommand)[0]?.args[0].input).toMatchObject({
+      Key: { instanceId: `${KEY_REPORT_PREFIX}i-0123456789abcdef0` },
+      ConditionExpression: 'attribute_not_exists(reportedAt) OR reportedAt <= :at',
+      ExpressionAttributeNames: { '#ttl': 'expiresAt' },
+      ExpressionAttributeValues: { ':key': key, ':at': '2026-11-20T12:00:00.000Z', ':ttl': Date.parse('2026-11-20T12:00:00Z') / 1000 + 14 * 24 * 3600 },
+    });
+
+    ddb.on(GetCommand).resolvesOnce({ Item: { instanceId: `${KEY_REPORT_PREFIX}i-0123456789abcdef0`, publicKeySha256: key, reportedAt: 'z' } }).resolvesOnce({});
+    await expect(registry.keyReport('i-0123456789abcdef0')).resolves.toEqual({ publicKeySha256: key, reportedAt: 'z' });
+    await expect(registry.keyReport('i-0123456789abcdef1')).resolves.toBeUndefined();
+
+    ddb.on(DeleteCommand).resolvesOnce({}).rejectsOnce(conditionFailed);
+    await registry.consumeKeyReport('i-0123456789abcdef0', key);
+    await expect(registry.consumeKeyReport('i-0123456789abcdef0', key)).resolves.toBeUndefined();
+    expect(ddb.commandCalls(DeleteCommand)[0]?.args[0].input).toMatchObject({ ConditionExpression: 'publicKeySha256 = :key', ExpressionAttributeValues: { ':key': key } });
   });
 
   it('reads the run record, or an empty one', async () => {
