@@ -1,6 +1,6 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { describeUntrusted } from '../../lib/certname';
-import { CompileMastersError, PuppetApiError, PuppetUnavailableError, RefusedInputError } from '../../lib/errors';
+import { CompileMastersError, PuppetApiError, RefusedInputError } from '../../lib/errors';
 import type { CertificateContents } from '../../lib/puppet/csr';
 import { mapLimit } from '../../lib/concurrency';
 import { certificateIdentity, removeFromPuppet, type PurgeSubject } from './puppet-purge';
@@ -187,6 +187,11 @@ class Executor {
       pending = undefined;
     }
     if (pending !== action.publicKeySha256) return this.logger.info('The pending CSR changed since it was read; leaving it to the next pass', { instanceId, certname });
+    // DELETE certificate_status takes a certificate with it, unrevoked: only a CA that accepts
+    // duplicate CSRs keeps one beside a pending CSR, and then the CSR stays.
+    if ((await this.ports.puppet.holding(certname)).certificate) {
+      return this.logger.warn('Not removing a pending CSR: a certificate is on file beside it (the CA accepts duplicate CSRs)', { instanceId, certname });
+    }
     await this.ports.puppet.deleteRequest(certname);
     this.context.metrics.addMetric(METRIC.impostorCsrs, MetricUnit.Count, 1);
     this.logger.warn('Removed a certificate request the instance did not make', { instanceId, certname, reason: action.reason });
@@ -203,9 +208,11 @@ class Executor {
     try {
       await this.ports.puppet.sign(certname);
     } catch (error) {
-      // The CA's own policy said no (alt names or extensions it disallows, no such CSR): retrying
-      // cannot change that, so it is this instance's refusal, not a failed pass for everyone.
-      if (!(error instanceof PuppetApiError) || error instanceof PuppetUnavailableError || error.status === undefined || error.status >= 500) throw error;
+      // The CA's own policy said no (alt names or extensions it disallows): retrying cannot change
+      // that, so it is this instance's refusal, not a failed pass for everyone.
+      // Only a 409 is the CA's policy: a 401/403 (auth.conf) or a 404 is the tier's problem, and
+      // refusing every launch for it would turn it into a launch-and-terminate loop.
+      if (!(error instanceof PuppetApiError) || error.status !== 409) throw error;
       await this.ports.registry.transition(instanceId, ['signed'], 'purged', this.now);
       return this.refuse({ kind: 'refuse', instanceId, certname, reasons: [`the CA refused to sign it: ${error.message}`], abandon: !action.reEnrollment });
     }

@@ -226,7 +226,11 @@ class Planner {
   private csr(instanceId: string, certname: string, reEnrollment: boolean, abandon: boolean): void {
     const observation = this.observed.csrs.get(certname);
     if (!observation) return this.note(`${instanceId}: its CSR vanished before it could be read`);
-    const reported = this.observed.keyReports.get(instanceId)?.publicKeySha256;
+    const report = this.observed.keyReports.get(instanceId)?.publicKeySha256;
+    // A report of a key already signed and verified for it is an echo of that enrollment (its
+    // csr-submitted may arrive after the signing consumed the report), not a new one.
+    const signedBefore = this.entries.get(instanceId);
+    const reported = signedBefore?.issued && signedBefore.checked?.publicKeySha256 === report ? undefined : report;
     if (reported === undefined) {
       this.note(`${instanceId}: a CSR for ${certname} is pending; waiting for the instance to report its key`);
       const instance = this.observed.instances.get(instanceId);

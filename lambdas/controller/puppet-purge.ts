@@ -51,11 +51,13 @@ export type CaVerdict = { kind: 'clean' } | { kind: 'nothing-there' } | { kind: 
 
 /**
  * Whether a purge may clean the certname at the CA, given what the CA holds now: only while the
- * certificate there is the subject's own. A pending request is someone else's enrollment (a clean
- * would delete it, and revoke whatever it is signed into next); another certificate is someone
- * else's. Either way the CA step is over for this subject.
+ * certificate there is the subject's own. Otherwise a pending request is someone else's enrollment
+ * and another certificate is someone else's: either way the CA step is over for this subject.
  */
 export function caVerdict(certificate: CertificateIdentity, holding: CaHolding): CaVerdict {
+  // Our own certificate is revoked whatever else is queued beside it (only a CA that accepts
+  // duplicate CSRs queues one next to a certificate; `clean` leaves such a CSR where it is).
+  if (holding.certificate && isIdentified(certificate, holding.certificate)) return { kind: 'clean' };
   if (holding.requested) return { kind: 'leave', why: 'the CA holds a pending certificate request for the certname: another enrollment, not to be deleted' };
   if (!holding.certificate) return { kind: 'nothing-there' };
   if (!isIdentified(certificate, holding.certificate)) {

@@ -32,6 +32,11 @@ export interface BootDeps {
 const CA_BACKOFF = { baseDelayMs: 2_000, maxDelayMs: 60_000 };
 const SIGNING_BACKOFF = { baseDelayMs: 2_000, maxDelayMs: 30_000 };
 const REPORT_BACKOFF = { baseDelayMs: 1_000, maxDelayMs: 30_000 };
+/**
+ * Short: once the controller removes an impostor's CSR the slot is free for whoever submits first,
+ * and someone who reaches 8140 may be polling for it too.
+ */
+const FREE_SLOT_BACKOFF = { baseDelayMs: 500, maxDelayMs: 2_000 };
 const HEALTH_BACKOFF = { baseDelayMs: 1_000, maxDelayMs: 15_000 };
 
 /**
@@ -190,7 +195,7 @@ async function waitUntilNoOtherCsr(deps: BootDeps, deadline: number): Promise<vo
     {
       what: `the controller to remove the pending CSR for ${certname} that this node did not submit`,
       timeoutMs: remainingMs(deps.clock, deadline),
-      backoff: SIGNING_BACKOFF,
+      backoff: FREE_SLOT_BACKOFF,
       clock: deps.clock,
       lastReason: () => last,
       hint: `the controller removes a pending CSR whose key the instance did not report; see its logs. Nothing was submitted. After checking who submitted it, 'puppetserver ca clean --certname ${certname}' on the primary removes it; compile-master-agent is restarted by systemd and tries again`,

@@ -20,6 +20,7 @@ export class Harness {
   /** Events the simulated EventBridge dropped. */
   readonly dropped: EventBridgeEvent[] = [];
   dropEvents = false;
+  private readonly enrollments = new Map<string, number>();
 
   constructor() {
     this.cloud = new MemoryCloud({
@@ -56,8 +57,8 @@ export class Harness {
     const instance = this.cloud.instances.get(instanceId);
     if (!instance?.privateDnsName) throw new Error(`no such instance ${instanceId}`);
     const certname = instance.privateDnsName;
-    const key = keyOf(instanceId);
     this.notify(instanceId, 'enrolling');
+    const key = this.nodeKey(instanceId);
     this.puppet.request(certname, {
       ...csrFacts(1),
       commonName: certname,
@@ -78,12 +79,18 @@ export class Harness {
   }
 
   /**
-   * A notice from the instance itself; enrolling and csr-submitted report the node's own key,
-   * `keyOf(instanceId)`: each instance has its own, also when a certname passes to another.
+   * A notice from the instance itself; enrolling and csr-submitted report the node's current key.
+   * As the real node agent, each enrollment (`enrolling`) makes a new key.
    */
   notify(instanceId: string, event: NodeAgentEvent): void {
     if (event === 'enrolled' || event === 'booted') return this.cloud.notifyFrom(nodeAgentNotice(instanceId, event));
-    this.cloud.notifyFrom(nodeAgentNotice(instanceId, event, keyOf(instanceId)));
+    if (event === 'enrolling') this.enrollments.set(instanceId, (this.enrollments.get(instanceId) ?? 0) + 1);
+    this.cloud.notifyFrom(nodeAgentNotice(instanceId, event, this.nodeKey(instanceId)));
+  }
+
+  /** The key of the instance's latest enrollment: its own, also when its certname passes to another. */
+  nodeKey(instanceId: string): string {
+    return keyOf(`${instanceId} enrollment ${this.enrollments.get(instanceId) ?? 0}`);
   }
 
   schedule(): void {

@@ -256,6 +256,17 @@ describe("planner: the key binding (DESIGN rule 2): only the key the instance re
       actions: [],
     },
     {
+      name: "an echo of the key signed and verified before (a late csr-submitted) is not a report for the re-enrollment: wait",
+      world: {
+        members: [[1, 'InService']],
+        registry: [entry(1, 'purged', { checked: { publicKeySha256: keyOf(n1.certname), dnsAltNames: [], puppetExtensions: {} }, issued: { serial: '7', sha256Fingerprint: 'AB:CD', verifiedAt: NOW.toISOString() } })],
+        certs: { 1: 'requested' },
+        csrs: { 1: { ok: true, facts: csrFacts(1, { publicKeySha256: keyOf('its new key') }) } },
+        reported: [1],
+      },
+      actions: [],
+    },
+    {
       name: 'another instance\'s report does not count for this one',
       world: { members: [[1, 'Pending:Wait'], [2, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: { ok: true, facts: csrFacts(1, { publicKeySha256: keyOf(n2.certname) }) } }, reported: [2] },
       actions: [],

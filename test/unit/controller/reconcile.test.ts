@@ -71,6 +71,19 @@ describe('scale out', () => {
     expect(first && h.cloud.group.stateOf(first)).toBe('InService');
   });
 
+  it("a CA that refuses the lifecycle certificate itself (403) fails the pass, to be retried: no launch is refused for it", async () => {
+    const h = new Harness();
+    const { instanceId } = h.cloud.launch();
+    h.puppet.sign = async () => {
+      throw new PuppetApiError({ server: 'ca', url: 'https://primary:8140', operation: 'sign', status: 403, detail: 'Forbidden request' });
+    };
+    h.nodeSubmitsCsr(instanceId);
+    const response = await h.deliver();
+    expect(response?.batchItemFailures.length).toBeGreaterThan(0);
+    expect(h.cloud.group.completions).toEqual([]);
+    expect(h.cloud.group.stateOf(instanceId)).toBe('Pending:Wait');
+  });
+
   it('scales out three at once with one orchestrator run', async () => {
     const h = new Harness();
     const ids = await h.tier(3);
@@ -246,7 +259,7 @@ describe('lost, repeated, late and out-of-order events end in the same state', (
       puppetExtensions: { pp_instance_id: instanceId, pp_role: 'compile_master' },
       otherExtensionOids: [],
       signatureValid: true,
-      publicKeySha256: keyOf(instanceId),
+      publicKeySha256: h.nodeKey(instanceId),
     });
     h.schedule();
     await h.settle();
@@ -385,7 +398,7 @@ describe('verifying what the CA issued, also after a pass died', () => {
     // Both of the node's messages (its key report and csr-submitted) were in the batch that died.
     expect((await h.deliver())?.batchItemFailures).toHaveLength(2);
     expect(h.puppet.state(certname)).toBe('signed');
-    expect(h.cloud.registry.peek(instanceId)).toMatchObject({ state: 'signed', checked: { publicKeySha256: keyOf(instanceId) } });
+    expect(h.cloud.registry.peek(instanceId)).toMatchObject({ state: 'signed', checked: { publicKeySha256: h.nodeKey(instanceId) } });
 
     // Healthy, but the CA cannot show what it issued yet: no further than signed, and nothing revoked.
     h.schedule();
@@ -438,10 +451,10 @@ describe('verifying what the CA issued, also after a pass died', () => {
  */
 describe('certnames reused by a new instance', () => {
   /** An in-service instance A, enrolled through the controller, and its certname. */
-  async function enrolledA(h: Harness): Promise<{ a: string; certname: string; privateIp: string }> {
+  async function enrolledA(h: Harness): Promise<{ a: string; aKey: string; certname: string; privateIp: string }> {
     const [a] = (await h.tier(1)) as [string];
     const instance = h.cloud.instances.get(a);
-    return { a, certname: instance?.privateDnsName as string, privateIp: instance?.privateIp as string };
+    return { a, aKey: h.nodeKey(a), certname: instance?.privateDnsName as string, privateIp: instance?.privateIp as string };
   }
 
   /** Certificates revoked that were not issued for the key of `owner`'s CSR. */
@@ -451,7 +464,7 @@ describe('certnames reused by a new instance', () => {
 
   it("(a) signs B's request for A's old certname and purges A in one pass without revoking B's new certificate", async () => {
     const h = new Harness();
-    const { a, certname, privateIp } = await enrolledA(h);
+    const { a, aKey, certname, privateIp } = await enrolledA(h);
     // Someone cleans A's certificate by hand and terminates A; its address goes to B. No event gets through.
     h.dropEvents = true;
     await h.puppet.clean([certname]);
@@ -463,21 +476,21 @@ describe('certnames reused by a new instance', () => {
 
     expect(h.cloud.registry.peek(a)?.state).toBe('purged');
     expect(h.puppet.state(certname)).toBe('signed');
-    expect(h.puppet.certificate(certname)?.publicKeySha256).toBe(keyOf(b));
-    expect(othersRevoked(h, keyOf(a))).toEqual([]);
+    expect(h.puppet.certificate(certname)?.publicKeySha256).toBe(h.nodeKey(b));
+    expect(othersRevoked(h, aKey)).toEqual([]);
     expect(h.logger.lines).toContainEqual(expect.objectContaining({ message: expect.stringMatching(/^Purge left the CA alone/), attributes: expect.objectContaining({ instanceId: a }) }));
     expect(h.cloud.registry.peek(b)?.issued?.sha256Fingerprint).toBe(h.puppet.certificate(certname)?.sha256Fingerprint);
   });
 
   it('(b) retries only the PuppetDB step once PuppetDB is back, with the time the purge started: the certname is an unrelated node\'s by then', async () => {
     const h = new Harness();
-    const { a, certname } = await enrolledA(h);
+    const { a, aKey, certname } = await enrolledA(h);
     h.puppet.failing.add('deactivate');
     const started = h.now;
     h.cloud.terminateOutside(a);
     await h.deliver();
     expect(h.cloud.registry.peek(a)).toMatchObject({ state: 'purging', purge: { startedAt: started.toISOString(), ca: started.toISOString() } });
-    expect(h.puppet.revokedCertificates.map((cert) => cert.publicKeySha256)).toEqual([keyOf(a)]);
+    expect(h.puppet.revokedCertificates.map((cert) => cert.publicKeySha256)).toEqual([aKey]);
 
     // An unrelated agent enrolls as the certname, signed by hand; then PuppetDB comes back.
     h.puppet.request(certname, csrFacts(1, { commonName: certname, publicKeySha256: keyOf('an unrelated agent') }));
@@ -489,14 +502,14 @@ describe('certnames reused by a new instance', () => {
 
     expect(h.cloud.registry.peek(a)?.state).toBe('purged');
     expect(h.puppet.state(certname)).toBe('signed');
-    expect(othersRevoked(h, keyOf(a))).toEqual([]);
+    expect(othersRevoked(h, aKey)).toEqual([]);
     expect(h.puppet.deactivated.get(certname)).toEqual(started);
     expect(h.puppet.cleans).toHaveLength(1);
   });
 
   it('never revokes a certificate issued to another instance, even when a pass died before recording that the CA step was done', async () => {
     const h = new Harness();
-    const { a, certname, privateIp } = await enrolledA(h);
+    const { a, aKey, certname, privateIp } = await enrolledA(h);
     h.cloud.failNext('registry.recordPurgeStep', new Error('Task timed out after 120.00 seconds'), 2);
     h.cloud.terminateOutside(a);
     await h.deliver();
@@ -507,14 +520,14 @@ describe('certnames reused by a new instance', () => {
     const { instanceId: b } = h.cloud.launch({ privateIp, privateDnsName: certname });
     h.nodeSubmitsCsr(b);
     await h.settle(60);
-    expect(h.puppet.certificate(certname)?.publicKeySha256).toBe(keyOf(b));
+    expect(h.puppet.certificate(certname)?.publicKeySha256).toBe(h.nodeKey(b));
     h.advance(TIMING.purgeLeaseMs / 1000 + 1);
     h.schedule();
     await h.settle(60);
 
     expect(h.cloud.registry.peek(a)?.state).toBe('purged');
     expect(h.puppet.state(certname)).toBe('signed');
-    expect(othersRevoked(h, keyOf(a))).toEqual([]);
+    expect(othersRevoked(h, aKey)).toEqual([]);
     expect(h.cloud.registry.peek(b)?.state).not.toBe('purged');
   });
 });

@@ -4,7 +4,8 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vite
 import { isValidCertname } from '../../../lib/certname';
 import { SecretsManagerSecrets } from '../../../lambdas/controller/aws/secrets';
 import { handleBatch } from '../../../lambdas/controller/batch';
-import { METRIC } from '../../../lambdas/controller/execute';
+import { METRIC, execute } from '../../../lambdas/controller/execute';
+import type { Plan } from '../../../lambdas/controller/model';
 import { createLogger } from '../../../lambdas/controller/logging';
 import { toSqsEvent } from '../../support/memory-cloud';
 import { makeTestCa, type Pem } from '../../support/pki';
@@ -292,7 +293,7 @@ describe('squatting and forged prompts', () => {
 
     h.nodeSubmitsCsr(id);
     await h.settle();
-    expect(h.puppet.certs.get(certname)).toMatchObject({ state: 'signed', issued: { publicKeySha256: keyOf(id) } });
+    expect(h.puppet.certs.get(certname)).toMatchObject({ state: 'signed', issued: { publicKeySha256: h.nodeKey(id) } });
   });
 
   it("does not let a squatter's CSR abandon a new launch: it is removed, and the node's own is signed", async () => {
@@ -334,6 +335,21 @@ describe('squatting and forged prompts', () => {
     expect(h.metrics.get(METRIC.forged)).toBe(1);
   });
 
+  it('never removes a pending CSR that has a certificate beside it (DELETE would take the certificate, unrevoked)', async () => {
+    const h = new Harness();
+    const { instanceId, privateDnsName } = h.cloud.launch();
+    const certname = privateDnsName as string;
+    h.puppet.allowDuplicateCerts = true;
+    h.puppet.request(certname, csrFacts(1, { commonName: certname, publicKeySha256: h.nodeKey(instanceId) }));
+    await h.puppet.sign(certname);
+    h.puppet.submit(certname, csrFacts(1, { commonName: certname, publicKeySha256: attackerKey }));
+    const removal: Plan = { actions: [{ kind: 'remove-csr', instanceId, certname, publicKeySha256: attackerKey, reason: 'not the instance\'s key' }], drift: [], notes: [], damagedEntries: 0 };
+    await execute(removal, { ports: h.cloud.ports(h.puppet), logger: h.logger, metrics: h.metrics, now: h.now });
+    expect(h.puppet.calls).not.toContain('deleteRequest');
+    expect(h.puppet.state(certname)).toBe('signed');
+    expect(h.metrics.get(METRIC.impostorCsrs)).toBe(0);
+  });
+
   it('leaves a pending CSR alone when it changed between the plan and the removal', async () => {
     const h = new Harness();
     const { instanceId } = h.cloud.launch();
@@ -342,7 +358,7 @@ describe('squatting and forged prompts', () => {
     const readCsr = h.puppet.readCsr.bind(h.puppet);
     let reads = 0;
     // The second read (the executor's) sees the node's own CSR, as if it had just replaced the squatter's.
-    h.puppet.readCsr = async (certname) => (++reads === 2 ? { ...csrFacts(1), publicKeySha256: keyOf(instanceId) } : readCsr(certname));
+    h.puppet.readCsr = async (certname) => (++reads === 2 ? { ...csrFacts(1), publicKeySha256: h.nodeKey(instanceId) } : readCsr(certname));
     await h.deliver();
     expect(h.puppet.calls).not.toContain('deleteRequest');
     expect(logged(h, 'The pending CSR changed since it was read; leaving it to the next pass')).toHaveLength(1);
