@@ -54,14 +54,28 @@ export interface ExecutionContext {
  * then signing, purging, convergence and launch completions, and only then the run record, whose
  * job may be ended only once the launches it covered are completed.
  */
-const PHASES: ReadonlyArray<ReadonlyArray<Action['kind']>> = [
-  ['refuse', 'remove-csr'],
-  ['sign', 'verify'],
-  ['purge', 'forget', 'complete-terminate'],
-  ['converge', 'launched', 'heartbeat', 'stall'],
-  ['reset-run', 'start-run', 'end-run'],
-  ['recheck'],
-];
+const PHASE: Readonly<Record<Action['kind'], number>> = {
+  refuse: 0,
+  'remove-csr': 0,
+  sign: 1,
+  verify: 1,
+  purge: 2,
+  forget: 2,
+  'complete-terminate': 2,
+  converge: 3,
+  launched: 3,
+  heartbeat: 3,
+  stall: 3,
+  'reset-run': 4,
+  'start-run': 4,
+  'end-run': 4,
+  recheck: 5,
+};
+/** Phases in order; a record over every kind, so the compiler refuses an action kind without one. */
+const PHASES: ReadonlyArray<ReadonlyArray<Action['kind']>> = Object.entries(PHASE).reduce<Action['kind'][][]>((phases, [kind, phase]) => {
+  (phases[phase] ??= []).push(kind as Action['kind']);
+  return phases;
+}, []);
 const ACTION_CONCURRENCY = 8;
 const RUN_RECORD_ATTEMPTS = 5;
 
@@ -159,6 +173,8 @@ class Executor {
         );
         return this.logger.debug('Recheck scheduled', { reason, instanceId, jobName, attempt, delaySeconds });
       }
+      default:
+        return unhandled(action);
     }
   }
 
@@ -403,6 +419,11 @@ function purgeSubject(entry: RegistryEntry, now: Date): PurgeSubject {
     startedAt: entry.purge?.startedAt ?? now.toISOString(),
     done: new Set((['ca', 'puppetdb'] as const).filter((step) => entry.purge?.[step] !== undefined)),
   };
+}
+
+/** A kind added to Action but not to the switch above fails the typecheck here. */
+function unhandled(action: never): never {
+  throw new Error(`no handler for action ${JSON.stringify(action)}`);
 }
 
 function union(a: readonly string[], b: readonly string[]): string[] {
