@@ -6,22 +6,22 @@ import * as z from 'zod';
  * makes it the instance's own word is who SQS says sent it (see `senderInstanceId`).
  */
 
-export const INSTANCE_ID_PATTERN = /^i-[0-9a-f]{8,17}$/;
+const INSTANCE_ID_PATTERN = /^i-[0-9a-f]{8,17}$/;
 export const instanceIdSchema = z.string().regex(INSTANCE_ID_PATTERN, 'is not an EC2 instance id');
 
 /** The hex SHA-256 of a public key, as lib/puppet/csr.ts computes it (`publicKeySha256`). */
-export const keySha256Schema = z.string().regex(/^[0-9a-f]{64}$/, 'is not a hex SHA-256');
+const keySha256Schema = z.string().regex(/^[0-9a-f]{64}$/, 'is not a hex SHA-256');
 
 /**
  * enrolling: a new key exists and its CSR is about to be submitted (carries the key's hash);
  * csr-submitted: the CSR is at the CA (carries the key's hash again);
  * enrolled / booted: the node serves, after enrolling or with the identity it kept.
  */
-export const NODE_AGENT_EVENTS = ['enrolling', 'csr-submitted', 'enrolled', 'booted'] as const;
+const NODE_AGENT_EVENTS = ['enrolling', 'csr-submitted', 'enrolled', 'booted'] as const;
 export type NodeAgentEvent = (typeof NODE_AGENT_EVENTS)[number];
 const KEYED_EVENTS: ReadonlySet<NodeAgentEvent> = new Set(['enrolling', 'csr-submitted']);
 
-export const NODE_AGENT_SOURCE = 'compile-masters.node-agent';
+const NODE_AGENT_SOURCE = 'compile-masters.node-agent';
 
 export const NodeAgentNoticeSchema = z
   .object({

@@ -179,14 +179,8 @@ async function waitUntilNoOtherCsr(deps: BootDeps, deadline: number): Promise<vo
   let seen = false;
   await pollUntil(
     async () => {
-      let pem: string | undefined;
-      try {
-        pem = await deps.ca.getCsr(certname);
-      } catch (error) {
-        if (!(error instanceof PuppetUnavailableError)) throw error;
-        last = error;
-        return undefined;
-      }
+      const pem = await whileCaAnswers(() => deps.ca.getCsr(certname), (error) => (last = error));
+      if (pem === unavailable) return undefined;
       if (pem === undefined) return true;
       if (!seen) deps.log.warn('the CA holds a pending CSR for this certname that this node did not submit; waiting for the controller to remove it', { certname });
       seen = true;
@@ -203,20 +197,26 @@ async function waitUntilNoOtherCsr(deps: BootDeps, deadline: number): Promise<vo
   );
 }
 
+const unavailable = Symbol('the CA did not answer');
+
+/** One CA read inside a poll: an unreachable CA is another round (remembered for the timeout message), anything else throws. */
+async function whileCaAnswers<T>(read: () => Promise<T>, onUnavailable: (error: unknown) => void): Promise<T | typeof unavailable> {
+  try {
+    return await read();
+  } catch (error) {
+    if (!(error instanceof PuppetUnavailableError)) throw error;
+    onUnavailable(error);
+    return unavailable;
+  }
+}
+
 async function waitForSignedCertificate(deps: BootDeps, deadline: number): Promise<void> {
   const { certname } = deps.identity;
   let last: unknown;
   await pollUntil(
     async () => {
-      let pem: string | undefined;
-      try {
-        pem = await deps.ca.getCertificate(certname);
-      } catch (error) {
-        if (!(error instanceof PuppetUnavailableError)) throw error;
-        last = error;
-        return undefined;
-      }
-      if (pem === undefined) return undefined;
+      const pem = await whileCaAnswers(() => deps.ca.getCertificate(certname), (error) => (last = error));
+      if (pem === unavailable || pem === undefined) return undefined;
       const { keyPem } = await readLocalSsl(deps.config.ssldir, certname);
       if (!keyFitsCertificate(pem, keyPem)) {
         throw new CompileMastersError(`The CA signed a certificate for ${certname} that does not fit this node's private key`, {
