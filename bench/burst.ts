@@ -11,12 +11,12 @@ import { crlSerials } from '../lib/puppet/x509';
 import { handleBatch } from '../lambdas/controller/batch';
 import { TIMING } from '../lambdas/controller/planner';
 import { reconcile, type ControllerContext } from '../lambdas/controller/reconcile';
-import ensureLab from '../test/integration/global-setup';
-import { eventually, labClients, labPuppetApis } from '../test/support/clients';
+import ensureLab from '../lab/ensure-lab';
+import { eventually, labClients, labPuppetApis } from '../lab/clients';
 import { mapLimit } from '../lib/concurrency';
 import { enrollSimulatedNodes } from '../test/support/fleet';
-import { loadLab } from '../test/support/lab';
-import { ManualClock, MemoryCloud, QueueDriver } from '../test/support/memory-cloud';
+import { loadLab } from '../lab/running-lab';
+import { ManualClock, MemoryCloud, QueueDriver } from '../lab/memory-cloud';
 import { RecordingLogger, RecordingMetrics } from '../test/unit/controller/support';
 
 const TERMINATIONS = Number(process.env.BENCH_TERMINATIONS ?? 50);

@@ -17,9 +17,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { labClients } from '../test/support/clients';
-import { startImdsDouble } from '../test/support/imds-double';
-import { loadLab, uniqueCertname } from '../test/support/lab';
+import { labClients } from '../lab/clients';
+import { startImdsDouble } from '../lab/imds-double';
+import { loadLab, uniqueCertname } from '../lab/running-lab';
 import { makeTestCa } from '../test/support/pki';
 
 const BUNDLE = 'dist/node-agent/node-agent.mjs';

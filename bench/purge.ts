@@ -22,10 +22,10 @@ import { mapLimit } from '../lib/concurrency';
 import { crlSerials, readCertificate } from '../lib/puppet';
 import { PuppetApis } from '../lambdas/controller/puppet';
 import { removeFromPuppet, type PurgeSubject } from '../lambdas/controller/puppet-purge';
-import { eventually, labClients, type LabClients } from '../test/support/clients';
+import { eventually, labClients, type LabClients } from '../lab/clients';
 import { enrollSimulatedNodes, type SimulatedNode } from '../test/support/fleet';
-import { loadLab, type LabDescription } from '../test/support/lab';
-import ensureLab from '../test/integration/global-setup';
+import { loadLab, type LabDescription } from '../lab/running-lab';
+import ensureLab from '../lab/ensure-lab';
 
 const run = promisify(execFile);
 const NODES = Number(process.env.BENCH_NODES ?? 50);

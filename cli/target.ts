@@ -2,7 +2,7 @@ import type { CompileMasterConfig } from '../cdk/config';
 import { SecretsManagerSecrets } from '../lambdas/controller/aws/secrets';
 import type { ClientBundle, SecretsPort } from '../lambdas/controller/ports';
 import { ConfigError } from '../lib/errors';
-import { loadLab, orchestratorToken, readPems, type LabDescription } from '../test/support/lab';
+import { loadLab, orchestratorToken, readPems, type LabDescription } from '../lab/running-lab';
 import { readSecretInputs, type AwsClients, type CliDeps } from './deps';
 import { describeStack, loadContext, type DeployedStack } from './stack';
 

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
-import ensureLab from '../test/integration/global-setup';
-import { loadLab } from '../test/support/lab';
+import ensureLab from './ensure-lab';
+import { loadLab } from './running-lab';
 import { runScenario, scenarioWorkDir, type ScenarioResult } from './scenario/scenario';
 
 /**

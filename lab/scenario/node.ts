@@ -4,9 +4,9 @@ import type { SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { Ec2Instance } from '../../lambdas/controller/model';
 import { instanceSenderId } from '../../lib/node-agent-notice';
 import { runCli } from '../../node-agent/src/cli';
-import { startImdsDouble, type ImdsDouble } from '../../test/support/imds-double';
-import type { LabDescription } from '../../test/support/lab';
-import type { MemoryCloud } from '../../test/support/memory-cloud';
+import { startImdsDouble, type ImdsDouble } from '../imds-double';
+import type { LabDescription } from '../running-lab';
+import type { MemoryCloud } from '../memory-cloud';
 import { NLB_DNS_NAME, REGION } from './world';
 
 export interface AgentRun {

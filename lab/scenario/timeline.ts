@@ -1,4 +1,4 @@
-import type { RecordingLogger } from '../../test/unit/controller/support';
+import type { RecordingLogger } from '../recorders';
 
 export interface TimelineEvent {
   /** Seconds since the scenario started. */

@@ -4,10 +4,10 @@ import { handleBatch } from '../../lambdas/controller/batch';
 import type { PlannerPolicy } from '../../lambdas/controller/planner';
 import type { Ports } from '../../lambdas/controller/ports';
 import { reconcile, type ControllerContext } from '../../lambdas/controller/reconcile';
-import { labPuppetApis } from '../../test/support/clients';
-import type { LabDescription } from '../../test/support/lab';
-import { ManualClock, MemoryCloud, QueueDriver, scheduledEvent, type EventBridgeEvent } from '../../test/support/memory-cloud';
-import { RecordingLogger, RecordingMetrics } from '../../test/unit/controller/support';
+import { labPuppetApis } from '../clients';
+import type { LabDescription } from '../running-lab';
+import { ManualClock, MemoryCloud, QueueDriver, scheduledEvent, type EventBridgeEvent } from '../memory-cloud';
+import { RecordingLogger, RecordingMetrics } from '../recorders';
 
 export const REGION = 'us-west-2';
 export const NLB_DNS_NAME = 'compile-masters-lab.elb.us-west-2.amazonaws.com';

@@ -3,7 +3,7 @@ import type { CaHolding, CertState, CheckedRequest, Ec2Instance, KeyReport, Memb
 
 /**
  * The controller's view of the outside world. The AWS adapters live in aws/, the Puppet one in
- * puppet.ts, and test/support/memory-cloud.ts implements the AWS side in memory for tests and
+ * puppet.ts, and lab/memory-cloud.ts implements the AWS side in memory for tests and
  * the lab. Every method is safe to repeat.
  */
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MODULE_DIR } from '../../cli/primary-setup';
-import { loadLab } from '../support/lab';
+import { loadLab } from '../../lab/running-lab';
 import { runCli } from '../unit/cli/harness';
 
 /** Here, not in the unit suite: the lab's setup guarantees a real `puppet` is installed. */

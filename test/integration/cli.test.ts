@@ -6,9 +6,9 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatusRow } from '../../cli/status-view';
 import { labDir } from '../../lab/description';
-import { eventually, labClients, storeFacts, type LabClients } from '../support/clients';
-import { requestCertificate } from '../support/csr';
-import { loadLab, setOrchestratorFaults, uniqueCertname, type LabDescription } from '../support/lab';
+import { eventually, labClients, storeFacts, type LabClients } from '../../lab/clients';
+import { requestCertificate } from '../../lab/csr';
+import { loadLab, setOrchestratorFaults, uniqueCertname, type LabDescription } from '../../lab/running-lab';
 import { altNamesRefusingCa, fakePuppet } from '../support/fake-puppet';
 import { ARNS, runCli } from '../unit/cli/harness';
 

@@ -6,11 +6,11 @@ import { METRIC } from '../../lambdas/controller/execute';
 import type { PlannerPolicy } from '../../lambdas/controller/planner';
 import { PuppetServerHealth } from '../../lambdas/controller/puppet';
 import { reconcile, type ControllerContext } from '../../lambdas/controller/reconcile';
-import { eventually, labClients, labPuppetApis, storeFacts, type LabClients } from '../support/clients';
+import { eventually, labClients, labPuppetApis, storeFacts, type LabClients } from '../../lab/clients';
 import { readCertificate, readCsr } from '../../lib/puppet';
-import { makeCsr, submitCsr, type CsrOptions } from '../support/csr';
-import { loadLab, readPems, setOrchestratorFaults, uniqueCertname, type LabDescription } from '../support/lab';
-import { ManualClock, MemoryCloud, QueueDriver, scheduledEvent, type EventBridgeEvent } from '../support/memory-cloud';
+import { makeCsr, submitCsr, type CsrOptions } from '../../lab/csr';
+import { loadLab, readPems, setOrchestratorFaults, uniqueCertname, type LabDescription } from '../../lab/running-lab';
+import { ManualClock, MemoryCloud, QueueDriver, scheduledEvent, type EventBridgeEvent } from '../../lab/memory-cloud';
 import { nodeAgentNotice } from '../../lib/node-agent-notice';
 import { RecordingLogger, RecordingMetrics } from '../unit/controller/support';
 

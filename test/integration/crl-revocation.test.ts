@@ -8,9 +8,9 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeCompileMasterServer, startCompileMasterServer, type CompileMasterServer } from '../../lab/compile-master-server';
 import { holdLabLock, type HeldLock } from '../../lab/lock';
-import { labClients, type LabClients } from '../support/clients';
-import { requestCertificate } from '../support/csr';
-import { loadLab, readPems, uniqueCertname } from '../support/lab';
+import { labClients, type LabClients } from '../../lab/clients';
+import { requestCertificate } from '../../lab/csr';
+import { loadLab, readPems, uniqueCertname } from '../../lab/running-lab';
 
 /**
  * Issue 13 item 7, "revocation reaches the whole tier", measured on real servers: a compile

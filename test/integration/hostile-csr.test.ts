@@ -1,9 +1,9 @@
 import { randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LabWorld, NLB_DNS_NAME, REGION } from '../../lab/scenario/world';
-import { labClients, type LabClients } from '../support/clients';
-import { requestCertificate, type CsrOptions } from '../support/csr';
-import { loadLab, type LabDescription } from '../support/lab';
+import { labClients, type LabClients } from '../../lab/clients';
+import { requestCertificate, type CsrOptions } from '../../lab/csr';
+import { loadLab, type LabDescription } from '../../lab/running-lab';
 import { nodeAgentNotice } from '../../lib/node-agent-notice';
 import { readCsr } from '../../lib/puppet/csr';
 

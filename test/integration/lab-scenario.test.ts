@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { runScenario, scenarioWorkDir } from '../../lab/scenario/scenario';
-import { loadLab } from '../support/lab';
+import { loadLab } from '../../lab/running-lab';
 
 /**
  * `npm run lab` end to end: the real controller and real node agents against the Puppet lab, six

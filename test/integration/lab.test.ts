@@ -2,8 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { request, type Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCertificate } from '../../lib/puppet';
-import { requestCertificate } from '../support/csr';
-import { labAgent, loadLab, orchestratorToken, readPems, setOrchestratorFaults, uniqueCertname, type LabDescription } from '../support/lab';
+import { requestCertificate } from '../../lab/csr';
+import { labAgent, loadLab, orchestratorToken, readPems, setOrchestratorFaults, uniqueCertname, type LabDescription } from '../../lab/running-lab';
 
 // The lab itself, over real mTLS: what every other integration test relies on.
 let lab: LabDescription;

@@ -9,10 +9,10 @@ import { NodeAgentNoticeSchema, instanceSenderId, type NodeAgentNotice } from '.
 import { certificateFacts, crlSerials, publicKeySha256, readCsr } from '../../lib/puppet';
 import { csrProblems } from '../../lambdas/controller/csr-policy';
 import { runCli } from '../../node-agent/src/cli';
-import { eventually, labClients, type LabClients } from '../support/clients';
-import { requestCertificate } from '../support/csr';
-import { startImdsDouble, type ImdsDouble } from '../support/imds-double';
-import { loadLab, uniqueCertname, type LabDescription } from '../support/lab';
+import { eventually, labClients, type LabClients } from '../../lab/clients';
+import { requestCertificate } from '../../lab/csr';
+import { startImdsDouble, type ImdsDouble } from '../../lab/imds-double';
+import { loadLab, uniqueCertname, type LabDescription } from '../../lab/running-lab';
 
 /**
  * The node agent, wired exactly as on an instance (runCli), against the real Puppet Server CA of

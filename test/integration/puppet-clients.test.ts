@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PuppetApiError, PuppetUnavailableError, RefusedInputError } from '../../lib/errors';
 import { CaClient, certificateFacts, crlSerials, readCsr } from '../../lib/puppet';
 import { probeCertname, probeCsr, probeDuplicateCerts } from '../../lib/puppet/ca-probe';
-import { eventually, labClients, labPuppetApis, storeFacts, type LabClients } from '../support/clients';
-import { requestCertificate } from '../support/csr';
-import { loadLab, readPems, uniqueCertname } from '../support/lab';
+import { eventually, labClients, labPuppetApis, storeFacts, type LabClients } from '../../lab/clients';
+import { requestCertificate } from '../../lab/csr';
+import { loadLab, readPems, uniqueCertname } from '../../lab/running-lab';
 
 /** The shared Puppet API clients against the real lab: Puppet Server 7 CA, PuppetDB 7, the orchestrator double. */
 describe('Puppet API clients against the real lab', () => {

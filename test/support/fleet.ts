@@ -1,7 +1,7 @@
 import { mapLimit } from '../../lib/concurrency';
-import { eventually, storeFacts, type LabClients } from './clients';
-import { requestCertificate } from './csr';
-import { uniqueCertname } from './lab';
+import { eventually, storeFacts, type LabClients } from '../../lab/clients';
+import { requestCertificate } from '../../lab/csr';
+import { uniqueCertname } from '../../lab/running-lab';
 
 export interface SimulatedNode {
   certname: string;

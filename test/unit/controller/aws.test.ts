@@ -17,7 +17,7 @@ import { Ec2Instances } from '../../../lambdas/controller/aws/ec2';
 import { DynamoRegistry, KEY_REPORT_PREFIX, RUN_KEY } from '../../../lambdas/controller/aws/registry';
 import { SecretsManagerSecrets } from '../../../lambdas/controller/aws/secrets';
 import { SqsQueue } from '../../../lambdas/controller/aws/sqs';
-import { MemoryCloud } from '../../support/memory-cloud';
+import { MemoryCloud } from '../../../lab/memory-cloud';
 
 /** The SDK wiring: which command each port sends, with which input, and how answers map back. */
 

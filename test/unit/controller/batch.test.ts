@@ -3,7 +3,7 @@ import { PuppetUnavailableError } from '../../../lib/errors';
 import { handleBatch } from '../../../lambdas/controller/batch';
 import type { Trigger } from '../../../lambdas/controller/model';
 import { instanceSenderId, nodeAgentNotice } from '../../../lib/node-agent-notice';
-import { toSqsEvent } from '../../support/memory-cloud';
+import { toSqsEvent } from '../../../lab/memory-cloud';
 import { RecordingLogger, RecordingMetrics } from './support';
 
 const ROLE = 'AROAEXAMPLECOMPILEMASTR';

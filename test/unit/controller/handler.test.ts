@@ -9,7 +9,7 @@ import { DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand, UpdateComm
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { toSqsEvent } from '../../support/memory-cloud';
+import { toSqsEvent } from '../../../lab/memory-cloud';
 import { makeTestCa, type Pem, type TestCa } from '../../support/pki';
 import { VALID_ENV } from './support';
 

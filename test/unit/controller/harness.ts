@@ -2,7 +2,7 @@ import type { SQSBatchResponse } from 'aws-lambda';
 import { handleBatch } from '../../../lambdas/controller/batch';
 import { reconcile, type ControllerContext } from '../../../lambdas/controller/reconcile';
 import { nodeAgentNotice, type NodeAgentEvent } from '../../../lib/node-agent-notice';
-import { ManualClock, MemoryCloud, QueueDriver, scheduledEvent, type EventBridgeEvent } from '../../support/memory-cloud';
+import { ManualClock, MemoryCloud, QueueDriver, scheduledEvent, type EventBridgeEvent } from '../../../lab/memory-cloud';
 import { FakePuppet, NOW, POLICY, RecordingLogger, RecordingMetrics, csrFacts, keyOf } from './support';
 
 /**

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseMessage, type MessageOrigin } from '../../../lambdas/controller/messages';
 import { instanceSenderId, nodeAgentNotice } from '../../../lib/node-agent-notice';
-import { CONTROLLER_SENDER, EVENTBRIDGE_SENDER } from '../../support/memory-cloud';
+import { CONTROLLER_SENDER, EVENTBRIDGE_SENDER } from '../../../lab/memory-cloud';
 
 const ROLE = 'AROAEXAMPLECOMPILEMASTR';
 const scope = { groupName: 'compile-masters', launchHookName: 'compile-master-launching', terminateHookName: 'compile-master-terminating', compileMasterRoleId: ROLE };

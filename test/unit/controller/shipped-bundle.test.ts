@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONTROLLER_CODE } from '../../../cdk/constructs/lifecycle-controller';
 import { ENVIRONMENT_EXAMPLES } from '../../../lambdas/controller/config';
-import { toSqsEvent } from '../../support/memory-cloud';
+import { toSqsEvent } from '../../../lab/memory-cloud';
 import { PROJECT_ROOT } from '../../../cdk/lambda-defaults';
 import { bundleLikeStack } from '../../support/stack-bundle';
 

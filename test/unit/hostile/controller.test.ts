@@ -7,7 +7,7 @@ import { handleBatch } from '../../../lambdas/controller/batch';
 import { METRIC, execute } from '../../../lambdas/controller/execute';
 import type { Plan } from '../../../lambdas/controller/model';
 import { createLogger } from '../../../lambdas/controller/logging';
-import { toSqsEvent } from '../../support/memory-cloud';
+import { toSqsEvent } from '../../../lab/memory-cloud';
 import { makeTestCa, type Pem } from '../../support/pki';
 import { Harness } from '../controller/harness';
 import { POLICY, RecordingMetrics, VALID_ENV, csrFacts, entry, keyOf } from '../controller/support';

@@ -9,7 +9,7 @@ import { certificateFacts, publicKeySha256, readCsr } from '../../../lib/puppet'
 import { boot, type BootDeps } from '../../../node-agent/src/boot';
 import { parseConfig } from '../../../node-agent/src/config';
 import { sslPaths } from '../../../node-agent/src/ssl-dir';
-import { keyPairFromPem, makeCsr } from '../../support/csr';
+import { keyPairFromPem, makeCsr } from '../../../lab/csr';
 import { makeTestCa, type TestCa } from '../../support/pki';
 import { fakeClock, makeCrl, memoryLog } from './fakes';
 

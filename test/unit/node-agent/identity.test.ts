@@ -3,7 +3,7 @@ import type { CertificateFacts } from '../../../lib/puppet';
 import { certificateFacts } from '../../../lib/puppet';
 import { publicKeySha256 } from '../../../lib/puppet';
 import { decideBoot, keyFitsCertificate, pendingCsr, type IdentityObservation } from '../../../node-agent/src/identity';
-import { generateKeyPair, makeCsr } from '../../support/csr';
+import { generateKeyPair, makeCsr } from '../../../lab/csr';
 import { makeTestCa } from '../../support/pki';
 
 const NOW = new Date('2026-06-01T00:00:00Z');

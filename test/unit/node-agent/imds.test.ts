@@ -2,7 +2,7 @@ import { MetadataService } from '@aws-sdk/ec2-metadata-service';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { instanceMetadata } from '../../../node-agent/src/imds';
 import { decideShutdown, shutdown } from '../../../node-agent/src/shutdown';
-import { startImdsDouble, type ImdsDouble } from '../../support/imds-double';
+import { startImdsDouble, type ImdsDouble } from '../../../lab/imds-double';
 import { memoryLog } from './fakes';
 
 // The same client settings as the shutdown step, against the double.

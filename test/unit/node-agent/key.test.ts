@@ -2,7 +2,7 @@ import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { publicKeySha256, readCsr } from '../../../lib/puppet';
 import { RSA_KEY_BITS, newPrivateKeyPem } from '../../../node-agent/src/key';
-import { keyPairFromPem, makeCsr } from '../../support/csr';
+import { keyPairFromPem, makeCsr } from '../../../lab/csr';
 
 describe("the node agent's own key", () => {
   // RSA 4096 takes seconds of CPU: two keys for the whole file.

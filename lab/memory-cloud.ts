@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { instanceSenderId, type NodeAgentNotice } from '../../lib/node-agent-notice';
-import { LIVE_STATES, readRegistryItem } from '../../lambdas/controller/aws/registry';
-import type { CertificateContents } from '../../lib/puppet/csr';
-import type { CheckedRequest, Ec2Instance, KeyReport, Member, PurgeStep, RegistryEntry, RegistryListing, RegistryState, RunRecord } from '../../lambdas/controller/model';
+import { instanceSenderId, type NodeAgentNotice } from '../lib/node-agent-notice';
+import { LIVE_STATES, readRegistryItem } from '../lambdas/controller/aws/registry';
+import type { CertificateContents } from '../lib/puppet/csr';
+import type { CheckedRequest, Ec2Instance, KeyReport, Member, PurgeStep, RegistryEntry, RegistryListing, RegistryState, RunRecord } from '../lambdas/controller/model';
 import type {
   GroupPort,
   InstancesPort,
@@ -14,7 +14,7 @@ import type {
   QueuePort,
   RecheckMessage,
   RegistryPort,
-} from '../../lambdas/controller/ports';
+} from '../lambdas/controller/ports';
 
 /**
  * The AWS side of the controller, in memory: an Auto Scaling group with lifecycle hooks, EC2

@@ -8,8 +8,8 @@ import {
   SubjectAlternativeNameExtension,
   type JsonGeneralName,
 } from '@peculiar/x509';
-import { CaClient, PUPPET_EXTENSION_OIDS, type PuppetExtensionName } from '../../lib/puppet';
-import { loadLab, readPems, type LabDescription } from './lab';
+import { CaClient, PUPPET_EXTENSION_OIDS, type PuppetExtensionName } from '../lib/puppet';
+import { loadLab, readPems, type LabDescription } from './running-lab';
 
 export interface CsrOptions {
   certname: string;

@@ -1,6 +1,6 @@
-import { CaClient, OrchestratorClient, PuppetDbClient, type RetryPolicy } from '../../lib/puppet';
-import { PuppetApis } from '../../lambdas/controller/puppet';
-import { loadLab, orchestratorToken, readPems, type LabDescription, type LabPems } from './lab';
+import { CaClient, OrchestratorClient, PuppetDbClient, type RetryPolicy } from '../lib/puppet';
+import { PuppetApis } from '../lambdas/controller/puppet';
+import { loadLab, orchestratorToken, readPems, type LabDescription, type LabPems } from './running-lab';
 
 export interface LabClients {
   ca: CaClient;

@@ -5,9 +5,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
-import { labDescriptionSchema, labDir, type ClientCertificate, type LabDescription } from '../../lab/description';
+import { labDescriptionSchema, labDir, type ClientCertificate, type LabDescription } from './description';
 
-export type { LabDescription } from '../../lab/description';
+export type { LabDescription } from './description';
 
 /** The running lab, as `npm run lab:puppet -- up` described it (the integration global setup starts it). */
 export function loadLab(): LabDescription {
@@ -72,7 +72,7 @@ export function uniqueCertname(prefix = 'ip-10-0-1'): string {
   return `${prefix}-${sequence}-${runTag}.lab.test`;
 }
 
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Fault injection on the lab's servers: stop or start the CA (Puppet Server), PuppetDB or the orchestrator double. */
 export async function labCommand(
