@@ -35,6 +35,18 @@ export interface MemoryCloudOptions {
   clock?: () => Date;
   /** Where emitted EventBridge events go; by default straight onto the queue. */
   onEvent?: (event: EventBridgeEvent) => void;
+  /** A real load balancer behind the target group (the lab's HAProxy); none: bookkeeping only. */
+  balancer?: TargetBalancer;
+}
+
+/**
+ * What the target group drives in the machine lab. The group waits for `deregister` before the
+ * terminate hook, as Auto Scaling waits for the deregistration delay.
+ */
+export interface TargetBalancer {
+  register(instanceId: string, privateIp: string): void;
+  /** Stops new connections at once; resolves once the delay is over and open connections were closed. */
+  deregister(instanceId: string): Promise<void>;
 }
 
 export interface EventBridgeEvent {
@@ -77,7 +89,7 @@ export class MemoryCloud {
   readonly registry: MemoryRegistry;
   readonly queue: MemoryQueue;
   readonly health: MemoryHealth;
-  readonly targets = new MemoryTargets();
+  readonly targets: MemoryTargets;
   /** Every event emitted, in order (also those handed to `onEvent`). */
   readonly events: EventBridgeEvent[] = [];
   /** Every port call, in order: what a test asserts the controller did (or did not) ask. */
@@ -98,6 +110,7 @@ export class MemoryCloud {
     this.registry = new MemoryRegistry(this);
     this.queue = new MemoryQueue(this);
     this.health = new MemoryHealth(this);
+    this.targets = new MemoryTargets((instanceId) => this.instances.get(instanceId)?.privateIp, options.balancer);
     this.onEvent = options.onEvent ?? ((event) => this.queue.enqueue(JSON.stringify(event)));
   }
 
@@ -136,9 +149,12 @@ export class MemoryCloud {
     this.targets.register(instance.instanceId);
   }
 
-  /** The group scales in: each instance waits in Terminating:Wait for the terminate hook. */
-  scaleIn(instanceIds: readonly string[]): void {
-    for (const instanceId of instanceIds) this.beginTermination(instanceId);
+  /**
+   * The group scales in: each instance is drained from the load balancer ('Terminating'), then
+   * waits in Terminating:Wait for the terminate hook. Resolves once all of them wait.
+   */
+  async scaleIn(instanceIds: readonly string[]): Promise<void> {
+    await Promise.all(instanceIds.map((instanceId) => this.beginTermination(instanceId)));
   }
 
   /** Someone runs `aws ec2 terminate-instances`: the group loses the instance without any hook. */
@@ -179,9 +195,13 @@ export class MemoryCloud {
   }
 
   /** @internal */
-  beginTermination(instanceId: string): void {
+  async beginTermination(instanceId: string): Promise<void> {
     // The group drains the instance from the load balancer before the terminate hook fires.
-    this.targets.deregister(instanceId);
+    const drained = this.targets.deregister(instanceId);
+    if (drained) {
+      this.group.setState(instanceId, 'Terminating');
+      await drained;
+    }
     this.group.setState(instanceId, 'Terminating:Wait');
     this.emitLifecycle(instanceId, 'terminate');
   }
@@ -250,7 +270,7 @@ export class MemoryGroup implements GroupPort {
     else if (result === 'CONTINUE') {
       this.states.set(instanceId, 'InService');
       this.cloud.targets.register(instanceId);
-    } else this.cloud.beginTermination(instanceId);
+    } else void this.cloud.beginTermination(instanceId);
     return 'completed';
   }
 
@@ -551,15 +571,27 @@ export function toSqsEvent(
 export class MemoryTargets {
   private readonly states = new Map<string, 'registered' | 'draining'>();
 
+  constructor(
+    private readonly addressOf: (instanceId: string) => string | undefined,
+    private readonly balancer?: TargetBalancer,
+  ) {}
+
   register(instanceId: string): void {
     this.states.set(instanceId, 'registered');
+    const address = this.addressOf(instanceId);
+    if (this.balancer && address) this.balancer.register(instanceId, address);
   }
 
-  deregister(instanceId: string): void {
-    if (this.states.has(instanceId)) this.states.set(instanceId, 'draining');
+  /** Undefined when there is nothing to wait for (not registered, or no real balancer). */
+  deregister(instanceId: string): Promise<void> | undefined {
+    if (this.states.get(instanceId) !== 'registered') return undefined;
+    this.states.set(instanceId, 'draining');
+    return this.balancer?.deregister(instanceId);
   }
 
+  /** Gone without draining (terminated outside the group): a real balancer sees its connections fail. */
   remove(instanceId: string): void {
+    if (this.states.get(instanceId) === 'registered') void this.balancer?.deregister(instanceId);
     this.states.delete(instanceId);
   }
 

@@ -17,6 +17,28 @@ export interface AgentRun {
 }
 
 /**
+ * A compile master as the scenario drives it, whatever it runs on: a process on this machine
+ * (`SimulatedNode`) or a systemd machine (`MachineNode`). Each call resolves when the node agent's
+ * step it causes has ended.
+ */
+export interface TierNode {
+  readonly label: string;
+  readonly instanceId: string;
+  readonly certname: string;
+  /** Powers on (first boot, or after `stop`); the node agent's boot step. */
+  start(): Promise<AgentRun>;
+  /** The operating system reboots: the shutdown step with the instance staying in service, then the boot step. */
+  reboot(): Promise<AgentRun[]>;
+  /** Powered off, disk kept (an EC2 stop, or a crash): the shutdown step with the instance staying in service. */
+  stop(): Promise<AgentRun>;
+  /** EC2 terminates it (the group's termination or an API call): the shutdown step sees Terminated. */
+  terminate(): Promise<AgentRun>;
+  localCertificate(): Promise<string | undefined>;
+  /** Frees what it holds (processes, disk with private keys). */
+  destroy(): Promise<void>;
+}
+
+/**
  * One compile master of the scenario: the real node agent (runCli, as the systemd unit runs it)
  * with its own Puppet confdir, ssldir and vardir, an IMDS double that answers as EC2 would for
  * this instance, and its SQS prompts landing on the cloud's queue.
@@ -26,7 +48,7 @@ export interface AgentRun {
  * node healthy from the moment its node agent says it enrolled or booted — after a real `puppet
  * agent --test` — until it shuts down.
  */
-export class SimulatedNode {
+export class SimulatedNode implements TierNode {
   private constructor(
     readonly label: string,
     readonly instance: Ec2Instance & { privateDnsName: string },
@@ -73,13 +95,24 @@ export class SimulatedNode {
     return this.instance.instanceId;
   }
 
-  /** The node agent's boot step; resolves when it exits (enrolled, kept, or failed). */
-  boot(): Promise<AgentRun> {
+  start(): Promise<AgentRun> {
     return this.agent('boot');
   }
 
+  async reboot(): Promise<AgentRun[]> {
+    return [await this.stop(), await this.start()];
+  }
+
+  stop(): Promise<AgentRun> {
+    return this.shutdown('InService');
+  }
+
+  terminate(): Promise<AgentRun> {
+    return this.shutdown('Terminated');
+  }
+
   /** The node agent's shutdown step, with IMDS saying where the instance is heading. */
-  async shutdown(targetLifecycleState: 'InService' | 'Terminated'): Promise<AgentRun> {
+  private async shutdown(targetLifecycleState: 'InService' | 'Terminated'): Promise<AgentRun> {
     this.imds.metadata.set('autoscaling/target-lifecycle-state', targetLifecycleState);
     try {
       return await this.agent('shutdown');
@@ -89,12 +122,10 @@ export class SimulatedNode {
     }
   }
 
-  /** The certificate the node itself holds. */
   localCertificate(): Promise<string | undefined> {
     return readFile(join(this.root, 'puppet', 'ssl', 'certs', `${this.certname}.pem`), 'utf8').catch(() => undefined);
   }
 
-  /** Removes the node's directory: it holds private keys. */
   async destroy(): Promise<void> {
     await this.imds.close();
     await rm(this.root, { recursive: true, force: true });

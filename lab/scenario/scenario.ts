@@ -13,7 +13,7 @@ import { labCommand, setOrchestratorFaults, type LabDescription } from '../runni
 import type { Operation } from '../memory-cloud';
 import { checkConsistency, observePuppetSide, protectedState, type ConsistencyReport } from './consistency';
 import { FaultLog, type FaultRecord } from './faults';
-import { SimulatedNode, type AgentRun } from './node';
+import { SimulatedNode, type AgentRun, type TierNode } from './node';
 import { Timeline, describeLine, type StepRecord } from './timeline';
 import { LabWorld, NLB_DNS_NAME, REGION } from './world';
 
@@ -75,7 +75,7 @@ class Scenario {
   private readonly clients: LabClients;
   private readonly faults = new FaultLog();
   private readonly timeline: Timeline;
-  private readonly nodes: SimulatedNode[] = [];
+  private readonly nodes: TierNode[] = [];
   /** Certnames the scenario gave the controller a reason to purge; any other purge is wrong. */
   private readonly purgeable = new Set<string>();
   private readonly wrongPurges: string[] = [];
@@ -172,15 +172,16 @@ class Scenario {
   }
 
   private async reboots(): Promise<void> {
-    const [kept, purged] = this.nodes as [SimulatedNode, SimulatedNode];
+    const [kept, purged] = this.nodes as [TierNode, TierNode];
     const before = await kept.localCertificate();
-    this.agentNote(kept, await kept.shutdown('InService'));
-    await this.boot(kept);
+    const [down, up] = await this.alongside(this.world.inRealTime(() => kept.reboot()), 'cm1 to reboot');
+    for (const run of [down, up]) if (run) this.agentNote(kept, run);
+    if (up?.code !== 0) throw new Error(`cm1's node agent exited ${up?.code} after the reboot: ${JSON.stringify(up?.lines.at(-1))}`);
     await this.until(() => this.world.cloud.queue.messages.length === 0, "the controller to hear cm1's boot");
     if ((await kept.localCertificate()) !== before) throw new Error('cm1 lost its identity on a reboot');
     this.timeline.note('lab', 'cm1 kept its certificate (same fingerprint, still signed at the CA)');
 
-    this.agentNote(purged, await purged.shutdown('InService'));
+    this.agentNote(purged, await purged.stop());
     this.purgeable.add(purged.certname);
     await this.clients.ca.clean([purged.certname]);
     this.timeline.note('operator', `puppetserver ca clean --certname ${purged.certname} while it is down`);
@@ -210,7 +211,7 @@ class Scenario {
   }
 
   private async scaleIn(): Promise<void> {
-    const leaving = [this.nodes[1], this.nodes[2]] as SimulatedNode[];
+    const leaving = [this.nodes[1], this.nodes[2]] as TierNode[];
     for (const node of leaving) this.purgeable.add(node.certname);
     if (this.options.faults) {
       const ca = this.faults.injected('CA (Puppet Server) stopped', 3, 'passes failed at observation and their batches came back; the purges ran once the CA answered again');
@@ -222,14 +223,15 @@ class Scenario {
       this.faults.repairWhen(duplicated, () => leaving.every((node) => this.stateOf(node) === undefined));
       this.throttle('group.members', 3, 1);
     }
-    this.world.cloud.scaleIn(leaving.map((node) => node.instanceId));
-    for (const node of leaving) this.agentNote(node, await node.shutdown('Terminated'));
+    await this.alongside(this.world.cloud.scaleIn(leaving.map((node) => node.instanceId)), 'cm2 and cm3 to be drained from the load balancer');
     await this.until(() => leaving.every((node) => this.stateOf(node) === undefined && this.registryState(node) === 'purged') && this.runsIdle(), 'both purges and their orchestrator run');
+    // EC2 shuts an instance down once its terminate hook has completed.
+    for (const node of leaving) this.agentNote(node, await node.terminate());
     this.countRuns(1);
   }
 
   private async terminateOutside(): Promise<void> {
-    const gone = this.nodes[0] as SimulatedNode;
+    const gone = this.nodes[0] as TierNode;
     this.purgeable.add(gone.certname);
     if (this.options.faults) {
       const puppetdb = this.faults.injected('PuppetDB stopped', 4, 'the purge failed at deactivate and kept its claim; after the purge lease the next scheduled reconcile finished it');
@@ -242,6 +244,7 @@ class Scenario {
     }
     this.world.cloud.terminateOutside(gone.instanceId);
     this.timeline.note('operator', `aws ec2 terminate-instances --instance-ids ${gone.instanceId}`);
+    this.agentNote(gone, await gone.terminate());
     await this.purgeOf(gone);
 
     const replacement = await this.launch();
@@ -251,7 +254,7 @@ class Scenario {
   }
 
   private async lostAndRepeated(): Promise<void> {
-    const leaving = this.nodes[3] as SimulatedNode;
+    const leaving = this.nodes[3] as TierNode;
     this.purgeable.add(leaving.certname);
     const lost = this.faults.injected(`terminate event of ${leaving.label} lost`, 5, 'nothing happened until the scheduled reconcile found it in Terminating:Wait and purged it');
     this.world.delivery.next((event) => event.detail.EC2InstanceId === leaving.instanceId, 0);
@@ -260,13 +263,13 @@ class Scenario {
       this.world.tap.crashOn('puppet.deactivate');
       this.faults.repairWhen(crash, () => this.registryState(leaving) === 'purged');
     }
-    this.world.cloud.scaleIn([leaving.instanceId]);
-    this.agentNote(leaving, await leaving.shutdown('Terminated'));
+    await this.alongside(this.world.cloud.scaleIn([leaving.instanceId]), `${leaving.label} to be drained from the load balancer`);
     await this.until(() => this.world.cloud.queue.messages.length === 0, 'the queue to drain');
     if (this.stateOf(leaving) !== 'Terminating:Wait') throw new Error(`${leaving.label} is ${this.stateOf(leaving) ?? 'gone'} although its terminate event was lost`);
     this.timeline.note('lab', `${leaving.label} waits in Terminating:Wait; the reconcile schedule fires`);
     this.world.schedule();
     await this.purgeOf(leaving);
+    this.agentNote(leaving, await leaving.terminate());
     this.faults.recovered(lost);
 
     if (this.options.faults) {
@@ -308,7 +311,7 @@ class Scenario {
   // ---- helpers -------------------------------------------------------------------------------
 
   /** A new member in Pending:Wait with its simulated compile master; `copies` of its launch event. */
-  private async launch(copies = 1): Promise<SimulatedNode> {
+  private async launch(copies = 1): Promise<TierNode> {
     const label = `cm${this.nodes.length + 1}`;
     const privateIp = `${this.subnet}.${10 + this.nodes.length}`;
     if (copies !== 1) this.world.delivery.next((event) => event['detail-type'] === LAUNCH_DETAIL_TYPE, copies);
@@ -319,14 +322,14 @@ class Scenario {
     return node;
   }
 
-  private async boot(node: SimulatedNode): Promise<AgentRun> {
-    const run = await this.world.inRealTime(() => node.boot());
+  private async boot(node: TierNode): Promise<AgentRun> {
+    const run = await this.world.inRealTime(() => node.start());
     this.agentNote(node, run);
     if (run.code !== 0) throw new Error(`${node.label}'s node agent exited ${run.code}: ${JSON.stringify(run.lines.at(-1))}`);
     return run;
   }
 
-  private agentNote(node: SimulatedNode, run: AgentRun): void {
+  private agentNote(node: TierNode, run: AgentRun): void {
     const decision = run.lines.find((line) => line.message === 'boot decision' || typeof line.verdict === 'string');
     const what = decision?.plan ? `boot: ${String(decision.plan)} (${String(decision.reason)})` : `shutdown: ${String(decision?.verdict ?? 'no verdict')}`;
     this.timeline.note(`node-agent`, `${node.label}: ${what}, exit ${run.code} after ${run.seconds.toFixed(1)} s`);
@@ -337,6 +340,14 @@ class Scenario {
     this.world.cloud.failNext(operation, throttling(operation), times);
     const seen = this.world.cloud.callsOf(operation).length;
     this.faults.repairWhen(record, () => this.world.cloud.callsOf(operation).length > seen + times);
+  }
+
+  /** The controller keeps running while `work` goes on; its result once it is done. */
+  private async alongside<T>(work: Promise<T>, what: string): Promise<T> {
+    let done = false;
+    const tracked = this.background(work).finally(() => (done = true));
+    await this.until(() => done, what);
+    return tracked;
   }
 
   /** Keeps a node agent's run from going unnoticed while the controller is pumped. */
@@ -360,7 +371,7 @@ class Scenario {
    * its claim for the lease (longer than the function's timeout) and nothing more happens until a
    * reconcile after that: the lab skips the wait on the clock and fires the schedule.
    */
-  private async purgeOf(node: SimulatedNode): Promise<void> {
+  private async purgeOf(node: TierNode): Promise<void> {
     const purged = () => this.registryState(node) === 'purged';
     for (let attempt = 0; attempt < 5 && !purged(); attempt++) {
       const stuck = () => this.registryState(node) === 'purging' && !this.faults.repairing() && this.world.cloud.queue.messages.length === 0;
@@ -404,11 +415,11 @@ class Scenario {
     this.timeline.note('lab', `${runs} orchestrator run(s) in this step${runs === expected ? '' : ` (expected ${expected})`}`);
   }
 
-  private stateOf(node: SimulatedNode): string | undefined {
+  private stateOf(node: TierNode): string | undefined {
     return this.world.cloud.group.stateOf(node.instanceId);
   }
 
-  private registryState(node: SimulatedNode): string | undefined {
+  private registryState(node: TierNode): string | undefined {
     return this.world.cloud.registry.peek(node.instanceId)?.state;
   }
 

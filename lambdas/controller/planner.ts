@@ -25,8 +25,13 @@ export const TIMING = {
 
 export const LAUNCHING = 'Pending:Wait';
 const TERMINATING = 'Terminating:Wait';
+/**
+ * Being deregistered from the load balancer: agents may still be mid-request on it until the
+ * deregistration delay ends, and the terminate hook (Terminating:Wait) always follows.
+ */
+const DRAINING = 'Terminating';
 /** Leaving the group for good: nothing to complete any more, but owned certificates must go. */
-const LEAVING = new Set(['Terminating', 'Terminating:Proceed', 'Terminated']);
+const LEAVING = new Set(['Terminating:Proceed', 'Terminated']);
 /** Serving, or about to: an owned certificate there must stay valid; a purged one may re-enroll. */
 export const SERVING: ReadonlySet<string> = new Set(['InService', 'Pending:Proceed', 'Standby', 'EnteringStandby']);
 const GONE_EC2_STATES = new Set(['shutting-down', 'terminated']);
@@ -115,6 +120,7 @@ class Planner {
         reason: entry ? 'already purged' : 'not enrolled by the controller: nothing of it to purge',
       });
     }
+    if (lifecycleState === DRAINING) return this.note(`${instanceId}: draining from the load balancer; purged at its terminate hook`);
     if (LEAVING.has(lifecycleState)) {
       if (entry && this.purgeable(entry)) this.purge(entry, false);
       return;
@@ -315,7 +321,7 @@ class Planner {
     for (const other of this.observed.registry) {
       if (other.instanceId === target.instanceId || other.certname !== target.certname || other.state === 'purged') continue;
       const member = this.members.get(other.instanceId);
-      if (member && !LEAVING.has(member.lifecycleState) && member.lifecycleState !== TERMINATING) return other.instanceId;
+      if (member && !LEAVING.has(member.lifecycleState) && member.lifecycleState !== TERMINATING && member.lifecycleState !== DRAINING) return other.instanceId;
       const instance = this.observed.instances.get(other.instanceId);
       if (!member && instance && !GONE_EC2_STATES.has(instance.state)) return other.instanceId;
     }

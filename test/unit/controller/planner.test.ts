@@ -326,6 +326,13 @@ describe('planner: terminations (Terminating:Wait)', () => {
       ],
     },
     {
+      // Agents may still be mid-catalog on it until the deregistration delay ends: the purge
+      // (certificate revoked, PuppetDB node deactivated) waits for the terminate hook.
+      name: 'draining from the load balancer (Terminating): nothing yet, not even a purge',
+      world: { members: [[1, 'Terminating']], registry: [entry(1, 'in-service')], certs: { 1: 'signed' } },
+      actions: [],
+    },
+    {
       name: 'leaving without a hook (Terminating:Proceed): purge, nothing to complete',
       world: { members: [[1, 'Terminating:Proceed']], registry: [entry(1, 'in-service')] },
       actions: [{ kind: 'purge', targets: [{ instanceId: n1.id, completeTerminate: false }] }, { kind: 'recheck' }],
