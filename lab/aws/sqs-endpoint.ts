@@ -15,7 +15,8 @@ import { verifySigV4 } from './sigv4';
  * What the SDK sends: POST / to the queue URL's origin (middleware-sdk-sqs's queueUrlMiddleware,
  * useQueueUrlAsEndpoint, default on; the stack's queue URLs use the regional name anyway),
  * `Content-Type: application/x-amz-json-1.0`, `X-Amz-Target: AmazonSQS.SendMessage`,
- * `x-amzn-query-mode: true`, body {"QueueUrl","MessageBody"}, SigV4 for service `sqs`. It checks
+ * `x-amzn-query-mode: true`, body {"QueueUrl","MessageBody"}, SigV4 for service `sqs` (with
+ * x-amz-content-sha256 and x-amz-security-token among the signed headers). It checks
  * MD5OfMessageBody in the answer (middleware-sdk-sqs's send-message.js), and reads an error's
  * code from the `x-amzn-query-error: <code>;<Sender|Receiver>` header before the body's __type.
  */
