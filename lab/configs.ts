@@ -1,6 +1,7 @@
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { authRule } from '../cli/primary-setup';
+import { installLabModules } from './lab-modules';
 import {
   ENVIRONMENT,
   LIFECYCLE_CERTNAME,
@@ -17,6 +18,7 @@ import {
  */
 export function writeConfigs(paths: LabLayout, postgresPort: number, databasePassword: string): void {
   writePuppetServerConfig(paths);
+  installLabModules(paths);
   writePrimaryPuppetConfig(paths);
   writeIssuerConfig(paths);
   writePrimaryAgentConfig(paths);

@@ -5,10 +5,18 @@ import { run } from './processes';
 const POLICY_RC_D = '/usr/sbin/policy-rc.d';
 
 /**
- * Debian's own builds: Puppet Server 7.9.5, PuppetDB 7.12.1 (+ the terminus that lets the primary
- * store facts, catalogs and reports in it, as a real primary does), Puppet agent 7.23, PostgreSQL 15.
+ * The Puppet modules compile_masters_compiler needs (ini_setting, file_line, stdlib's types), as
+ * Debian packages them into /usr/share/puppet/modules, which is on the primary's modulepath.
+ * A compile master serves the primary's modulepath, so its machine needs them too.
  */
-export const LAB_PACKAGES = ['puppetserver', 'puppetdb', 'puppet-terminus-puppetdb', 'puppet-agent', 'postgresql'];
+export const PUPPET_MODULE_PACKAGES = ['puppet-module-puppetlabs-stdlib', 'puppet-module-puppetlabs-inifile'];
+
+/**
+ * Debian's own builds: Puppet Server 7.9.5, PuppetDB 7.12.1 (+ the terminus that lets the primary
+ * store facts, catalogs and reports in it, as a real primary does), Puppet agent 7.23, PostgreSQL 15,
+ * and the Puppet modules the primary's code uses.
+ */
+export const LAB_PACKAGES = ['puppetserver', 'puppetdb', 'puppet-terminus-puppetdb', 'puppet-agent', 'postgresql', ...PUPPET_MODULE_PACKAGES];
 
 export function missingPackages(packages = LAB_PACKAGES): string[] {
   return packages.filter((name) => {

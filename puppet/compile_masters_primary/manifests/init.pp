@@ -10,6 +10,22 @@
 # @param puppetdb_allowlist
 #   The file named by `[puppetdb] certificate-allowlist`. Only an existing allow-list is extended:
 #   turning one on where none existed would lock out every other PuppetDB client.
+# @param allow_compile_masters
+#   Lets the compile masters store facts, catalogs and reports in PuppetDB: the class then owns
+#   the whole allow-list file and writes `puppetdb_allowlist_entries`, the lifecycle certname and
+#   every active PuppetDB node whose trusted `pp_role` is `compile_master_role`. A compile master
+#   is in PuppetDB from its first agent run against this primary, and the lifecycle controller
+#   runs this primary after every join and purge (before a new one goes into service): that run
+#   adds the newcomer and drops purged ones (deactivated nodes are not returned). PuppetDB reads
+#   the allow-list only when its services start: declare `puppetdb_service` with
+#   `restart => 'systemctl reload puppetdb'` (a SIGHUP, on which Trapperkeeper restarts
+#   PuppetDB's services inside the running JVM and so reads the file again) rather than a full
+#   restart.
+# @param compile_master_role
+#   The `pp_role` the compile masters' certificates carry (CDK context `roleExtension`).
+# @param puppetdb_allowlist_entries
+#   With `allow_compile_masters`: the other certnames allowed (this primary, other PuppetDB
+#   clients). Anything else in the file is replaced.
 # @param manage_auth_rule
 #   Adds the auth.conf rule. Leave false when the certificate was made with
 #   `puppetserver ca generate --ca-client` (it carries pp_cli_auth, which the default rules allow).
@@ -24,10 +40,14 @@
 #   A Service declared elsewhere (e.g. by your puppetserver profile) to restart on change; undef
 #   leaves the restart to you (`systemctl restart puppetserver`).
 # @param puppetdb_service
-#   Likewise for PuppetDB, which reads its allow-list only at start.
+#   Likewise for PuppetDB, which reads its allow-list only when its services start (see
+#   `allow_compile_masters`).
 class compile_masters_primary (
   Pattern[/\A[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\z/] $lifecycle_certname,
   Optional[Stdlib::Absolutepath] $puppetdb_allowlist = undef,
+  Boolean $allow_compile_masters = false,
+  String[1] $compile_master_role = 'compile_master',
+  Array[String[1]] $puppetdb_allowlist_entries = [$trusted['certname']],
   Boolean $manage_auth_rule = true,
   Boolean $manage_alt_names = true,
   Stdlib::Absolutepath $auth_conf = '/etc/puppetlabs/puppetserver/conf.d/auth.conf',
@@ -67,7 +87,18 @@ class compile_masters_primary (
     }
   }
 
-  if $puppetdb_allowlist {
+  if $puppetdb_allowlist and $allow_compile_masters {
+    # The AST form needs no quoting of the role value.
+    $compile_masters = puppetdb_query(
+      ['from', 'inventory', ['extract', ['certname'], ['=', 'trusted.extensions.pp_role', $compile_master_role]]]
+    ).map |Hash $node| { $node['certname'] }
+    $allowed = sort(unique($puppetdb_allowlist_entries + [$lifecycle_certname] + $compile_masters))
+    file { $puppetdb_allowlist:
+      ensure  => file,
+      content => "${join($allowed, "\n")}\n",
+      notify  => $restart_puppetdb,
+    }
+  } elsif $puppetdb_allowlist {
     file_line { "compile masters: PuppetDB allows ${lifecycle_certname}":
       path    => $puppetdb_allowlist,
       line    => $lifecycle_certname,
