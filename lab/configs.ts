@@ -1,7 +1,6 @@
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { authRule } from '../cli/primary-setup';
-import { installLabModules } from './lab-modules';
 import {
   ENVIRONMENT,
   LIFECYCLE_CERTNAME,
@@ -10,6 +9,7 @@ import {
   URLS,
   type LabLayout,
 } from './layout';
+import { writePuppetCode } from './puppet-code';
 
 /**
  * Every configuration file the lab's servers read. All of them live in the lab directory; the
@@ -18,7 +18,6 @@ import {
  */
 export function writeConfigs(paths: LabLayout, postgresPort: number, databasePassword: string): void {
   writePuppetServerConfig(paths);
-  installLabModules(paths);
   writePrimaryPuppetConfig(paths);
   writeIssuerConfig(paths);
   writePrimaryAgentConfig(paths);
@@ -93,7 +92,7 @@ product: { check-for-updates: false }
 `,
   );
   conf('auth.conf', authConfWithLifecycleRule(readFileSync(join(DISTRO_PUPPETSERVER, 'conf.d', 'auth.conf'), 'utf8')));
-  write(join(s.codedir, 'environments', ENVIRONMENT, 'manifests', 'site.pp'), "node default {\n  # Nothing to manage: agent runs only have to compile and report.\n}\n");
+  writePuppetCode(paths);
 }
 
 /**

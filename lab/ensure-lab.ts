@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { labDir } from './description';
 import { orchestratorHealthy, puppetDbHealthy, puppetServerHealthy } from './health';
 import { layout } from './layout';
+import { writePuppetCode } from './puppet-code';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -28,10 +29,14 @@ function startLab(): Promise<void> {
 }
 
 /**
- * Starts the Puppet lab unless it is already healthy. It is deliberately left running afterwards:
+ * Starts the Puppet lab unless it is already healthy (then only its Puppet code is converged). It is deliberately left running afterwards:
  * the next run reuses it, and CI machines are thrown away.
  */
 export default async function setup(): Promise<void> {
-  if (await labHealthy()) return;
+  if (await labHealthy()) {
+    // What `up` does to a healthy lab: the Puppet code may be newer than the running lab's.
+    writePuppetCode(layout(labDir()));
+    return;
+  }
   await startLab();
 }

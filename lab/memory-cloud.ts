@@ -114,9 +114,12 @@ export class MemoryCloud {
     this.onEvent = options.onEvent ?? ((event) => this.queue.enqueue(JSON.stringify(event)));
   }
 
-  /** The controller's ports over this cloud, with the given Puppet side. */
-  ports(puppet: PuppetPort): Ports {
-    return { group: this.group, instances: this.instances, registry: this.registry, queue: this.queue, puppet, health: this.health };
+  /**
+   * The controller's ports over this cloud, with the given Puppet side; the nodes' health from
+   * their real Puppet Servers when given, else what the scenario says of them.
+   */
+  ports(puppet: PuppetPort, health: NodeHealthPort = this.health): Ports {
+    return { group: this.group, instances: this.instances, registry: this.registry, queue: this.queue, puppet, health };
   }
 
   // ---- simulation ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { writeConfigs } from './configs';
+import { writePuppetCode } from './puppet-code';
 import { labDir, type LabDescription } from './description';
 import { orchestratorHealthy, puppetDbHealthy, puppetServerHealthy } from './health';
 import {
@@ -191,6 +192,8 @@ async function health(paths: LabLayout): Promise<Record<Service | 'postgres', bo
 async function up(paths: LabLayout): Promise<void> {
   const started = Date.now();
   if (existsSync(paths.descriptionFile) && Object.values(await health(paths)).every(Boolean)) {
+    // The code is the one configuration a running lab takes without a restart: converge it.
+    writePuppetCode(paths);
     await publish(paths);
     return;
   }
