@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type Server, createServer as createHttpsServer, get } from 'node:https';
 import { type Server as TcpServer, createServer as createTcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -68,8 +69,12 @@ class FakeTarget {
 
 /** One request through the NLB on a new connection: the target's id, or the error the client saw. */
 function whoViaNlb(): Promise<string> {
+  return whoViaNlbAt(BIND);
+}
+
+function whoViaNlbAt(host: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const request = get({ host: BIND, port: HTTPS_PORT, path: '/who', rejectUnauthorized: false, agent: false, timeout: 3_000 }, (response) => {
+    const request = get({ host, port: HTTPS_PORT, path: '/who', rejectUnauthorized: false, agent: false, timeout: 3_000 }, (response) => {
       let body = '';
       response.on('data', (chunk) => (body += chunk));
       response.on('end', () => resolve(body));
@@ -267,6 +272,31 @@ describe('HAProxy as the NLB', () => {
       .split('\n')
       .filter((line) => line.includes(`tg${HTTPS_PORT}/${b.id} `) && / SC /.test(line));
     expect(refused.length).toBe(5);
+  });
+  it('runs in a network namespace through spawnPrefix and checks targets there', async () => {
+    const ns = `nlb-test-${process.pid}`;
+    spawnSync('ip', ['netns', 'add', ns], { stdio: 'inherit' });
+    const inNs = ['ip', 'netns', 'exec', ns];
+    let server: ReturnType<typeof spawn> | undefined;
+    try {
+      spawnSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up'], { stdio: 'inherit' });
+      runDir = mkdtempSync(join(tmpdir(), 'nlb-'));
+      writeFileSync(join(runDir, 'target.json'), JSON.stringify(pem));
+      // A target inside the namespace, at an address that only exists there.
+      const script = `const pem = require(${JSON.stringify(join(runDir, 'target.json'))});
+        require('node:https').createServer(pem, (q, s) => s.end('ok')).listen(${HTTPS_PORT}, '127.0.0.2');
+        require('node:net').createServer((s) => s.end()).listen(${TCP_PORT}, '127.0.0.2');`;
+      server = spawn(inNs[0]!, [...inNs.slice(1), process.execPath, '-e', script], { stdio: 'ignore' });
+      nlb = await startHaproxyNlb({ settings: SETTINGS, bindAddress: '127.0.0.1', runDir, spawnPrefix: inNs });
+      await nlb.register('i-0000000000000000e', '127.0.0.2');
+      await healthy(nlb, 'i-0000000000000000e');
+      // Its listeners are in the namespace, not on the host's loopback.
+      await expect(whoViaNlbAt('127.0.0.1')).rejects.toThrow(/ECONNREFUSED/);
+    } finally {
+      await nlb?.stop();
+      server?.kill();
+      spawnSync('ip', ['netns', 'delete', ns]);
+    }
   });
 });
 
