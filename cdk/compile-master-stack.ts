@@ -47,7 +47,7 @@ export class CompileMasterStack extends Stack {
       subnets: network.loadBalancerSubnets,
       internetFacing: config.nlbScheme === 'internet-facing',
       agentCidrs: config.agentCidrs,
-      deregistrationDelay: Duration.seconds(config.deregistrationDelaySeconds),
+      deregistrationDelaySeconds: config.deregistrationDelaySeconds,
     });
     const nlbDnsName = loadBalancer.loadBalancer.loadBalancerDnsName;
 

@@ -25,8 +25,8 @@ export function missingPackages(packages = LAB_PACKAGES): string[] {
   });
 }
 
-export function ensurePackages(log: (line: string) => void): void {
-  const missing = missingPackages();
+export function ensurePackages(log: (line: string) => void, packages = LAB_PACKAGES): void {
+  const missing = missingPackages(packages);
   if (missing.length === 0) return;
   log(`installing ${missing.join(' ')} with apt-get`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };

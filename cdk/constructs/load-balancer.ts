@@ -2,9 +2,9 @@ import { Duration, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import { Construct } from 'constructs';
+import { PCP_BROKER_PORT, PUPPET_SERVER_PORT, type TargetGroupSettings, targetGroupSettings } from '../target-groups';
 
-export const PUPPET_SERVER_PORT = 8140;
-export const PCP_BROKER_PORT = 8142;
+export { PCP_BROKER_PORT, PUPPET_SERVER_PORT };
 
 export interface LoadBalancerProps {
   readonly vpc: ec2.IVpc;
@@ -12,7 +12,7 @@ export interface LoadBalancerProps {
   readonly internetFacing: boolean;
   /** Networks of the Puppet agents that talk to the compile masters. */
   readonly agentCidrs: string[];
-  readonly deregistrationDelay: Duration;
+  readonly deregistrationDelaySeconds: number;
 }
 
 /**
@@ -53,41 +53,30 @@ export class CompileMasterLoadBalancer extends Construct {
         'NLB access logs only record TLS listeners; both listeners are TCP pass-through and Puppet Server logs each request itself.',
     });
 
-    this.puppetServerTargets = this.addPort('PuppetServer', PUPPET_SERVER_PORT, props, {
-      // Puppet Server answers /status/v1/simple without a client certificate (default auth.conf),
-      // which catches a wedged JVM that still accepts TCP connections.
-      protocol: elbv2.Protocol.HTTPS,
-      path: '/status/v1/simple',
-      healthyHttpCodes: '200',
-    });
-    this.pcpBrokerTargets = this.addPort('PcpBroker', PCP_BROKER_PORT, props, {
-      protocol: elbv2.Protocol.TCP,
-    });
+    const [puppetServer, pcpBroker] = targetGroupSettings(props);
+    this.puppetServerTargets = this.addPort(puppetServer, props);
+    this.pcpBrokerTargets = this.addPort(pcpBroker, props);
   }
 
-  private addPort(
-    id: string,
-    port: number,
-    props: LoadBalancerProps,
-    check: Pick<elbv2.HealthCheck, 'protocol' | 'path' | 'healthyHttpCodes'>,
-  ): elbv2.NetworkTargetGroup {
+  private addPort(settings: TargetGroupSettings, props: LoadBalancerProps): elbv2.NetworkTargetGroup {
+    const { id, port, healthCheck: check } = settings;
     const targets = new elbv2.NetworkTargetGroup(this, `${id}Targets`, {
       vpc: props.vpc,
       port,
       protocol: elbv2.Protocol.TCP,
       // Auto Scaling registers instances, never IPs.
       targetType: elbv2.TargetType.INSTANCE,
-      deregistrationDelay: props.deregistrationDelay,
-      // Agents mid-catalog at the end of the delay get a reset and retry through the NLB,
-      // instead of hanging on a compile master that is about to be purged.
-      connectionTermination: true,
+      deregistrationDelay: Duration.seconds(settings.deregistrationDelaySeconds),
+      connectionTermination: settings.connectionTermination,
       healthCheck: {
-        ...check,
-        port: 'traffic-port',
-        interval: Duration.seconds(10),
-        timeout: Duration.seconds(5),
-        healthyThresholdCount: 3,
-        unhealthyThresholdCount: 3,
+        protocol: elbv2.Protocol[check.protocol],
+        path: check.path,
+        healthyHttpCodes: check.healthyHttpCodes,
+        port: String(check.port),
+        interval: Duration.seconds(check.intervalSeconds),
+        timeout: Duration.seconds(check.timeoutSeconds),
+        healthyThresholdCount: check.healthyThreshold,
+        unhealthyThresholdCount: check.unhealthyThreshold,
       },
     });
     this.loadBalancer.addListener(`${id}Listener`, {
