@@ -52,6 +52,7 @@ describe('compile_masters_compiler', () => {
   primary_server  => 'primary.lab.test',
   puppetdb_urls   => ['https://primary.lab.test:8081', 'https://puppetdb2.lab.test:8081'],
   heap            => '640m',
+  soft_write_failure => true,
   c1_only_jit     => true,
   manage_packages => false,
   confdir         => '${etc}',
@@ -102,6 +103,7 @@ describe('compile_masters_compiler', () => {
     expect(puppetConf).toMatch(/\[server\][^[]*storeconfigs_backend = puppetdb/);
     expect(puppetConf).toMatch(/\[server\][^[]*reports = puppetdb/);
     expect(readFileSync(join(etc, 'puppetdb.conf'), 'utf8')).toMatch(/\[main\]\s*\nserver_urls = https:\/\/primary\.lab\.test:8081,https:\/\/puppetdb2\.lab\.test:8081/);
+    expect(readFileSync(join(etc, 'puppetdb.conf'), 'utf8')).toMatch(/\[main\][^[]*soft_write_failure = true/);
     expect(readFileSync(join(etc, 'routes.yaml'), 'utf8')).toBe('---\nserver:\n  facts:\n    terminus: puppetdb\n    cache: yaml\n');
 
     const defaults = readFileSync(join(etc, 'default-puppetserver'), 'utf8');

@@ -30,6 +30,12 @@
 #   The primary's Puppet Server (CA) port.
 # @param puppetdb_urls
 #   PuppetDB's HTTPS URLs, in order of preference (`server_urls`).
+# @param soft_write_failure
+#   The PuppetDB terminus's `soft_write_failure`: when PuppetDB cannot take a write (facts,
+#   catalog, report) the agent still gets its catalog, and the write is lost and logged. PuppetDB
+#   pauses whenever it re-reads its allow-list (compile_masters_primary's allow_compile_masters
+#   reloads it as compile masters come and go): true keeps those pauses from failing agent runs.
+#   Queries (puppetdb_query, collected resources) still fail while PuppetDB is away.
 # @param heap
 #   JVM heap, for both -Xms and -Xmx (e.g. `2g`; `512m`-`768m` is enough for one JRuby).
 # @param c1_only_jit
@@ -66,6 +72,7 @@ class compile_masters_compiler (
   Stdlib::Host $primary_server,
   Array[Stdlib::HTTPSUrl, 1] $puppetdb_urls,
   Stdlib::Port $primary_port = 8140,
+  Boolean $soft_write_failure = false,
   Pattern[/\A[1-9][0-9]*[kmgKMG]\z/] $heap = '2g',
   Boolean $c1_only_jit = false,
   Array[String[1]] $java_args = ['-Djruby.logger.class=com.puppetlabs.jruby_utils.jruby.Slf4jLogger'],
@@ -131,6 +138,16 @@ class compile_masters_compiler (
     section => 'main',
     setting => 'server_urls',
     value   => join($puppetdb_urls, ','),
+    require => $installed,
+    notify  => Service[$service],
+  }
+
+  ini_setting { 'compile master: puppetdb.conf soft_write_failure':
+    ensure  => present,
+    path    => "${confdir}/puppetdb.conf",
+    section => 'main',
+    setting => 'soft_write_failure',
+    value   => String($soft_write_failure),
     require => $installed,
     notify  => Service[$service],
   }

@@ -11,12 +11,15 @@
 class lab_compile_master {
   if $facts['virtual'] == 'systemd_nspawn' {
     class { 'compile_masters_compiler':
-      primary_server => 'primary.lab.test',
-      primary_port   => 8140,
-      puppetdb_urls  => ['https://primary.lab.test:8081'],
-      heap           => '640m',
-      c1_only_jit    => true,
-      layout         => 'debian',
+      primary_server     => 'primary.lab.test',
+      primary_port       => 8140,
+      puppetdb_urls      => ['https://primary.lab.test:8081'],
+      heap               => '640m',
+      c1_only_jit        => true,
+      layout             => 'debian',
+      # The lab's primary reloads PuppetDB each time the tier changes (its allow-list): agents
+      # served meanwhile must not fail for it.
+      soft_write_failure => true,
     }
   } else {
     notice("lab_compile_master: ${trusted['certname']} is not a lab machine (virtual: ${facts['virtual']}); nothing to do")
