@@ -17,8 +17,9 @@ export function missingPackages(packages = LAB_PACKAGES): string[] {
   });
 }
 
-export function ensurePackages(log: (line: string) => void): void {
-  const missing = missingPackages();
+/** Installs what is missing of `packages` (the lab's by default) with apt-get. */
+export function ensurePackages(log: (line: string) => void, packages = LAB_PACKAGES): void {
+  const missing = missingPackages(packages);
   if (missing.length === 0) return;
   log(`installing ${missing.join(' ')} with apt-get`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
