@@ -155,7 +155,12 @@ export async function startImdsDouble(identity: ImdsIdentity): Promise<ImdsDoubl
 
 const notFoundPage = '<?xml version="1.0" encoding="iso-8859-1"?>\n<title>404 - Not Found</title>';
 
+/**
+ * Each connection is closed after its answer. Kept alive, an idle socket to this server held the
+ * node agent's process open until Node's 5 s server idle timeout: its shutdown step had logged
+ * its decision but delayed every lab machine's reboot and poweroff by 5 s.
+ */
 function answer(response: ServerResponse, status: number, body: string): void {
-  response.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+  response.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), connection: 'close' });
   response.end(body);
 }
