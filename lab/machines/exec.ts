@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface ExecResult {
   code: number;
@@ -25,7 +26,12 @@ export async function execFile(command: string, args: string[], options: ExecOpt
   child.stdin.on('error', () => undefined).end(options.input ?? '');
   const code = await new Promise<number>((resolve, reject) => {
     child.once('error', reject);
-    child.once('close', (status, signal) => resolve(status ?? (signal ? 128 : -1)));
+    child.once('exit', (status, signal) => resolve(status ?? (signal ? 128 : -1)));
   });
+  // A process it left running in the background may hold the pipes open for good: take what
+  // arrives shortly after the exit, then let go of them.
+  await Promise.race([new Promise((resolve) => child.once('close', resolve)), sleep(200)]);
+  child.stdout.destroy();
+  child.stderr.destroy();
   return { code, stdout, stderr };
 }

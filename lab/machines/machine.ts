@@ -147,7 +147,12 @@ export class Machine {
     return execFile('nsenter', [...nsenter, '--', '/usr/bin/env', '-i', `PATH=${PATH}`, 'LANG=C.UTF-8', 'HOME=/root', ...argv], options);
   }
 
-  /** Waits until systemd has finished booting; "degraded" is accepted, with its failed units. */
+  /**
+   * Waits until systemd has finished booting; "degraded" is accepted, with its failed units.
+   * Booting includes every start job of multi-user.target, the node agent's oneshot boot step too:
+   * while a compile master enrolls (signing, a Puppet run: minutes), the system stays "starting".
+   * Wait for that with a longer timeout, or watch the unit (`systemctl show -p ActiveState`) instead.
+   */
   async waitUntilRunning(timeoutMs = 120_000): Promise<RunningState> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
