@@ -69,12 +69,13 @@ export async function ensureRootfs(options: RootfsOptions): Promise<string> {
   const packages = options.packages ?? MACHINE_PACKAGES;
   const progress = options.progress ?? (() => undefined);
   const dir = rootfsDir(options.cacheDir, packages);
+  // systemd-nspawn boots the machines even when the tree was cached by an earlier run.
+  ensurePackages(progress, HOST_PACKAGES);
   if (existsSync(dir)) return dir;
   mkdirSync(options.cacheDir, { recursive: true });
   const lock = await holdLabLock(join(options.cacheDir, 'rootfs.lock'));
   try {
     if (existsSync(dir)) return dir;
-    ensurePackages(progress, HOST_PACKAGES);
     const build = buildRootfs(dir, packages, progress);
     writeFileSync(`${dir}.json`, `${JSON.stringify(build, null, 2)}\n`);
     progress(`root file system ${dir}: ${build.seconds.toFixed(0)} s, ${(build.bytes / 2 ** 20).toFixed(0)} MiB`);
