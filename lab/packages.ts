@@ -25,6 +25,7 @@ export function missingPackages(packages = LAB_PACKAGES): string[] {
   });
 }
 
+/** Installs what is missing of `packages` (the lab's by default) with apt-get. */
 export function ensurePackages(log: (line: string) => void, packages = LAB_PACKAGES): void {
   const missing = missingPackages(packages);
   if (missing.length === 0) return;

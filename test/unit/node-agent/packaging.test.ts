@@ -76,7 +76,7 @@ describe('systemd units', () => {
     expect(unit).toMatch(/^Restart=always$/m);
     expect(unit).toMatch(/^RestartPreventExitStatus=65 78$/m);
     expect(unit).toMatch(/^ProtectSystem=strict$/m);
-    expect(unit.match(/^(ReadWritePaths|StateDirectory|LogsDirectory|CacheDirectory|RuntimeDirectory)=.*$/gm)).toEqual(['ReadWritePaths=-/etc/puppetlabs/puppet/ssl']);
+    expect(unit.match(/^(ReadWritePaths|StateDirectory|LogsDirectory|CacheDirectory|RuntimeDirectory)=.*$/gm)).toEqual(['ReadWritePaths=-/etc/puppetlabs/puppet/ssl -/var/lib/puppet/ssl']);
     expect(unit).toMatch(/^CapabilityBoundingSet=CAP_CHOWN CAP_DAC_OVERRIDE$/m);
   });
 });
