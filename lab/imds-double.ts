@@ -103,21 +103,35 @@ export function imdsHandler(
 
 const CREDENTIALS_PREFIX = 'iam/security-credentials/';
 
+/** The document IMDS answers at /latest/meta-data/iam/security-credentials/<role name>. */
+export interface ImdsCredentialsDocument {
+  Code: 'Success';
+  LastUpdated: string;
+  Type: 'AWS-HMAC';
+  AccessKeyId: string;
+  SecretAccessKey: string;
+  Token: string;
+  Expiration: string;
+}
+
+export function imdsCredentialsDocument(credentials: RoleCredentials, lastUpdated = new Date()): ImdsCredentialsDocument {
+  return {
+    Code: 'Success',
+    LastUpdated: isoSeconds(lastUpdated),
+    Type: 'AWS-HMAC',
+    AccessKeyId: credentials.accessKeyId,
+    SecretAccessKey: credentials.secretAccessKey,
+    Token: credentials.sessionToken,
+    Expiration: isoSeconds(credentials.expiration),
+  };
+}
+
 /** The listing names the role; the role's path answers the document EC2 serves, fresh each time. */
 async function answerCredentials(response: ServerResponse, role: NonNullable<ImdsInstance['role']>, rest: string): Promise<void> {
   if (rest === '') return answer(response, 200, role.name);
   if (rest !== role.name) return answer(response, 404, notFoundPage);
   try {
-    const credentials = await role.credentials();
-    const document = {
-      Code: 'Success',
-      LastUpdated: isoSeconds(new Date()),
-      Type: 'AWS-HMAC',
-      AccessKeyId: credentials.accessKeyId,
-      SecretAccessKey: credentials.secretAccessKey,
-      Token: credentials.sessionToken,
-      Expiration: isoSeconds(credentials.expiration),
-    };
+    const document = imdsCredentialsDocument(await role.credentials());
     answer(response, 200, JSON.stringify(document, null, 2));
   } catch {
     answer(response, 500, '');

@@ -1,5 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { instanceSenderId } from '../../lib/node-agent-notice';
+import { imdsCredentialsDocument, type ImdsCredentialsDocument, type RoleCredentials } from '../imds-double';
+
+export type { ImdsCredentialsDocument } from '../imds-double';
 
 /**
  * The compile-master role's instance-profile credentials, as EC2 hands them to each instance over
@@ -7,17 +10,6 @@ import { instanceSenderId } from '../../lib/node-agent-notice';
  * `credentialsFor`, its SQS endpoint verifies requests with `lookup`, so a message's SenderId is
  * whatever instance the signing key was issued to, never what the message says.
  */
-
-/** The document IMDS answers at /latest/meta-data/iam/security-credentials/<role name>. */
-export interface ImdsCredentialsDocument {
-  Code: 'Success';
-  LastUpdated: string;
-  Type: 'AWS-HMAC';
-  AccessKeyId: string;
-  SecretAccessKey: string;
-  Token: string;
-  Expiration: string;
-}
 
 export interface IssuedKey {
   instanceId: string;
@@ -50,7 +42,8 @@ export class InstanceCredentials {
   private readonly clock: () => Date;
   private readonly keys = new Map<string, IssuedKey>();
   /** Each instance's newest credentials, as its IMDS currently serves them. */
-  private readonly current = new Map<string, ImdsCredentialsDocument>();
+  private readonly current = new Map<string, RoleCredentials>();
+  private readonly updatedAt = new Map<string, Date>();
   private readonly terminated = new Set<string>();
 
   constructor(options: InstanceCredentialsOptions) {
@@ -68,9 +61,14 @@ export class InstanceCredentials {
    * Throws for a terminated instance, which has no IMDS to ask.
    */
   credentialsFor(instanceId: string): ImdsCredentialsDocument {
+    return imdsCredentialsDocument(this.roleCredentials(instanceId), this.updatedAt.get(instanceId));
+  }
+
+  /** The same, as the IMDS server takes them. */
+  roleCredentials(instanceId: string): RoleCredentials {
     if (this.terminated.has(instanceId)) throw new Error(`${instanceId} is terminated: it has no instance credentials`);
     const held = this.current.get(instanceId);
-    if (held && Date.parse(held.Expiration) - this.clock().getTime() > this.renewBeforeMs) return held;
+    if (held && held.expiration.getTime() - this.clock().getTime() > this.renewBeforeMs) return held;
     return this.issue(instanceId);
   }
 
@@ -86,30 +84,28 @@ export class InstanceCredentials {
     for (const key of this.keys.values()) if (key.instanceId === instanceId) key.revoked = true;
   }
 
-  private issue(instanceId: string): ImdsCredentialsDocument {
+  private issue(instanceId: string): RoleCredentials {
     const now = this.clock();
     // IMDS writes whole seconds.
     const lastUpdated = new Date(Math.floor(now.getTime() / 1000) * 1000);
     const expiration = new Date(lastUpdated.getTime() + this.lifetimeMs);
-    const document: ImdsCredentialsDocument = {
-      Code: 'Success',
-      LastUpdated: imdsTime(lastUpdated),
-      Type: 'AWS-HMAC',
-      AccessKeyId: temporaryAccessKeyId(),
-      SecretAccessKey: randomBytes(30).toString('base64'),
-      Token: randomBytes(384).toString('base64'),
-      Expiration: imdsTime(expiration),
+    const issued: RoleCredentials = {
+      accessKeyId: temporaryAccessKeyId(),
+      secretAccessKey: randomBytes(30).toString('base64'),
+      sessionToken: randomBytes(384).toString('base64'),
+      expiration,
     };
-    this.keys.set(document.AccessKeyId, {
+    this.keys.set(issued.accessKeyId, {
       instanceId,
       senderId: instanceSenderId(this.roleId, instanceId),
-      secret: document.SecretAccessKey,
-      token: document.Token,
+      secret: issued.secretAccessKey,
+      token: issued.sessionToken,
       expiration,
       revoked: false,
     });
-    this.current.set(instanceId, document);
-    return document;
+    this.current.set(instanceId, issued);
+    this.updatedAt.set(instanceId, lastUpdated);
+    return issued;
   }
 }
 
@@ -121,6 +117,3 @@ function temporaryAccessKeyId(): string {
 }
 
 /** IMDS's timestamps: ISO 8601 in UTC without milliseconds, e.g. 2012-04-26T16:39:16Z. */
-function imdsTime(at: Date): string {
-  return at.toISOString().replace(/\.\d{3}Z$/, 'Z');
-}

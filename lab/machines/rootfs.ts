@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { holdLabLock } from '../lock';
-import { ensurePackages } from '../packages';
+import { ensurePackages, PUPPET_MODULE_PACKAGES } from '../packages';
 import { run } from '../processes';
 import { removeTree } from './mounts';
 
@@ -33,6 +33,8 @@ export const MACHINE_PACKAGES = [
   'puppet-module-puppetlabs-sshkeys-core',
   'augeas-tools',
   'lsb-release',
+  // The primary's modulepath holds these too: a compile master serves the same code.
+  ...PUPPET_MODULE_PACKAGES,
 ];
 
 /** What a machine must not start by itself at boot: the Puppet class enables puppetserver later. */
