@@ -9,12 +9,31 @@ import { runScenario, scenarioWorkDir, type ScenarioResult } from './scenario/sc
  * 1 when the end state is not consistent, 2 when the scenario itself broke. The lab is shared:
  * run it under `flock /var/tmp/compile-masters-lab.lock`.
  */
-const USAGE = 'usage: npm run lab [-- --faults] [--json]';
+const USAGE = 'usage: npm run lab [-- --faults] [--json] [--processes]';
+
+function agentSummary(result: ScenarioResult): Record<string, unknown> {
+  const agents = result.agents;
+  if (!agents) return { machines: 'processes' };
+  return {
+    machines: agents.machines,
+    agent_requests: agents.requests,
+    agent_failures: agents.failures,
+    agent_failures_by_step: agents.failuresByStep,
+    ...(agents.failures > 0 ? { agent_failures_by_kind: agents.failuresByKind } : {}),
+    catalog_p50_ms: agents.catalogP50Ms,
+    catalog_p95_ms: agents.catalogP95Ms,
+    time_to_serving_s: agents.timeToServingS,
+    reboot_identity_kept: agents.rebootIdentityKept,
+    real_agent_runs: agents.realAgentRuns,
+    requests_by_compile_master: agents.byCompileMaster,
+  };
+}
 
 function summary(result: ScenarioResult, faults: boolean): Record<string, unknown> {
   const { problems, ...report } = result.report;
   return {
     mode: faults ? 'faults' : 'plain',
+    ...agentSummary(result),
     steps: result.steps.length,
     seconds: Math.round(result.seconds),
     faults_injected: result.faults.length,
@@ -39,14 +58,14 @@ function faultTable(result: ScenarioResult): string {
 async function main(argv: readonly string[]): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({ args: [...argv], strict: true, options: { faults: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } } }));
+    ({ values } = parseArgs({ args: [...argv], strict: true, options: { faults: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, processes: { type: 'boolean', default: false } } }));
   } catch (error) {
     console.error(`${(error as Error).message}\n${USAGE}`);
     return 2;
   }
   await ensureLab();
   const lab = loadLab();
-  const result = await runScenario({ lab, faults: values.faults, workDir: await scenarioWorkDir(lab), progress: (line) => console.error(`[lab] ${line}`) });
+  const result = await runScenario({ lab, faults: values.faults, machines: !values.processes, workDir: await scenarioWorkDir(lab), progress: (line) => console.error(`[lab] ${line}`) });
   console.log(Object.entries(result.nodes).map(([label, node]) => `${label} = ${node.instanceId} ${node.certname}`).join('\n'));
   console.log(`\n${result.timeline}\n`);
   if (result.faults.length > 0) console.log(`${faultTable(result)}\n`);
@@ -54,7 +73,8 @@ async function main(argv: readonly string[]): Promise<number> {
   const line = summary(result, values.faults);
   if (values.json) console.log(JSON.stringify(line));
   else console.log(Object.entries(line).map(([key, value]) => `${key}: ${JSON.stringify(value)}`).join('\n'));
-  return result.report.consistent ? 0 : 1;
+  const agentsClean = !result.agents || result.agents.failures === 0;
+  return result.report.consistent && agentsClean ? 0 : 1;
 }
 
 main(process.argv.slice(2)).then(

@@ -16,10 +16,19 @@ import { FaultLog, type FaultRecord } from './faults';
 import { SimulatedNode, type AgentRun, type TierNode } from './node';
 import { Timeline, describeLine, type StepRecord } from './timeline';
 import { LabWorld, NLB_DNS_NAME, REGION } from './world';
+import { enrollAgents, realAgentRun, retireAgents, startFleet, type AgentIdentity, type FleetHandle, type RequestRecord } from '../fleet';
+import { MachineNode } from './machine-node';
+import { MachineTier } from './machine-tier';
 
 export interface ScenarioOptions {
   lab: LabDescription;
   faults: boolean;
+  /**
+   * Compile masters as Debian machines under systemd-nspawn, each with its own Puppet Server
+   * behind HAProxy, with a fleet of agents putting load on the tier; else node agents as processes
+   * on this machine and no Puppet Server of their own.
+   */
+  machines?: boolean;
   /** Where simulated nodes keep their Puppet directories (removed afterwards). */
   workDir: string;
   /** Progress lines while the run goes on. */
@@ -42,7 +51,29 @@ export interface ScenarioResult {
   eventsRepeated: number;
   /** Labels of the run's instances, e.g. cm1 → i-… / ip-10-….compute.internal. */
   nodes: Record<string, { instanceId: string; certname: string }>;
+  /** What the agents saw (machines only). */
+  agents?: AgentFigures;
 }
+
+export interface AgentFigures {
+  machines: 'systemd-nspawn';
+  requests: number;
+  failures: number;
+  failuresByStep: Record<string, number>;
+  failuresByKind: Record<string, number>;
+  /** Successful catalog latency, ms: steady state and each step after it. */
+  catalogP50Ms: Record<string, number | null>;
+  catalogP95Ms: Record<string, number | null>;
+  /** Per launch: from the launch to the first catalog it served through the load balancer. */
+  timeToServingS: Record<string, number | null>;
+  rebootIdentityKept: boolean;
+  realAgentRuns: Array<{ when: string; exitCode: number | null; seconds: number }>;
+  byCompileMaster: Record<string, number>;
+}
+
+const MACHINE_STEP_3 = 'scale in by 1 (cm3) while agents are mid-compile: drained from the load balancer, then purged, one orchestrator run';
+/** Agent load through the load balancer: runs per minute over the fleet, and how long steady state is watched. */
+const FLEET = { agents: 8, runsPerMinute: 24, steadySeconds: 60 };
 
 const STEP_TITLES = [
   'scale out to 3: each CSR validated and signed, one orchestrator run, all InService',
@@ -85,9 +116,27 @@ class Scenario {
   private runsBefore = 0;
   /** A node agent that failed while the controller was being pumped. */
   private backgroundError: unknown;
+  private tier: MachineTier | undefined;
+  private fleet: FleetHandle | undefined;
+  private fleetIdentities: AgentIdentity[] = [];
+  private readonly realRuns: Array<{ when: string; exitCode: number | null; seconds: number; record: RequestRecord }> = [];
+  /** Windows the agents' figures are cut into: steady state, then each step. */
+  private readonly windows: Array<{ name: string; from: number; to?: number }> = [];
+  private readonly launchedAt = new Map<string, number>();
+  private rebootIdentityKept = false;
 
   constructor(private readonly options: ScenarioOptions) {
-    this.world = new LabWorld(options.lab);
+    const machines = options.machines
+      ? {
+          // The tier starts in run(); the cloud exists before it, so these look it up late.
+          balancer: {
+            register: (instanceId: string, ip: string) => this.tier?.balancer().register(instanceId, ip),
+            deregister: async (instanceId: string) => this.tier?.balancer().deregister(instanceId),
+          },
+          health: { isHealthy: async (node: { certname: string; privateIp: string }) => (this.tier ? this.tier.health().isHealthy(node) : false) },
+        }
+      : undefined;
+    this.world = new LabWorld(options.lab, machines);
     this.clients = labClients({ lab: options.lab });
     this.timeline = new Timeline(this.world.logger, (text) => this.label(text));
     this.world.tap.watch(() => this.faults.startReady());
@@ -107,11 +156,26 @@ class Scenario {
     const protectedBefore = await this.protectedStates(protectedNames);
     const steps = [() => this.scaleOut(), () => this.reboots(), () => this.scaleIn(), () => this.terminateOutside(), () => this.lostAndRepeated(), () => this.forgedCsr()];
     let failure: string | undefined;
+    if (this.options.machines) {
+      this.options.progress?.('starting the machine tier (network, IMDS, SQS endpoint, HAProxy, share)');
+      this.tier = await MachineTier.start({
+        lab: this.options.lab,
+        subnet: this.subnet,
+        dir: this.options.workDir,
+        roleId: this.world.cloud.compileMasterRoleId,
+        accountId: this.world.cloud.accountId,
+        deliver: ({ body, senderId }) => this.world.cloud.queue.enqueue(body, 0, senderId),
+        progress: this.options.progress,
+      });
+      this.fleetIdentities = await enrollAgents({ count: FLEET.agents + 1, lab: this.options.lab });
+    }
     for (const [index, step] of steps.entries()) {
-      this.options.progress?.(`step ${index + 1}: ${STEP_TITLES[index]}`);
+      const title = (this.options.machines && index === 2 ? MACHINE_STEP_3 : STEP_TITLES[index]) ?? '';
+      this.options.progress?.(`step ${index + 1}: ${title}`);
       this.runsBefore = this.runsStarted();
+      if (this.fleet) this.windows.push({ name: String(index + 1), from: Date.now() });
       try {
-        await this.timeline.step(index + 1, STEP_TITLES[index] ?? '', async () => {
+        await this.timeline.step(index + 1, title, async () => {
           try {
             await step();
           } finally {
@@ -123,12 +187,20 @@ class Scenario {
         failure = `step ${index + 1} failed: ${error instanceof Error ? error.message : String(error)}`;
         this.timeline.note('lab', failure);
         break;
+      } finally {
+        const window = this.windows.at(-1);
+        if (window && window.to === undefined) window.to = Date.now();
       }
+      if (index === 0 && this.fleet) await this.steadyState();
     }
     this.options.progress?.('final reconcile and consistency check');
     this.world.schedule();
     await this.until(() => this.world.cloud.queue.messages.length === 0, 'the final reconcile').catch((error: unknown) => {
       failure ??= `the final reconcile did not settle: ${String(error)}`;
+    });
+    const agents = await this.agentFigures().catch((error: unknown) => {
+      failure ??= `the agents' figures could not be read: ${String(error)}`;
+      return undefined;
     });
     const report = await this.check(protectedBefore, failure);
     await this.writeCloudSnapshot();
@@ -146,12 +218,86 @@ class Scenario {
       eventsDropped: this.world.delivery.dropped.length,
       eventsRepeated: this.world.delivery.repeated.length,
       nodes: Object.fromEntries(this.nodes.map((node) => [node.label, { instanceId: node.instanceId, certname: node.certname }])),
+      agents,
     };
   }
 
   async cleanUp(): Promise<void> {
+    await this.fleet?.stop().catch(() => undefined);
     await Promise.allSettled([this.faults.settle(), ...this.nodes.map((node) => node.destroy()), this.clients.close()]);
+    await this.tier?.close();
+    await retireAgents(this.fleetIdentities, this.options.lab).catch(() => undefined);
     await rm(this.options.workDir, { recursive: true, force: true });
+  }
+
+  // ---- the agents (machines) -----------------------------------------------------------------
+
+  /** Load starts once the tier first serves: the load balancer has a healthy target. */
+  private async startFleetWhenServing(): Promise<void> {
+    if (!this.tier || this.fleet) return;
+    const health = await this.tier.env.nlb.health();
+    if (!health.some((target) => target.state === 'healthy')) return;
+    const [, ...agents] = this.fleetIdentities;
+    this.fleet = await startFleet({ agents, runsPerMinute: FLEET.runsPerMinute, target: this.tier.agentTarget, durationMs: 4 * 3600_000, lab: this.options.lab });
+    this.timeline.note('lab', `agent load starts: ${agents.length} agents, ${FLEET.runsPerMinute} runs/min through ${NLB_DNS_NAME}`);
+  }
+
+  /** A minute of the tier serving with nothing else going on, and one real `puppet agent -t`. */
+  private async steadyState(): Promise<void> {
+    const window = { name: 'steady', from: Date.now(), to: undefined as number | undefined };
+    this.windows.push(window);
+    await this.realAgent('steady state');
+    await this.until(() => Date.now() - window.from >= FLEET.steadySeconds * 1000, 'steady state');
+    window.to = Date.now();
+  }
+
+  private async realAgent(when: string): Promise<void> {
+    const [identity] = this.fleetIdentities;
+    if (!this.tier || !identity) return;
+    const { address, port } = this.tier.agentTarget;
+    const result = await this.alongside(
+      realAgentRun({ identity, serverName: NLB_DNS_NAME, address, port, workDir: join(this.options.workDir, 'real-agent', String(this.realRuns.length)), lab: this.options.lab }),
+      `a real puppet agent run (${when})`,
+    );
+    this.realRuns.push({ when, exitCode: result.exitCode, seconds: result.durationMs / 1000, record: result.record });
+    this.timeline.note('agent', `puppet agent --test through ${NLB_DNS_NAME} (${when}): exit ${String(result.exitCode)} after ${(result.durationMs / 1000).toFixed(1)} s`);
+  }
+
+  private async agentFigures(): Promise<AgentFigures | undefined> {
+    if (!this.tier) return undefined;
+    if (this.fleet) await this.realAgent('end');
+    await this.fleet?.stop();
+    const records = [...(this.fleet?.records ?? []), ...this.realRuns.map((run) => run.record)];
+    const whole = this.fleet?.summary();
+    const failures = records.filter((record) => !record.ok);
+    const byStep: Record<string, number> = {};
+    for (const record of failures) byStep[record.step] = (byStep[record.step] ?? 0) + 1;
+    const p50: Record<string, number | null> = {};
+    const p95: Record<string, number | null> = {};
+    for (const window of this.windows) {
+      const summary = this.fleet?.summary({ from: window.from, to: window.to });
+      p50[window.name] = summary?.catalog.p50Ms ?? null;
+      p95[window.name] = summary?.catalog.p95Ms ?? null;
+    }
+    const timeToServing: Record<string, number | null> = {};
+    for (const node of this.nodes) {
+      const launched = this.launchedAt.get(node.certname);
+      const first = this.fleet?.records.find((record) => record.step === 'catalog' && record.ok && record.answeredBy === node.certname);
+      timeToServing[node.label] = launched !== undefined && first ? Math.round((first.startedAt - launched) / 100) / 10 : null;
+    }
+    return {
+      machines: 'systemd-nspawn',
+      requests: records.length,
+      failures: failures.length,
+      failuresByStep: byStep,
+      failuresByKind: whole?.failuresByKind ?? {},
+      catalogP50Ms: p50,
+      catalogP95Ms: p95,
+      timeToServingS: timeToServing,
+      rebootIdentityKept: this.rebootIdentityKept,
+      realAgentRuns: this.realRuns.map(({ when, exitCode, seconds }) => ({ when, exitCode, seconds })),
+      byCompileMaster: Object.fromEntries(Object.entries(whole?.byCompileMaster ?? {}).map(([certname, count]) => [this.label(certname), count])),
+    };
   }
 
   // ---- the steps -----------------------------------------------------------------------------
@@ -179,6 +325,7 @@ class Scenario {
     if (up?.code !== 0) throw new Error(`cm1's node agent exited ${up?.code} after the reboot: ${JSON.stringify(up?.lines.at(-1))}`);
     await this.until(() => this.world.cloud.queue.messages.length === 0, "the controller to hear cm1's boot");
     if ((await kept.localCertificate()) !== before) throw new Error('cm1 lost its identity on a reboot');
+    this.rebootIdentityKept = true;
     this.timeline.note('lab', 'cm1 kept its certificate (same fingerprint, still signed at the CA)');
 
     this.agentNote(purged, await purged.stop());
@@ -211,7 +358,8 @@ class Scenario {
   }
 
   private async scaleIn(): Promise<void> {
-    const leaving = [this.nodes[1], this.nodes[2]] as TierNode[];
+    // With agents on, one compile master must keep serving while step 4 takes cm1 away.
+    const leaving = (this.options.machines ? [this.nodes[2]] : [this.nodes[1], this.nodes[2]]) as TierNode[];
     for (const node of leaving) this.purgeable.add(node.certname);
     if (this.options.faults) {
       const ca = this.faults.injected('CA (Puppet Server) stopped', 3, 'passes failed at observation and their batches came back; the purges ran once the CA answered again');
@@ -223,7 +371,7 @@ class Scenario {
       this.faults.repairWhen(duplicated, () => leaving.every((node) => this.stateOf(node) === undefined));
       this.throttle('group.members', 3, 1);
     }
-    await this.alongside(this.world.cloud.scaleIn(leaving.map((node) => node.instanceId)), 'cm2 and cm3 to be drained from the load balancer');
+    await this.alongside(this.world.cloud.scaleIn(leaving.map((node) => node.instanceId)), `${leaving.map((node) => node.label).join(' and ')} to be drained from the load balancer`);
     await this.until(() => leaving.every((node) => this.stateOf(node) === undefined && this.registryState(node) === 'purged') && this.runsIdle(), 'both purges and their orchestrator run');
     // EC2 shuts an instance down once its terminate hook has completed.
     for (const node of leaving) this.agentNote(node, await node.terminate());
@@ -316,7 +464,10 @@ class Scenario {
     const privateIp = `${this.subnet}.${10 + this.nodes.length}`;
     if (copies !== 1) this.world.delivery.next((event) => event['detail-type'] === LAUNCH_DETAIL_TYPE, copies);
     const instance = this.world.cloud.launch({ privateIp });
-    const node = await SimulatedNode.create(label, instance, { lab: this.options.lab, dir: this.options.workDir, cloud: this.world.cloud });
+    const node = this.tier
+      ? await MachineNode.create(label, instance, this.tier)
+      : await SimulatedNode.create(label, instance, { lab: this.options.lab, dir: this.options.workDir, cloud: this.world.cloud });
+    this.launchedAt.set(node.certname, Date.now());
     this.nodes.push(node);
     this.timeline.note('group', `launches ${label}: Pending:Wait`);
     return node;
@@ -360,10 +511,11 @@ class Scenario {
   private until(done: () => boolean | Promise<boolean>, what: string): Promise<void> {
     return this.world.until(async () => {
       if (this.backgroundError !== undefined) throw this.backgroundError;
+      await this.startFleetWhenServing();
       this.faults.tick();
       this.timeline.collect();
       return done();
-    }, what);
+    }, what, this.options.machines ? 1_200_000 : undefined);
   }
 
   /**

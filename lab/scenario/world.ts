@@ -6,7 +6,8 @@ import type { Ports } from '../../lambdas/controller/ports';
 import { reconcile, type ControllerContext } from '../../lambdas/controller/reconcile';
 import { labPuppetApis } from '../clients';
 import type { LabDescription } from '../running-lab';
-import { ManualClock, MemoryCloud, QueueDriver, scheduledEvent, type EventBridgeEvent } from '../memory-cloud';
+import { ManualClock, MemoryCloud, QueueDriver, scheduledEvent, type EventBridgeEvent, type TargetBalancer } from '../memory-cloud';
+import type { NodeHealthPort } from '../../lambdas/controller/ports';
 import { RecordingLogger, RecordingMetrics } from '../recorders';
 
 export const REGION = 'us-west-2';
@@ -135,9 +136,16 @@ export class LabWorld {
   /** Real work under way beside the controller (node agents booting). */
   private realWork = 0;
 
-  constructor(readonly lab: LabDescription) {
+  /**
+   * With `machines`, the target group drives a real load balancer and the controller checks each
+   * new node's real Puppet Server; else both are bookkeeping.
+   */
+  constructor(
+    readonly lab: LabDescription,
+    machines?: { balancer: TargetBalancer; health: NodeHealthPort },
+  ) {
     this.delivery = new EventDelivery((body) => this.cloud.queue.enqueue(body));
-    this.cloud = new MemoryCloud({ region: REGION, clock: this.clock.now, onEvent: (event) => this.delivery.deliver(event) });
+    this.cloud = new MemoryCloud({ region: REGION, clock: this.clock.now, onEvent: (event) => this.delivery.deliver(event), balancer: machines?.balancer });
     const puppet = labPuppetApis(lab);
     this.policy = {
       region: REGION,
@@ -147,7 +155,7 @@ export class LabWorld {
       protectedCertnames: new Set([lab.primary.certname, lab.lifecycleClient.certname]),
     };
     const context: ControllerContext = {
-      ports: this.tap.wrap(this.cloud.ports(puppet)),
+      ports: this.tap.wrap(this.cloud.ports(puppet, machines?.health)),
       policy: this.policy,
       logger: this.logger,
       metrics: this.metrics,

@@ -1,0 +1,139 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Ec2Instance } from '../../lambdas/controller/model';
+import { DEBIAN_PUPPET } from '../machines/share';
+import type { Machine } from '../machines/machine';
+import { run } from '../processes';
+import type { MachineTier } from './machine-tier';
+import type { AgentRun, TierNode } from './node';
+
+const AGENT_UNIT = 'compile-master-agent.service';
+/** Enrollment, a Puppet run that installs and starts Puppet Server, its start-up: minutes on 2 cores. */
+const BOOT_STEP_TIMEOUT_MS = 20 * 60_000;
+
+/**
+ * A compile master as a real Debian 12 machine (systemd-nspawn): it boots the way an instance
+ * does (user data runs the share's bootstrap.sh, which installs and starts the node agent's units),
+ * its node agent runs as `compile-master-agent.service` under the shipped hardening, its Puppet
+ * Server is configured by a real `puppet agent -t` against the primary, and what the scenario
+ * reads of it (the node agent's lines, its certificate) comes from the machine itself.
+ */
+export class MachineNode implements TierNode {
+  private constructor(
+    readonly label: string,
+    readonly instance: Ec2Instance & { privateDnsName: string },
+    readonly machine: Machine,
+    private readonly tier: MachineTier,
+  ) {}
+
+  static async create(label: string, instance: Ec2Instance, tier: MachineTier): Promise<MachineNode> {
+    const certname = instance.privateDnsName;
+    if (!certname) throw new Error(`${instance.instanceId} has no private DNS name`);
+    const named = { ...instance, privateDnsName: certname };
+    return new MachineNode(label, named, await tier.machine(named), tier);
+  }
+
+  get certname(): string {
+    return this.instance.privateDnsName;
+  }
+
+  get instanceId(): string {
+    return this.instance.instanceId;
+  }
+
+  async start(): Promise<AgentRun> {
+    const started = Date.now();
+    this.machine.boot();
+    return this.bootStep(started);
+  }
+
+  async reboot(): Promise<AgentRun[]> {
+    const started = Date.now();
+    const boots = this.machine.boots;
+    await this.machine.exec(['systemctl', '--no-block', 'reboot']);
+    while (this.machine.boots === boots) {
+      if (!this.machine.running && this.machine.boots === boots && Date.now() - started > 5_000) throw new Error(`${this.label} halted instead of rebooting`);
+      if (Date.now() - started > 120_000) throw new Error(`${this.label} did not reboot within 120 s`);
+      await sleep(100);
+    }
+    const down = await this.shutdownStep(-1, (Date.now() - started) / 1000);
+    return [down, await this.bootStep(Date.now())];
+  }
+
+  async stop(): Promise<AgentRun> {
+    const started = Date.now();
+    await this.machine.poweroff();
+    return this.shutdownStep(0, (Date.now() - started) / 1000);
+  }
+
+  async terminate(): Promise<AgentRun> {
+    const started = Date.now();
+    if (this.machine.running) await this.machine.poweroff();
+    this.tier.forget(this.instanceId);
+    return this.shutdownStep(0, (Date.now() - started) / 1000);
+  }
+
+  localCertificate(): Promise<string | undefined> {
+    return readFile(join(this.machine.paths.root, DEBIAN_PUPPET.ssldir, 'certs', `${this.certname}.pem`), 'utf8').catch(() => undefined);
+  }
+
+  async destroy(): Promise<void> {
+    this.tier.forget(this.instanceId);
+    await this.machine.destroy();
+  }
+
+  /** Until the unit's boot step has succeeded (active) or failed (failed, or waiting to restart). */
+  private async bootStep(started: number): Promise<AgentRun> {
+    const deadline = Date.now() + BOOT_STEP_TIMEOUT_MS;
+    for (;;) {
+      const state = await this.unitState().catch(() => undefined);
+      if (state?.ActiveState === 'active' || state?.ActiveState === 'failed' || state?.SubState === 'auto-restart') {
+        const code = state.ActiveState === 'active' ? 0 : Number(state.ExecMainStatus ?? 1) || 1;
+        const lines = (await this.agentLines(0)).filter((line) => !('verdict' in line));
+        return { code, lines, seconds: (Date.now() - started) / 1000 };
+      }
+      if (!this.machine.running && this.machine.exits.length > 0 && this.machine.boots > 0 && Date.now() - started > 5_000) {
+        throw new Error(`${this.label} is off before its node agent's boot step ended (console: ${this.machine.paths.consoleLog})`);
+      }
+      if (Date.now() > deadline) throw new Error(`${this.label}: the node agent's boot step did not end within ${BOOT_STEP_TIMEOUT_MS / 60_000} min (${JSON.stringify(state)})`);
+      await sleep(1_000);
+    }
+  }
+
+  private async unitState(): Promise<Record<string, string>> {
+    const { stdout } = await this.machine.exec(['systemctl', 'show', AGENT_UNIT, '-p', 'ActiveState', '-p', 'SubState', '-p', 'ExecMainStatus'], { timeoutMs: 10_000 });
+    return Object.fromEntries(stdout.trim().split('\n').map((line) => line.split('=', 2) as [string, string]));
+  }
+
+  /** The shutdown step (ExecStop) of the given boot: its lines carry the verdict. */
+  private async shutdownStep(boot: 0 | -1, seconds: number): Promise<AgentRun> {
+    const lines = (await this.agentLines(boot, true)).filter((line, _index, all) => {
+      const pid = all.find((candidate) => 'verdict' in candidate)?._pid;
+      return pid !== undefined && line._pid === pid;
+    });
+    return { code: lines.some((line) => 'verdict' in line) ? 0 : 1, lines: lines.map(({ _pid, ...line }) => (void _pid, line)), seconds };
+  }
+
+  /**
+   * The node agent's JSON lines of one boot (0: the current or, when off, the last; -1: the one
+   * before), from the machine's own journal.
+   */
+  private async agentLines(boot: 0 | -1, withPid = false): Promise<Array<Record<string, unknown>>> {
+    const args = ['--no-pager', '--quiet', '-o', 'json', '-b', String(boot), '-u', AGENT_UNIT];
+    const text = this.machine.running ? (await this.machine.exec(['journalctl', ...args], { timeoutMs: 30_000 })).stdout : run('journalctl', [`--root=${this.machine.paths.root}`, ...args], { maxBuffer: 64 * 2 ** 20 });
+    const lines: Array<Record<string, unknown>> = [];
+    for (const entry of text.split('\n')) {
+      if (!entry.trim()) continue;
+      const record = JSON.parse(entry) as { MESSAGE?: unknown; _PID?: string };
+      if (typeof record.MESSAGE !== 'string' || !record.MESSAGE.startsWith('{')) continue;
+      try {
+        const line = JSON.parse(record.MESSAGE) as Record<string, unknown>;
+        lines.push(withPid ? { ...line, _pid: record._PID } : line);
+      } catch {
+        // systemd's own lines about the unit
+      }
+    }
+    return lines;
+  }
+}
