@@ -91,7 +91,7 @@ export class MachineTier {
         deliver: ({ body, senderId }) => options.deliver({ body, senderId }),
       });
       closers.push(() => sqs.close());
-      const nlbHost = network.addHost('nlb', `${options.subnet}.${NLB_HOST}`);
+      const nlbHost = network.addHost('nlb', `${network.subnet.replace(/\.0\/24$/, '')}.${NLB_HOST}`);
       // Open-source compile masters serve Puppet Server only: no PCP broker target group.
       const [puppetServer] = targetGroupSettings({ deregistrationDelaySeconds: CONTEXT_DEFAULTS.deregistrationDelaySeconds });
       const nlb = await startHaproxyNlb({

@@ -160,7 +160,7 @@ class Scenario {
       this.options.progress?.('starting the machine tier (network, IMDS, SQS endpoint, HAProxy, share)');
       this.tier = await MachineTier.start({
         lab: this.options.lab,
-        subnet: this.subnet,
+        subnet: `${this.subnet}.0/24`,
         dir: this.options.workDir,
         roleId: this.world.cloud.compileMasterRoleId,
         accountId: this.world.cloud.accountId,
