@@ -124,6 +124,7 @@ describe('node agent against the Puppet lab', () => {
         localServerService: null,
         isolatePuppetRun: false,
         backupDir,
+        bootMarkerPath: join(root, 'run', 'boot-complete.json'),
         timeouts: { caUnavailableSeconds: 30, certificateSeconds: 120, puppetRunSeconds: 240, serverHealthySeconds: 60 },
       }),
     );
