@@ -1,5 +1,6 @@
 import { Annotations, Aws, CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
+import { READINESS_CHECK, drainSeconds } from '../lib/readiness-check';
 import type { CompileMasterConfig } from './config';
 import { CompileMasterGroup } from './constructs/compile-master-group';
 import { ControllerSecrets } from './constructs/controller-secrets';
@@ -73,6 +74,8 @@ export class CompileMasterStack extends Stack {
         confdir: '/etc/puppetlabs/puppet',
         ssldir: '/etc/puppetlabs/puppet/ssl',
         localServerPort: PUPPET_SERVER_PORT,
+        readinessPort: READINESS_CHECK.port,
+        drainSeconds: drainSeconds(),
       },
     });
 

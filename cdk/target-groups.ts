@@ -1,3 +1,4 @@
+import { READINESS_CHECK } from '../lib/readiness-check';
 import type { CompileMasterConfig } from './config';
 
 export const PUPPET_SERVER_PORT = 8140;
@@ -5,8 +6,8 @@ export const PCP_BROKER_PORT = 8142;
 
 /** An NLB target group's health check, in the target group's own terms. */
 export interface HealthCheckSettings {
-  readonly protocol: 'HTTPS' | 'TCP';
-  /** HTTPS checks only. */
+  readonly protocol: 'HTTP' | 'HTTPS' | 'TCP';
+  /** HTTP and HTTPS checks only. */
   readonly path?: string;
   /** 'traffic-port' checks the port the target receives traffic on. */
   readonly port: 'traffic-port' | number;
@@ -14,7 +15,7 @@ export interface HealthCheckSettings {
   readonly timeoutSeconds: number;
   readonly healthyThreshold: number;
   readonly unhealthyThreshold: number;
-  /** HTTPS checks only: "200", "200,202" or "200-299". */
+  /** HTTP and HTTPS checks only: "200", "200,202" or "200-299". */
   readonly healthyHttpCodes?: string;
 }
 
@@ -27,6 +28,11 @@ export interface TargetGroupSettings {
   readonly deregistrationDelaySeconds: number;
   /** Close the connections still open when the deregistration delay ends. */
   readonly connectionTermination: boolean;
+  /**
+   * How long a target that turns unhealthy (a compile master draining before a reboot) keeps its
+   * established connections, where an NLB would otherwise reset them at once.
+   */
+  readonly unhealthyDrainingSeconds: number;
 }
 
 /**
@@ -42,17 +48,25 @@ export function targetGroupSettings(
     // NLB, instead of hanging on a compile master that is about to be purged.
     connectionTermination: true,
     deregistrationDelaySeconds: config.deregistrationDelaySeconds,
-  };
-  const timing = { port: 'traffic-port', intervalSeconds: 10, timeoutSeconds: 5, healthyThreshold: 3, unhealthyThreshold: 3 } as const;
-  return [
-    {
-      id: 'PuppetServer',
-      port: PUPPET_SERVER_PORT,
-      ...common,
-      // Puppet Server answers /status/v1/simple without a client certificate (default auth.conf),
-      // which catches a wedged JVM that still accepts TCP connections.
-      healthCheck: { protocol: 'HTTPS', path: '/status/v1/simple', healthyHttpCodes: '200', ...timing },
+    // As long as a deregistration keeps them: the agents of a draining node finish their catalogs.
+    unhealthyDrainingSeconds: config.deregistrationDelaySeconds,
+    // Both ports ask the node agent's readiness daemon (plain HTTP), which fails the check while
+    // the node enrolls, when its Puppet Server does not answer "running" (a wedged JVM still
+    // accepts TCP), and for a drain before Puppet Server stops at a reboot
+    // (node-agent/src/readiness.ts). Its settings are also what that drain is computed from.
+    healthCheck: {
+      protocol: 'HTTP',
+      port: READINESS_CHECK.port,
+      path: READINESS_CHECK.path,
+      healthyHttpCodes: '200',
+      intervalSeconds: READINESS_CHECK.intervalSeconds,
+      timeoutSeconds: READINESS_CHECK.timeoutSeconds,
+      healthyThreshold: READINESS_CHECK.healthyThresholdCount,
+      unhealthyThreshold: READINESS_CHECK.unhealthyThresholdCount,
     },
-    { id: 'PcpBroker', port: PCP_BROKER_PORT, ...common, healthCheck: { protocol: 'TCP', ...timing } },
+  } as const;
+  return [
+    { id: 'PuppetServer', port: PUPPET_SERVER_PORT, ...common },
+    { id: 'PcpBroker', port: PCP_BROKER_PORT, ...common },
   ];
 }

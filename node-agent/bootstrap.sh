@@ -18,6 +18,7 @@ readonly ETC_DIR=/etc/compile-master-agent
 readonly LIB_DIR=/usr/local/lib/compile-master-agent
 readonly UNIT_NAME=compile-master-agent.service
 readonly CRL_UNIT_NAME=compile-master-crl-refresh.service
+readonly READINESS_UNIT_NAME=compile-master-readiness.service
 
 log() { printf 'compile-master bootstrap: %s\n' "$*" >&2; }
 die() {
@@ -69,7 +70,7 @@ install_puppet_agent() {
 main() {
   [[ "$(id -u)" -eq 0 ]] || die "must run as root"
   local file
-  for file in config/agent.json config/ca.pem node-agent/node-agent.mjs node-agent/$UNIT_NAME node-agent/$CRL_UNIT_NAME; do
+  for file in config/agent.json config/ca.pem node-agent/node-agent.mjs node-agent/$UNIT_NAME node-agent/$CRL_UNIT_NAME node-agent/$READINESS_UNIT_NAME; do
     [[ -s "$SHARE/$file" ]] || die "$SHARE/$file is missing or empty: is the EFS share mounted at $SHARE?"
   done
 
@@ -96,6 +97,7 @@ main() {
   ln -sfn "$NODE" "$LIB_DIR/node"
   install -m 0644 -o root -g root "$SHARE/node-agent/$UNIT_NAME" "/etc/systemd/system/$UNIT_NAME"
   install -m 0644 -o root -g root "$SHARE/node-agent/$CRL_UNIT_NAME" "/etc/systemd/system/$CRL_UNIT_NAME"
+  install -m 0644 -o root -g root "$SHARE/node-agent/$READINESS_UNIT_NAME" "/etc/systemd/system/$READINESS_UNIT_NAME"
 
   systemctl daemon-reload
   # --no-block: the boot step waits for signing and a full Puppet run, far longer than user data
@@ -108,6 +110,11 @@ main() {
   systemctl enable "$CRL_UNIT_NAME"
   systemctl --no-block restart "$CRL_UNIT_NAME"
   log "compile-master-crl-refresh enabled and (re)started"
+  # The readiness daemon answers "not ready" until the boot step has completed. Start, not
+  # restart: restarting it on a node in service would drain it (the NLB takes it out for a minute
+  # and the group's ELB health check may replace it); it takes up a new bundle at the next boot.
+  systemctl --no-block enable --now "$READINESS_UNIT_NAME"
+  log "compile-master-readiness enabled and started"
 }
 
 main "$@"

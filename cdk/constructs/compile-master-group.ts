@@ -4,6 +4,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, type IDependable } from 'constructs';
+import { READINESS_CHECK } from '../../lib/readiness-check';
 import type { CompileMasterConfig } from '../config';
 import { type CompileMasterLoadBalancer, PCP_BROKER_PORT, PUPPET_SERVER_PORT } from './load-balancer';
 import type { SharedStorage } from './shared-storage';
@@ -89,6 +90,11 @@ export class CompileMasterGroup extends Construct {
       // Client IPs are preserved, so this admits the agents by the NLB's group, not by address.
       props.loadBalancer.loadBalancer.connections.allowTo(securityGroup, ec2.Port.tcp(port), `NLB to ${port}`);
     }
+    props.loadBalancer.loadBalancer.connections.allowTo(
+      securityGroup,
+      ec2.Port.tcp(READINESS_CHECK.port),
+      'NLB health checks to the node agent\'s readiness daemon',
+    );
     props.controller.connections.allowTo(
       securityGroup,
       ec2.Port.tcp(PUPPET_SERVER_PORT),

@@ -28,7 +28,7 @@ export interface EfsContentWriterProps {
 const LAMBDA_MOUNT_PATH = '/mnt/compile-masters';
 
 /**
- * Writes the node agent, its units (boot step, CRL refresher), the bootstrap script and the
+ * Writes the node agent, its units (boot step, CRL refresher, readiness daemon), the bootstrap script and the
  * public configuration onto EFS at deploy time, through the same access point the instances mount
  * read-only. The node agent is built from source at synth, so nothing has to be built or uploaded
  * beforehand.
@@ -59,6 +59,7 @@ export class EfsContentWriter extends Construct {
               `cp ${from('dist/node-agent/node-agent.mjs')} ${to('node-agent/node-agent.mjs')}`,
               `cp ${from('node-agent/systemd/compile-master-agent.service')} ${to('node-agent/compile-master-agent.service')}`,
               `cp ${from('node-agent/systemd/compile-master-crl-refresh.service')} ${to('node-agent/compile-master-crl-refresh.service')}`,
+              `cp ${from('node-agent/systemd/compile-master-readiness.service')} ${to('node-agent/compile-master-readiness.service')}`,
               `cp ${from('node-agent/bootstrap.sh')} ${to('bootstrap.sh')}`,
             ];
           },

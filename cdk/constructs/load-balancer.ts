@@ -79,6 +79,10 @@ export class CompileMasterLoadBalancer extends Construct {
         unhealthyThresholdCount: check.unhealthyThreshold,
       },
     });
+    // By default an NLB resets the connections of a target that turns unhealthy: agents still
+    // being served by a draining compile master would fail. Kept for this long instead.
+    targets.setAttribute('target_health_state.unhealthy.connection_termination.enabled', 'false');
+    targets.setAttribute('target_health_state.unhealthy.draining_interval_seconds', String(settings.unhealthyDrainingSeconds));
     this.loadBalancer.addListener(`${id}Listener`, {
       port,
       protocol: elbv2.Protocol.TCP,

@@ -31,7 +31,7 @@ export type ShareAgentConfig = z.input<typeof AgentConfigSchema>;
 /**
  * Fills `dir` as the stack's EFS content writer fills the share: the same planContent and
  * applyContent, over the same files (the node-agent bundle from scripts/build-node-agent.mjs, its
- * two units and bootstrap.sh), with this machine's agent.json and the lab CA's certificate.
+ * three units and bootstrap.sh), with this machine's agent.json and the lab CA's certificate.
  */
 export async function writeShare(dir: string, options: { agentConfig: ShareAgentConfig; caCertificate: string }): Promise<void> {
   const bundle = await mkdtemp(join(tmpdir(), 'compile-masters-share-'));
@@ -55,6 +55,7 @@ async function assembleBundle(bundle: string): Promise<void> {
     ['dist/node-agent/node-agent.mjs', 'node-agent/node-agent.mjs'],
     ['node-agent/systemd/compile-master-agent.service', 'node-agent/compile-master-agent.service'],
     ['node-agent/systemd/compile-master-crl-refresh.service', 'node-agent/compile-master-crl-refresh.service'],
+    ['node-agent/systemd/compile-master-readiness.service', 'node-agent/compile-master-readiness.service'],
     ['node-agent/bootstrap.sh', 'bootstrap.sh'],
   ];
   for (const [from, to] of copies) await copyFile(join(REPO, from), join(bundle, to));

@@ -93,7 +93,7 @@ export function haproxyConfig(settings: readonly TargetGroupSettings[], bindAddr
       '  balance roundrobin',
       `  timeout check ${check.timeoutSeconds * 1000}`,
     );
-    if (check.protocol === 'HTTPS') {
+    if (check.protocol !== 'TCP') {
       lines.push(`  option httpchk GET ${check.path ?? '/'}`, `  http-check expect ${httpCodeMatcher(check.healthyHttpCodes ?? '200')}`);
     }
   }

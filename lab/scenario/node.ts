@@ -80,6 +80,8 @@ export class SimulatedNode implements TierNode {
         localServerService: null,
         isolatePuppetRun: false,
         backupDir: join(root, 'ssl-backups'),
+        // Not the host's /run: several simulated nodes share this machine.
+        bootMarkerPath: join(root, 'run', 'boot-complete.json'),
         timeouts: { caUnavailableSeconds: 180, certificateSeconds: 240, puppetRunSeconds: 240, serverHealthySeconds: 60 },
       }),
     );

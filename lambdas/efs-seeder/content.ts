@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import * as z from 'zod';
 
 /**
- * What the seeder writes under the access point root, relative paths. The first four come
+ * What the seeder writes under the access point root, relative paths. The bundled ones come
  * from the Lambda package (bundled at synth); the config files from the custom resource.
  */
 export const BUNDLED_FILES = [
@@ -12,6 +12,7 @@ export const BUNDLED_FILES = [
   { path: 'node-agent/node-agent.mjs', mode: 0o644 },
   { path: 'node-agent/compile-master-agent.service', mode: 0o644 },
   { path: 'node-agent/compile-master-crl-refresh.service', mode: 0o644 },
+  { path: 'node-agent/compile-master-readiness.service', mode: 0o644 },
 ] as const;
 export const AGENT_CONFIG_PATH = 'config/agent.json';
 export const CA_CERTIFICATE_PATH = 'config/ca.pem';

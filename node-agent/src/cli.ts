@@ -3,7 +3,9 @@ import { MetadataService } from '@aws-sdk/ec2-metadata-service';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { CompileMastersError, ConfigError, PuppetApiError, RefusedInputError } from '../../lib/errors';
 import { CaClient, PuppetServerStatusClient } from '../../lib/puppet';
+import { READINESS_CHECK } from '../../lib/readiness-check';
 import { boot } from './boot';
+import { clearBootMarker, readBootMarker, writeBootMarker } from './boot-marker';
 import { hostCrlPath, runCrlRefresher } from './crl-refresh';
 import { DEFAULT_CONFIG_PATH, loadCaCertificate, loadConfig, type AgentConfig } from './config';
 import { instanceMetadata } from './imds';
@@ -12,13 +14,14 @@ import { jsonLogger, type Logger } from './log';
 import { sqsNotifier } from './notify';
 import { systemClock } from './poll';
 import { PuppetCli, execCommand, type RunCommand } from './puppet';
+import { runReadinessDaemon } from './readiness';
 import { shutdown } from './shutdown';
 
-const STEPS = ['boot', 'shutdown', 'crl-refresh'] as const;
+const STEPS = ['boot', 'shutdown', 'crl-refresh', 'health'] as const;
 export type Step = (typeof STEPS)[number];
 const isStep = (value: string | undefined): value is Step => (STEPS as readonly (string | undefined)[]).includes(value);
 
-const USAGE = 'usage: node-agent.mjs boot|shutdown|crl-refresh [--config /etc/compile-master-agent/agent.json]';
+const USAGE = 'usage: node-agent.mjs boot|shutdown|crl-refresh|health [--config /etc/compile-master-agent/agent.json]';
 
 export function parseCommandLine(argv: readonly string[]): { step: Step; configPath: string } {
   let parsed;
@@ -54,7 +57,7 @@ export interface CliIo {
   imdsEndpoint?: string;
   sqs?: Pick<SQSClient, 'send'>;
   run?: RunCommand;
-  /** Ends the long-running crl-refresh step; on an instance SIGTERM or SIGINT does. */
+  /** Ends the long-running crl-refresh and health steps; on an instance SIGTERM or SIGINT does. */
   signal?: AbortSignal;
 }
 
@@ -74,21 +77,31 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       await runCrlRefresher({ ca, pinnedCaPem: caPem, crlPath: hostCrlPath(config.ssldir), intervalMs: config.crlRefreshSeconds * 1000, signal, log });
       return EXIT.ok;
     }
-    const imds = instanceMetadata(
-      new MetadataService({
-        endpoint: io.imdsEndpoint,
-        ec2MetadataV1Disabled: true,
-        httpOptions: { timeout: config.timeouts.imdsMs },
-        // At shutdown one quick retry: systemd's stop timeout is short and every answer but
-        // Terminated keeps the identity anyway.
-        retries: step === 'shutdown' ? 1 : 3,
-        backoff: (failures) => 0.2 * 2 ** failures,
-      }),
-    );
+    if (step === 'health') {
+      const caPem = await loadCaCertificate(config);
+      const local = localServerStatus(config, caPem);
+      closers.push(() => local.close());
+      await runReadinessDaemon({
+        port: config.readinessPort,
+        drainMs: config.drainSeconds * 1000,
+        readBoot: () => readBootMarker(config.bootMarkerPath),
+        serverRunning: local.running,
+        // At stop, like the shutdown step: one quick retry, since every answer but Terminated drains.
+        lifecycle: () => metadata(config, io, 1).targetLifecycleState(),
+        signal: io.signal ?? terminationSignal(),
+        log,
+      });
+      return EXIT.ok;
+    }
+    // At shutdown one quick retry: systemd's stop timeout is short and every answer but
+    // Terminated keeps the identity anyway.
+    const imds = metadata(config, io, step === 'shutdown' ? 1 : 3);
     if (step === 'shutdown') {
       await shutdown({ imds, log });
       return EXIT.ok;
     }
+    // First: a boot step that starts again has not completed for the identity it will end with.
+    await clearBootMarker(config.bootMarkerPath);
     const identity = await imds.identity();
     const caPem = await loadCaCertificate(config);
     // One attempt per call: boot's own polling retries an unreachable CA with its backoff and
@@ -111,6 +124,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       clock: systemClock,
       log,
     });
+    await writeBootMarker(config.bootMarkerPath, { certname: identity.certname, instanceId: identity.instanceId, completedAt: new Date().toISOString() });
     return EXIT.ok;
   } catch (error) {
     const code = exitCodeFor(error);
@@ -119,6 +133,40 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   } finally {
     await Promise.allSettled(closers.map((close) => close()));
   }
+}
+
+function metadata(config: AgentConfig, io: CliIo, retries: number) {
+  return instanceMetadata(
+    new MetadataService({
+      endpoint: io.imdsEndpoint,
+      ec2MetadataV1Disabled: true,
+      httpOptions: { timeout: config.timeouts.imdsMs },
+      retries,
+      backoff: (failures) => 0.2 * 2 ** failures,
+    }),
+  );
+}
+
+/**
+ * The readiness daemon's view of the local Puppet Server: over loopback, so the check does not
+ * depend on name resolution, verified as the name the boot step enrolled (or localServerHost), and
+ * answered within the NLB's timeout. One client per name, which only changes with a new identity.
+ */
+function localServerStatus(config: AgentConfig, caPem: string) {
+  const clients = new Map<string, PuppetServerStatusClient>();
+  const timeoutMs = (READINESS_CHECK.timeoutSeconds - 1) * 1000;
+  return {
+    running(certname: string): Promise<boolean> {
+      const servername = config.localServerHost ?? certname;
+      let client = clients.get(servername);
+      if (!client) {
+        client = new PuppetServerStatusClient({ baseUrl: `https://127.0.0.1:${config.localServerPort}`, servername, tls: { ca: caPem }, timeoutMs });
+        clients.set(servername, client);
+      }
+      return client.isHealthy();
+    },
+    close: () => Promise.all([...clients.values()].map((client) => client.close())),
+  };
 }
 
 /** Aborts at systemd's stop (SIGTERM) or Ctrl-C, so the poll in progress finishes its write first. */

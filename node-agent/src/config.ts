@@ -4,8 +4,11 @@ import { z } from 'zod';
 import { certnameProblem } from '../../lib/certname';
 import { ConfigError } from '../../lib/errors';
 import { configuredExtensionProblem } from '../../lib/puppet';
+import { READINESS_CHECK, drainSeconds } from '../../lib/readiness-check';
 
 export const DEFAULT_CONFIG_PATH = '/etc/compile-master-agent/agent.json';
+/** In the boot step's RuntimeDirectory: gone when that unit stops or restarts, and at every boot. */
+export const DEFAULT_BOOT_MARKER_PATH = '/run/compile-master-agent/boot-complete.json';
 
 /**
  * DNS names compare case-insensitively, and ELB DNS names keep the load balancer name's capitals
@@ -73,6 +76,19 @@ export const AgentConfigSchema = z.strictObject({
    * of the file all fit in that only with an interval well below it.
    */
   crlRefreshSeconds: seconds.max(45).default(15),
+  /**
+   * Written by the boot step once it has completed for this node's identity, removed when it
+   * starts again: the readiness daemon answers "ready" only while it is there.
+   */
+  bootMarkerPath: absolutePath.default(DEFAULT_BOOT_MARKER_PATH),
+  /** Where the readiness daemon answers the load balancer's health check (plain HTTP). */
+  readinessPort: port.default(READINESS_CHECK.port),
+  /**
+   * How long the readiness daemon answers "not ready" at stop before it lets Puppet Server stop.
+   * The default is what the NLB's health check needs; a shorter one only suits a faster checker
+   * (the lab's HAProxy), and a longer one would outlast the unit's TimeoutStopSec.
+   */
+  drainSeconds: z.number().int().min(0).max(drainSeconds()).default(drainSeconds()),
   /** Old SSL directories are moved here (timestamped, 0700) before a re-enrollment. */
   backupDir: absolutePath.default('/var/lib/compile-master-agent/ssl-backups'),
   timeouts: z

@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type Server as HttpServer, createServer as createHttpServer } from 'node:http';
 import { type Server, createServer as createHttpsServer, get } from 'node:https';
 import { type Server as TcpServer, createServer as createTcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,53 +17,65 @@ import { type Cfn, synthStack } from '../unit/cdk/stack-fixture';
 // groups shortened (1 s checks, 3 s deregistration delay). Ports away from the lab's 8140.
 const BIND = '127.0.77.1';
 const HTTPS_PORT = 28140;
+const CHECK_PORT = 28141;
 const TCP_PORT = 28142;
 const DELAY_SECONDS = 3;
 
 function shortened(group: TargetGroupSettings, port: number): TargetGroupSettings {
-  return { ...group, port, deregistrationDelaySeconds: DELAY_SECONDS, healthCheck: { ...group.healthCheck, intervalSeconds: 1, timeoutSeconds: 1 } };
+  return { ...group, port, deregistrationDelaySeconds: DELAY_SECONDS, healthCheck: { ...group.healthCheck, port: CHECK_PORT, intervalSeconds: 1, timeoutSeconds: 1 } };
 }
 const [puppetServer, pcpBroker] = targetGroupSettings({ deregistrationDelaySeconds: 60 });
 const SETTINGS = [shortened(puppetServer, HTTPS_PORT), shortened(pcpBroker, TCP_PORT)];
 const RISE = puppetServer.healthCheck.healthyThreshold;
 const FALL = puppetServer.healthCheck.unhealthyThreshold;
 
-/** A compile master as the NLB sees it: /status/v1/simple on the HTTPS port, a TCP port. */
+/**
+ * A compile master as the NLB sees it: the HTTPS port, a TCP port, and the readiness daemon's
+ * plain-HTTP check on its own port, which both target groups ask.
+ */
 class FakeTarget {
   status = 200;
   readonly checks: { at: number; status: number }[] = [];
   /** When each request that came through the NLB (GET /who) arrived. */
   readonly served: number[] = [];
   private readonly https: Server;
+  private readonly readiness: HttpServer;
   private readonly tcp: TcpServer;
 
   constructor(readonly id: string, readonly ip: string, pem: Pem) {
-    this.https = createHttpsServer({ ...pem }, (request, response) => {
-      if (request.url === '/status/v1/simple') {
-        this.checks.push({ at: Date.now(), status: this.status });
-        response.writeHead(this.status).end(this.status === 200 ? 'running' : 'error');
-      } else {
-        this.served.push(Date.now());
-        response.end(this.id);
-      }
+    this.https = createHttpsServer({ ...pem }, (_request, response) => {
+      this.served.push(Date.now());
+      response.end(this.id);
+    });
+    this.readiness = createHttpServer((request, response) => {
+      if (request.url !== '/ready') return void response.writeHead(404).end();
+      this.checks.push({ at: Date.now(), status: this.status });
+      response.writeHead(this.status).end(this.status === 200 ? 'ready' : 'not ready');
     });
     this.tcp = createTcpServer((socket) => socket.end(this.id));
   }
 
   async listen(): Promise<this> {
     await new Promise<void>((resolve) => this.https.listen(HTTPS_PORT, this.ip, resolve));
+    await new Promise<void>((resolve) => this.readiness.listen(CHECK_PORT, this.ip, resolve));
     await new Promise<void>((resolve) => this.tcp.listen(TCP_PORT, this.ip, resolve));
     return this;
   }
 
-  /** Stops accepting on the HTTPS port: new connects are refused, health checks too. */
+  /**
+   * Puppet Server is gone: new connects to the HTTPS port are refused, and the readiness check,
+   * which asks it, fails from now on.
+   */
   refuse(): void {
     this.https.close();
+    this.status = 503;
   }
 
   close(): void {
     this.https.close();
     this.https.closeAllConnections();
+    this.readiness.close();
+    this.readiness.closeAllConnections();
     this.tcp.close();
   }
 }
@@ -114,7 +127,8 @@ describe('the stack\'s target groups in HAProxy', () => {
       const attribute = (key: string) => group.TargetGroupAttributes.find((a: Cfn) => a.Key === key)?.Value;
       expect(attribute('deregistration_delay.timeout_seconds')).toBe(String(s.deregistrationDelaySeconds));
       expect(attribute('deregistration_delay.connection_termination.enabled')).toBe(String(s.connectionTermination));
-      expect(group.HealthCheckPort).toBe('traffic-port');
+      expect(attribute('target_health_state.unhealthy.draining_interval_seconds')).toBe(String(s.unhealthyDrainingSeconds));
+      expect(group.HealthCheckPort).toBe(String(s.healthCheck.port));
 
       const backend = cfg.split(/\n(?=\S)/).find((section) => section.startsWith(`backend ${backendName(s)}\n`))!;
       expect(cfg).toContain(`bind 192.0.2.1:${group.Port}\n`);
@@ -123,9 +137,10 @@ describe('the stack\'s target groups in HAProxy', () => {
       expect(server).toBe(
         `add server ${backendName(s)}/i-0123456789abcdef0 10.0.0.5:${group.Port} check` +
           (group.HealthCheckProtocol === 'HTTPS' ? ' check-ssl verify none' : '') +
+          (group.HealthCheckPort === 'traffic-port' ? '' : ` port ${group.HealthCheckPort}`) +
           ` inter ${group.HealthCheckIntervalSeconds * 1000} rise ${group.HealthyThresholdCount} fall ${group.UnhealthyThresholdCount}`,
       );
-      if (group.HealthCheckProtocol === 'HTTPS') {
+      if (group.HealthCheckProtocol === 'HTTP' || group.HealthCheckProtocol === 'HTTPS') {
         expect(backend).toContain(`option httpchk GET ${group.HealthCheckPath}\n`);
         expect(backend).toContain(`http-check expect status ${group.Matcher.HttpCode}\n`);
       } else {
@@ -197,7 +212,7 @@ describe('HAProxy as the NLB', () => {
 
     const after = await Promise.all(Array.from({ length: 10 }, () => whoViaNlb()));
     expect(after.filter((id) => id === b.id).length).toBe(5);
-    // The PCP broker port's TCP check brings it up too.
+    // The PCP broker port's check (the same readiness check) brings it up too.
     expect(await stateOf(nlb, b.id, TCP_PORT)).toBe('healthy');
   });
 
@@ -259,7 +274,7 @@ describe('HAProxy as the NLB', () => {
     for (const t of [a, b]) await nlb.register(t.id, t.ip);
     for (const t of [a, b]) await healthy(nlb, t.id);
 
-    // b still passes for healthy until FALL checks notice: connections sent to it are refused.
+    // b still counts as healthy until FALL checks notice: connections sent to it are refused.
     b.refuse();
     const servedByA = a.served.length;
     const outcomes = await Promise.all(Array.from({ length: 10 }, () => whoViaNlb().catch((error: Error) => error)));
@@ -285,6 +300,7 @@ describe('HAProxy as the NLB', () => {
       // A target inside the namespace, at an address that only exists there.
       const script = `const pem = require(${JSON.stringify(join(runDir, 'target.json'))});
         require('node:https').createServer(pem, (q, s) => s.end('ok')).listen(${HTTPS_PORT}, '127.0.0.2');
+        require('node:http').createServer((q, s) => s.end('ready')).listen(${CHECK_PORT}, '127.0.0.2');
         require('node:net').createServer((s) => s.end()).listen(${TCP_PORT}, '127.0.0.2');`;
       server = spawn(inNs[0]!, [...inNs.slice(1), process.execPath, '-e', script], { stdio: 'ignore' });
       nlb = await startHaproxyNlb({ settings: SETTINGS, bindAddress: '127.0.0.1', runDir, spawnPrefix: inNs });

@@ -8,6 +8,7 @@ import { parseMessage } from '../../lambdas/controller/messages';
 import { NodeAgentNoticeSchema, instanceSenderId, type NodeAgentNotice } from '../../lib/node-agent-notice';
 import { certificateFacts, crlSerials, publicKeySha256, readCsr } from '../../lib/puppet';
 import { csrProblems } from '../../lambdas/controller/csr-policy';
+import { readBootMarker } from '../../node-agent/src/boot-marker';
 import { runCli } from '../../node-agent/src/cli';
 import { eventually, labClients, type LabClients } from '../../lab/clients';
 import { requestCertificate } from '../../lab/csr';
@@ -93,6 +94,8 @@ describe('node agent against the Puppet lab', () => {
   }
 
   const localCert = () => readFile(join(ssldir, 'certs', `${certname}.pem`), 'utf8');
+  /** What the readiness daemon reads: written only by a boot step that completed. */
+  const bootMarker = () => join(root, 'run', 'boot-complete.json');
 
   beforeAll(async () => {
     lab = loadLab();
@@ -124,6 +127,7 @@ describe('node agent against the Puppet lab', () => {
         localServerService: null,
         isolatePuppetRun: false,
         backupDir,
+        bootMarkerPath: bootMarker(),
         timeouts: { caUnavailableSeconds: 30, certificateSeconds: 120, puppetRunSeconds: 240, serverHealthySeconds: 60 },
       }),
     );
@@ -166,6 +170,7 @@ describe('node agent against the Puppet lab', () => {
     expect(puppetConf).toContain(`dns_alt_names = ${certname},${NLB}`);
     // The pinned CA was put in place, not fetched.
     expect(await readFile(join(ssldir, 'certs', 'ca.pem'), 'utf8')).toBe(await readFile(lab.caCertPath, 'utf8'));
+    expect(await readBootMarker(bootMarker())).toMatchObject({ kind: 'complete', marker: { certname, instanceId: INSTANCE_ID } });
     console.info(`first enrollment took ${run.seconds.toFixed(1)} s`);
   });
 
@@ -228,6 +233,8 @@ describe('node agent against the Puppet lab', () => {
     expect(run.code).toBe(75);
     expect(events).toEqual([]);
     expect(run.lines.at(-1)).toMatchObject({ level: 'error', message: expect.stringMatching(/has revoked it.*puppetserver ca clean --certname/) });
+    // The earlier boot's marker is gone: the readiness daemon answers "not ready".
+    expect(await readBootMarker(bootMarker())).toEqual({ kind: 'pending' });
     expect(await localCert()).toBe(before);
     expect(await readdir(backupDir)).toHaveLength(1);
   });

@@ -62,7 +62,7 @@ describe('EFS content writer bundle', () => {
 
   it('carries the units and the bootstrap script unchanged', () => {
     expect(readFileSync(join(dir, 'files/bootstrap.sh'))).toEqual(readFileSync(new URL('node-agent/bootstrap.sh', root)));
-    for (const unit of ['compile-master-agent.service', 'compile-master-crl-refresh.service']) {
+    for (const unit of ['compile-master-agent.service', 'compile-master-crl-refresh.service', 'compile-master-readiness.service']) {
       expect(readFileSync(join(dir, 'files/node-agent', unit))).toEqual(readFileSync(new URL(`node-agent/systemd/${unit}`, root)));
     }
   });

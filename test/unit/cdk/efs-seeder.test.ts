@@ -44,7 +44,7 @@ describe('EFS content', () => {
     await applyContent(root, await planContent(properties({ CaCertificate: CA }), bundleDir()));
 
     expect(filesUnder(root).sort()).toEqual(
-      ['bootstrap.sh', 'config/agent.json', 'config/ca.pem', 'node-agent/compile-master-agent.service', 'node-agent/compile-master-crl-refresh.service', 'node-agent/node-agent.mjs'],
+      ['bootstrap.sh', 'config/agent.json', 'config/ca.pem', 'node-agent/compile-master-agent.service', 'node-agent/compile-master-crl-refresh.service', 'node-agent/compile-master-readiness.service', 'node-agent/node-agent.mjs'],
     );
     expect(statSync(join(root, 'bootstrap.sh')).mode & 0o777).toBe(0o755);
     expect(statSync(join(root, 'node-agent/node-agent.mjs')).mode & 0o777).toBe(0o644);

@@ -72,6 +72,9 @@ describe('a real deploy into an existing VPC', () => {
       extensions: { pp_role: 'compile_master' },
       dnsAltNames: [expect.stringMatching(/\.elb\.eu-west-1\.amazonaws\.com$/), 'puppet.corp.example.com', 'puppet'],
       localServerPort: 8140,
+      // The health check's port, and the drain its settings need (3 × 10 s + 5 s + 10 s).
+      readinessPort: 8141,
+      drainSeconds: 45,
     });
     expect(Stack.of(stack).resolve(content.ContentHash)).toMatch(/^[0-9a-f]{64}$/);
   });

@@ -2,6 +2,7 @@ import { Match } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
 import { LAUNCH_HOOK_NAME, TERMINATE_HOOK_NAME } from '../../../cdk/compile-master-stack';
 import { loadConfig as loadControllerConfig } from '../../../lambdas/controller/config';
+import { READINESS_CHECK } from '../../../lib/readiness-check';
 import { asArray, logicalIdByPath, only, renderAsDeployed, rulesOf, statementsOfRole, synthStack } from './stack-fixture';
 
 // The embedded example configuration: what `cdk synth` produces on a fresh clone.
@@ -132,22 +133,24 @@ describe('security groups', () => {
   const writer = id('SharedStorage/Content/SecurityGroup/Resource');
   const primary = '192.0.2.10/32';
 
-  it('NLB: agents in on 8140/8142, out only to the instances', () => {
+  it('NLB: agents in on 8140/8142, out only to the instances (and their readiness port, for health checks)', () => {
     expect(rulesOf(template, nlb, 'ingress')).toEqual([
       { peer: '10.0.0.0/8', port: 'tcp/8140' },
       { peer: '10.0.0.0/8', port: 'tcp/8142' },
     ]);
     expect(rulesOf(template, nlb, 'egress')).toEqual([
       { peer: instances, port: 'tcp/8140' },
+      { peer: instances, port: 'tcp/8141' },
       { peer: instances, port: 'tcp/8142' },
     ]);
   });
 
-  it('instances: in only from the NLB and the controller\'s health check', () => {
+  it('instances: in only from the NLB (agents, and health checks on the readiness port) and the controller\'s health check', () => {
     expect(rulesOf(template, instances, 'ingress')).toEqual(
       [
         { peer: controller, port: 'tcp/8140' },
         { peer: nlb, port: 'tcp/8140' },
+        { peer: nlb, port: 'tcp/8141' },
         { peer: nlb, port: 'tcp/8142' },
       ].sort((a, b) => `${a.peer}${a.port}`.localeCompare(`${b.peer}${b.port}`)),
     );
@@ -386,9 +389,9 @@ describe('network load balancer', () => {
   });
 
   it.each([
-    [8140, 'LoadBalancer/PuppetServerTargets/Resource', { HealthCheckProtocol: 'HTTPS', HealthCheckPath: '/status/v1/simple' }],
-    [8142, 'LoadBalancer/PcpBrokerTargets/Resource', { HealthCheckProtocol: 'TCP' }],
-  ])('forwards TCP %i to its own instance target group with explicit health checks', (port, path, check) => {
+    [8140, 'LoadBalancer/PuppetServerTargets/Resource'],
+    [8142, 'LoadBalancer/PcpBrokerTargets/Resource'],
+  ])('forwards TCP %i to its own instance target group, health-checked by the readiness daemon', (port, path) => {
     template.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', {
       Port: port,
       Protocol: 'TCP',
@@ -398,16 +401,35 @@ describe('network load balancer', () => {
       Port: port,
       Protocol: 'TCP',
       TargetType: 'instance',
-      HealthCheckPort: 'traffic-port',
+      HealthCheckProtocol: 'HTTP',
+      HealthCheckPort: '8141',
+      HealthCheckPath: '/ready',
+      Matcher: { HttpCode: '200' },
       HealthCheckIntervalSeconds: 10,
+      HealthCheckTimeoutSeconds: 5,
       HealthyThresholdCount: 3,
       UnhealthyThresholdCount: 3,
-      ...check,
       TargetGroupAttributes: expect.arrayContaining([
         { Key: 'deregistration_delay.timeout_seconds', Value: '60' },
         { Key: 'deregistration_delay.connection_termination.enabled', Value: 'true' },
+        // A target turning unhealthy (a drain) keeps its agents' connections as a deregistration would.
+        { Key: 'target_health_state.unhealthy.connection_termination.enabled', Value: 'false' },
+        { Key: 'target_health_state.unhealthy.draining_interval_seconds', Value: '60' },
       ]),
     });
+  });
+
+  it('takes both health checks from the one definition the node agent drains by', () => {
+    const checks = Object.values(template.findResources('AWS::ElasticLoadBalancingV2::TargetGroup')).map(({ Properties: p }) => [
+      p.HealthCheckPort,
+      p.HealthCheckPath,
+      p.HealthCheckIntervalSeconds,
+      p.HealthCheckTimeoutSeconds,
+      p.HealthyThresholdCount,
+      p.UnhealthyThresholdCount,
+    ]);
+    const { port, path, intervalSeconds, timeoutSeconds, healthyThresholdCount, unhealthyThresholdCount } = READINESS_CHECK;
+    expect(checks).toEqual([1, 2].map(() => [String(port), path, intervalSeconds, timeoutSeconds, healthyThresholdCount, unhealthyThresholdCount]));
   });
 });
 

@@ -27,6 +27,9 @@ describe('agent configuration', () => {
       localServerService: 'pe-puppetserver',
       isolatePuppetRun: true,
       crlRefreshSeconds: 15,
+      bootMarkerPath: '/run/compile-master-agent/boot-complete.json',
+      readinessPort: 8141,
+      drainSeconds: 45,
       backupDir: '/var/lib/compile-master-agent/ssl-backups',
       timeouts: { imdsMs: 2000, caUnavailableSeconds: 300, certificateSeconds: 1800, puppetRunSeconds: 1800, serverHealthySeconds: 600 },
     });

@@ -1,12 +1,15 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmod, cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { drainSeconds } from '../../../lib/readiness-check';
+import { DEFAULT_BOOT_MARKER_PATH, parseConfig } from '../../../node-agent/src/config';
 
 const UNIT = 'node-agent/systemd/compile-master-agent.service';
 const CRL_UNIT = 'node-agent/systemd/compile-master-crl-refresh.service';
-const UNITS = ['compile-master-agent.service', 'compile-master-crl-refresh.service'];
+const READINESS_UNIT = 'node-agent/systemd/compile-master-readiness.service';
+const UNITS = ['compile-master-agent.service', 'compile-master-crl-refresh.service', 'compile-master-readiness.service'];
 const BOOTSTRAP = 'node-agent/bootstrap.sh';
 
 /** Installs a Debian package when its program is missing, so a fresh machine runs these tests too. */
@@ -79,6 +82,31 @@ describe('systemd units', () => {
     expect(unit.match(/^(ReadWritePaths|StateDirectory|LogsDirectory|CacheDirectory|RuntimeDirectory)=.*$/gm)).toEqual(['ReadWritePaths=-/etc/puppetlabs/puppet/ssl -/var/lib/puppet/ssl']);
     expect(unit).toMatch(/^CapabilityBoundingSet=CAP_CHOWN CAP_DAC_OVERRIDE$/m);
   });
+
+  it('gives the boot step a runtime directory for the marker the readiness daemon reads, removed whenever it stops', async () => {
+    const unit = await readFile(UNIT, 'utf8');
+    expect(`/run/${/^RuntimeDirectory=(\S+)$/m.exec(unit)?.[1]}`).toBe(dirname(DEFAULT_BOOT_MARKER_PATH));
+    expect(unit).toMatch(/^RuntimeDirectoryMode=0755$/m);
+    expect(unit).not.toMatch(/^RuntimeDirectoryPreserve=/m);
+  });
+
+  it('stops the readiness daemon before Puppet Server, and gives its drain the time it needs', async () => {
+    const unit = await readFile(READINESS_UNIT, 'utf8');
+    expect(unit).toMatch(/^ExecStart=\S+ \S+node-agent\.mjs health --config \/etc\/compile-master-agent\/agent\.json$/m);
+    // Stop order is the reverse of start order: After= these means stopped before them.
+    const after = /^After=(.*)$/m.exec(unit)?.[1]?.split(/\s+/) ?? [];
+    expect(after).toEqual(expect.arrayContaining(['pe-puppetserver.service', 'puppetserver.service', 'network-online.target']));
+    // Not after the boot step: it answers "not ready" while the boot step runs (or fails).
+    expect(after).not.toContain('compile-master-agent.service');
+    // The drain, the instance-metadata look-up (two tries, token and answer) and slack.
+    const stopSeconds = Number(/^TimeoutStopSec=(\d+)s$/m.exec(unit)?.[1]);
+    const imdsSeconds = (4 * parseConfig({ primaryServer: 'p.example.com', queueUrl: 'https://sqs.eu-west-1.amazonaws.com/1/q', region: 'eu-west-1' }, 'x').timeouts.imdsMs) / 1000;
+    expect(stopSeconds).toBeGreaterThanOrEqual(drainSeconds() + imdsSeconds + 5);
+    expect(unit).toMatch(/^Restart=always$/m);
+    expect(unit).toMatch(/^DynamicUser=yes$/m);
+    expect(unit).toMatch(/^CapabilityBoundingSet=$/m);
+    expect(unit.match(/^(ReadWritePaths|StateDirectory|LogsDirectory|CacheDirectory|RuntimeDirectory)=.*$/gm)).toBeNull();
+  });
 });
 
 describe('bootstrap.sh', () => {
@@ -112,6 +140,8 @@ describe('bootstrap.sh', () => {
     }
     // A rerun after a deploy must swap the running refresher onto the new bundle.
     expect(script).toMatch(/^\s*systemctl --no-block restart "\$CRL_UNIT_NAME"$/m);
+    // ...but never restart the readiness daemon: that would drain a node in service.
+    expect(script).not.toMatch(/systemctl .*restart "\$READINESS_UNIT_NAME"/);
   });
 
   it('refuses to run without the EFS share, naming the missing file', async () => {
