@@ -1,4 +1,4 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { installLabModules } from './lab-modules';
 import { ENVIRONMENT, type LabLayout } from './layout';
@@ -91,4 +91,7 @@ export function writePuppetCode(paths: LabLayout): void {
   for (const [module, files] of Object.entries(LAB_MODULES)) {
     for (const [file, content] of Object.entries(files)) replaceFile(join(environment, 'modules', module, file), content);
   }
+  // A module the lab no longer writes here would shadow one of the same name on the basemodulepath.
+  const modules = join(environment, 'modules');
+  for (const name of readdirSync(modules)) if (!(name in LAB_MODULES)) rmSync(join(modules, name), { recursive: true, force: true });
 }

@@ -13,6 +13,7 @@ import { Machine } from '../machines/machine';
 import { LabNetwork, type NetworkHost } from '../machines/network';
 import { startRelay, type Relay } from '../machines/relay';
 import { ensureRootfs } from '../machines/rootfs';
+import { sweepLeftovers } from '../machines/sweep';
 import { DEBIAN_PUPPET, SHARE_MOUNT, USER_DATA, writeShare } from '../machines/share';
 import type { TargetBalancer } from '../memory-cloud';
 import { startHaproxyNlb, type HaproxyNlb } from '../nlb/haproxy';
@@ -68,6 +69,7 @@ export class MachineTier {
       for (const closer of closers.reverse()) await Promise.resolve(closer()).catch(() => undefined);
     };
     try {
+      sweepLeftovers(join(options.lab.dir, 'scenario'), options.progress);
       const rootfs = await ensureRootfs({ cacheDir: join(options.lab.dir, 'machines'), progress: options.progress });
       const network = LabNetwork.create(options.subnet);
       closers.push(() => network.destroy());
