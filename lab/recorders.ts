@@ -18,6 +18,8 @@ export class RecordingMetrics {
 /** A logger that keeps its lines, serialised the way they would be printed. */
 export class RecordingLogger {
   readonly lines: Array<{ level: string; message: string; attributes: unknown }> = [];
+  /** Called with each line as it is logged (the lab's live trace). */
+  onLine?: (line: { level: string; message: string; attributes: unknown }) => void;
 
   debug(message: string, attributes?: Record<string, unknown>): void {
     this.record('debug', message, attributes);
@@ -38,5 +40,6 @@ export class RecordingLogger {
 
   private record(level: string, message: string, attributes: unknown): void {
     this.lines.push({ level, message, attributes });
+    this.onLine?.({ level, message, attributes });
   }
 }

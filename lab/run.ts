@@ -65,7 +65,9 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   await ensureLab();
   const lab = loadLab();
-  const result = await runScenario({ lab, faults: values.faults, machines: !values.processes, workDir: await scenarioWorkDir(lab), progress: (line) => console.error(`[lab] ${line}`) });
+  // LAB_TRACE=1: every controller log line as it happens, on stderr.
+  const trace = process.env.LAB_TRACE ? (line: string) => console.error(`[controller] ${line}`) : undefined;
+  const result = await runScenario({ trace, lab, faults: values.faults, machines: !values.processes, workDir: await scenarioWorkDir(lab), progress: (line) => console.error(`[lab] ${line}`) });
   console.log(Object.entries(result.nodes).map(([label, node]) => `${label} = ${node.instanceId} ${node.certname}`).join('\n'));
   console.log(`\n${result.timeline}\n`);
   if (result.faults.length > 0) console.log(`${faultTable(result)}\n`);

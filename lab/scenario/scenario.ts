@@ -33,6 +33,8 @@ export interface ScenarioOptions {
   workDir: string;
   /** Progress lines while the run goes on. */
   progress?: (line: string) => void;
+  /** Each controller log line as it is logged. */
+  trace?: (line: string) => void;
 }
 
 export interface ScenarioResult {
@@ -137,6 +139,8 @@ class Scenario {
         }
       : undefined;
     this.world = new LabWorld(options.lab, machines);
+    const trace = options.trace;
+    if (trace) this.world.logger.onLine = (line) => trace(`${line.level} ${describeLine(line.message, line.attributes)}`);
     this.clients = labClients({ lab: options.lab });
     this.timeline = new Timeline(this.world.logger, (text) => this.label(text));
     this.world.tap.watch(() => this.faults.startReady());

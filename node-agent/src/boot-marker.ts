@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { certnameProblem } from '../../lib/certname';
@@ -35,6 +35,8 @@ export async function writeBootMarker(path: string, marker: BootMarker): Promise
   try {
     // World-readable: the readiness daemon runs as its own unprivileged user.
     await writeFile(staging, `${JSON.stringify(BootMarkerSchema.parse(marker))}\n`, { mode: 0o644 });
+    // writeFile's mode passes through the umask, and the agent's unit sets UMask=0027.
+    await chmod(staging, 0o644);
     await rename(staging, path);
   } catch (error) {
     await rm(staging, { force: true });

@@ -88,7 +88,13 @@ describe('boot marker', () => {
     const dir = await mkdtemp(join(tmpdir(), 'boot-marker-'));
     const path = join(dir, 'run', 'boot-complete.json');
     expect(await readBootMarker(path)).toEqual({ kind: 'pending' });
-    await writeBootMarker(path, marker);
+    // The agent's unit runs with UMask=0027.
+    const umask = process.umask(0o027);
+    try {
+      await writeBootMarker(path, marker);
+    } finally {
+      process.umask(umask);
+    }
     expect(await readBootMarker(path)).toEqual(complete);
     // The readiness daemon runs as another, unprivileged user.
     expect((await stat(path)).mode & 0o777).toBe(0o644);
