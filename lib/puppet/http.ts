@@ -98,6 +98,7 @@ export class PuppetEndpoint {
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
   private readonly timeoutMs: number;
+  private readonly hostHeader: string | undefined;
   private readonly retry: RetryPolicy;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly random: () => number;
@@ -110,6 +111,10 @@ export class PuppetEndpoint {
     }
     this.ownsDispatcher = options.dispatcher === undefined;
     this.dispatcher = options.dispatcher ?? createAgent(options.tls, options.servername);
+    // Puppet Server's Jetty refuses a request whose Host is not the TLS SNI name (400 "Host does
+    // not match SNI"): reached by address, the request names the server as its certificate does.
+    const port = new URL(this.baseUrl).port;
+    this.hostHeader = options.servername ? `${options.servername}${port ? `:${port}` : ''}` : undefined;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.retry = options.retry ?? DEFAULT_RETRY;
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
@@ -162,7 +167,7 @@ export class PuppetEndpoint {
   }
 
   private async once(spec: CallSpec, url: string): Promise<CallResult> {
-    const headers: Record<string, string> = { accept: 'application/json, text/plain, */*', ...spec.headers };
+    const headers: Record<string, string> = { accept: 'application/json, text/plain, */*', ...(this.hostHeader ? { host: this.hostHeader } : {}), ...spec.headers };
     let body: string | undefined;
     if (spec.body !== undefined) {
       body = typeof spec.body === 'string' ? spec.body : JSON.stringify(spec.body);

@@ -15,6 +15,7 @@ describe('PuppetEndpoint', () => {
   let baseUrl: string;
   let script: Array<{ status: number; body: string }> = [];
   let hits = 0;
+  let lastHost: string | undefined;
   const noSleep = async () => {};
 
   beforeAll(async () => {
@@ -22,6 +23,7 @@ describe('PuppetEndpoint', () => {
     const leaf = await ca.issue({ commonName: 'localhost', dnsNames: ['localhost'] });
     server = createServer({ cert: leaf.cert, key: leaf.key }, (req, res) => {
       hits++;
+      lastHost = req.headers.host;
       const next = script.shift() ?? { status: 200, body: '{}' };
       res.writeHead(next.status, { 'content-type': 'application/json' });
       res.end(next.body);
@@ -80,6 +82,8 @@ describe('PuppetEndpoint', () => {
     script = [{ status: 200, body: 'running' }];
     const result = await endpoint({ baseUrl: byAddress, servername: 'localhost' }).call({ operation: 'probe', method: 'GET', path: '/x', accept: [200] });
     expect(result.text).toBe('running');
+    // Puppet Server (Jetty) answers 400 "Host does not match SNI" when the two differ.
+    expect(lastHost).toBe(`localhost:${new URL(baseUrl).port}`);
     const error = await endpoint({ baseUrl: byAddress, servername: 'someone-else.lab.test' })
       .call({ operation: 'probe', method: 'GET', path: '/x', accept: [200] })
       .catch((e: unknown) => e);
