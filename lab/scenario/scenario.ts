@@ -19,6 +19,7 @@ import { LabWorld, NLB_DNS_NAME, REGION } from './world';
 import { enrollAgents, realAgentRun, retireAgents, startFleet, type AgentIdentity, type FleetHandle, type RequestRecord } from '../fleet';
 import { MachineNode } from './machine-node';
 import { MachineTier } from './machine-tier';
+import { holdLabLock } from '../lock';
 
 export interface ScenarioOptions {
   lab: LabDescription;
@@ -95,11 +96,14 @@ const throttling = (operation: string) => toAwsCallError(operation, Object.assig
  * controller crashes and events go missing; the end state must be the same.
  */
 export async function runScenario(options: ScenarioOptions): Promise<ScenarioResult> {
+  // The run stops and starts the lab's servers (faults) and its primary reloads PuppetDB.
+  const lock = await holdLabLock();
   const scenario = new Scenario(options);
   try {
     return await scenario.run();
   } finally {
     await scenario.cleanUp();
+    await lock.release();
   }
 }
 
@@ -182,6 +186,7 @@ class Scenario {
         await this.timeline.step(index + 1, title, async () => {
           try {
             await step();
+            await this.targetsHealthy();
           } finally {
             await this.faults.settle();
           }
@@ -244,6 +249,20 @@ class Scenario {
     const [, ...agents] = this.fleetIdentities;
     this.fleet = await startFleet({ agents, runsPerMinute: FLEET.runsPerMinute, target: this.tier.agentTarget, durationMs: 4 * 3600_000, lab: this.options.lab });
     this.timeline.note('lab', `agent load starts: ${agents.length} agents, ${FLEET.runsPerMinute} runs/min through ${NLB_DNS_NAME}`);
+  }
+
+  /** Until every registered target is healthy at the load balancer (machines only). */
+  private async targetsHealthy(): Promise<void> {
+    const tier = this.tier;
+    if (!tier) return;
+    const started = Date.now();
+    let healthy = false;
+    await this.until(async () => {
+      const targets = await tier.env.nlb.health();
+      healthy = targets.length > 0 && targets.every((target) => target.state === 'healthy');
+      return healthy;
+    }, 'every registered compile master to be healthy at the load balancer');
+    this.timeline.note('lab', `the load balancer sees every registered compile master healthy (waited ${((Date.now() - started) / 1000).toFixed(1)} s)`);
   }
 
   /** A minute of the tier serving with nothing else going on, and one real `puppet agent -t`. */
@@ -331,6 +350,8 @@ class Scenario {
     if ((await kept.localCertificate()) !== before) throw new Error('cm1 lost its identity on a reboot');
     this.rebootIdentityKept = true;
     this.timeline.note('lab', 'cm1 kept its certificate (same fingerprint, still signed at the CA)');
+    // An operator takes the next compile master down once the load balancer sees this one serve.
+    await this.targetsHealthy();
 
     this.agentNote(purged, await purged.stop());
     this.purgeable.add(purged.certname);

@@ -41,6 +41,7 @@ describe('compile_masters_compiler', () => {
     etc = join(dir, 'etc');
     // Debian's own files, as the puppetserver package leaves them.
     for (const sub of ['conf.d', 'services.d']) mkdirSync(join(etc, 'puppetserver', sub), { recursive: true });
+    mkdirSync(join(etc, 'systemd'), { recursive: true });
     copyFileSync(join(DEBIAN_SERVER, 'conf.d', 'webserver.conf'), join(etc, 'puppetserver', 'conf.d', 'webserver.conf'));
     copyFileSync(join(DEBIAN_SERVER, 'services.d', 'ca.cfg'), join(etc, 'puppetserver', 'services.d', 'ca.cfg'));
     copyFileSync('/etc/default/puppetserver', join(etc, 'default-puppetserver'));
@@ -53,6 +54,7 @@ describe('compile_masters_compiler', () => {
   puppetdb_urls   => ['https://primary.lab.test:8081', 'https://puppetdb2.lab.test:8081'],
   heap            => '640m',
   soft_write_failure => true,
+  systemd_dir     => '${etc}/systemd',
   c1_only_jit     => true,
   manage_packages => false,
   confdir         => '${etc}',
@@ -104,6 +106,7 @@ describe('compile_masters_compiler', () => {
     expect(puppetConf).toMatch(/\[server\][^[]*reports = puppetdb/);
     expect(readFileSync(join(etc, 'puppetdb.conf'), 'utf8')).toMatch(/\[main\]\s*\nserver_urls = https:\/\/primary\.lab\.test:8081,https:\/\/puppetdb2\.lab\.test:8081/);
     expect(readFileSync(join(etc, 'puppetdb.conf'), 'utf8')).toMatch(/\[main\][^[]*soft_write_failure = true/);
+    expect(readFileSync(join(etc, 'systemd', 'puppetserver.service.d', 'compile-master.conf'), 'utf8')).toMatch(/\[Service\]\nRestart=on-failure\nRestartSec=5\nTimeoutStartSec=600\n/);
     expect(readFileSync(join(etc, 'routes.yaml'), 'utf8')).toBe('---\nserver:\n  facts:\n    terminus: puppetdb\n    cache: yaml\n');
 
     const defaults = readFileSync(join(etc, 'default-puppetserver'), 'utf8');

@@ -36,6 +36,11 @@
 #   pauses whenever it re-reads its allow-list (compile_masters_primary's allow_compile_masters
 #   reloads it as compile masters come and go): true keeps those pauses from failing agent runs.
 #   Queries (puppetdb_query, collected resources) still fail while PuppetDB is away.
+# @param start_timeout
+#   Seconds systemd gives Puppet Server to start (TimeoutStartSec in the drop-in that also makes a
+#   failed start retried).
+# @param systemd_dir
+#   Where the unit's drop-in goes.
 # @param heap
 #   JVM heap, for both -Xms and -Xmx (e.g. `2g`; `512m`-`768m` is enough for one JRuby).
 # @param c1_only_jit
@@ -73,6 +78,8 @@ class compile_masters_compiler (
   Array[Stdlib::HTTPSUrl, 1] $puppetdb_urls,
   Stdlib::Port $primary_port = 8140,
   Boolean $soft_write_failure = false,
+  Integer[60] $start_timeout = 600,
+  Stdlib::Absolutepath $systemd_dir = '/etc/systemd/system',
   Pattern[/\A[1-9][0-9]*[kmgKMG]\z/] $heap = '2g',
   Boolean $c1_only_jit = false,
   Array[String[1]] $java_args = ['-Djruby.logger.class=com.puppetlabs.jruby_utils.jruby.Slf4jLogger'],
@@ -193,6 +200,31 @@ class compile_masters_compiler (
     match   => '^JAVA_ARGS=',
     require => $installed,
     notify  => Service[$service],
+  }
+
+  # A start that fails is tried again. Debian's unit checks the JVM with `kill -0 $MAINPID` from
+  # an ExecStartPost running as `puppet`; on a busy machine it can run before the JVM's process
+  # has dropped root, get EPERM and fail the start (seen at boot in the machine lab), and the
+  # unit's own Restart=on-abnormal does not retry an exit code. Starting on a small or loaded
+  # machine can also outlast the unit's 300 s.
+  $drop_in_dir = "${systemd_dir}/${service}.service.d"
+  file { $drop_in_dir:
+    ensure => directory,
+    mode   => '0755',
+  }
+  file { "${drop_in_dir}/compile-master.conf":
+    ensure  => file,
+    mode    => '0644',
+    content => "# Managed by compile_masters_compiler\n[Unit]\nStartLimitIntervalSec=0\n\n[Service]\nRestart=on-failure\nRestartSec=5\nTimeoutStartSec=${start_timeout}\n",
+    notify  => Exec['compile master: systemctl daemon-reload'],
+  }
+  exec { 'compile master: systemctl daemon-reload':
+    command     => 'systemctl daemon-reload',
+    path        => ['/usr/bin', '/bin'],
+    refreshonly => true,
+    before      => Service[$service],
+    # Goes with the service: `--skip_tags service` leaves both alone where systemd does not run.
+    tag         => ['service'],
   }
 
   service { $service:

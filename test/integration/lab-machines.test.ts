@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { loadLab } from '../../lab/running-lab';
+import { runScenario, scenarioWorkDir } from '../../lab/scenario/scenario';
+
+/**
+ * `npm run lab` on real machines: compile masters as Debian machines under systemd-nspawn, each
+ * with its own Puppet Server behind HAProxy, and agents putting load on the tier throughout. What
+ * users pay for is measured here: not one failed agent request while the tier scales out,
+ * reboots, scales in and heals.
+ */
+describe('the lab scenario on machines', () => {
+  it('serves every agent request through scale-out, a reboot, a stop, a scale-in and replacements, and ends consistent', async () => {
+    const lab = loadLab();
+    const result = await runScenario({ lab, faults: false, machines: true, workDir: await scenarioWorkDir(lab) });
+    expect(result.report.problems, result.timeline).toEqual([]);
+    expect(result.report).toMatchObject({ consistent: true, orphaned_certs: 0, wrong_purges: 0, pending_lifecycle_actions: 0, protected_untouched: true, targets_match: true });
+    expect(result.steps.map((step) => step.number)).toEqual([1, 2, 3, 4, 5, 6]);
+    const agents = result.agents;
+    expect(agents, result.timeline).toBeDefined();
+    expect(agents?.failures, JSON.stringify(agents)).toBe(0);
+    expect(agents?.rebootIdentityKept).toBe(true);
+    // Load really ran, on more than one compile master, and every launch served catalogs.
+    expect(agents?.requests).toBeGreaterThan(200);
+    expect(Object.keys(agents?.byCompileMaster ?? {}).length).toBeGreaterThan(1);
+    expect(Object.values(agents?.timeToServingS ?? {}).every((seconds) => typeof seconds === 'number' && seconds > 0), JSON.stringify(agents?.timeToServingS)).toBe(true);
+    expect(agents?.realAgentRuns.every((run) => run.exitCode === 0 || run.exitCode === 2), JSON.stringify(agents?.realAgentRuns)).toBe(true);
+  }, 45 * 60_000);
+});
