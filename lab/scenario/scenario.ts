@@ -263,6 +263,12 @@ class Scenario {
       return healthy;
     }, 'every registered compile master to be healthy at the load balancer');
     this.timeline.note('lab', `the load balancer sees every registered compile master healthy (waited ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    // Serving is a catalog answered through the load balancer, not a passed health check.
+    const fleet = this.fleet;
+    if (!fleet) return;
+    const registered = (await tier.env.nlb.health()).map((target) => this.nodes.find((node) => node.instanceId === target.targetId)?.certname);
+    const served = () => registered.every((certname) => fleet.records.some((record) => record.step === 'catalog' && record.ok && record.answeredBy === certname));
+    await this.until(served, 'every registered compile master to serve a catalog through the load balancer');
   }
 
   /** A minute of the tier serving with nothing else going on, and one real `puppet agent -t`. */
