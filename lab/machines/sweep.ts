@@ -17,7 +17,7 @@ export function sweepLeftovers(scenarioDir: string, log: (line: string) => void 
     } catch {
       continue;
     }
-    if (!/^(systemd-nspawn|haproxy) /.test(args) || !args.includes(scenarioDir)) continue;
+    if (!(/^(systemd-nspawn|haproxy) /.test(args) && args.includes(scenarioDir)) && !machineInitOf(entry, scenarioDir)) continue;
     try {
       process.kill(Number(entry), 'SIGKILL');
       killed += 1;
@@ -37,6 +37,20 @@ export function sweepLeftovers(scenarioDir: string, log: (line: string) => void 
   for (const line of ip(['-o', 'link', 'show', 'type', 'bridge'])) {
     const name = line.split(':')[1]?.trim().split('@')[0];
     if (name && /^cmlab[0-9a-f]{6}$/.test(name)) spawnSync('ip', ['link', 'delete', name]);
+  }
+}
+
+/**
+ * A machine's systemd outlives a killed systemd-nspawn (it is reparented, its PID namespace with
+ * it): it is found by its root, an overlay whose upper layer is under the scenario directory.
+ * Killing it ends every process of the machine.
+ */
+function machineInitOf(pid: string, scenarioDir: string): boolean {
+  try {
+    if (!readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes('container=systemd-nspawn')) return false;
+    return readFileSync(`/proc/${pid}/mountinfo`, 'utf8').includes(`upperdir=${scenarioDir}/`);
+  } catch {
+    return false;
   }
 }
 
