@@ -21,8 +21,6 @@ import { layout } from '../layout';
 import type { LabDescription } from '../running-lab';
 import { NLB_DNS_NAME, REGION } from './world';
 
-/** The primary's name as its certificate carries it; machines reach it on the bridge's gateway. */
-const PRIMARY = 'primary.lab.test';
 const QUEUE_NAME = 'compile-masters-lifecycle';
 /** The load balancer's address on the lab network (machines are .10 and up). */
 const NLB_HOST = 5;
@@ -106,7 +104,8 @@ export class MachineTier {
       const share = join(options.dir, 'share');
       await writeShare(share, {
         agentConfig: {
-          primaryServer: PRIMARY,
+          // The primary's name as its certificate carries it; machines reach it on the bridge's gateway.
+          primaryServer: options.lab.primary.certname,
           caPort: portOf(options.lab.ca.url),
           caCertPath: '/etc/compile-master-agent/ca.pem',
           queueUrl,
@@ -168,7 +167,7 @@ export class MachineTier {
       stateDir,
       network: host,
       hosts: {
-        [PRIMARY]: gateway,
+        [this.lab.primary.certname]: gateway,
         [NLB_DNS_NAME]: this.env.nlbHost.ip,
         ...Object.fromEntries(sqsHostNames(REGION).map((name) => [name, gateway])),
       },
