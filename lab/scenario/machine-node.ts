@@ -57,21 +57,22 @@ export class MachineNode implements TierNode {
       if (Date.now() - started > 120_000) throw new Error(`${this.label} did not reboot within 120 s`);
       await sleep(100);
     }
-    const down = await this.shutdownStep(-1, (Date.now() - started) / 1000);
-    return [down, await this.bootStep(Date.now())];
+    const down = (Date.now() - started) / 1000;
+    const up = await this.bootStep(Date.now());
+    return [await this.shutdownStep(started, down), up];
   }
 
   async stop(): Promise<AgentRun> {
     const started = Date.now();
     await this.machine.poweroff();
-    return this.shutdownStep(0, (Date.now() - started) / 1000);
+    return this.shutdownStep(started, (Date.now() - started) / 1000);
   }
 
   async terminate(): Promise<AgentRun> {
     const started = Date.now();
     if (this.machine.running) await this.machine.poweroff();
     this.tier.forget(this.instanceId);
-    return this.shutdownStep(0, (Date.now() - started) / 1000);
+    return this.shutdownStep(started, (Date.now() - started) / 1000);
   }
 
   localCertificate(): Promise<string | undefined> {
@@ -90,7 +91,7 @@ export class MachineNode implements TierNode {
       const state = await this.unitState().catch(() => undefined);
       if (state?.ActiveState === 'active' || state?.ActiveState === 'failed' || state?.SubState === 'auto-restart') {
         const code = state.ActiveState === 'active' ? 0 : Number(state.ExecMainStatus ?? 1) || 1;
-        const lines = (await this.agentLines(0)).filter((line) => !('verdict' in line));
+        const lines = (await this.agentLines(started)).filter((line) => !('verdict' in line));
         return { code, lines, seconds: (Date.now() - started) / 1000 };
       }
       if (!this.machine.running && this.machine.exits.length > 0 && this.machine.boots > 0 && Date.now() - started > 5_000) {
@@ -106,21 +107,20 @@ export class MachineNode implements TierNode {
     return Object.fromEntries(stdout.trim().split('\n').map((line) => line.split('=', 2) as [string, string]));
   }
 
-  /** The shutdown step (ExecStop) of the given boot: its lines carry the verdict. */
-  private async shutdownStep(boot: 0 | -1, seconds: number): Promise<AgentRun> {
-    const lines = (await this.agentLines(boot, true)).filter((line, _index, all) => {
-      const pid = all.find((candidate) => 'verdict' in candidate)?._pid;
-      return pid !== undefined && line._pid === pid;
-    });
-    return { code: lines.some((line) => 'verdict' in line) ? 0 : 1, lines: lines.map(({ _pid, ...line }) => (void _pid, line)), seconds };
+  /** The shutdown step (ExecStop) begun after `since`: its lines carry the verdict. */
+  private async shutdownStep(since: number, seconds: number): Promise<AgentRun> {
+    const all = await this.agentLines(since, true);
+    const pid = all.find((line) => 'verdict' in line)?._pid;
+    const lines = pid === undefined ? [] : all.filter((line) => line._pid === pid);
+    return { code: pid === undefined ? 1 : 0, lines: lines.map(({ _pid, ...line }) => (void _pid, line)), seconds };
   }
 
   /**
-   * The node agent's JSON lines of one boot (0: the current or, when off, the last; -1: the one
-   * before), from the machine's own journal.
+   * The node agent's JSON lines since `since` (ms), from the machine's own journal: by time, not
+   * by boot, since a reboot is read before the new boot has logged anything of its own.
    */
-  private async agentLines(boot: 0 | -1, withPid = false): Promise<Array<Record<string, unknown>>> {
-    const args = ['--no-pager', '--quiet', '-o', 'json', '-b', String(boot), '-u', AGENT_UNIT];
+  private async agentLines(since: number, withPid = false): Promise<Array<Record<string, unknown>>> {
+    const args = ['--no-pager', '--quiet', '-o', 'json', `--since=@${Math.floor(since / 1000) - 1}`, '-u', AGENT_UNIT];
     const text = this.machine.running ? (await this.machine.exec(['journalctl', ...args], { timeoutMs: 30_000 })).stdout : run('journalctl', [`--root=${this.machine.paths.root}`, ...args], { maxBuffer: 64 * 2 ** 20 });
     const lines: Array<Record<string, unknown>> = [];
     for (const entry of text.split('\n')) {
