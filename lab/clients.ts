@@ -52,9 +52,14 @@ export async function storeFacts(puppetdb: PuppetDbClient, certname: string, env
   });
 }
 
+/** A lab server's host and port, from its URL in the lab's description. */
+export function endpoint(address: string): { hostname: string; port: number } {
+  const url = new URL(address);
+  return { hostname: url.hostname, port: Number(url.port || 443) };
+}
+
 /** The controller's own Puppet adapter, wired to the lab as the Lambda wires it from its secrets. */
 export function labPuppetApis(lab: LabDescription = loadLab(), pems: LabPems = readPems(lab)): PuppetApis {
-  const endpoint = (address: string) => ({ hostname: new URL(address).hostname, port: Number(new URL(address).port) });
   return PuppetApis.create(
     {
       ca: endpoint(lab.ca.url),

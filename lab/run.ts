@@ -24,6 +24,7 @@ function agentSummary(result: ScenarioResult): Record<string, unknown> {
     catalog_p95_ms: agents.catalogP95Ms,
     time_to_serving_s: agents.timeToServingS,
     reboot_identity_kept: agents.rebootIdentityKept,
+    node_agent_boot_restarts: agents.bootRestarts,
     real_agent_runs: agents.realAgentRuns,
     requests_by_compile_master: agents.byCompileMaster,
   };

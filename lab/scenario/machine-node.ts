@@ -6,11 +6,17 @@ import { DEBIAN_PUPPET } from '../machines/share';
 import type { Machine } from '../machines/machine';
 import { run } from '../processes';
 import type { MachineTier } from './machine-tier';
-import type { AgentRun, TierNode } from './node';
+import type { AgentRun, BootAttemptFailure, TierNode } from './node';
 
 const AGENT_UNIT = 'compile-master-agent.service';
 /** Enrollment, a Puppet run that installs and starts Puppet Server, its start-up: minutes on 2 cores. */
 const BOOT_STEP_TIMEOUT_MS = 20 * 60_000;
+/**
+ * The unit restarts a failed boot step without limit; the lab follows two restarts, so a
+ * transient failure (a Puppet run that lost a race on a loaded 2-core machine) is survived and
+ * reported, and a broken boot still fails the run.
+ */
+const MAX_BOOT_RESTARTS = 2;
 
 /**
  * A compile master as a real Debian 12 machine (systemd-nspawn): it boots the way an instance
@@ -84,20 +90,53 @@ export class MachineNode implements TierNode {
     await this.machine.destroy();
   }
 
-  /** Until the unit's boot step has succeeded (active) or failed (failed, or waiting to restart). */
+  /**
+   * Until the unit's boot step has succeeded (active) or failed for good. A failed attempt that
+   * systemd restarts (Restart=on-failure, RestartSec) is followed into its next attempt, as an
+   * instance would, up to MAX_BOOT_RESTARTS; each is reported with the node agent's error line.
+   */
   private async bootStep(started: number): Promise<AgentRun> {
     const deadline = Date.now() + BOOT_STEP_TIMEOUT_MS;
+    const restarts: BootAttemptFailure[] = [];
+    let attemptStarted = started;
     for (;;) {
       const state = await this.unitState().catch(() => undefined);
-      if (state?.ActiveState === 'active' || state?.ActiveState === 'failed' || state?.SubState === 'auto-restart') {
-        const code = state.ActiveState === 'active' ? 0 : Number(state.ExecMainStatus ?? 1) || 1;
-        const lines = (await this.agentLines(started)).filter((line) => !('verdict' in line));
-        return { code, lines, seconds: (Date.now() - started) / 1000 };
+      if (state?.ActiveState === 'active') {
+        const lines = (await this.agentLines(attemptStarted)).filter((line) => !('verdict' in line));
+        return { code: 0, lines, seconds: (Date.now() - started) / 1000, restarts };
+      }
+      if (state?.ActiveState === 'failed' || state?.SubState === 'auto-restart') {
+        const code = Number(state.ExecMainStatus ?? 1) || 1;
+        const lines = await this.failedAttemptLines(attemptStarted);
+        const error = String(lines.findLast((line) => line.level === 'error')?.message ?? `no error line in the journal (console: ${this.machine.paths.consoleLog})`);
+        if (state.SubState !== 'auto-restart' || restarts.length >= MAX_BOOT_RESTARTS) {
+          return { code, lines, seconds: (Date.now() - started) / 1000, restarts };
+        }
+        restarts.push({ code, error, seconds: (Date.now() - attemptStarted) / 1000 });
+        await this.untilRestarted(deadline);
+        attemptStarted = Date.now();
+        continue;
       }
       if (!this.machine.running && this.machine.exits.length > 0 && this.machine.boots > 0 && Date.now() - started > 5_000) {
         throw new Error(`${this.label} is off before its node agent's boot step ended (console: ${this.machine.paths.consoleLog})`);
       }
       if (Date.now() > deadline) throw new Error(`${this.label}: the node agent's boot step did not end within ${BOOT_STEP_TIMEOUT_MS / 60_000} min (${JSON.stringify(state)})`);
+      await sleep(1_000);
+    }
+  }
+
+  /** A failed attempt's lines, once its error line has reached the journal (journald may lag the unit's state). */
+  private async failedAttemptLines(since: number): Promise<Array<Record<string, unknown>>> {
+    for (let tries = 0; ; tries += 1) {
+      const lines = (await this.agentLines(since)).filter((line) => !('verdict' in line));
+      if (tries >= 10 || lines.some((line) => line.level === 'error')) return lines;
+      await sleep(500);
+    }
+  }
+
+  private async untilRestarted(deadline: number): Promise<void> {
+    while ((await this.unitState().catch(() => undefined))?.SubState === 'auto-restart') {
+      if (Date.now() > deadline) throw new Error(`${this.label}: systemd did not restart the node agent's boot step before the deadline`);
       await sleep(1_000);
     }
   }

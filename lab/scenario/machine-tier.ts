@@ -6,6 +6,7 @@ import { PUPPET_SERVER_PORT, targetGroupSettings } from '../../cdk/target-groups
 import { PuppetServerHealth } from '../../lambdas/controller/puppet';
 import type { Ec2Instance } from '../../lambdas/controller/model';
 import { labAwsCa, type AwsLabCa } from '../aws/ca';
+import { endpoint } from '../clients';
 import { InstanceCredentials } from '../aws/credentials';
 import { MACHINE_AWS_CA_PATH, sqsHostNames, sqsQueueUrl, sqsTrustDropIn, startSqsEndpoint } from '../aws/sqs-endpoint';
 import { MachineImds } from '../machines/imds';
@@ -50,7 +51,9 @@ export class MachineTier {
     private readonly dir: string,
     private readonly closers: Array<() => Promise<void> | void>,
     private readonly awsCa: AwsLabCa,
-  ) {}
+  ) {
+    this.health = new PuppetServerHealth(readFileSync(lab.caCertPath, 'utf8'));
+  }
 
   /** `deliver` puts what a machine sent to SQS on the cloud's queue, with its SenderId. */
   static async start(options: {
@@ -73,7 +76,7 @@ export class MachineTier {
       closers.push(() => network.destroy());
       const relay: Relay = await startRelay({
         listenHost: network.gateway,
-        ports: [portOf(options.lab.ca.url), portOf(options.lab.puppetdb.url)].map((port) => ({ listen: port, to: port })),
+        ports: [endpoint(options.lab.ca.url).port, endpoint(options.lab.puppetdb.url).port].map((port) => ({ listen: port, to: port })),
       });
       closers.push(() => relay.close());
       const credentials = new InstanceCredentials({ roleId: options.roleId });
@@ -106,7 +109,7 @@ export class MachineTier {
         agentConfig: {
           // The primary's name as its certificate carries it; machines reach it on the bridge's gateway.
           primaryServer: options.lab.primary.certname,
-          caPort: portOf(options.lab.ca.url),
+          caPort: endpoint(options.lab.ca.url).port,
           caCertPath: '/etc/compile-master-agent/ca.pem',
           queueUrl,
           region: REGION,
@@ -130,9 +133,7 @@ export class MachineTier {
   }
 
   /** The controller's check of a new node's Puppet Server, for real over the lab network. */
-  health(): PuppetServerHealth {
-    return new PuppetServerHealth(readFileSync(this.lab.caCertPath, 'utf8'));
-  }
+  readonly health: PuppetServerHealth;
 
   /**
    * The target group's side effects: HAProxy, and the target-lifecycle-state IMDS reports (EC2
@@ -196,6 +197,3 @@ export class MachineTier {
   }
 }
 
-function portOf(url: string): number {
-  return Number(new URL(url).port || 443);
-}

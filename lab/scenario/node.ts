@@ -14,6 +14,18 @@ export interface AgentRun {
   /** The node agent's JSON log lines. */
   lines: Array<Record<string, unknown>>;
   seconds: number;
+  /**
+   * Boot attempts that failed before this one, each restarted by systemd (the unit's
+   * Restart=on-failure), as on an instance. Only machines restart; processes run once.
+   */
+  restarts?: BootAttemptFailure[];
+}
+
+export interface BootAttemptFailure {
+  code: number;
+  /** The node agent's error line, which says what failed. */
+  error: string;
+  seconds: number;
 }
 
 /**

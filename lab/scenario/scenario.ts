@@ -70,6 +70,8 @@ export interface AgentFigures {
   /** Per launch: from the launch to the first catalog it served through the load balancer. */
   timeToServingS: Record<string, number | null>;
   rebootIdentityKept: boolean;
+  /** Boot steps that failed and were restarted by systemd, each with the node agent's error. */
+  bootRestarts: Array<{ node: string; code: number; error: string }>;
   realAgentRuns: Array<{ when: string; exitCode: number | null; seconds: number }>;
   byCompileMaster: Record<string, number>;
 }
@@ -130,6 +132,7 @@ class Scenario {
   private readonly windows: Array<{ name: string; from: number; to?: number }> = [];
   private readonly launchedAt = new Map<string, number>();
   private rebootIdentityKept = false;
+  private readonly bootRestarts: Array<{ node: string; code: number; error: string }> = [];
 
   constructor(private readonly options: ScenarioOptions) {
     const machines = options.machines
@@ -139,7 +142,7 @@ class Scenario {
             register: (instanceId: string, ip: string) => this.tier?.balancer().register(instanceId, ip),
             deregister: async (instanceId: string) => this.tier?.balancer().deregister(instanceId),
           },
-          health: { isHealthy: async (node: { certname: string; privateIp: string }) => (this.tier ? this.tier.health().isHealthy(node) : false) },
+          health: { isHealthy: async (node: { certname: string; privateIp: string }) => (this.tier ? this.tier.health.isHealthy(node) : false) },
         }
       : undefined;
     this.world = new LabWorld(options.lab, machines);
@@ -324,6 +327,7 @@ class Scenario {
       catalogP95Ms: p95,
       timeToServingS: timeToServing,
       rebootIdentityKept: this.rebootIdentityKept,
+      bootRestarts: this.bootRestarts,
       realAgentRuns: this.realRuns.map(({ when, exitCode, seconds }) => ({ when, exitCode, seconds })),
       byCompileMaster: Object.fromEntries(Object.entries(whole?.byCompileMaster ?? {}).map(([certname, count]) => [this.label(certname), count])),
     };
@@ -507,11 +511,15 @@ class Scenario {
   private async boot(node: TierNode): Promise<AgentRun> {
     const run = await this.world.inRealTime(() => node.start());
     this.agentNote(node, run);
-    if (run.code !== 0) throw new Error(`${node.label}'s node agent exited ${run.code}: ${JSON.stringify(run.lines.at(-1))}`);
+    if (run.code !== 0) throw new Error(`${node.label}'s node agent exited ${run.code}: ${JSON.stringify(run.lines.findLast((line) => line.level === 'error') ?? run.lines.at(-1))}`);
     return run;
   }
 
   private agentNote(node: TierNode, run: AgentRun): void {
+    for (const failed of run.restarts ?? []) {
+      this.bootRestarts.push({ node: node.label, code: failed.code, error: failed.error });
+      this.timeline.note('node-agent', `${node.label}: boot step failed after ${failed.seconds.toFixed(1)} s (exit ${failed.code}: ${failed.error}); systemd restarted it`);
+    }
     const decision = run.lines.find((line) => line.message === 'boot decision' || typeof line.verdict === 'string');
     const what = decision?.plan ? `boot: ${String(decision.plan)} (${String(decision.reason)})` : `shutdown: ${String(decision?.verdict ?? 'no verdict')}`;
     this.timeline.note(`node-agent`, `${node.label}: ${what}, exit ${run.code} after ${run.seconds.toFixed(1)} s`);
