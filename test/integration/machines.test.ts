@@ -221,6 +221,8 @@ describe('a lab machine', () => {
     const journal = await machine.journal('compile-master-agent.service', { output: 'cat' });
     expect(journal).toMatch(/instance is terminating; leaving the purge to the controller/);
     expect(imds.requests).toContain(`${ip} GET /latest/meta-data/autoscaling/target-lifecycle-state`);
+    // The readiness daemon, a DynamicUser, asked instance metadata too: Terminated, so no drain.
+    expect(await machine.journal('compile-master-readiness.service', { output: 'cat' })).toMatch(/no drain: target lifecycle state is Terminated/);
   });
 
   it('destroy leaves no mount, namespace or bridge behind', async () => {
