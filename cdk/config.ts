@@ -173,7 +173,8 @@ const ContextSchema = z
     privateSubnetIds: list(subnetId).optional(),
     nlbSubnetIds: list(subnetId).optional(),
     nlbScheme: z.enum(['internal', 'internet-facing']).default(CONTEXT_DEFAULTS.nlbScheme),
-    agentCidrs: list(agentCidr, 1).default([...CONTEXT_DEFAULTS.agentCidrs]),
+    // No default here: an internet-facing load balancer must name its agents (see superRefine).
+    agentCidrs: list(agentCidr, 1).optional(),
     deregistrationDelaySeconds: integer(0, 3600).default(CONTEXT_DEFAULTS.deregistrationDelaySeconds),
     heartbeatTimeoutSeconds: integer(30, 7200).default(CONTEXT_DEFAULTS.heartbeatTimeoutSeconds),
     healthCheckGracePeriodSeconds: integer(0, 7200).default(CONTEXT_DEFAULTS.healthCheckGracePeriodSeconds),
@@ -200,12 +201,16 @@ const ContextSchema = z
     if (c.vpcId && c.nlbScheme === 'internet-facing' && !c.nlbSubnetIds?.length) {
       issue('nlbSubnetIds', 'is required (public subnets) when nlbScheme is internet-facing in an existing VPC');
     }
+    if (c.nlbScheme === 'internet-facing' && c.agentCidrs === undefined) {
+      issue('agentCidrs', `is required when nlbScheme is internet-facing: name the agents' public CIDRs (the default ${CONTEXT_DEFAULTS.agentCidrs.join(', ')} is for an internal load balancer)`);
+    }
   });
 
 type ParsedContext = z.output<typeof ContextSchema>;
 
 export interface CompileMasterConfig
-  extends Omit<ParsedContext, 'primaryCertname' | 'puppetdbHostname' | 'orchestratorHostname' | 'primaryCaCertificateFile'> {
+  extends Omit<ParsedContext, 'primaryCertname' | 'puppetdbHostname' | 'orchestratorHostname' | 'primaryCaCertificateFile' | 'agentCidrs'> {
+  readonly agentCidrs: string[];
   readonly primaryCertname: string;
   readonly puppetdbHostname: string;
   readonly orchestratorHostname: string;
@@ -238,6 +243,7 @@ export function loadConfig(getContext: (key: string) => unknown, baseDir = proce
 
   return {
     ...parsed,
+    agentCidrs: parsed.agentCidrs ?? [...CONTEXT_DEFAULTS.agentCidrs],
     primaryCertname,
     puppetdbHostname,
     orchestratorHostname,

@@ -107,14 +107,22 @@ describe('keys that only make sense together', () => {
     [{ privateSubnetIds: ['subnet-0123456789abcdef0'] }, 'vpcId', 'required when privateSubnetIds'],
     [{ amiId: 'ami-0123456789abcdef0', amiSsmParameter: '/golden/ami' }, 'amiSsmParameter', 'not both'],
     [
-      { vpcId: 'vpc-0123456789abcdef0', privateSubnetIds: ['subnet-0123456789abcdef0'], nlbScheme: 'internet-facing' },
+      { vpcId: 'vpc-0123456789abcdef0', privateSubnetIds: ['subnet-0123456789abcdef0'], nlbScheme: 'internet-facing', agentCidrs: '["203.0.113.0/24"]' },
       'nlbSubnetIds',
       'internet-facing',
     ],
+    [{ nlbScheme: 'internet-facing' }, 'agentCidrs', "name the agents' public CIDRs"],
   ])('%j names %s', (context, key, problem) => {
     const message = failure(context).message;
     expect(message).toContain(`- ${key}: `);
     expect(message).toContain(problem);
+  });
+});
+
+describe('agentCidrs', () => {
+  it('defaults to the private range for an internal load balancer, and takes what an internet-facing one names', () => {
+    expect(load({}).agentCidrs).toEqual(['10.0.0.0/8']);
+    expect(load({ nlbScheme: 'internet-facing', agentCidrs: '["203.0.113.0/24"]' }).agentCidrs).toEqual(['203.0.113.0/24']);
   });
 });
 
