@@ -6,8 +6,8 @@ import type { AddressInfo } from 'node:net';
  * A local stand-in for the EC2 instance metadata service, IMDSv2 only: PUT /latest/api/token
  * hands out a session token, and every GET must carry it (401 otherwise), as on an instance with
  * HttpTokens=required. Paths answer 404 unless set. The request handling is defined once, in
- * imdsHandler: startImdsDouble serves one instance on a loopback port (unit tests, the scenario's
- * simulated nodes), lab/machines/imds.ts serves every lab machine on 169.254.169.254.
+ * imdsHandler: startImdsDouble serves one instance on a loopback port (unit and integration
+ * tests of the node agent), lab/machines/imds.ts serves every lab machine on 169.254.169.254.
  */
 export interface ImdsDouble {
   /** http://127.0.0.1:<port>, for MetadataService({ endpoint }) or AWS_EC2_METADATA_SERVICE_ENDPOINT. */

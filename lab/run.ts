@@ -4,16 +4,16 @@ import { loadLab } from './running-lab';
 import { runScenario, scenarioWorkDir, type ScenarioResult } from './scenario/scenario';
 
 /**
- * `npm run lab [-- --faults] [-- --json]`: the whole lifecycle of a compile tier against the
- * Puppet lab (started if it is not running), a timeline, and the final consistency check. Exits
- * 1 when the end state is not consistent, 2 when the scenario itself broke. The lab is shared:
- * run it under `flock /var/tmp/compile-masters-lab.lock`.
+ * `npm run lab [-- --faults] [--json]`: the whole lifecycle of a compile tier of real machines
+ * against the Puppet lab (started if it is not running), under agent load, a timeline, and the
+ * final consistency check. Exits 1 when the end state is not consistent or an agent request
+ * failed, 2 when the scenario itself broke. The scenario takes the lab's lock itself.
  */
-const USAGE = 'usage: npm run lab [-- --faults] [--json] [--processes]';
+const USAGE = 'usage: npm run lab [-- --faults] [--json]';
 
 function agentSummary(result: ScenarioResult): Record<string, unknown> {
   const agents = result.agents;
-  if (!agents) return { machines: 'processes' };
+  if (!agents) return {};
   return {
     machines: agents.machines,
     agent_requests: agents.requests,
@@ -59,7 +59,7 @@ function faultTable(result: ScenarioResult): string {
 async function main(argv: readonly string[]): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({ args: [...argv], strict: true, options: { faults: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, processes: { type: 'boolean', default: false } } }));
+    ({ values } = parseArgs({ args: [...argv], strict: true, options: { faults: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } } }));
   } catch (error) {
     console.error(`${(error as Error).message}\n${USAGE}`);
     return 2;
@@ -68,7 +68,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const lab = loadLab();
   // LAB_TRACE=1: every controller log line as it happens, on stderr.
   const trace = process.env.LAB_TRACE ? (line: string) => console.error(`[controller] ${line}`) : undefined;
-  const result = await runScenario({ trace, lab, faults: values.faults, machines: !values.processes, workDir: await scenarioWorkDir(lab), progress: (line) => console.error(`[lab] ${line}`) });
+  const result = await runScenario({ trace, lab, faults: values.faults, workDir: await scenarioWorkDir(lab), progress: (line) => console.error(`[lab] ${line}`) });
   console.log(Object.entries(result.nodes).map(([label, node]) => `${label} = ${node.instanceId} ${node.certname}`).join('\n'));
   console.log(`\n${result.timeline}\n`);
   if (result.faults.length > 0) console.log(`${faultTable(result)}\n`);
@@ -76,7 +76,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const line = summary(result, values.faults);
   if (values.json) console.log(JSON.stringify(line));
   else console.log(Object.entries(line).map(([key, value]) => `${key}: ${JSON.stringify(value)}`).join('\n'));
-  const agentsClean = !result.agents || result.agents.failures === 0;
+  const agentsClean = result.agents !== undefined && result.agents.failures === 0;
   return result.report.consistent && agentsClean ? 0 : 1;
 }
 

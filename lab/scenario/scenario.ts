@@ -13,7 +13,7 @@ import { labCommand, setOrchestratorFaults, type LabDescription } from '../runni
 import type { Operation } from '../memory-cloud';
 import { checkConsistency, observePuppetSide, protectedState, type ConsistencyReport } from './consistency';
 import { FaultLog, type FaultRecord } from './faults';
-import { SimulatedNode, type AgentRun, type TierNode } from './node';
+import type { AgentRun, TierNode } from './node';
 import { Timeline, describeLine, type StepRecord } from './timeline';
 import { LabWorld, NLB_DNS_NAME, REGION } from './world';
 import { enrollAgents, realAgentRun, retireAgents, startFleet, type AgentIdentity, type FleetHandle, type RequestRecord } from '../fleet';
@@ -24,13 +24,7 @@ import { holdLabLock } from '../lock';
 export interface ScenarioOptions {
   lab: LabDescription;
   faults: boolean;
-  /**
-   * Compile masters as Debian machines under systemd-nspawn, each with its own Puppet Server
-   * behind HAProxy, with a fleet of agents putting load on the tier; else node agents as processes
-   * on this machine and no Puppet Server of their own.
-   */
-  machines?: boolean;
-  /** Where simulated nodes keep their Puppet directories (removed afterwards). */
+  /** Where the run keeps its machines, share and load balancer (removed afterwards). */
   workDir: string;
   /** Progress lines while the run goes on. */
   progress?: (line: string) => void;
@@ -76,14 +70,13 @@ export interface AgentFigures {
   byCompileMaster: Record<string, number>;
 }
 
-const MACHINE_STEP_3 = 'scale in by 1 (cm3) while agents are mid-compile: drained from the load balancer, then purged, one orchestrator run';
 /** Agent load through the load balancer: runs per minute over the fleet, and how long steady state is watched. */
 const FLEET = { agents: 8, runsPerMinute: 24, steadySeconds: 60 };
 
 const STEP_TITLES = [
   'scale out to 3: each CSR validated and signed, one orchestrator run, all InService',
   "reboot cm1 (identity kept); purge cm2 while it is down, an attacker squats its certname, reboot it (the squatter's CSR removed, cm2 re-enrolled with its own key)",
-  'scale in by 2 (cm2, cm3): both purged, one orchestrator run',
+  'scale in by 1 (cm3) while agents are mid-compile: drained from the load balancer, then purged, one orchestrator run',
   'terminate cm1 outside the group (EC2 state change); the group replaces it with cm4',
   'cm4 leaves with its terminate event lost; cm5 joins with its launch event repeated; reconcile catches up',
   'a forged CSR from an instance that is not a member is refused',
@@ -135,17 +128,14 @@ class Scenario {
   private readonly bootRestarts: Array<{ node: string; code: number; error: string }> = [];
 
   constructor(private readonly options: ScenarioOptions) {
-    const machines = options.machines
-      ? {
-          // The tier starts in run(); the cloud exists before it, so these look it up late.
-          balancer: {
-            register: (instanceId: string, ip: string) => this.tier?.balancer().register(instanceId, ip),
-            deregister: async (instanceId: string) => this.tier?.balancer().deregister(instanceId),
-          },
-          health: { isHealthy: async (node: { certname: string; privateIp: string }) => (this.tier ? this.tier.health.isHealthy(node) : false) },
-        }
-      : undefined;
-    this.world = new LabWorld(options.lab, machines);
+    // The tier starts in run(); the cloud exists before it, so these look it up late.
+    this.world = new LabWorld(options.lab, {
+      balancer: {
+        register: (instanceId: string, ip: string) => this.tier?.balancer().register(instanceId, ip),
+        deregister: async (instanceId: string) => this.tier?.balancer().deregister(instanceId),
+      },
+      health: { isHealthy: async (node: { certname: string; privateIp: string }) => (this.tier ? this.tier.health.isHealthy(node) : false) },
+    });
     const trace = options.trace;
     if (trace) this.world.logger.onLine = (line) => trace(`${line.level} ${describeLine(line.message, line.attributes)}`);
     this.clients = labClients({ lab: options.lab });
@@ -167,21 +157,19 @@ class Scenario {
     const protectedBefore = await this.protectedStates(protectedNames);
     const steps = [() => this.scaleOut(), () => this.reboots(), () => this.scaleIn(), () => this.terminateOutside(), () => this.lostAndRepeated(), () => this.forgedCsr()];
     let failure: string | undefined;
-    if (this.options.machines) {
-      this.options.progress?.('starting the machine tier (network, IMDS, SQS endpoint, HAProxy, share)');
-      this.tier = await MachineTier.start({
-        lab: this.options.lab,
-        subnet: `${this.subnet}.0/24`,
-        dir: this.options.workDir,
-        roleId: this.world.cloud.compileMasterRoleId,
-        accountId: this.world.cloud.accountId,
-        deliver: ({ body, senderId }) => this.world.cloud.queue.enqueue(body, 0, senderId),
-        progress: this.options.progress,
-      });
-      this.fleetIdentities = await enrollAgents({ count: FLEET.agents + 1, lab: this.options.lab });
-    }
+    this.options.progress?.('starting the machine tier (network, IMDS, SQS endpoint, HAProxy, share)');
+    this.tier = await MachineTier.start({
+      lab: this.options.lab,
+      subnet: `${this.subnet}.0/24`,
+      dir: this.options.workDir,
+      roleId: this.world.cloud.compileMasterRoleId,
+      accountId: this.world.cloud.accountId,
+      deliver: ({ body, senderId }) => this.world.cloud.queue.enqueue(body, 0, senderId),
+      progress: this.options.progress,
+    });
+    this.fleetIdentities = await enrollAgents({ count: FLEET.agents + 1, lab: this.options.lab });
     for (const [index, step] of steps.entries()) {
-      const title = (this.options.machines && index === 2 ? MACHINE_STEP_3 : STEP_TITLES[index]) ?? '';
+      const title = STEP_TITLES[index] ?? '';
       this.options.progress?.(`step ${index + 1}: ${title}`);
       this.runsBefore = this.runsStarted();
       if (this.fleet) this.windows.push({ name: String(index + 1), from: Date.now() });
@@ -394,20 +382,20 @@ class Scenario {
 
   private async scaleIn(): Promise<void> {
     // With agents on, one compile master must keep serving while step 4 takes cm1 away.
-    const leaving = (this.options.machines ? [this.nodes[2]] : [this.nodes[1], this.nodes[2]]) as TierNode[];
+    const leaving = [this.nodes[2]] as TierNode[];
     for (const node of leaving) this.purgeable.add(node.certname);
     if (this.options.faults) {
       const ca = this.faults.injected('CA (Puppet Server) stopped', 3, 'passes failed at observation and their batches came back; the purges ran once the CA answered again');
       await labCommand('stop-ca');
       const failed = this.failedReconciles();
       this.faults.repairWhen(ca, () => this.failedReconciles() > failed, () => labCommand('start-ca'));
-      const duplicated = this.faults.injected('both terminate events delivered twice', 3, 'the second copy found the purge done (or claimed) and the action completed: a no-op');
+      const duplicated = this.faults.injected('the terminate event delivered twice', 3, 'the second copy found the purge done (or claimed) and the action completed: a no-op');
       for (const node of leaving) this.world.delivery.next((event) => event.detail.EC2InstanceId === node.instanceId, 2);
       this.faults.repairWhen(duplicated, () => leaving.every((node) => this.stateOf(node) === undefined));
       this.throttle('group.members', 3, 1);
     }
     await this.alongside(this.world.cloud.scaleIn(leaving.map((node) => node.instanceId)), `${leaving.map((node) => node.label).join(' and ')} to be drained from the load balancer`);
-    await this.until(() => leaving.every((node) => this.stateOf(node) === undefined && this.registryState(node) === 'purged') && this.runsIdle(), 'both purges and their orchestrator run');
+    await this.until(() => leaving.every((node) => this.stateOf(node) === undefined && this.registryState(node) === 'purged') && this.runsIdle(), 'the purge and its orchestrator run');
     // EC2 shuts an instance down once its terminate hook has completed.
     for (const node of leaving) this.agentNote(node, await node.terminate());
     this.countRuns(1);
@@ -499,9 +487,8 @@ class Scenario {
     const privateIp = `${this.subnet}.${10 + this.nodes.length}`;
     if (copies !== 1) this.world.delivery.next((event) => event['detail-type'] === LAUNCH_DETAIL_TYPE, copies);
     const instance = this.world.cloud.launch({ privateIp });
-    const node = this.tier
-      ? await MachineNode.create(label, instance, this.tier)
-      : await SimulatedNode.create(label, instance, { lab: this.options.lab, dir: this.options.workDir, cloud: this.world.cloud });
+    if (!this.tier) throw new Error('the machine tier is not started');
+    const node = await MachineNode.create(label, instance, this.tier);
     this.launchedAt.set(node.certname, Date.now());
     this.nodes.push(node);
     this.timeline.note('group', `launches ${label}: Pending:Wait`);
@@ -554,7 +541,7 @@ class Scenario {
       this.faults.tick();
       this.timeline.collect();
       return done();
-    }, what, this.options.machines ? 1_200_000 : undefined);
+    }, what, 1_200_000);
   }
 
   /**
@@ -670,7 +657,7 @@ class Scenario {
   }
 }
 
-/** A fresh directory for one run's simulated nodes. */
+/** A fresh directory for one run's machines, share and load balancer. */
 export async function scenarioWorkDir(lab: LabDescription): Promise<string> {
   const dir = join(lab.dir, 'scenario', `run-${Date.now().toString(36)}`);
   await mkdir(dir, { recursive: true, mode: 0o700 });

@@ -137,8 +137,9 @@ export class LabWorld {
   private realWork = 0;
 
   /**
-   * With `machines`, the target group drives a real load balancer and the controller checks each
-   * new node's real Puppet Server; else both are bookkeeping.
+   * With `machines` (the scenario), the target group drives a real load balancer and the
+   * controller checks each new node's real Puppet Server; without (tests of the controller alone,
+   * e.g. forged CSRs), both are bookkeeping.
    */
   constructor(
     readonly lab: LabDescription,

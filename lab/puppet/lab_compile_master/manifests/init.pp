@@ -6,7 +6,7 @@
 # JVMs. The primary's code dir is bind-mounted read-only at /etc/puppet/code in each machine.
 #
 # Only a lab machine (a systemd-nspawn container) is turned into a Puppet Server: the lab's
-# simulated node agents also carry pp_role = compile_master but run on the lab's host, whose
+# node-agent tests also enroll nodes with pp_role = compile_master on the lab's host, whose
 # /etc/puppet and services this must never touch.
 class lab_compile_master {
   if $facts['virtual'] == 'systemd_nspawn' {
