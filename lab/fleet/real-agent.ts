@@ -124,7 +124,7 @@ usecacheonfailure = false
   const ok = exitCode === 0 || exitCode === 2;
   let transactionUuid: string | undefined;
   try {
-    transactionUuid = /^\s*transaction_uuid:\s*(\S+)/m.exec(readFileSync(join(vardir, 'state', 'last_run_report.yaml'), 'utf8'))?.[1];
+    transactionUuid = transactionUuidOf(readFileSync(join(vardir, 'state', 'last_run_report.yaml'), 'utf8'));
   } catch {
     // No report written: the run failed before it could make one.
   }
@@ -147,4 +147,12 @@ usecacheonfailure = false
       startedAt,
     },
   };
+}
+
+/**
+ * The transaction_uuid of an agent's last_run_report.yaml. Psych quotes a UUID that could read as
+ * a number ('0595276a-…'), so the UUID is taken, not the quotes.
+ */
+export function transactionUuidOf(reportYaml: string): string | undefined {
+  return /^\s*transaction_uuid:\s*['"]?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})['"]?\s*$/m.exec(reportYaml)?.[1];
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { percentile, summarize, type RequestRecord, type RunRecord } from '../../../lab/fleet/records';
+import { transactionUuidOf } from '../../../lab/fleet/real-agent';
 import { buildReport, catalogForm, catalogSchema, pluginsyncPaths, simulatedFacts, uriQueryEncode } from '../../../lab/fleet/wire';
 
 interface ReportShape {
@@ -139,5 +140,14 @@ describe('fleet summary', () => {
       byCompileMaster: { cm1: 2, cm2: 1 },
     });
     expect(summarize(records, runs).catalog).toEqual({ count: 3, p50Ms: 300, p95Ms: 5_000, maxMs: 5_000 });
+  });
+});
+
+describe("a real agent's last_run_report.yaml", () => {
+  it('gives the transaction_uuid whether Psych quoted it or not', () => {
+    const uuid = '0595276a-111b-4536-81c9-16a53df8e735';
+    expect(transactionUuidOf(`--- !ruby/object:Puppet::Transaction::Report\nhost: cm1\ntransaction_uuid: '${uuid}'\n`)).toBe(uuid);
+    expect(transactionUuidOf(`transaction_uuid: ${uuid.replace('0595276a', 'f595276a')}\n`)).toBe(uuid.replace('0595276a', 'f595276a'));
+    expect(transactionUuidOf('transaction_uuid: \n')).toBeUndefined();
   });
 });
