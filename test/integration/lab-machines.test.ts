@@ -8,7 +8,7 @@ import { runScenario, scenarioWorkDir } from '../../lab/scenario/scenario';
  * tier throughout, while the CA and PuppetDB stop, the orchestrator fails and hangs, AWS
  * throttles, the controller crashes and events are lost or repeated. What users pay for is
  * measured here: not one failed agent request while the tier scales out, reboots, scales in and
- * heals. The plain run is the same six steps without the faults, so CI runs this one (~26 min).
+ * heals. The plain run is the same six steps without the faults, so CI runs this one (~22 min).
  */
 describe('the lab scenario on machines, with faults', () => {
   it('serves every agent request through scale-out, a reboot, a stop, a scale-in, replacements and every fault, and ends consistent', async () => {
