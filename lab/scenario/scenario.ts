@@ -13,7 +13,7 @@ import { labCommand, setOrchestratorFaults, type LabDescription } from '../runni
 import type { Operation } from '../memory-cloud';
 import { checkConsistency, observePuppetSide, protectedState, type ConsistencyReport } from './consistency';
 import { FaultLog, type FaultRecord } from './faults';
-import type { AgentRun, TierNode } from './node';
+import type { AgentRun, BootAttemptFailure, TierNode } from './node';
 import { Timeline, describeLine, type StepRecord } from './timeline';
 import { LabWorld, NLB_DNS_NAME, REGION } from './world';
 import { enrollAgents, realAgentRun, retireAgents, startFleet, type AgentIdentity, type FleetHandle, type RequestRecord } from '../fleet';
@@ -65,10 +65,12 @@ export interface AgentFigures {
   timeToServingS: Record<string, number | null>;
   rebootIdentityKept: boolean;
   /** Boot steps that failed and were restarted by systemd, each with the node agent's error. */
-  bootRestarts: Array<{ node: string; code: number; error: string }>;
+  bootRestarts: BootRestart[];
   realAgentRuns: Array<{ when: string; exitCode: number | null; seconds: number }>;
   byCompileMaster: Record<string, number>;
 }
+
+type BootRestart = Omit<BootAttemptFailure, 'seconds'> & { node: string };
 
 /** Agent load through the load balancer: runs per minute over the fleet, and how long steady state is watched. */
 const FLEET = { agents: 8, runsPerMinute: 24, steadySeconds: 60 };
@@ -125,7 +127,7 @@ class Scenario {
   private readonly windows: Array<{ name: string; from: number; to?: number }> = [];
   private readonly launchedAt = new Map<string, number>();
   private rebootIdentityKept = false;
-  private readonly bootRestarts: Array<{ node: string; code: number; error: string }> = [];
+  private readonly bootRestarts: BootRestart[] = [];
 
   constructor(private readonly options: ScenarioOptions) {
     // The tier starts in run(); the cloud exists before it, so these look it up late.
