@@ -3,6 +3,7 @@ import { isAbsolute, resolve } from 'node:path';
 import * as z from 'zod';
 import { certnameProblem } from '../lib/certname';
 import { ConfigError } from '../lib/errors';
+import { ENVIRONMENT_NAME_PATTERN, ENVIRONMENT_NAME_RULE } from '../lib/puppet/environment';
 import { configuredExtensionProblem } from '../lib/puppet/extensions';
 
 /**
@@ -142,7 +143,7 @@ const ContextSchema = z
     orchestratorPort: port.default(CONTEXT_DEFAULTS.orchestratorPort),
     orchestratorEnvironment: z
       .string()
-      .regex(/^[a-z0-9_]+$/, 'must be a Puppet environment name (a-z, 0-9, _)')
+      .regex(ENVIRONMENT_NAME_PATTERN, ENVIRONMENT_NAME_RULE)
       .default(CONTEXT_DEFAULTS.orchestratorEnvironment),
     lifecycleClientCertname: certname.default(CONTEXT_DEFAULTS.lifecycleClientCertname),
     protectedCertnames: list(certname).default([...CONTEXT_DEFAULTS.protectedCertnames]),

@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import { certnameProblem } from '../../lib/certname';
 import { ConfigError } from '../../lib/errors';
+import { ENVIRONMENT_NAME_PATTERN, ENVIRONMENT_NAME_RULE } from '../../lib/puppet/environment';
 import { configuredExtensionProblem } from '../../lib/puppet/extensions';
 
 /**
@@ -102,7 +103,7 @@ const EnvSchema = z.object({
   PUPPETDB_PORT: port(8081),
   ORCHESTRATOR_HOSTNAME: certname.optional(),
   ORCHESTRATOR_PORT: port(8143),
-  ORCHESTRATOR_ENVIRONMENT: required.regex(/^\w+$/, 'must be a Puppet environment name').default('production'),
+  ORCHESTRATOR_ENVIRONMENT: required.regex(ENVIRONMENT_NAME_PATTERN, ENVIRONMENT_NAME_RULE).default('production'),
   PROTECTED_CERTNAMES: json(z.array(certname, 'must be a JSON array of certnames'), '[]'),
   NLB_DNS_NAME: dnsName,
   EXTRA_ALT_NAMES: json(z.array(dnsName, 'must be a JSON array of DNS names'), '[]'),

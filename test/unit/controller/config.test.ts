@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../lib/errors';
+import { loadConfig as loadStackConfig } from '../../../cdk/config';
 import { loadConfig } from '../../../lambdas/controller/config';
 import { VALID_ENV } from './support';
-
 
 function failure(env: Record<string, string | undefined>): string {
   try {
@@ -65,6 +65,16 @@ describe('loadConfig', () => {
     // The node agent would refuse to put it in a CSR (lib/puppet/extensions.ts, one rule for both).
     expect(failure({ ...VALID_ENV, EXPECTED_EXTENSIONS: '{"pp_role":"compile_master\u00e9"}' })).toMatch(/printable ASCII/);
     expect(failure({ ...VALID_ENV, EXPECTED_EXTENSIONS: '{"role":"x"}' })).toMatch(/"role" is not an allowed Puppet extension short name/);
+  });
+
+  it('checks the orchestrator environment with the rule the stack uses', () => {
+    const stack = (name: string) => () => loadStackConfig((key) => (key === 'orchestratorEnvironment' ? name : undefined));
+    for (const name of ['Production', 'prod-1', 'dev env']) {
+      expect(failure({ ...VALID_ENV, ORCHESTRATOR_ENVIRONMENT: name })).toMatch(/ORCHESTRATOR_ENVIRONMENT must be a Puppet environment name \(a-z, 0-9, _\)/);
+      expect(stack(name)).toThrow(/orchestratorEnvironment: must be a Puppet environment name \(a-z, 0-9, _\)/);
+    }
+    expect(loadConfig({ ...VALID_ENV, ORCHESTRATOR_ENVIRONMENT: 'feature_42' }).orchestrator.environment).toBe('feature_42');
+    expect(stack('feature_42')().orchestratorEnvironment).toBe('feature_42');
   });
 
   it('refuses secret references that are not Secrets Manager ARNs', () => {
