@@ -4,6 +4,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, type IDependable } from 'constructs';
+import { type AwsCall, efsMount } from '../../lib/aws-calls';
 import { READINESS_CHECK } from '../../lib/readiness-check';
 import type { CompileMasterConfig } from '../config';
 import { type CompileMasterLoadBalancer, PCP_BROKER_PORT, PUPPET_SERVER_PORT } from './load-balancer';
@@ -212,6 +213,12 @@ function machineImage(settings: GroupSettings): ec2.IMachineImage {
     cpuType: arm ? ec2.AmazonLinuxCpuType.ARM_64 : ec2.AmazonLinuxCpuType.X86_64,
   });
 }
+
+/**
+ * The user data's mount, for the IAM simulation suite: EFS authorizes it as ClientMount through
+ * the access point over a mount target; without ClientWrite the mount is read-only.
+ */
+export const INSTANCE_MOUNT_CALLS: readonly AwsCall[] = [efsMount('elasticfilesystem:ClientMount')];
 
 /**
  * Mounts the EFS access point read-only with efs-utils (TLS in transit, IAM authorization with

@@ -9,11 +9,20 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { CompileMasterConfig } from '../config';
 import { SOURCE_MAPS_ENVIRONMENT, typescriptFunction } from '../lambda-defaults';
-import { TTL_ATTRIBUTE } from '../../lambdas/controller/aws/registry';
+import { REGISTRY_CALLS, TTL_ATTRIBUTE } from '../../lambdas/controller/aws/registry';
+import { actionsOf, type AwsCall } from '../../lib/aws-calls';
 import { acknowledgeLambdaExecutionPolicies } from '../nag';
 import type { ControllerSecrets } from './controller-secrets';
 
 export const CONTROLLER_TIMEOUT = Duration.minutes(2);
+
+/**
+ * What Lambda's SQS event source does with the controller's role (AWS documents these three as
+ * what it needs), for the IAM simulation suite.
+ */
+export const EVENT_SOURCE_CALLS: readonly AwsCall[] = (['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes'] as const).map(
+  (action) => ({ operation: action.slice('sqs:'.length), sender: 'sqs-event-source', authorizes: [{ action, resource: 'lifecycleQueue' }] }),
+);
 
 /**
  * The controller's code and bundling; bench:coldstart and the bundle tests build exactly this.
@@ -147,7 +156,8 @@ export class LifecycleController extends Construct {
     );
     // Delayed "recheck" messages go back to its own queue.
     props.queue.grantSendMessages(this.function);
-    this.registry.grantReadWriteData(this.function);
+    // Exactly the registry adapter's calls: grantReadWriteData would add batch, query and stream reads it never makes.
+    this.registry.grant(this.function, ...actionsOf(REGISTRY_CALLS));
 
     const role = this.function.role!;
     role.addToPrincipalPolicy(

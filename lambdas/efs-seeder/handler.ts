@@ -1,7 +1,14 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
+import { type AwsCall, efsMount } from '../../lib/aws-calls';
 import { applyContent, ContentPropertiesSchema, planContent } from './content';
+
+/**
+ * The writer's only AWS call, for the IAM simulation suite: Lambda mounts the access point for it
+ * with its role, and EFS authorizes that mount as ClientMount and, for writing, ClientWrite.
+ */
+export const CONTENT_WRITER_CALLS: readonly AwsCall[] = [efsMount('elasticfilesystem:ClientMount', 'elasticfilesystem:ClientWrite')];
 
 /** Where the access point is mounted in this function (set by the stack). */
 const CONTENT_ROOT = process.env.CONTENT_ROOT ?? '/mnt/compile-masters';

@@ -1,6 +1,10 @@
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { type AwsCall, sdkCall } from '../../lib/aws-calls';
 import type { NodeAgentNotice } from '../../lib/node-agent-notice';
 import type { Logger } from './log';
+
+/** The node agent's only AWS call (instance metadata is not IAM-authorized), for the IAM simulation suite. */
+export const NODE_AGENT_CALLS: readonly AwsCall[] = [sdkCall('sqs:SendMessage', 'lifecycleQueue')];
 
 /**
  * The SQS body: the shared notice, nothing added. What makes it this instance's word is the

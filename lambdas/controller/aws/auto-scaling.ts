@@ -4,6 +4,7 @@ import {
   DescribeAutoScalingGroupsCommand,
   RecordLifecycleActionHeartbeatCommand,
 } from '@aws-sdk/client-auto-scaling';
+import { type AwsCall, sdkCall } from '../../../lib/aws-calls';
 import { AwsCallError } from '../../../lib/errors';
 import type { Member } from '../model';
 import type { GroupPort, LifecycleHook } from '../ports';
@@ -14,6 +15,13 @@ export interface GroupNames {
   launchHookName: string;
   terminateHookName: string;
 }
+
+/** The calls below, for the IAM simulation suite. */
+export const AUTO_SCALING_CALLS: readonly AwsCall[] = [
+  sdkCall('autoscaling:DescribeAutoScalingGroups', '*'),
+  sdkCall('autoscaling:CompleteLifecycleAction', 'autoScalingGroup'),
+  sdkCall('autoscaling:RecordLifecycleActionHeartbeat', 'autoScalingGroup'),
+];
 
 /** AWS answers this when the action was completed already, timed out, or never existed. */
 const NO_ACTIVE_ACTION = /No active Lifecycle Action/i;

@@ -1,4 +1,5 @@
 import { EC2Client, paginateDescribeInstances } from '@aws-sdk/client-ec2';
+import { type AwsCall, sdkCall } from '../../../lib/aws-calls';
 import type { Ec2Instance } from '../model';
 import type { InstancesPort } from '../ports';
 import { awsCall } from './call';
@@ -11,6 +12,9 @@ import { awsCall } from './call';
  * ELB do not report private DNS name, address and state; SSM and AWS Config need an agent or a
  * recorder and lag behind EC2.
  */
+
+/** The calls below, for the IAM simulation suite. */
+export const EC2_CALLS: readonly AwsCall[] = [sdkCall('ec2:DescribeInstances', '*')];
 
 /** DescribeInstances accepts at most 200 values per filter; stay well below. */
 const IDS_PER_CALL = 100;

@@ -1,10 +1,20 @@
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, paginateScan, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import * as z from 'zod';
+import { type AwsCall, sdkCall } from '../../../lib/aws-calls';
 import { certnameProblem, describeUntrusted } from '../../../lib/certname';
 import type { CertificateContents } from '../../../lib/puppet/csr';
 import type { CheckedRequest, DamagedEntry, KeyReport, PurgeStep, RegistryEntry, RegistryListing, RegistryState, RunRecord } from '../model';
 import type { RegistryPort } from '../ports';
 import { awsCall, errorName, toAwsCallError } from './call';
+
+/** The calls below (lib-dynamodb's commands by DynamoDB's names); the stack grants exactly these. */
+export const REGISTRY_CALLS: readonly AwsCall[] = [
+  sdkCall('dynamodb:GetItem', 'registryTable'),
+  sdkCall('dynamodb:Scan', 'registryTable'),
+  sdkCall('dynamodb:UpdateItem', 'registryTable'),
+  sdkCall('dynamodb:PutItem', 'registryTable'),
+  sdkCall('dynamodb:DeleteItem', 'registryTable'),
+];
 
 /** The run record shares the table; its key can never be an instance id. */
 export const RUN_KEY = 'orchestrator-run';

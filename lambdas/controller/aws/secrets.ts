@@ -1,8 +1,15 @@
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import * as z from 'zod';
+import { type AwsCall, sdkCall } from '../../../lib/aws-calls';
 import { ConfigError } from '../../../lib/errors';
 import type { ClientBundle, SecretsPort } from '../ports';
 import { errorName, toAwsCallError } from './call';
+
+/** The calls below, for the IAM simulation suite. */
+export const SECRETS_CALLS: readonly AwsCall[] = [
+  sdkCall('secretsmanager:GetSecretValue', 'clientCertSecret'),
+  sdkCall('secretsmanager:GetSecretValue', 'rbacTokenSecret'),
+];
 
 const pem = (label: RegExp, what: string) => z.string(`must be a string holding ${what}`).regex(label, `must hold ${what}`);
 const BundleSchema = z.object({

@@ -1,6 +1,10 @@
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { type AwsCall, sdkCall } from '../../../lib/aws-calls';
 import type { QueuePort, RecheckMessage } from '../ports';
 import { awsCall } from './call';
+
+/** The calls below, for the IAM simulation suite: rechecks go to the controller's own queue. */
+export const QUEUE_CALLS: readonly AwsCall[] = [sdkCall('sqs:SendMessage', 'lifecycleQueue')];
 
 /** SQS's longest per-message delay. */
 const MAX_DELAY_SECONDS = 900;
