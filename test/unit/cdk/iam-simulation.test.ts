@@ -21,52 +21,69 @@ import { type Deployment, identityPoliciesOf, type PolicyDocument, resourcePolic
 
 const DEPLOYMENT: Deployment = { partition: 'aws', region: 'eu-west-1', account: '123456789012' };
 const { partition, region, account } = DEPLOYMENT;
+const arn = (service: string, resource: string) => `arn:${partition}:${service}:${region}:${account}:${resource}`;
+const groupArn = (name: string) => arn('autoscaling', `autoScalingGroup:6d0a7c9e-2f43-4b8e-9d1a-5c0e8f7b3a21:autoScalingGroupName/${name}`);
 
-const { template } = synthStack();
-const resolve = templateResolver(template, DEPLOYMENT);
-const id = (path: string) => logicalIdByPath(template, path);
-const arnOf = (path: string) => resolve({ 'Fn::GetAtt': [id(path), 'Arn'] }) as string;
-const groupArn = (name: string) => `arn:${partition}:autoscaling:${region}:${account}:autoScalingGroup:6d0a7c9e-2f43-4b8e-9d1a-5c0e8f7b3a21:autoScalingGroupName/${name}`;
+/** A resource as a request sees it: its ARN and the tags that condition keys can test. */
+interface Located {
+  readonly arn: string;
+  readonly tags?: Readonly<Record<string, string>>;
+}
 
-/** This stack's resources, deployed. */
-const HERE: Record<StackResource, string> = {
-  autoScalingGroup: groupArn(only(template, 'AWS::AutoScaling::AutoScalingGroup').properties.AutoScalingGroupName),
-  lifecycleQueue: arnOf('LifecycleQueue/Resource/Resource'),
-  registryTable: arnOf('LifecycleController/Registry/Resource'),
-  clientCertSecret: resolve({ Ref: id('Secrets/ClientCert/Resource') }),
-  rbacTokenSecret: resolve({ Ref: id('Secrets/RbacToken/Resource') }),
-  fileSystem: arnOf('SharedStorage/FileSystem/Resource'),
-  accessPoint: arnOf('SharedStorage/FileSystem/AccessPoint/Resource'),
-};
+/** A stack synthesized from `context`, with its resources where they would be deployed. */
+function deploy(context: Record<string, unknown>) {
+  const { template } = synthStack(context);
+  const resolve = templateResolver(template, DEPLOYMENT);
+  const id = (path: string) => logicalIdByPath(template, path);
+  const arnAt = (path: string): Located => ({ arn: resolve({ 'Fn::GetAtt': [id(path), 'Arn'] }) });
+  const paths = Object.values(template.toJSON().Resources as Record<string, Cfn>).map((resource) => String(resource.Metadata?.['aws:cdk:path'] ?? ''));
+  /** A resource only some configurations have (a secret imported by ARN is not in the template either). */
+  const ifPresent = (path: string, locate: (path: string) => Located): Located | null => (paths.some((candidate) => candidate.endsWith(path)) ? locate(path) : null);
+  const secretAt = (path: string): Located => ({ arn: resolve({ Ref: id(path) }) });
 
-const otherFileSystem = `arn:${partition}:elasticfilesystem:${region}:${account}:file-system/fs-0a1b2c3d4e5f60718`;
-const otherSecret = (name: string) => `arn:${partition}:secretsmanager:${region}:${account}:secret:${name}-Zx9Yw8`;
+  /** This stack's resources, deployed; null where this configuration has none. */
+  const here: Record<StackResource, Located | null> = {
+    autoScalingGroup: { arn: groupArn(only(template, 'AWS::AutoScaling::AutoScalingGroup').properties.AutoScalingGroupName) },
+    lifecycleQueue: arnAt('LifecycleQueue/Resource/Resource'),
+    registryTable: arnAt('LifecycleController/Registry/Resource'),
+    clientCertSecret: ifPresent('Secrets/ClientCert/Resource', secretAt),
+    rbacTokenSecret: ifPresent('Secrets/RbacToken/Resource', secretAt),
+    fileSystem: arnAt('SharedStorage/FileSystem/Resource'),
+    accessPoint: arnAt('SharedStorage/FileSystem/AccessPoint/Resource'),
+  };
 
-/**
- * For each kind of resource, the others a call must not reach: the same account and region, so
- * only the policies' own scoping keeps them out. A swap replaces every mention of a resource, in
- * the request's resource and in its condition keys alike.
- */
-const ELSEWHERE: Record<StackResource, { what: string; swap: Partial<Record<StackResource, string>> }[]> = {
-  autoScalingGroup: [{ what: 'another Auto Scaling group', swap: { autoScalingGroup: groupArn('other-group') } }],
-  lifecycleQueue: [
-    { what: 'another queue', swap: { lifecycleQueue: `arn:${partition}:sqs:${region}:${account}:other-queue` } },
-    { what: "this stack's dead-letter queue", swap: { lifecycleQueue: arnOf('LifecycleQueue/DeadLetters/Resource') } },
-  ],
-  registryTable: [{ what: 'another table', swap: { registryTable: `arn:${partition}:dynamodb:${region}:${account}:table/other-table` } }],
-  clientCertSecret: [{ what: 'another secret', swap: { clientCertSecret: otherSecret('other-client-cert') } }],
-  rbacTokenSecret: [{ what: 'another secret', swap: { rbacTokenSecret: otherSecret('other-token') } }],
-  fileSystem: [
-    {
-      what: 'another file system, through its own access point',
-      swap: { fileSystem: otherFileSystem, accessPoint: `arn:${partition}:elasticfilesystem:${region}:${account}:access-point/fsap-0f1e2d3c4b5a69788` },
-    },
-  ],
-  accessPoint: [
-    { what: "another access point of this stack's file system", swap: { accessPoint: `arn:${partition}:elasticfilesystem:${region}:${account}:access-point/fsap-0123456789abcdef0` } },
-    { what: 'no access point at all', swap: { accessPoint: '' } },
-  ],
-};
+  /**
+   * For each kind of resource, the others a call must not reach: in the same account and region,
+   * so only the policies' own scoping keeps them out. A swap replaces every mention of a resource,
+   * in the request's resource and in its condition keys alike; null: the request names none.
+   */
+  const elsewhere: Record<StackResource, { what: string; swap: Partial<Record<StackResource, Located | null>> }[]> = {
+    autoScalingGroup: [{ what: 'another Auto Scaling group', swap: { autoScalingGroup: { arn: groupArn('other-group') } } }],
+    lifecycleQueue: [
+      { what: 'another queue', swap: { lifecycleQueue: { arn: arn('sqs', 'other-queue') } } },
+      { what: "this stack's dead-letter queue", swap: { lifecycleQueue: arnAt('LifecycleQueue/DeadLetters/Resource') } },
+    ],
+    registryTable: [{ what: 'another table', swap: { registryTable: { arn: arn('dynamodb', 'table/other-table') } } }],
+    clientCertSecret: [{ what: 'another secret', swap: { clientCertSecret: { arn: arn('secretsmanager', 'secret:other-client-cert-Zx9Yw8') } } }],
+    rbacTokenSecret: [{ what: 'another secret', swap: { rbacTokenSecret: { arn: arn('secretsmanager', 'secret:other-token-Zx9Yw8') } } }],
+    fileSystem: [
+      {
+        what: 'another file system, through its own access point',
+        swap: {
+          fileSystem: { arn: arn('elasticfilesystem', 'file-system/fs-0a1b2c3d4e5f60718') },
+          accessPoint: { arn: arn('elasticfilesystem', 'access-point/fsap-0f1e2d3c4b5a69788') },
+        },
+      },
+    ],
+    accessPoint: [
+      { what: "another access point of this stack's file system", swap: { accessPoint: { arn: arn('elasticfilesystem', 'access-point/fsap-0123456789abcdef0') } } },
+      { what: 'no access point at all', swap: { accessPoint: null } },
+    ],
+  };
+
+  return { template, resolve, id, arnAt, here, elsewhere, resourcePolicies: resourcePolicies(template, resolve) };
+}
+type Deployed = ReturnType<typeof deploy>;
 
 const LAMBDA_MANAGED = ['service-role/AWSLambdaBasicExecutionRole', 'service-role/AWSLambdaVPCAccessExecutionRole'];
 
@@ -80,31 +97,43 @@ interface Actor {
   readonly managedPolicies: readonly string[];
 }
 
-const ACTORS: readonly Actor[] = [
-  {
-    name: 'the lifecycle controller',
-    rolePath: 'LifecycleController/Function/ServiceRole/Resource',
-    calls: [...AUTO_SCALING_CALLS, ...EC2_CALLS, ...REGISTRY_CALLS, ...QUEUE_CALLS, ...SECRETS_CALLS, ...EVENT_SOURCE_CALLS],
-    alsoGranted: [
-      { check: { action: 'sqs:ChangeMessageVisibility', resource: 'lifecycleQueue' }, why: "by CDK's grantConsumeMessages for the event source" },
-      { check: { action: 'sqs:GetQueueUrl', resource: 'lifecycleQueue' }, why: "by CDK's SQS grants; it reveals only the queue's URL" },
-    ],
-    managedPolicies: LAMBDA_MANAGED,
-  },
-  {
-    name: "the node agent (the compile masters' instance role)",
-    rolePath: 'CompileMasters/InstanceRole/Resource',
-    calls: [...NODE_AGENT_CALLS, ...INSTANCE_MOUNT_CALLS],
-    alsoGranted: [],
-    managedPolicies: [],
-  },
-  {
-    name: 'the EFS content writer',
-    rolePath: 'SharedStorage/Content/Function/ServiceRole/Resource',
-    calls: CONTENT_WRITER_CALLS,
-    alsoGranted: [],
-    managedPolicies: LAMBDA_MANAGED,
-  },
+const NODE_AGENT: Actor = {
+  name: "the node agent (the compile masters' instance role)",
+  rolePath: 'CompileMasters/InstanceRole/Resource',
+  calls: [...NODE_AGENT_CALLS, ...INSTANCE_MOUNT_CALLS],
+  alsoGranted: [],
+  managedPolicies: [],
+};
+
+/** The controller's calls depend on how the stack runs Puppet on the primary; the rest do not. */
+function actors(controllerCalls: readonly AwsCall[]): Actor[] {
+  return [
+    {
+      name: 'the lifecycle controller',
+      rolePath: 'LifecycleController/Function/ServiceRole/Resource',
+      calls: [...controllerCalls, ...EVENT_SOURCE_CALLS],
+      alsoGranted: [
+        { check: { action: 'sqs:ChangeMessageVisibility', resource: 'lifecycleQueue' }, why: "by CDK's grantConsumeMessages for the event source" },
+        { check: { action: 'sqs:GetQueueUrl', resource: 'lifecycleQueue' }, why: "by CDK's SQS grants; it reveals only the queue's URL" },
+      ],
+      managedPolicies: LAMBDA_MANAGED,
+    },
+    NODE_AGENT,
+    {
+      name: 'the EFS content writer',
+      rolePath: 'SharedStorage/Content/Function/ServiceRole/Resource',
+      calls: CONTENT_WRITER_CALLS,
+      alsoGranted: [],
+      managedPolicies: LAMBDA_MANAGED,
+    },
+  ];
+}
+
+const CONTROLLER_CALLS = [...AUTO_SCALING_CALLS, ...EC2_CALLS, ...REGISTRY_CALLS, ...QUEUE_CALLS];
+
+/** Each stack shape whose IAM differs, with the controller's calls in it. */
+const VARIANTS: readonly { name: string; context: Record<string, unknown>; controllerCalls: readonly AwsCall[] }[] = [
+  { name: 'the default stack (PE, orchestrator runs)', context: {}, controllerCalls: [...CONTROLLER_CALLS, ...SECRETS_CALLS] },
 ];
 
 /** The stack's other roles are CDK's own machinery; each is named here so a new role cannot go unnoticed. */
@@ -114,41 +143,50 @@ const NOT_SIMULATED: Record<string, string> = {
   'SharedStorage/Content/Provider/framework-onEvent/ServiceRole/Resource': "CDK's provider framework: invokes the content writer only",
 };
 
-const RESOURCE_POLICIES = resourcePolicies(template, resolve);
-
 interface Principal {
   readonly session: string;
   readonly policies: { name: string; policy: PolicyDocument }[];
 }
 
-function principalOf(actor: Actor): Principal {
-  const roleId = id(actor.rolePath);
+function principalOf(stack: Deployed, actor: Actor): Principal {
+  const roleId = stack.id(actor.rolePath);
   return {
-    session: `arn:${partition}:sts::${account}:assumed-role/${resolve({ Ref: roleId })}/session`,
-    policies: identityPoliciesOf(template, roleId).map(({ name, document }) => ({ name, policy: resolve(document) })),
+    session: `arn:${partition}:sts::${account}:assumed-role/${stack.resolve({ Ref: roleId })}/session`,
+    policies: identityPoliciesOf(stack.template, roleId).map(({ name, document }) => ({ name, policy: stack.resolve(document) })),
   };
 }
 
-/** One IAM decision, in the world `where` (this stack's resources with some swapped for others). */
-async function decide(principal: Principal, check: IamCheck, where: Record<StackResource, string>): Promise<EvaluationResult> {
-  const resource = check.resource === '*' ? '*' : where[check.resource];
-  const context: Record<string, string> = { 'aws:SecureTransport': 'true' };
-  for (const [key, value] of Object.entries(check.context ?? {})) {
-    const resolved = typeof value === 'string' ? value : where[value.arnOf];
-    // A swap to '' means the request carries no such key at all.
-    if (resolved !== '') context[key] = resolved;
-  }
+/** One request through the simulator: the identity policies, and the resource's own policy if it has one. */
+async function evaluate(stack: Deployed, principal: Principal, action: string, resource: string, context: Record<string, string>) {
   const answer = await runSimulation(
     {
-      request: { principal: principal.session, action: check.action, resource: { resource, accountId: account }, contextVariables: context },
+      request: { principal: principal.session, action, resource: { resource, accountId: account }, contextVariables: { 'aws:SecureTransport': 'true', ...context } },
       identityPolicies: principal.policies,
       serviceControlPolicies: [],
       resourceControlPolicies: [],
-      resourcePolicy: RESOURCE_POLICIES.get(resource),
+      resourcePolicy: stack.resourcePolicies.get(resource),
     },
     { simulationMode: 'Strict' },
   );
-  if (answer.resultType === 'error') throw new Error(`the simulator refused ${check.action}: ${JSON.stringify(answer.errors)}`);
+  if (answer.resultType === 'error') throw new Error(`the simulator refused ${action} on ${resource}: ${JSON.stringify(answer.errors)}`);
+  return answer;
+}
+
+/** One IAM decision, in the world `where` (this stack's resources with some swapped for others). */
+async function decide(stack: Deployed, principal: Principal, check: IamCheck, where: Record<StackResource, Located | null>): Promise<EvaluationResult> {
+  const target = check.resource === '*' ? { arn: '*' } : where[check.resource];
+  if (!target) throw new Error(`${check.action} needs a ${check.resource}`);
+  const context: Record<string, string> = {};
+  // The target's tags, under the global key and the service's own (the simulator drops whichever the action lacks).
+  for (const [key, value] of Object.entries(target.tags ?? {})) {
+    context[`aws:ResourceTag/${key}`] = value;
+    context[`${check.action.split(':')[0]}:resourceTag/${key}`] = value;
+  }
+  for (const [key, value] of Object.entries(check.context ?? {})) {
+    const resolved = typeof value === 'string' ? value : where[value.arnOf]?.arn;
+    if (resolved !== undefined) context[key] = resolved;
+  }
+  const answer = await evaluate(stack, principal, check.action, target.arn, context);
   // A condition key the action does not have would be dropped silently, and its condition never tested.
   const ignored = answer.resultType === 'single' ? answer.result.ignoredContextKeys : answer.results.flatMap((result) => result.ignoredContextKeys ?? []);
   expect(ignored?.filter((key) => key in (check.context ?? {})), `context keys of ${check.action}`).toEqual([]);
@@ -156,8 +194,8 @@ async function decide(principal: Principal, check: IamCheck, where: Record<Stack
 }
 
 /** A call goes through only if IAM allows every authorization it needs. */
-async function allowed(principal: Principal, checks: readonly IamCheck[], where: Record<StackResource, string>): Promise<boolean> {
-  const decisions = await Promise.all(checks.map((check) => decide(principal, check, where)));
+async function allowed(stack: Deployed, principal: Principal, checks: readonly IamCheck[], where: Record<StackResource, Located | null>): Promise<boolean> {
+  const decisions = await Promise.all(checks.map((check) => decide(stack, principal, check, where)));
   return decisions.every((decision) => decision === 'Allowed');
 }
 
@@ -179,102 +217,99 @@ function casesOf(actor: Actor): { label: string; checks: readonly IamCheck[] }[]
   ];
 }
 
-function allowStatementsOf(actor: Actor): Cfn[] {
-  return principalOf(actor).policies.flatMap(({ policy }) => asArray(policy.Statement));
-}
+describe.each(VARIANTS)('$name', (variant) => {
+  const stack = deploy(variant.context);
+  const { here } = stack;
 
-describe.each(ACTORS)('$name', (actor) => {
-  const principal = principalOf(actor);
-  const cases = casesOf(actor);
-  const everyCheck = cases.flatMap(({ checks }) => checks);
+  describe.each(actors(variant.controllerCalls))('$name', (actor) => {
+    const principal = principalOf(stack, actor);
+    const cases = casesOf(actor);
+    const everyCheck = cases.flatMap(({ checks }) => checks);
 
-  it.each(cases.map(({ label, checks }) => [label, checks] as const))('may %s on this stack', async (_, checks) => {
-    expect(await allowed(principal, checks, HERE)).toBe(true);
-  });
+    it.each(cases.map(({ label, checks }) => [label, checks] as const))('may %s on this stack', async (_, checks) => {
+      expect(await allowed(stack, principal, checks, here)).toBe(true);
+    });
 
-  const elsewhere = cases.flatMap(({ label, checks }) => resourcesOf(checks).flatMap((kind) => ELSEWHERE[kind].map((other) => [label, other.what, checks, other.swap] as const)));
-  it.each(elsewhere)('may not %s on %s', async (_, __, checks, swap) => {
-    expect(await allowed(principal, checks, { ...HERE, ...swap })).toBe(false);
-  });
-
-  it("asks for '*' only with actions that have no resource-level permissions", async () => {
-    const unscoped = everyCheck.filter((check) => check.resource === '*').map((check) => check.action);
-    for (const action of unscoped) {
-      const [service, name] = action.split(':') as [string, string];
-      expect(await isWildcardOnlyAction(service, name), action).toBe(true);
-    }
-  });
-
-  it('is granted no action beyond its calls, and only with plain Allow statements', () => {
-    const statements = allowStatementsOf(actor);
-    for (const statement of statements) {
-      expect(statement.Effect).toBe('Allow');
-      expect(Object.keys(statement).filter((key) => key.startsWith('Not'))).toEqual([]);
-    }
-    const granted = [...new Set(statements.flatMap((statement) => asArray(statement.Action) as string[]))].sort();
-    expect(granted).toEqual([...new Set(everyCheck.map((check) => check.action))].sort());
-  });
-
-  it("has no AWS-managed policy beyond Lambda's own execution policies", () => {
-    const arns = (template.toJSON().Resources[id(actor.rolePath)].Properties.ManagedPolicyArns ?? []).map(resolve);
-    expect(arns).toEqual(actor.managedPolicies.map((name) => `arn:${partition}:iam::aws:policy/${name}`));
-  });
-});
-
-describe('the node agent', () => {
-  const principal = principalOf(ACTORS[1]!);
-  const instance = `arn:${partition}:ec2:${region}:${account}:instance/i-0123456789abcdef0`;
-  const throughAccessPoint = { 'elasticfilesystem:AccessPointArn': HERE.accessPoint, 'elasticfilesystem:AccessedViaMountTarget': 'true' };
-  /** What a stolen instance credential would be worth, if the role allowed it. */
-  const OF_NOTE: [action: string, resource: string, context?: Record<string, string>][] = [
-    ['secretsmanager:GetSecretValue', HERE.clientCertSecret],
-    ['secretsmanager:GetSecretValue', HERE.rbacTokenSecret],
-    ['sqs:ReceiveMessage', HERE.lifecycleQueue],
-    ['sqs:DeleteMessage', HERE.lifecycleQueue],
-    ['sqs:ChangeMessageVisibility', HERE.lifecycleQueue],
-    ['sqs:PurgeQueue', HERE.lifecycleQueue],
-    ['sqs:SetQueueAttributes', HERE.lifecycleQueue],
-    ['dynamodb:GetItem', HERE.registryTable],
-    ['dynamodb:PutItem', HERE.registryTable],
-    ['dynamodb:UpdateItem', HERE.registryTable],
-    ['dynamodb:DeleteItem', HERE.registryTable],
-    ['dynamodb:Scan', HERE.registryTable],
-    ['autoscaling:CompleteLifecycleAction', HERE.autoScalingGroup],
-    ['autoscaling:RecordLifecycleActionHeartbeat', HERE.autoScalingGroup],
-    ['autoscaling:SetInstanceHealth', HERE.autoScalingGroup],
-    ['autoscaling:TerminateInstanceInAutoScalingGroup', HERE.autoScalingGroup],
-    ['autoscaling:UpdateAutoScalingGroup', HERE.autoScalingGroup],
-    ['autoscaling:DescribeAutoScalingGroups', '*'],
-    ['ec2:DescribeInstances', '*'],
-    ['ec2:TerminateInstances', instance],
-    ['ssm:SendCommand', instance],
-    ['elasticfilesystem:ClientWrite', HERE.fileSystem, throughAccessPoint],
-    ['elasticfilesystem:ClientRootAccess', HERE.fileSystem, throughAccessPoint],
-    ['lambda:InvokeFunction', arnOf('LifecycleController/Function/Resource')],
-    ['iam:PassRole', resolve({ 'Fn::GetAtt': [id('CompileMasters/InstanceRole/Resource'), 'Arn'] })],
-  ];
-
-  const short = (resource: string) => resource.slice(resource.lastIndexOf(':') + 1);
-  it.each(OF_NOTE.map(([action, resource, context]) => [action, short(resource), resource, context] as const))('may not %s on %s', async (action, _, resource, context) => {
-    const answer = await runSimulation(
-      {
-        request: { principal: principal.session, action, resource: { resource, accountId: account }, contextVariables: { 'aws:SecureTransport': 'true', ...context } },
-        identityPolicies: principal.policies,
-        serviceControlPolicies: [],
-        resourceControlPolicies: [],
-        resourcePolicy: RESOURCE_POLICIES.get(resource),
-      },
-      { simulationMode: 'Strict' },
+    const elsewhere = cases.flatMap(({ label, checks }) =>
+      resourcesOf(checks).flatMap((kind) => stack.elsewhere[kind].map((other) => [label, other.what, checks, other.swap] as const)),
     );
-    expect(answer.resultType === 'error' ? answer.errors : answer.overallResult).toBe('ImplicitlyDenied');
-  });
-});
+    it.each(elsewhere)('may not %s on %s', async (_, __, checks, swap) => {
+      expect(await allowed(stack, principal, checks, { ...here, ...swap })).toBe(false);
+    });
 
-it('names every role of the stack: one of the actors above, or CDK machinery with a reason', () => {
-  const roles = Object.entries(template.toJSON().Resources as Record<string, Cfn>)
-    .filter(([, resource]) => resource.Type === 'AWS::IAM::Role')
-    .map(([logicalId]) => logicalId)
-    .sort();
-  const known = [...ACTORS.map((actor) => actor.rolePath), ...Object.keys(NOT_SIMULATED)].map(id).sort();
-  expect(roles).toEqual(known);
+    it("asks for '*' only with actions that have no resource-level permissions", async () => {
+      for (const action of everyCheck.filter((check) => check.resource === '*').map((check) => check.action)) {
+        const [service, name] = action.split(':') as [string, string];
+        expect(await isWildcardOnlyAction(service, name), action).toBe(true);
+      }
+    });
+
+    it('is granted no action beyond its calls, and only with plain Allow statements', () => {
+      const statements: Cfn[] = principal.policies.flatMap(({ policy }) => asArray(policy.Statement));
+      for (const statement of statements) {
+        expect(statement.Effect).toBe('Allow');
+        expect(Object.keys(statement).filter((key) => key.startsWith('Not'))).toEqual([]);
+      }
+      const granted = [...new Set(statements.flatMap((statement) => asArray(statement.Action) as string[]))].sort();
+      expect(granted).toEqual([...new Set(everyCheck.map((check) => check.action))].sort());
+    });
+
+    it("has no AWS-managed policy beyond Lambda's own execution policies", () => {
+      const arns = (stack.template.toJSON().Resources[stack.id(actor.rolePath)].Properties.ManagedPolicyArns ?? []).map(stack.resolve);
+      expect(arns).toEqual(actor.managedPolicies.map((name) => `arn:${partition}:iam::aws:policy/${name}`));
+    });
+  });
+
+  describe('the node agent, with nothing else of note', () => {
+    const principal = principalOf(stack, NODE_AGENT);
+    const instance = arn('ec2', 'instance/i-0123456789abcdef0');
+    const at = (resource: StackResource) => here[resource]?.arn ?? '';
+    const throughAccessPoint = { 'elasticfilesystem:AccessPointArn': at('accessPoint'), 'elasticfilesystem:AccessedViaMountTarget': 'true' };
+    /** What a stolen instance credential would be worth, if the role allowed it. */
+    const OF_NOTE: [action: string, resource: string, context?: Record<string, string>][] = [
+      ['secretsmanager:GetSecretValue', at('clientCertSecret')],
+      ['secretsmanager:GetSecretValue', at('rbacTokenSecret')],
+      ['sqs:ReceiveMessage', at('lifecycleQueue')],
+      ['sqs:DeleteMessage', at('lifecycleQueue')],
+      ['sqs:ChangeMessageVisibility', at('lifecycleQueue')],
+      ['sqs:PurgeQueue', at('lifecycleQueue')],
+      ['sqs:SetQueueAttributes', at('lifecycleQueue')],
+      ['dynamodb:GetItem', at('registryTable')],
+      ['dynamodb:PutItem', at('registryTable')],
+      ['dynamodb:UpdateItem', at('registryTable')],
+      ['dynamodb:DeleteItem', at('registryTable')],
+      ['dynamodb:Scan', at('registryTable')],
+      ['autoscaling:CompleteLifecycleAction', at('autoScalingGroup')],
+      ['autoscaling:RecordLifecycleActionHeartbeat', at('autoScalingGroup')],
+      ['autoscaling:SetInstanceHealth', at('autoScalingGroup')],
+      ['autoscaling:TerminateInstanceInAutoScalingGroup', at('autoScalingGroup')],
+      ['autoscaling:UpdateAutoScalingGroup', at('autoScalingGroup')],
+      ['autoscaling:DescribeAutoScalingGroups', '*'],
+      ['ec2:DescribeInstances', '*'],
+      ['ec2:TerminateInstances', instance],
+      ['ssm:SendCommand', instance],
+      ['elasticfilesystem:ClientWrite', at('fileSystem'), throughAccessPoint],
+      ['elasticfilesystem:ClientRootAccess', at('fileSystem'), throughAccessPoint],
+      ['lambda:InvokeFunction', stack.arnAt('LifecycleController/Function/Resource').arn],
+      ['iam:PassRole', stack.arnAt('CompileMasters/InstanceRole/Resource').arn],
+    ];
+    const short = (resource: string) => resource.slice(resource.lastIndexOf(':') + 1);
+
+    // Resources this configuration does not have are left out.
+    it.each(OF_NOTE.filter(([, resource]) => resource !== '').map(([action, resource, context]) => [action, short(resource), resource, context] as const))(
+      'may not %s on %s',
+      async (action, _, resource, context) => {
+        expect((await evaluate(stack, principal, action, resource, context ?? {})).overallResult).toBe('ImplicitlyDenied');
+      },
+    );
+  });
+
+  it('names every role of the stack: one of the actors above, or CDK machinery with a reason', () => {
+    const roles = Object.entries(stack.template.toJSON().Resources as Record<string, Cfn>)
+      .filter(([, resource]) => resource.Type === 'AWS::IAM::Role')
+      .map(([logicalId]) => logicalId)
+      .sort();
+    const known = [...actors(variant.controllerCalls).map((actor) => actor.rolePath), ...Object.keys(NOT_SIMULATED)].map(stack.id).sort();
+    expect(roles).toEqual(known);
+  });
 });
