@@ -14,6 +14,7 @@ import {
   SendCommandCommand,
   SSMClient,
   type Command,
+  type DescribeInstanceInformationCommandInput,
   type SendCommandCommandInput,
 } from '@aws-sdk/client-ssm';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -202,7 +203,7 @@ describe('DescribeInstanceInformation', () => {
     expect(all.InstanceInformationList).toEqual([
       expect.objectContaining({ InstanceId: PRIMARY, PingStatus: 'Online', PlatformType: 'Linux', ResourceType: 'EC2Instance', ComputerName: 'primary.lab.test', LastPingDateTime: expect.any(Date) }),
     ]);
-    const ids = async (input: ConstructorParameters<typeof DescribeInstanceInformationCommand>[0]) =>
+    const ids = async (input: DescribeInstanceInformationCommandInput) =>
       (await ssm().send(new DescribeInstanceInformationCommand(input))).InstanceInformationList?.map((entry) => entry.InstanceId);
     expect(await ids({ Filters: [{ Key: 'InstanceIds', Values: [PRIMARY] }] })).toEqual([PRIMARY]);
     expect(await ids({ Filters: [{ Key: 'InstanceIds', Values: [OTHER] }] })).toEqual([]);
