@@ -90,6 +90,8 @@ export function layout(dir: string) {
       confdir: primaryAgent,
       puppetConf: join(primaryAgent, 'puppet.conf'),
       vardir: join(primaryAgent, 'var'),
+      /** `puppet` as the primary (lab/primary-puppet.ts writes it). */
+      puppetBin: join(primaryAgent, 'bin', 'puppet'),
     },
   };
 }

@@ -2,8 +2,8 @@
  * A contract double of the PE orchestrator API (no open-source build exists), following PE's
  * documented shapes: `POST /orchestrator/v1/command/deploy`, `GET /orchestrator/v1/jobs[/:id[/nodes|/report]]`,
  * RBAC token in `X-Authentication`, errors as `{kind, msg, details}`. A deploy really runs
- * `puppet agent --test` for the primary against the lab's Puppet Server; other nodes are not
- * connected to anything here, so they error, as unconnected nodes do in PE.
+ * `puppet agent --test` for the primary against the lab's Puppet Server (lab/primary-puppet.ts);
+ * other nodes are not connected to anything here, so they error, as unconnected nodes do in PE.
  *
  * Lab-only extras: `GET /status/v1/simple`, and `GET|PUT /lab/v1/faults` (the lab token is
  * required, and keeps working whatever the faults) to make the RBAC token look revoked or expired
@@ -21,7 +21,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { layout, PORTS, PRIMARY_CERTNAME, PUPPET_BIN, URLS, type LabLayout } from './layout';
+import { layout, PORTS, PRIMARY_CERTNAME, URLS, type LabLayout } from './layout';
+import { primaryPuppetBin } from './primary-puppet';
 
 type JobState = 'new' | 'ready' | 'running' | 'finished' | 'failed';
 type NodeState = 'new' | 'running' | 'finished' | 'failed' | 'errored';
@@ -193,13 +194,13 @@ class Orchestrator {
   }
 
   private puppetAgentRun(options: DeployRequest, jobNumber: number): Promise<number | null> {
-    const args = ['agent', '--test', '--color=false', '--confdir', this.paths.primaryAgent.confdir];
+    const args = ['agent', '--test'];
     if (options.environment !== '' && options.enforce_environment !== false) args.push('--environment', options.environment);
     if (options.noop) args.push('--noop');
     if (options.no_noop) args.push('--no-noop');
     if (options.debug) args.push('--debug');
     return new Promise((resolve) => {
-      const child = spawn(PUPPET_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(primaryPuppetBin(this.paths), args, { stdio: ['ignore', 'pipe', 'pipe'] });
       const prefix = (chunk: Buffer) => process.stdout.write(chunk.toString().replace(/^(?=.)/gm, `[job ${jobNumber}] `));
       child.stdout.on('data', prefix);
       child.stderr.on('data', prefix);

@@ -1,15 +1,16 @@
 import { parseArgs } from 'node:util';
 import ensureLab from './ensure-lab';
 import { loadLab } from './running-lab';
+import { isLabFlavor, LAB_FLAVORS, type LabFlavor } from './scenario/flavor';
 import { runScenario, scenarioWorkDir, type ScenarioResult } from './scenario/scenario';
 
 /**
- * `npm run lab [-- --faults] [--json]`: the whole lifecycle of a compile tier of real machines
+ * `npm run lab [-- --faults] [--flavor pe|oss] [--json]`: the whole lifecycle of a compile tier of real machines
  * against the Puppet lab (started if it is not running), under agent load, a timeline, and the
  * final consistency check. Exits 1 when the end state is not consistent or an agent request
  * failed, 2 when the scenario itself broke. The scenario takes the lab's lock itself.
  */
-const USAGE = 'usage: npm run lab [-- --faults] [--json]';
+const USAGE = `usage: npm run lab [-- --faults] [--flavor ${LAB_FLAVORS.join('|')}] [--json]`;
 
 function agentSummary(result: ScenarioResult): Record<string, unknown> {
   const agents = result.agents;
@@ -30,10 +31,11 @@ function agentSummary(result: ScenarioResult): Record<string, unknown> {
   };
 }
 
-function summary(result: ScenarioResult, faults: boolean): Record<string, unknown> {
+function summary(result: ScenarioResult, faults: boolean, flavor: LabFlavor): Record<string, unknown> {
   const { problems, ...report } = result.report;
   return {
     mode: faults ? 'faults' : 'plain',
+    flavor,
     ...agentSummary(result),
     steps: result.steps.length,
     seconds: Math.round(result.seconds),
@@ -59,21 +61,30 @@ function faultTable(result: ScenarioResult): string {
 async function main(argv: readonly string[]): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({ args: [...argv], strict: true, options: { faults: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } } }));
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      options: { faults: { type: 'boolean', default: false }, flavor: { type: 'string', default: 'pe' }, json: { type: 'boolean', default: false } },
+    }));
   } catch (error) {
     console.error(`${(error as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  const flavor = values.flavor;
+  if (!isLabFlavor(flavor)) {
+    console.error(`--flavor ${flavor} is not one the lab runs (${LAB_FLAVORS.join(', ')})\n${USAGE}`);
     return 2;
   }
   await ensureLab();
   const lab = loadLab();
   // LAB_TRACE=1: every controller log line as it happens, on stderr.
   const trace = process.env.LAB_TRACE ? (line: string) => console.error(`[controller] ${line}`) : undefined;
-  const result = await runScenario({ trace, lab, faults: values.faults, workDir: await scenarioWorkDir(lab), progress: (line) => console.error(`[lab] ${line}`) });
+  const result = await runScenario({ trace, lab, faults: values.faults, flavor, workDir: await scenarioWorkDir(lab), progress: (line) => console.error(`[lab] ${line}`) });
   console.log(Object.entries(result.nodes).map(([label, node]) => `${label} = ${node.instanceId} ${node.certname}`).join('\n'));
   console.log(`\n${result.timeline}\n`);
   if (result.faults.length > 0) console.log(`${faultTable(result)}\n`);
   console.log(`controller log: ${result.log}\n`);
-  const line = summary(result, values.faults);
+  const line = summary(result, values.faults, flavor);
   if (values.json) console.log(JSON.stringify(line));
   else console.log(Object.entries(line).map(([key, value]) => `${key}: ${JSON.stringify(value)}`).join('\n'));
   const agentsClean = result.agents !== undefined && result.agents.failures === 0;

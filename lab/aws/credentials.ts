@@ -109,6 +109,24 @@ export class InstanceCredentials {
   }
 }
 
+/** A role session's temporary credentials, as STS gives a Lambda function its role's. */
+export interface SessionCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken: string;
+  expiration: Date;
+}
+
+/** New session credentials for a role that is not an instance's (the controller's, in the lab). */
+export function roleSessionCredentials(lifetimeSeconds = 12 * 3600, now = new Date()): SessionCredentials {
+  return {
+    accessKeyId: temporaryAccessKeyId(),
+    secretAccessKey: randomBytes(30).toString('base64'),
+    sessionToken: randomBytes(384).toString('base64'),
+    expiration: new Date(now.getTime() + lifetimeSeconds * 1000),
+  };
+}
+
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 
 /** STS's temporary keys: ASIA and 16 base-32 characters (long-term keys start with AKIA). */

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CONTEXT_DEFAULTS } from '../../cdk/config';
-import { PUPPET_SERVER_PORT, targetGroupSettings } from '../../cdk/target-groups';
+import { PCP_BROKER_PORT, PUPPET_SERVER_PORT, targetGroupSettings, type TargetGroupSettings } from '../../cdk/target-groups';
+import { FLAVOR, type Flavor } from '../../lib/flavor';
 import { PuppetServerHealth } from '../../lambdas/controller/puppet';
 import type { Ec2Instance } from '../../lambdas/controller/model';
 import { labAwsCa, type AwsLabCa } from '../aws/ca';
@@ -25,6 +26,17 @@ import { NLB_DNS_NAME, REGION } from './world';
 const QUEUE_NAME = 'compile-masters-lifecycle';
 /** The load balancer's address on the lab network (machines are .10 and up). */
 const NLB_HOST = 5;
+
+/**
+ * The stack's target groups for `flavor`: 8142 only where a PCP broker runs (PE). The lab's
+ * machines run open-source Puppet Server whatever the flavor, so on PE the 8142 listener is there
+ * (health-checked through the readiness daemon like 8140) but nothing on the machines answers it.
+ */
+export function labTargetGroups(flavor: Flavor): TargetGroupSettings[] {
+  return targetGroupSettings({ deregistrationDelaySeconds: CONTEXT_DEFAULTS.deregistrationDelaySeconds }).filter(
+    (group) => group.port !== PCP_BROKER_PORT || FLAVOR[flavor].pcpBroker,
+  );
+}
 
 export interface TierEnvironment {
   network: LabNetwork;
@@ -62,6 +74,7 @@ export class MachineTier {
     dir: string;
     roleId: string;
     accountId: string;
+    flavor: Flavor;
     deliver: (message: { body: string; senderId: string }) => void;
     progress?: (line: string) => void;
   }): Promise<MachineTier> {
@@ -95,10 +108,8 @@ export class MachineTier {
       });
       closers.push(() => sqs.close());
       const nlbHost = network.addHost('nlb', `${network.subnet.replace(/\.0\/24$/, '')}.${NLB_HOST}`);
-      // Open-source compile masters serve Puppet Server only: no PCP broker target group.
-      const [puppetServer] = targetGroupSettings({ deregistrationDelaySeconds: CONTEXT_DEFAULTS.deregistrationDelaySeconds });
       const nlb = await startHaproxyNlb({
-        settings: [puppetServer],
+        settings: labTargetGroups(options.flavor),
         bindAddress: nlbHost.ip,
         runDir: join(options.dir, 'nlb'),
         spawnPrefix: ['ip', 'netns', 'exec', nlbHost.netns],

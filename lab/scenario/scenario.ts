@@ -18,12 +18,15 @@ import { Timeline, describeLine, type StepRecord } from './timeline';
 import { LabWorld, NLB_DNS_NAME, REGION } from './world';
 import { enrollAgents, realAgentRun, retireAgents, startFleet, type AgentIdentity, type FleetHandle, type RequestRecord } from '../fleet';
 import { MachineNode } from './machine-node';
-import { MachineTier } from './machine-tier';
+import { labTargetGroups, MachineTier } from './machine-tier';
+import type { LabFlavor } from './flavor';
 import { holdLabLock } from '../lock';
 
 export interface ScenarioOptions {
   lab: LabDescription;
   faults: boolean;
+  /** Which Puppet the tier stands for: the load balancer's listeners follow it. */
+  flavor: LabFlavor;
   /** Where the run keeps its machines, share and load balancer (removed afterwards). */
   workDir: string;
   /** Progress lines while the run goes on. */
@@ -166,6 +169,7 @@ class Scenario {
       dir: this.options.workDir,
       roleId: this.world.cloud.compileMasterRoleId,
       accountId: this.world.cloud.accountId,
+      flavor: this.options.flavor,
       deliver: ({ body, senderId }) => this.world.cloud.queue.enqueue(body, 0, senderId),
       progress: this.options.progress,
     });
@@ -621,7 +625,7 @@ class Scenario {
       writtenAt: new Date().toISOString(),
       members,
       instances: [...instances.values()].map((instance) => ({ ...instance, launchTime: instance.launchTime?.toISOString() })),
-      targets: cloud.targets.registered().flatMap((instanceId) => [8140, 8142].map((port) => ({ instanceId, port, state: 'healthy' }))),
+      targets: cloud.targets.registered().flatMap((instanceId) => labTargetGroups(this.options.flavor).map(({ port }) => ({ instanceId, port, state: 'healthy' }))),
       registry,
     };
     await writeFile(join(this.options.lab.dir, 'scenario', 'cloud.json'), JSON.stringify(snapshot, null, 2));

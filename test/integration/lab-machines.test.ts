@@ -13,7 +13,7 @@ import { runScenario, scenarioWorkDir } from '../../lab/scenario/scenario';
 describe('the lab scenario on machines, with faults', () => {
   it('serves every agent request through scale-out, a reboot, a stop, a scale-in, replacements and every fault, and ends consistent', async () => {
     const lab = loadLab();
-    const result = await runScenario({ lab, faults: true, workDir: await scenarioWorkDir(lab) });
+    const result = await runScenario({ lab, faults: true, flavor: 'pe', workDir: await scenarioWorkDir(lab) });
     expect(result.report.problems, result.timeline).toEqual([]);
     expect(result.faults.length).toBeGreaterThan(0);
     expect(result.faults.filter((fault) => fault.recoveredAt === undefined), result.timeline).toEqual([]);
