@@ -148,7 +148,9 @@ export class DynamoRegistry implements RegistryPort {
     });
   }
 
-  transition(instanceId: string, from: readonly RegistryState[], to: RegistryState, now: Date): Promise<boolean> {
+  async transition(instanceId: string, from: readonly RegistryState[], to: RegistryState, now: Date): Promise<boolean> {
+    // No state to move from moves nothing; DynamoDB would refuse the empty IN () as a syntax error.
+    if (from.length === 0) return false;
     const fromValues = Object.fromEntries(from.map((state, index) => [`:from${index}`, state]));
     return this.conditionalUpdate({
       Key: { instanceId },

@@ -10,14 +10,13 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { AwsCallError, ConfigError } from '../../../lib/errors';
 import { AutoScalingGroup } from '../../../lambdas/controller/aws/auto-scaling';
 import { Ec2Instances } from '../../../lambdas/controller/aws/ec2';
-import { DynamoRegistry, KEY_REPORT_PREFIX, RUN_KEY } from '../../../lambdas/controller/aws/registry';
+import { DynamoRegistry } from '../../../lambdas/controller/aws/registry';
 import { SecretsManagerSecrets } from '../../../lambdas/controller/aws/secrets';
 import { SqsQueue } from '../../../lambdas/controller/aws/sqs';
-import { MemoryCloud } from '../../../lab/memory-cloud';
 
 /** The SDK wiring: which command each port sends, with which input, and how answers map back. */
 
@@ -118,221 +117,47 @@ describe('Ec2Instances', () => {
 });
 
 describe('DynamoRegistry', () => {
+  // What the engine cannot show: the registry's behaviour is the contract suite's, on a real
+  // engine (registry-contract.test.ts); dynalite is always consistent and never throttles.
   const ddb = mockClient(DynamoDBDocumentClient);
-  const invalid = vi.fn();
-  const registry = new DynamoRegistry(DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'us-west-2' })), 'registry', invalid);
+  const registry = new DynamoRegistry(DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'us-west-2' })), 'registry', () => undefined);
   const now = new Date('2026-11-20T12:00:00Z');
-  const conditionFailed = sdkError('ConditionalCheckFailedException', 'The conditional request failed');
-  afterEach(() => {
-    ddb.reset();
-    invalid.mockReset();
-  });
-
-  const checked = { publicKeySha256: 'ab12', dnsAltNames: ['ip-10-0-0-1.compute.internal'], puppetExtensions: { pp_instance_id: 'i-0123456789abcdef0' } };
-
-  it('takes ownership before signing with a conditional update that keeps createdAt, records the checked request and forgets the last certificate and purge', async () => {
-    ddb.on(UpdateCommand).resolvesOnce({}).rejectsOnce(conditionFailed);
-    await expect(registry.recordSigned('i-0123456789abcdef0', 'ip-10-0-0-1.compute.internal', { ...checked, commonName: 'extra' } as typeof checked, now)).resolves.toBe(true);
-    await expect(registry.recordSigned('i-0123456789abcdef0', 'ip-10-0-0-1.compute.internal', checked, now)).resolves.toBe(false);
-    const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
-    expect(input).toMatchObject({
-      TableName: 'registry',
-      Key: { instanceId: 'i-0123456789abcdef0' },
-      ConditionExpression: 'attribute_not_exists(instanceId) OR (certname = :certname AND NOT #state IN (:purging, :stalled))',
-      ExpressionAttributeNames: { '#checked': 'checked', '#issued': 'issued', '#purge': 'purge' },
-      ExpressionAttributeValues: { ':certname': 'ip-10-0-0-1.compute.internal', ':signed': 'signed', ':checked': checked },
-    });
-    expect(input?.UpdateExpression).toContain('createdAt = if_not_exists(createdAt, :now)');
-    expect(input?.UpdateExpression).toMatch(/#checked = :checked.* REMOVE claimedAt, #issued, #purge$/);
-  });
-
-  it('records the verified certificate only on a live entry whose checked request is for its key', async () => {
-    ddb.on(UpdateCommand).resolvesOnce({}).rejectsOnce(conditionFailed);
-    const certificate = { serial: 0x1fn, sha256Fingerprint: 'AB:CD', publicKeySha256: 'ab12' };
-    await expect(registry.recordIssued('i-0123456789abcdef0', certificate, now)).resolves.toBe(true);
-    await expect(registry.recordIssued('i-0123456789abcdef0', certificate, now)).resolves.toBe(false);
-    expect(ddb.commandCalls(UpdateCommand)[0]?.args[0].input).toMatchObject({
-      UpdateExpression: 'SET #issued = :issued, updatedAt = :now',
-      ConditionExpression: '#state IN (:live0, :live1, :live2, :live3) AND #checked.publicKeySha256 = :key',
-      ExpressionAttributeValues: { ':key': 'ab12', ':issued': { serial: '31', sha256Fingerprint: 'AB:CD', verifiedAt: now.toISOString() } },
-    });
-  });
-
-  it('records a purge step only while the entry is in the purge that started then', async () => {
-    ddb.on(UpdateCommand).resolvesOnce({}).rejectsOnce(conditionFailed);
-    await expect(registry.recordPurgeStep('i-0123456789abcdef0', '2026-11-20T11:50:00.000Z', 'puppetdb', now)).resolves.toBe(true);
-    await expect(registry.recordPurgeStep('i-0123456789abcdef0', '2026-11-20T11:50:00.000Z', 'ca', now)).resolves.toBe(false);
-    expect(ddb.commandCalls(UpdateCommand)[0]?.args[0].input).toMatchObject({
-      UpdateExpression: 'SET #purge.#step = :now, updatedAt = :now',
-      ConditionExpression: '#state = :purging AND #purge.startedAt = :startedAt',
-      ExpressionAttributeNames: { '#purge': 'purge', '#step': 'puppetdb' },
-      ExpressionAttributeValues: { ':startedAt': '2026-11-20T11:50:00.000Z' },
-    });
-  });
-
-  it('claims a purge only from a live state or a stale claim, keeping an earlier start, and answers the claimed entry', async () => {
-    const claimedItem = {
-      instanceId: 'i-0123456789abcdef0',
-      certname: 'a.compute.internal',
-      state: 'purging',
-      createdAt: 'x',
-      updatedAt: 'y',
-      claimedAt: now.toISOString(),
-      purge: { startedAt: '2026-11-20T11:50:00.000Z', ca: '2026-11-20T11:50:01.000Z' },
-    };
-    ddb.on(UpdateCommand).resolvesOnce({ Attributes: claimedItem }).rejectsOnce(conditionFailed);
-    await expect(registry.claimPurge('i-0123456789abcdef0', now, new Date('2026-11-20T11:57:30Z'))).resolves.toEqual(claimedItem);
-    await expect(registry.claimPurge('i-0123456789abcdef0', now, new Date('2026-11-20T11:57:30Z'))).resolves.toBeUndefined();
-    const input = ddb.commandCalls(UpdateCommand)[0]?.args[0].input;
-    expect(input?.ConditionExpression).toBe(
-      '#state IN (:live0, :live1, :live2, :live3) OR (#state = :purging AND (attribute_not_exists(claimedAt) OR claimedAt < :stale))',
-    );
-    expect(input?.UpdateExpression).toContain('#purge = if_not_exists(#purge, :purge)');
-    expect(input?.ReturnValues).toBe('ALL_NEW');
-    expect(input?.ExpressionAttributeValues).toMatchObject({ ':live0': 'signed', ':live3': 'stalled', ':stale': '2026-11-20T11:57:30.000Z', ':purge': { startedAt: now.toISOString() } });
-  });
-
-  it('moves an entry on only from the expected states, and answers false when it lost the race', async () => {
-    ddb.on(UpdateCommand).rejects(conditionFailed);
-    await expect(registry.transition('i-0123456789abcdef0', ['purging'], 'purged', now)).resolves.toBe(false);
-    expect(ddb.commandCalls(UpdateCommand)[0]?.args[0].input).toMatchObject({
-      UpdateExpression: 'SET #state = :to, updatedAt = :now REMOVE claimedAt',
-      ConditionExpression: '#state IN (:from0)',
-      ExpressionAttributeValues: { ':from0': 'purging', ':to': 'purged' },
-    });
-  });
-
-  it('puts the run record with optimistic versioning', async () => {
-    ddb.on(PutCommand).resolvesOnce({}).rejectsOnce(conditionFailed);
-    await expect(registry.putRun({ pending: ['i-0123456789abcdef0'], job: undefined }, 0)).resolves.toBe(true);
-    await expect(registry.putRun({ pending: [] }, 4)).resolves.toBe(false);
-    const [first, second] = ddb.commandCalls(PutCommand).map((call) => call.args[0].input);
-    expect(first).toEqual({
-      TableName: 'registry',
-      Item: { instanceId: RUN_KEY, pending: ['i-0123456789abcdef0'], version: 1 },
-      ConditionExpression: 'attribute_not_exists(instanceId) OR version = :expected',
-      ExpressionAttributeValues: { ':expected': 0 },
-    });
-    expect(second).toMatchObject({ Item: { version: 5 }, ConditionExpression: 'version = :expected', ExpressionAttributeValues: { ':expected': 4 } });
-  });
-
-  it('lists entries with consistent reads, skipping the run record and reporting damaged items apart', async () => {
-    const item = { certname: 'a.compute.internal', state: 'in-service', createdAt: 'x', updatedAt: 'y' };
-    ddb.on(ScanCommand).resolves({
-      Items: [
-        { instanceId: RUN_KEY, version: 3, pending: [] },
-        { instanceId: `${KEY_REPORT_PREFIX}i-0123456789abcdef9`, publicKeySha256: 'ab'.repeat(32), reportedAt: 'z', expiresAt: 1 },
-        { ...item, instanceId: 'i-0123456789abcdef0' },
-        { ...item, instanceId: 'i-0123456789abcdef1', state: 'haunted' },
-        { ...item, instanceId: 'i-0123456789abcdef2', certname: '../x' },
-        { ...item, instanceId: 'i-0123456789abcdef3', certname: 'IP-10-0-0-1.Compute.Internal' },
-        { ...item, instanceId: '../i-0123456789abcdef4' },
-        { ...item, instanceId: 'i-0123456789abcdef5', checked: { publicKeySha256: 7 } },
-      ],
-    });
-    const { entries, damaged } = await registry.list();
-    expect(entries.map((entry) => entry.instanceId)).toEqual(['i-0123456789abcdef0']);
-    expect(damaged).toEqual([
-      { key: 'i-0123456789abcdef1', instanceId: 'i-0123456789abcdef1', problem: expect.stringMatching(/^it does not parse: .*state/s) },
-      { key: 'i-0123456789abcdef2', instanceId: 'i-0123456789abcdef2', problem: expect.stringMatching(/^its certname "\.\.\/x" is not a lowercase DNS-style name/) },
-      { key: 'i-0123456789abcdef3', instanceId: 'i-0123456789abcdef3', problem: expect.stringMatching(/^its certname "IP-10-0-0-1.Compute.Internal" is not/) },
-      { key: '../i-0123456789abcdef4', problem: 'its key "../i-0123456789abcdef4" is not an instance id' },
-      { key: 'i-0123456789abcdef5', instanceId: 'i-0123456789abcdef5', problem: expect.stringMatching(/^it does not parse: .*checked/s) },
-    ]);
-    expect(invalid).toHaveBeenCalledTimes(5);
-    expect(ddb.commandCalls(ScanCommand)[0]?.args[0].input).toMatchObject({ TableName: 'registry', ConsistentRead: true });
-  });
-
-  it("keeps an instance's key report under its own key, never over a later one, with a TTL, and consumes it only while it is that key", async () => {
-    const key = 'ab'.repeat(32);
-    ddb.on(UpdateCommand).resolvesOnce({}).rejectsOnce(conditionFailed);
-    await registry.recordKeyReport('i-0123456789abcdef0', { publicKeySha256: key, reportedAt: '2026-11-20T12:00:00.000Z' });
-    // An older report arriving late is not an error: the newer one stays.
-    await expect(registry.recordKeyReport('i-0123456789abcdef0', { publicKeySha256: 'cd'.repeat(32), reportedAt: '2026-11-20T11:00:00.000Z' })).resolves.toBeUndefined();
-    expect(ddb.commandCalls(UpdateCommand)[0]?.args[0].input).toMatchObject({
-      Key: { instanceId: `${KEY_REPORT_PREFIX}i-0123456789abcdef0` },
-      ConditionExpression: 'attribute_not_exists(reportedAt) OR reportedAt <= :at',
-      ExpressionAttributeNames: { '#ttl': 'expiresAt' },
-      ExpressionAttributeValues: { ':key': key, ':at': '2026-11-20T12:00:00.000Z', ':ttl': Date.parse('2026-11-20T12:00:00Z') / 1000 + 14 * 24 * 3600 },
-    });
-
-    ddb.on(GetCommand).resolvesOnce({ Item: { instanceId: `${KEY_REPORT_PREFIX}i-0123456789abcdef0`, publicKeySha256: key, reportedAt: 'z' } }).resolvesOnce({});
-    await expect(registry.keyReport('i-0123456789abcdef0')).resolves.toEqual({ publicKeySha256: key, reportedAt: 'z' });
-    await expect(registry.keyReport('i-0123456789abcdef1')).resolves.toBeUndefined();
-
-    ddb.on(DeleteCommand).resolvesOnce({}).rejectsOnce(conditionFailed);
-    await registry.consumeKeyReport('i-0123456789abcdef0', key);
-    await expect(registry.consumeKeyReport('i-0123456789abcdef0', key)).resolves.toBeUndefined();
-    expect(ddb.commandCalls(DeleteCommand)[0]?.args[0].input).toMatchObject({ ConditionExpression: 'publicKeySha256 = :key', ExpressionAttributeValues: { ':key': key } });
-  });
-
-  it('reads the run record, or an empty one', async () => {
-    ddb.on(GetCommand).resolvesOnce({}).resolvesOnce({ Item: { instanceId: RUN_KEY, version: 2, pending: ['i-1'], job: { name: '5', claimedAt: 'x', covers: ['i-1'], attempt: 1 } } });
-    await expect(registry.getRun()).resolves.toEqual({ version: 0, pending: [] });
-    await expect(registry.getRun()).resolves.toMatchObject({ version: 2, job: { name: '5' } });
-  });
-});
-
-describe('MemoryRegistry, with the adapter\'s semantics', () => {
-  const now = new Date('2026-11-20T12:00:00Z');
-  const later = (seconds: number) => new Date(now.getTime() + seconds * 1000);
   const id = 'i-0123456789abcdef0';
-  const checked = { publicKeySha256: 'ab12', dnsAltNames: ['a.compute.internal'], puppetExtensions: { pp_instance_id: id } };
+  const checked = { publicKeySha256: 'ab12', dnsAltNames: [], puppetExtensions: {} };
+  afterEach(() => ddb.reset());
 
-  it('quarantines exactly the items the DynamoDB adapter quarantines', async () => {
-    const ddb = mockClient(DynamoDBDocumentClient);
-    const item = { certname: 'a.compute.internal', state: 'in-service', createdAt: 'x', updatedAt: 'y' };
-    const items = [
-      { ...item, instanceId: 'i-0123456789abcdef0' },
-      { ...item, instanceId: 'i-0123456789abcdef1', state: 'haunted' },
-      { ...item, instanceId: 'i-0123456789abcdef2', certname: 'a b' },
-      { ...item, instanceId: 'I-0123456789ABCDEF3' },
-      { ...item, instanceId: 'i-0123456789abcdef4', purge: { ca: 'x' } },
+  it('reads with strong consistency: an ownership decision never rests on a stale read', async () => {
+    ddb.on(GetCommand).resolves({}).on(ScanCommand).resolves({ Items: [] });
+    await registry.get(id);
+    await registry.getRun();
+    await registry.keyReport(id);
+    await registry.list();
+    expect(ddb.commandCalls(GetCommand).map((call) => call.args[0].input.ConsistentRead)).toEqual([true, true, true]);
+    expect(ddb.commandCalls(ScanCommand)[0]?.args[0].input.ConsistentRead).toBe(true);
+  });
+
+  it('throws an AwsCallError naming the operation for any failure but a lost condition: a throttled write is never taken for a lost race', async () => {
+    const throttled = sdkError('ProvisionedThroughputExceededException', 'Rate of requests exceeds the allowed throughput');
+    ddb.on(UpdateCommand).rejects(throttled).on(PutCommand).rejects(throttled).on(DeleteCommand).rejects(throttled).on(GetCommand).rejects(throttled);
+    const calls: Array<[string, () => Promise<unknown>]> = [
+      ['UpdateItem', () => registry.recordSigned(id, 'a.compute.internal', checked, now)],
+      ['UpdateItem', () => registry.recordIssued(id, { serial: 1n, sha256Fingerprint: 'AB', publicKeySha256: 'ab12' }, now)],
+      ['UpdateItem', () => registry.transition(id, ['signed'], 'converging', now)],
+      ['UpdateItem', () => registry.claimPurge(id, now, now)],
+      ['UpdateItem', () => registry.recordPurgeStep(id, now.toISOString(), 'ca', now)],
+      ['UpdateItem', () => registry.recordKeyReport(id, { publicKeySha256: 'ab12', reportedAt: now.toISOString() })],
+      ['DeleteItem', () => registry.consumeKeyReport(id, 'ab12')],
+      ['PutItem', () => registry.putRun({ pending: [] }, 0)],
+      ['GetItem', () => registry.get(id)],
     ];
-    ddb.on(ScanCommand).resolves({ Items: items });
-    const adapter = await new DynamoRegistry(DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'us-west-2' })), 'registry', () => undefined).list();
-    ddb.restore();
-    const memory = new MemoryCloud().registry;
-    for (const each of items) memory.seedItem(each);
-    const listed = await memory.list();
-    expect(listed).toEqual(adapter);
-    expect(listed.damaged.map((damaged) => damaged.key)).toEqual(items.slice(1).map((each) => each.instanceId));
-    await expect(memory.get('i-0123456789abcdef2')).resolves.toBeUndefined();
-  });
-
-  it('records ownership with the checked request and forgets the last certificate and purge; never over a purge or another certname', async () => {
-    const registry = new MemoryCloud().registry;
-    registry.seed({ instanceId: id, certname: 'a.compute.internal', state: 'purged', createdAt: 'c', updatedAt: 'u', issued: { serial: '1', sha256Fingerprint: 'F', verifiedAt: 'v' }, purge: { startedAt: 's', ca: 'x' } });
-    await expect(registry.recordSigned(id, 'b.compute.internal', checked, now)).resolves.toBe(false);
-    await expect(registry.recordSigned(id, 'a.compute.internal', checked, now)).resolves.toBe(true);
-    expect(registry.peek(id)).toEqual({ instanceId: id, certname: 'a.compute.internal', state: 'signed', createdAt: 'c', updatedAt: now.toISOString(), checked });
-    await registry.claimPurge(id, now, now);
-    await expect(registry.recordSigned(id, 'a.compute.internal', checked, now)).resolves.toBe(false);
-  });
-
-  it('records the issued certificate only for the checked key, on a live entry', async () => {
-    const registry = new MemoryCloud().registry;
-    await registry.recordSigned(id, 'a.compute.internal', checked, now);
-    const certificate = { serial: 31n, sha256Fingerprint: 'AB:CD', publicKeySha256: 'ab12' };
-    await expect(registry.recordIssued(id, { ...certificate, publicKeySha256: 'other' }, now)).resolves.toBe(false);
-    await expect(registry.recordIssued(id, certificate, now)).resolves.toBe(true);
-    expect(registry.peek(id)?.issued).toEqual({ serial: '31', sha256Fingerprint: 'AB:CD', verifiedAt: now.toISOString() });
-    await registry.transition(id, ['signed'], 'purged', now);
-    await expect(registry.recordIssued(id, certificate, now)).resolves.toBe(false);
-  });
-
-  it('keeps a purge\'s start and steps across a stale re-claim, and records steps only within that purge', async () => {
-    const registry = new MemoryCloud().registry;
-    await registry.recordSigned(id, 'a.compute.internal', checked, now);
-    const first = await registry.claimPurge(id, now, now);
-    expect(first?.purge).toEqual({ startedAt: now.toISOString() });
-    await expect(registry.claimPurge(id, later(10), now)).resolves.toBeUndefined();
-    await expect(registry.recordPurgeStep(id, later(1).toISOString(), 'ca', later(10))).resolves.toBe(false);
-    await expect(registry.recordPurgeStep(id, now.toISOString(), 'ca', later(10))).resolves.toBe(true);
-    const retaken = await registry.claimPurge(id, later(300), later(200));
-    expect(retaken).toMatchObject({ state: 'purging', claimedAt: later(300).toISOString(), purge: { startedAt: now.toISOString(), ca: later(10).toISOString() } });
-    await registry.transition(id, ['purging'], 'purged', later(301));
-    await expect(registry.recordPurgeStep(id, now.toISOString(), 'puppetdb', later(302))).resolves.toBe(false);
+    for (const [operation, call] of calls) {
+      const error = await call().then(
+        () => undefined,
+        (thrown: unknown) => thrown,
+      );
+      expect(error).toBeInstanceOf(AwsCallError);
+      expect((error as Error).message).toMatch(new RegExp(`^${operation} failed: ProvisionedThroughputExceededException`));
+    }
   });
 });
 
