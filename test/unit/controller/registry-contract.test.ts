@@ -4,7 +4,7 @@ import { DynamoRegistry, KEY_REPORT_PREFIX, RUN_KEY, TTL_ATTRIBUTE } from '../..
 import { MemoryCloud } from '../../../lab/memory-cloud';
 import { startDynalite, type Dynalite, type TableSchema } from '../../support/dynalite';
 import { registryContract, type RegistryUnderTest } from '../../support/registry-contract';
-import { only, synthStack } from '../cdk/stack-fixture';
+import { logicalIdByPath, synthStack } from '../cdk/stack-fixture';
 
 registryContract('memory registry', async () => {
   const registry = new MemoryCloud().registry;
@@ -19,7 +19,8 @@ let tables = 0;
 const invalid = new Map<string, unknown[]>();
 
 beforeAll(async () => {
-  const { properties } = only(synthStack().template, 'AWS::DynamoDB::Table');
+  const { template } = synthStack();
+  const properties = template.toJSON().Resources[logicalIdByPath(template, 'LifecycleController/Registry/Resource')].Properties;
   schema = { KeySchema: properties.KeySchema, AttributeDefinitions: properties.AttributeDefinitions, BillingMode: properties.BillingMode };
   engine = await startDynalite();
 });
