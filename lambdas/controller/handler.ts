@@ -78,9 +78,11 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
       scope: config,
       logger,
       metrics,
-      // Another invocation may be mid-pass (the event source runs two): take turns.
-      reconcile: (triggers) =>
-        whileHoldingLease(
+      reconcile: async (triggers) => {
+        // Secrets first: an invocation that cannot read them has no business holding the lease.
+        const controller = await getController();
+        // Another invocation may be mid-pass (the event source runs two): take turns.
+        return whileHoldingLease(
           {
             lease,
             holder: context.awsRequestId,
@@ -89,8 +91,9 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
             waitUntil: new Date(Date.now() + context.getRemainingTimeInMillis() - PASS_RESERVE_SECONDS * 1000),
             logger,
           },
-          async () => reconcile(await getController(), triggers),
-        ),
+          () => reconcile(controller, triggers),
+        );
+      },
     });
   } finally {
     // A batch of other instances' EC2 events runs no pass and has nothing to count.
