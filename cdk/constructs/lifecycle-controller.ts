@@ -9,6 +9,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { CompileMasterConfig } from '../config';
 import { SOURCE_MAPS_ENVIRONMENT, typescriptFunction } from '../lambda-defaults';
+import { LEASE_CALLS } from '../../lambdas/controller/aws/lease';
 import { REGISTRY_CALLS, TTL_ATTRIBUTE } from '../../lambdas/controller/aws/registry';
 import { CONTROLLER_TIMEOUT_SECONDS, EVENT_SOURCE_MAX_CONCURRENCY } from '../../lambdas/controller/reconcile-lease';
 import { actionsOf, type AwsCall } from '../../lib/aws-calls';
@@ -161,8 +162,8 @@ export class LifecycleController extends Construct {
     );
     // Delayed "recheck" messages go back to its own queue.
     props.queue.grantSendMessages(this.function);
-    // Exactly the registry adapter's calls: grantReadWriteData would add batch, query and stream reads it never makes.
-    this.registry.grant(this.function, ...actionsOf(REGISTRY_CALLS));
+    // Exactly the registry's and the lease's calls: grantReadWriteData would add batch, query and stream reads they never make.
+    this.registry.grant(this.function, ...actionsOf([...REGISTRY_CALLS, ...LEASE_CALLS]));
 
     const role = this.function.role!;
     role.addToPrincipalPolicy(

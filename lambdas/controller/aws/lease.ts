@@ -1,7 +1,11 @@
 import { type DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { type AwsCall, sdkCall } from '../../../lib/aws-calls';
 import type { LeasePort } from '../ports';
 import { errorName, toAwsCallError } from './call';
 import { RECONCILE_LEASE_KEY } from './registry';
+
+/** The calls below (lib-dynamodb's UpdateCommand sends UpdateItem), on the registry table. */
+export const LEASE_CALLS: readonly AwsCall[] = [sdkCall('dynamodb:UpdateItem', 'registryTable')];
 
 /**
  * The reconcile lease: one item of the registry table with its holder and a waiter's claim on the
