@@ -1,8 +1,8 @@
 /**
  * `npm run bench:burst`: 50 compile masters terminate at once; the controller purges them against
  * the real Puppet lab (CA clean, PuppetDB deactivate) and completes their terminate lifecycle
- * actions, with AWS in memory. Batches arrive one after another, as with the stack's reserved
- * concurrency of 1. Timed: from the first batch until no lifecycle action is left pending. Then
+ * actions, with AWS in memory. Batches arrive one after another, as the stack's reconcile lease
+ * has them take turns. Timed: from the first batch until no lifecycle action is left pending. Then
  * the primary's run is let through and the end state is checked (serials in the CRL, nodes
  * deactivated) before the result counts. The last stdout line is JSON.
  */

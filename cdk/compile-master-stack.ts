@@ -4,7 +4,7 @@ import { READINESS_CHECK, drainSeconds } from '../lib/readiness-check';
 import type { CompileMasterConfig } from './config';
 import { CompileMasterGroup } from './constructs/compile-master-group';
 import { ControllerSecrets } from './constructs/controller-secrets';
-import { CONTROLLER_TIMEOUT, LifecycleController } from './constructs/lifecycle-controller';
+import { LifecycleController, QUEUE_VISIBILITY_TIMEOUT } from './constructs/lifecycle-controller';
 import { LifecycleQueue } from './constructs/lifecycle-queue';
 import { CompileMasterLoadBalancer, PUPPET_SERVER_PORT } from './constructs/load-balancer';
 import { Monitoring } from './constructs/monitoring';
@@ -55,7 +55,7 @@ export class CompileMasterStack extends Stack {
     const lifecycleQueue = new LifecycleQueue(this, 'LifecycleQueue', {
       groupName,
       reconcileInterval: Duration.minutes(config.reconcileIntervalMinutes),
-      visibilityTimeout: Duration.seconds(CONTROLLER_TIMEOUT.toSeconds() * 6),
+      visibilityTimeout: QUEUE_VISIBILITY_TIMEOUT,
     });
 
     const storage = new SharedStorage(this, 'SharedStorage', {

@@ -7,6 +7,7 @@ import type { CheckedRequest, Ec2Instance, KeyReport, Member, PurgeStep, Registr
 import type {
   GroupPort,
   InstancesPort,
+  LeasePort,
   LifecycleHook,
   NodeHealthPort,
   Ports,
@@ -37,6 +38,8 @@ export interface MemoryCloudOptions {
   onEvent?: (event: EventBridgeEvent) => void;
   /** A real load balancer behind the target group (the lab's HAProxy); none: bookkeeping only. */
   balancer?: TargetBalancer;
+  /** The queue's visibility timeout and redrive policy; none: a received message is gone (see MemoryQueue). */
+  redrive?: QueueRedrive;
 }
 
 /**
@@ -69,7 +72,7 @@ export interface LifecycleRecord {
 }
 
 /** An operation name as the ports see it, e.g. 'group.completeLifecycleAction' or 'registry.putRun'. */
-export type Operation = `${'group' | 'instances' | 'registry' | 'queue' | 'health'}.${string}`;
+export type Operation = `${'group' | 'instances' | 'registry' | 'lease' | 'queue' | 'health'}.${string}`;
 
 /** SQS's SenderId for what EventBridge delivers (an AWS service's own id) and for the controller's rechecks. */
 export const EVENTBRIDGE_SENDER = 'AIDAEXAMPLEEVENTBRIDGE';
@@ -87,6 +90,7 @@ export class MemoryCloud {
   readonly group: MemoryGroup;
   readonly instances: MemoryInstances;
   readonly registry: MemoryRegistry;
+  readonly lease: MemoryLease;
   readonly queue: MemoryQueue;
   readonly health: MemoryHealth;
   readonly targets: MemoryTargets;
@@ -108,7 +112,8 @@ export class MemoryCloud {
     this.group = new MemoryGroup(this);
     this.instances = new MemoryInstances(this);
     this.registry = new MemoryRegistry(this);
-    this.queue = new MemoryQueue(this);
+    this.lease = new MemoryLease(this);
+    this.queue = new MemoryQueue(this, options.redrive);
     this.health = new MemoryHealth(this);
     this.targets = new MemoryTargets((instanceId) => this.instances.get(instanceId)?.privateIp, options.balancer);
     this.onEvent = options.onEvent ?? ((event) => this.queue.enqueue(JSON.stringify(event)));
@@ -478,6 +483,45 @@ export class MemoryRegistry implements RegistryPort {
   }
 }
 
+/** The reconcile lease, with the DynamoDB adapter's conditions (aws/lease.ts). */
+export class MemoryLease implements LeasePort {
+  private held: { holder: string; expiresAt: string } | undefined;
+  private next: { holder: string; until: string } | undefined;
+
+  constructor(private readonly cloud: MemoryCloud) {}
+
+  async acquire(holder: string, now: Date, until: { lease: Date; nextTurn: Date }): Promise<boolean> {
+    this.cloud.enter('lease.acquire', [holder]);
+    const at = now.toISOString();
+    const free = !this.held || this.held.expiresAt < at;
+    const othersTurn = this.next !== undefined && this.next.holder !== holder && this.next.until >= at;
+    if (free && !othersTurn) {
+      this.held = { holder, expiresAt: until.lease.toISOString() };
+      this.next = undefined;
+      return true;
+    }
+    if (!othersTurn) this.next = { holder, until: until.nextTurn.toISOString() };
+    return false;
+  }
+
+  async release(holder: string): Promise<void> {
+    this.cloud.enter('lease.release', [holder]);
+    if (this.held?.holder === holder) this.held = undefined;
+  }
+
+  /** Who holds it (expired or not), for assertions. */
+  peek(): { holder: string; expiresAt: string } | undefined {
+    return this.held && { ...this.held };
+  }
+}
+
+/** A queue's visibility timeout and redrive policy, as the stack configures them. */
+export interface QueueRedrive {
+  visibilityTimeoutSeconds: number;
+  /** A message received this many times that comes back once more goes to the dead-letter queue. */
+  maxReceiveCount: number;
+}
+
 export interface QueuedMessage {
   messageId: string;
   body: string;
@@ -488,11 +532,24 @@ export interface QueuedMessage {
   sentAt: Date;
 }
 
-/** The lifecycle queue: events and rechecks, each visible from its delay on. */
+/**
+ * The lifecycle queue: events and rechecks, each visible from its delay on. With a redrive policy
+ * it keeps SQS's receive semantics: a received message stays in flight until it is deleted or its
+ * visibility timeout ends, then comes back (its receive count grows) or, past maxReceiveCount,
+ * goes to the dead-letter queue. Without one, a received message is gone unless returned.
+ */
 export class MemoryQueue implements QueuePort {
   readonly messages: QueuedMessage[] = [];
+  /** Received and not deleted, each with `availableAt` = the end of its visibility timeout (redrive only). */
+  readonly inFlight = new Map<string, QueuedMessage>();
+  readonly deadLetters: QueuedMessage[] = [];
+  /** Every receive of every message, in order: what a test asserts about redelivery. */
+  readonly receipts: Array<{ messageId: string; receiveCount: number; at: Date }> = [];
 
-  constructor(private readonly cloud: MemoryCloud) {}
+  constructor(
+    private readonly cloud: MemoryCloud,
+    readonly redrive?: QueueRedrive,
+  ) {}
 
   async sendRecheck(message: RecheckMessage, delaySeconds: number): Promise<void> {
     this.cloud.enter('queue.sendRecheck', [message, delaySeconds]);
@@ -507,9 +564,24 @@ export class MemoryQueue implements QueuePort {
 
   /** Takes up to `max` messages visible at `at` (default: now) off the queue, as one SQS batch. */
   receive(max = 10, at: Date = this.cloud.clock()): SQSEvent {
+    this.expireInFlight(at);
     const due = this.messages.filter((message) => message.availableAt <= at).slice(0, max);
     for (const message of due) this.messages.splice(this.messages.indexOf(message), 1);
-    return toSqsEvent(due.map((message) => ({ ...message, receiveCount: message.receiveCount + 1 })), this.cloud.region);
+    const received = due.map((message) => ({ ...message, receiveCount: message.receiveCount + 1 }));
+    for (const message of received) {
+      this.receipts.push({ messageId: message.messageId, receiveCount: message.receiveCount, at });
+      if (this.redrive) this.inFlight.set(message.messageId, { ...message, availableAt: new Date(at.getTime() + this.redrive.visibilityTimeoutSeconds * 1000) });
+    }
+    return toSqsEvent(received, this.cloud.region);
+  }
+
+  /**
+   * What Lambda's event source does after an invocation (redrive only): deletes the records that
+   * did not fail; failed ones stay invisible until their visibility timeout ends.
+   */
+  complete(event: SQSEvent, failures: ReadonlyArray<{ itemIdentifier: string }>): void {
+    const failed = new Set(failures.map((failure) => failure.itemIdentifier));
+    for (const record of event.Records) if (!failed.has(record.messageId)) this.inFlight.delete(record.messageId);
   }
 
   /** Puts failed records back, as SQS does after the visibility timeout. */
@@ -528,9 +600,21 @@ export class MemoryQueue implements QueuePort {
     }
   }
 
-  /** When the next message becomes visible, if any. */
+  /** When the next message becomes visible, if any (in-flight ones included). */
   nextAvailableAt(): Date | undefined {
-    return this.messages.reduce<Date | undefined>((soonest, message) => (!soonest || message.availableAt < soonest ? message.availableAt : soonest), undefined);
+    return [...this.messages, ...this.inFlight.values()].reduce<Date | undefined>(
+      (soonest, message) => (!soonest || message.availableAt < soonest ? message.availableAt : soonest),
+      undefined,
+    );
+  }
+
+  private expireInFlight(at: Date): void {
+    for (const message of [...this.inFlight.values()]) {
+      if (message.availableAt > at) continue;
+      this.inFlight.delete(message.messageId);
+      if (this.redrive && message.receiveCount >= this.redrive.maxReceiveCount) this.deadLetters.push(message);
+      else this.messages.push(message);
+    }
   }
 }
 
@@ -652,6 +736,7 @@ export class QueueDriver {
     private readonly cloud: MemoryCloud,
     private readonly clock: ManualClock,
     private readonly handle: (event: SQSEvent) => Promise<SQSBatchResponse>,
+    /** visibilityTimeoutSeconds: when a failed record comes back, for a queue without a redrive policy (it has its own). */
     private readonly options: { batchSize?: number; visibilityTimeoutSeconds?: number } = {},
   ) {}
 
@@ -660,8 +745,63 @@ export class QueueDriver {
     const event = this.cloud.queue.receive(batchSize);
     if (event.Records.length === 0) return undefined;
     const response = await this.handle(event);
-    this.cloud.queue.returnFailed(event, response.batchItemFailures, this.options.visibilityTimeoutSeconds ?? 30);
+    this.finish(event, response);
     return response;
+  }
+
+  /**
+   * Runs the queue as Lambda's SQS event source with a maximum concurrency does: `pollers`
+   * pollers, each receiving a batch only when it can invoke the function with it, until the queue
+   * is dry or the next message is more than `maxSeconds` of clock time away. A `functionConcurrency`
+   * below `pollers` is a reserved concurrency: a batch received beyond it is throttled, and its
+   * messages stay invisible until their visibility timeout ends. Needs the queue's redrive policy.
+   */
+  async drain(options: { pollers: number; functionConcurrency?: number; maxSeconds?: number }): Promise<DrainReport> {
+    const { queue } = this.cloud;
+    if (!queue.redrive) throw new Error('drain needs the queue to have a redrive policy');
+    const limit = options.functionConcurrency ?? options.pollers;
+    const until = this.clock.now().getTime() + (options.maxSeconds ?? 600) * 1000;
+    const report: DrainReport = { invocations: 0, throttled: 0, peakConcurrency: 0 };
+    let running = 0;
+    let turns = 0;
+    const poller = async (): Promise<void> => {
+      for (;;) {
+        if (++turns > 1_000_000) throw new Error('the queue never settled');
+        const event = queue.receive(this.options.batchSize ?? 10);
+        if (event.Records.length > 0) {
+          if (running >= limit) {
+            report.throttled += 1;
+            await nextTurn();
+            continue;
+          }
+          running += 1;
+          report.invocations += 1;
+          report.peakConcurrency = Math.max(report.peakConcurrency, running);
+          try {
+            this.finish(event, await this.handle(event));
+          } finally {
+            running -= 1;
+          }
+          continue;
+        }
+        // An invocation under way may still send messages (rechecks): the clock waits for it.
+        if (running > 0) {
+          await nextTurn();
+          continue;
+        }
+        const next = queue.nextAvailableAt();
+        if (!next || next.getTime() > until) return;
+        this.clock.advanceTo(next);
+      }
+    };
+    await Promise.all(Array.from({ length: options.pollers }, poller));
+    return report;
+  }
+
+  private finish(event: SQSEvent, response: SQSBatchResponse): void {
+    const { queue } = this.cloud;
+    if (queue.redrive) queue.complete(event, response.batchItemFailures);
+    else queue.returnFailed(event, response.batchItemFailures, this.options.visibilityTimeoutSeconds ?? 30);
   }
 
   /** Delivers until the queue is dry or the next message is more than `maxSeconds` of clock time away. */
@@ -675,4 +815,17 @@ export class QueueDriver {
     }
     throw new Error('the queue never settled: the controller keeps sending itself messages');
   }
+}
+
+export interface DrainReport {
+  invocations: number;
+  /** Batches received while the function was at its concurrency limit. */
+  throttled: number;
+  /** The most invocations that ran at once. */
+  peakConcurrency: number;
+}
+
+/** Lets the other pollers' invocations run (a macrotask: their microtasks all go first). */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }

@@ -9,12 +9,16 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { CompileMasterConfig } from '../config';
 import { SOURCE_MAPS_ENVIRONMENT, typescriptFunction } from '../lambda-defaults';
+import { LEASE_CALLS } from '../../lambdas/controller/aws/lease';
 import { REGISTRY_CALLS, TTL_ATTRIBUTE } from '../../lambdas/controller/aws/registry';
+import { CONTROLLER_TIMEOUT_SECONDS, EVENT_SOURCE_MAX_CONCURRENCY } from '../../lambdas/controller/reconcile-lease';
 import { actionsOf, type AwsCall } from '../../lib/aws-calls';
 import { acknowledgeLambdaExecutionPolicies } from '../nag';
 import type { ControllerSecrets } from './controller-secrets';
 
-export const CONTROLLER_TIMEOUT = Duration.minutes(2);
+const CONTROLLER_TIMEOUT = Duration.seconds(CONTROLLER_TIMEOUT_SECONDS);
+/** The lifecycle queue's: six times the function's timeout, as AWS advises for SQS event sources. */
+export const QUEUE_VISIBILITY_TIMEOUT = Duration.seconds(CONTROLLER_TIMEOUT_SECONDS * 6);
 
 /**
  * What Lambda's SQS event source does with the controller's role (AWS documents these three as
@@ -74,6 +78,7 @@ export class LifecycleController extends Construct {
     const stack = Stack.of(this);
     const { puppet } = props;
 
+    // Also holds the orchestrator-run record, key reports and the reconcile lease, under keys that are not instance ids.
     this.registry = new dynamodb.Table(this, 'Registry', {
       partitionKey: { name: 'instanceId', type: dynamodb.AttributeType.STRING },
       // Instances' key reports expire by themselves; registry entries carry no such attribute.
@@ -112,10 +117,9 @@ export class LifecycleController extends Construct {
       ...CONTROLLER_CODE,
       memorySize: 512,
       timeout: CONTROLLER_TIMEOUT,
-      // One reconciler at a time: two concurrent runs would each see the other's half-done
-      // work (a CSR being signed, a node being purged) and could trigger duplicate orchestrator
-      // runs on the primary. Throttled batches simply return to the queue.
-      reservedConcurrentExecutions: 1,
+      // No reserved concurrency: 1 fails the deploy in accounts with the default quota of 10, and
+      // its throttled batches count receives toward the DLQ. One reconcile at a time comes from the
+      // event source's maximum concurrency and a lease in the registry (reconcile-lease.ts).
       vpc: props.vpc,
       vpcSubnets: props.subnets,
       securityGroups: [securityGroup],
@@ -152,12 +156,14 @@ export class LifecycleController extends Construct {
         batchSize: 10,
         maxBatchingWindow: Duration.seconds(5),
         reportBatchItemFailures: true,
+        // The event source receives a batch only when it can invoke with it: nothing is throttled.
+        maxConcurrency: EVENT_SOURCE_MAX_CONCURRENCY,
       }),
     );
     // Delayed "recheck" messages go back to its own queue.
     props.queue.grantSendMessages(this.function);
-    // Exactly the registry adapter's calls: grantReadWriteData would add batch, query and stream reads it never makes.
-    this.registry.grant(this.function, ...actionsOf(REGISTRY_CALLS));
+    // Exactly the registry's and the lease's calls: grantReadWriteData would add batch, query and stream reads they never make.
+    this.registry.grant(this.function, ...actionsOf([...REGISTRY_CALLS, ...LEASE_CALLS]));
 
     const role = this.function.role!;
     role.addToPrincipalPolicy(

@@ -6,6 +6,12 @@ import { Construct } from 'constructs';
 
 export const LAUNCH_ACTION_DETAIL_TYPE = 'EC2 Instance-launch Lifecycle Action';
 export const TERMINATE_ACTION_DETAIL_TYPE = 'EC2 Instance-terminate Lifecycle Action';
+/**
+ * Receives before a message goes to the DLQ. Only failed passes and dead invocations count one
+ * (nothing is throttled, and a waiting invocation keeps its batch); a message still failing after
+ * ten tries, an hour or more apart in total, is worth an alarm.
+ */
+export const DLQ_MAX_RECEIVE_COUNT = 10;
 
 export interface LifecycleQueueProps {
   /** The group's name is fixed at synth, so the rule can match it without referencing the group. */
@@ -39,9 +45,7 @@ export class LifecycleQueue extends Construct {
       enforceSSL: true,
       visibilityTimeout: props.visibilityTimeout,
       retentionPeriod: Duration.days(4),
-      // Generous because with reserved concurrency 1 a throttled batch returns to the queue and
-      // counts a receive; only a message that keeps failing should reach the DLQ.
-      deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: 10 },
+      deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: DLQ_MAX_RECEIVE_COUNT },
     });
     const toQueue = new targets.SqsQueue(this.queue);
 

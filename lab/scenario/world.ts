@@ -119,7 +119,7 @@ export class PortTap {
  * The controller's world in the lab: the real controller code (SQS batch entry, reconcile,
  * planner, executor) with the real Puppet clients against the lab, and AWS in memory — the Auto
  * Scaling group, EC2, the registry, the queue fed by a lossy EventBridge, and target health.
- * Invocations run one at a time, as with the stack's reserved concurrency of 1.
+ * Invocations run one at a time, as the reconcile lease has them take turns in the stack.
  */
 export class LabWorld {
   readonly clock = new ManualClock();

@@ -5,11 +5,13 @@ import { EC2Client } from '@aws-sdk/client-ec2';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { readCertificate } from '../../lib/puppet/csr';
 import { AutoScalingGroup } from './aws/auto-scaling';
 import { SDK_MAX_ATTEMPTS } from './aws/call';
 import { Ec2Instances } from './aws/ec2';
+import { DynamoLease } from './aws/lease';
 import { DynamoRegistry } from './aws/registry';
 import { SecretsManagerSecrets } from './aws/secrets';
 import { SqsQueue } from './aws/sqs';
@@ -19,6 +21,7 @@ import { createLogger } from './logging';
 import { PuppetApis, PuppetServerHealth } from './puppet';
 import type { ClientBundle } from './ports';
 import { reconcile, type ControllerContext } from './reconcile';
+import { PASS_RESERVE_SECONDS, whileHoldingLease } from './reconcile-lease';
 
 // Cold start: configuration fails fast, clients are built once and reused by every invocation.
 const config = loadConfig(process.env);
@@ -30,10 +33,12 @@ const secrets = new SecretsManagerSecrets(
   { clientCert: config.clientCertSecretArn, rbacToken: config.rbacTokenSecretArn },
   { onStale: (what, error) => logger.warn(`Could not read the ${what} secret again; still using the value read before`, { error }) },
 );
+const dynamo = DynamoDBDocumentClient.from(new DynamoDBClient(sdk));
+const lease = new DynamoLease(dynamo, config.registryTable);
 const aws = {
   group: new AutoScalingGroup(new AutoScalingClient(sdk), config),
   instances: new Ec2Instances(new EC2Client(sdk)),
-  registry: new DynamoRegistry(DynamoDBDocumentClient.from(new DynamoDBClient(sdk)), config.registryTable, (detail) =>
+  registry: new DynamoRegistry(dynamo, config.registryTable, (detail) =>
     logger.error('Damaged registry item left alone', detail),
   ),
   queue: new SqsQueue(new SQSClient(sdk), config.queueUrl),
@@ -73,7 +78,22 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
       scope: config,
       logger,
       metrics,
-      reconcile: async (triggers) => reconcile(await getController(), triggers),
+      reconcile: async (triggers) => {
+        // Secrets first: an invocation that cannot read them has no business holding the lease.
+        const controller = await getController();
+        // Another invocation may be mid-pass (the event source runs two): take turns.
+        return whileHoldingLease(
+          {
+            lease,
+            holder: context.awsRequestId,
+            clock: () => new Date(),
+            sleep: (milliseconds) => sleep(milliseconds),
+            waitUntil: new Date(Date.now() + context.getRemainingTimeInMillis() - PASS_RESERVE_SECONDS * 1000),
+            logger,
+          },
+          () => reconcile(controller, triggers),
+        );
+      },
     });
   } finally {
     // A batch of other instances' EC2 events runs no pass and has nothing to count.

@@ -63,6 +63,22 @@ export interface RegistryPort {
   putRun(next: Omit<RunRecord, 'version'>, expectedVersion: number): Promise<boolean>;
 }
 
+/**
+ * One reconcile at a time across concurrent invocations: a lease with an expiry, so that a holder
+ * that dies frees it by itself. Kept apart from RegistryPort (it guards passes, not instances).
+ */
+export interface LeasePort {
+  /**
+   * Takes the lease for `holder` until `until.lease` if it is free (or expired before `now`) and no
+   * other holder has the next turn. Otherwise answers false, and takes the next turn until
+   * `until.nextTurn` unless another has it: a waiter keeps its turn by asking again, so an
+   * invocation that starts after it cannot take the lease first (no waiter starves).
+   */
+  acquire(holder: string, now: Date, until: { lease: Date; nextTurn: Date }): Promise<boolean>;
+  /** Gives it up if `holder` still holds it; a lease taken over since is left alone. */
+  release(holder: string): Promise<void>;
+}
+
 export interface RecheckMessage {
   source: 'compile-masters.controller';
   version: 1;

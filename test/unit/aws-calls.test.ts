@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { AUTO_SCALING_CALLS } from '../../lambdas/controller/aws/auto-scaling';
 import { EC2_CALLS } from '../../lambdas/controller/aws/ec2';
+import { LEASE_CALLS } from '../../lambdas/controller/aws/lease';
 import { REGISTRY_CALLS } from '../../lambdas/controller/aws/registry';
 import { SECRETS_CALLS } from '../../lambdas/controller/aws/secrets';
 import { QUEUE_CALLS } from '../../lambdas/controller/aws/sqs';
@@ -22,6 +23,7 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const LISTED: Record<string, readonly AwsCall[]> = {
   'lambdas/controller/aws/auto-scaling.ts': AUTO_SCALING_CALLS,
   'lambdas/controller/aws/ec2.ts': EC2_CALLS,
+  'lambdas/controller/aws/lease.ts': LEASE_CALLS,
   'lambdas/controller/aws/registry.ts': REGISTRY_CALLS,
   'lambdas/controller/aws/sqs.ts': QUEUE_CALLS,
   'lambdas/controller/aws/secrets.ts': SECRETS_CALLS,

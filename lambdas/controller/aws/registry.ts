@@ -18,6 +18,8 @@ export const REGISTRY_CALLS: readonly AwsCall[] = [
 
 /** The run record shares the table; its key can never be an instance id. */
 export const RUN_KEY = 'orchestrator-run';
+/** So does the reconcile lease (aws/lease.ts). */
+export const RECONCILE_LEASE_KEY = 'reconcile-lease';
 /** Key reports share it too, under keys that are not instance ids either. */
 export const KEY_REPORT_PREFIX = 'key-report:';
 /** DynamoDB's TTL deletes a report this long after it was made: a launch's whole life, with room. */
@@ -99,7 +101,7 @@ export class DynamoRegistry implements RegistryPort {
     await awsCall('Scan', async () => {
       for await (const page of paginateScan({ client: this.client }, { TableName: this.table, ConsistentRead: true })) {
         for (const item of page.Items ?? []) {
-          if (item.instanceId === RUN_KEY || String(item.instanceId).startsWith(KEY_REPORT_PREFIX)) continue;
+          if (item.instanceId === RUN_KEY || item.instanceId === RECONCILE_LEASE_KEY || String(item.instanceId).startsWith(KEY_REPORT_PREFIX)) continue;
           const read = readRegistryItem(item);
           if ('entry' in read) {
             listing.entries.push(read.entry);

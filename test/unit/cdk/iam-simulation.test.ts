@@ -4,6 +4,7 @@ import { INSTANCE_MOUNT_CALLS } from '../../../cdk/constructs/compile-master-gro
 import { EVENT_SOURCE_CALLS } from '../../../cdk/constructs/lifecycle-controller';
 import { AUTO_SCALING_CALLS } from '../../../lambdas/controller/aws/auto-scaling';
 import { EC2_CALLS } from '../../../lambdas/controller/aws/ec2';
+import { LEASE_CALLS } from '../../../lambdas/controller/aws/lease';
 import { REGISTRY_CALLS } from '../../../lambdas/controller/aws/registry';
 import { SECRETS_CALLS } from '../../../lambdas/controller/aws/secrets';
 import { QUEUE_CALLS } from '../../../lambdas/controller/aws/sqs';
@@ -129,7 +130,7 @@ function actors(controllerCalls: readonly AwsCall[]): Actor[] {
   ];
 }
 
-const CONTROLLER_CALLS = [...AUTO_SCALING_CALLS, ...EC2_CALLS, ...REGISTRY_CALLS, ...QUEUE_CALLS];
+const CONTROLLER_CALLS = [...AUTO_SCALING_CALLS, ...EC2_CALLS, ...REGISTRY_CALLS, ...LEASE_CALLS, ...QUEUE_CALLS];
 
 /** Each stack shape whose IAM differs, with the controller's calls in it. */
 const VARIANTS: readonly { name: string; context: Record<string, unknown>; controllerCalls: readonly AwsCall[] }[] = [

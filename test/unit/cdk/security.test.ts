@@ -254,12 +254,12 @@ describe('lifecycle controller', () => {
   const statements = statementsOfRole(template, role);
   const statementFor = (action: string) => statements.filter((s) => asArray(s.Action).includes(action));
 
-  it('runs the current Node.js runtime on ARM in the private subnets, one at a time', () => {
+  it('runs the current Node.js runtime on ARM in the private subnets', () => {
     expect(fn.Properties).toMatchObject({
       Runtime: 'nodejs24.x',
       Architectures: ['arm64'],
       Handler: 'index.handler',
-      ReservedConcurrentExecutions: 1,
+      Timeout: 120,
       VpcConfig: {
         SecurityGroupIds: [{ 'Fn::GetAtt': [id('LifecycleController/SecurityGroup/Resource'), 'GroupId'] }],
         SubnetIds: [{ Ref: id('Network/Vpc/privateSubnet1/Subnet') }, { Ref: id('Network/Vpc/privateSubnet2/Subnet') }],
@@ -275,6 +275,16 @@ describe('lifecycle controller', () => {
       MaximumBatchingWindowInSeconds: 5,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
     });
+  });
+
+  it('reserves no concurrency (a fresh account keeps its minimum of 10 unreserved); the event source runs two invocations at most', () => {
+    // Reserved concurrency 1 fails the deploy there, and its throttled batches count toward the DLQ.
+    for (const resource of Object.values(template.findResources('AWS::Lambda::Function'))) {
+      expect(resource.Properties.ReservedConcurrentExecutions).toBeUndefined();
+    }
+    const mappings = Object.values(template.findResources('AWS::Lambda::EventSourceMapping'));
+    expect(mappings).toHaveLength(1);
+    expect(mappings[0]?.Properties.ScalingConfig).toEqual({ MaximumConcurrency: 2 });
   });
 
   it('gets exactly the configuration the controller parses', () => {

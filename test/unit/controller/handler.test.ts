@@ -20,7 +20,12 @@ import { VALID_ENV } from './support';
  */
 const TOKEN = 'RBAC-TOKEN-d41d8cd98f00b204e9800998ecf8427e';
 const LIFECYCLE_CN = 'lifecycle-controller.corp.example.com';
-const context = { functionName: 'controller', awsRequestId: 'req-1', invokedFunctionArn: 'arn:aws:lambda:us-west-2:123456789012:function:controller' } as Context;
+const context = {
+  functionName: 'controller',
+  awsRequestId: 'req-1',
+  invokedFunctionArn: 'arn:aws:lambda:us-west-2:123456789012:function:controller',
+  getRemainingTimeInMillis: () => 119_000,
+} as Context;
 
 type Handler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
 
@@ -139,6 +144,21 @@ describe('handler', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  it('holds the reconcile lease in the registry table for the pass, under its request id, and gives it back', async () => {
+    const handler = await load();
+    await handler(toSqsEvent([{ body: JSON.stringify({ source: 'aws.events', 'detail-type': 'Scheduled Event' }) }]), context);
+    const leaseCalls = ddb
+      .commandCalls(UpdateCommand)
+      .map((call) => call.args[0].input)
+      .filter((input) => input.Key?.instanceId === 'reconcile-lease');
+    expect(leaseCalls.map((input) => [input.TableName, input.UpdateExpression, input.ExpressionAttributeValues?.[':holder']])).toEqual([
+      ['registry', 'SET holder = :holder, leaseExpiresAt = :until REMOVE nextHolder, nextTurnUntil', 'req-1'],
+      ['registry', 'REMOVE holder, leaseExpiresAt', 'req-1'],
+    ]);
+    // And the pass ran: it asked the CA.
+    expect(seen.length).toBeGreaterThan(0);
   });
 
   it('fails the valid records, not the malformed one, when the Puppet CA cannot be reached', async () => {

@@ -2,7 +2,7 @@ import type { SQSBatchResponse } from 'aws-lambda';
 import { handleBatch } from '../../../lambdas/controller/batch';
 import { reconcile, type ControllerContext } from '../../../lambdas/controller/reconcile';
 import { nodeAgentNotice, type NodeAgentEvent } from '../../../lib/node-agent-notice';
-import { ManualClock, MemoryCloud, QueueDriver, scheduledEvent, type EventBridgeEvent } from '../../../lab/memory-cloud';
+import { ManualClock, MemoryCloud, QueueDriver, scheduledEvent, type EventBridgeEvent, type QueueRedrive } from '../../../lab/memory-cloud';
 import { FakePuppet, NOW, POLICY, RecordingLogger, RecordingMetrics, csrFacts, keyOf } from './support';
 
 /**
@@ -22,9 +22,11 @@ export class Harness {
   dropEvents = false;
   private readonly enrollments = new Map<string, number>();
 
-  constructor() {
+  /** With `redrive`, the queue keeps SQS's visibility timeouts and dead-letter queue. */
+  constructor(options: { redrive?: QueueRedrive } = {}) {
     this.cloud = new MemoryCloud({
       clock: this.clock.now,
+      redrive: options.redrive,
       onEvent: (event) => (this.dropEvents ? this.dropped.push(event) : this.cloud.queue.enqueue(JSON.stringify(event))),
     });
     this.context = { ports: this.cloud.ports(this.puppet), policy: POLICY, logger: this.logger, metrics: this.metrics, clock: this.clock.now };

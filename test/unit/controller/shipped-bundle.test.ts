@@ -112,7 +112,7 @@ describe('the shipped controller bundle', () => {
   async function runShipped(file: string, env: Record<string, string>): Promise<{ response: unknown; output: string }> {
     const event = toSqsEvent([{ messageId: 'schedule-1', body: JSON.stringify({ source: 'aws.events', 'detail-type': 'Scheduled Event' }) }]);
     const script = `const { handler } = await import(${JSON.stringify(pathToFileURL(file).href)});
-      const response = await handler(${JSON.stringify(event)}, { functionName: 'controller', awsRequestId: 'req-1' });
+      const response = await handler(${JSON.stringify(event)}, { functionName: 'controller', awsRequestId: 'req-1', getRemainingTimeInMillis: () => 119000 });
       process.stdout.write('RESPONSE ' + JSON.stringify(response) + '\\n');`;
     const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--enable-source-maps', '--input-type=module', '-e', script], {
       env: { PATH: process.env.PATH ?? '', ...ENVIRONMENT_EXAMPLES, AWS_REGION: 'us-west-2', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...env },
