@@ -343,7 +343,7 @@ describe('SqsQueue', () => {
   it('sends rechecks to the queue with SQS-bounded delays', async () => {
     sqs.on(SendMessageCommand).resolves({});
     const queue = new SqsQueue(new SQSClient({ region: 'us-west-2' }), 'https://sqs.us-west-2.amazonaws.com/123456789012/q');
-    const message = { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', jobName: '7', attempt: 2 } as const;
+    const message = { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', runId: '7', attempt: 2 } as const;
     await queue.sendRecheck(message, 20);
     await queue.sendRecheck(message, 5_000);
     expect(sqs.commandCalls(SendMessageCommand).map((call) => call.args[0].input)).toEqual([
