@@ -370,6 +370,14 @@ describe('SecretsManagerSecrets', () => {
     expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(2);
   });
 
+  it('has no token without a token secret (no orchestrator), and asks Secrets Manager for none', async () => {
+    sm.on(GetSecretValueCommand, { SecretId: arns.clientCert }).resolves({ SecretString: JSON.stringify(bundle) });
+    const secrets = new SecretsManagerSecrets(new SecretsManagerClient({ region: 'us-west-2' }), { clientCert: arns.clientCert });
+    await expect(secrets.clientBundle()).resolves.toEqual(bundle);
+    await expect(secrets.rbacToken()).rejects.toThrow(/No RBAC token secret is configured — only the orchestrator runner reads the token/);
+    expect(sm.commandCalls(GetSecretValueCommand).map((call) => call.args[0].input.SecretId)).toEqual([arns.clientCert]);
+  });
+
   it('reads a secret again once it is older than the maximum age, and keeps the last good value when that read fails', async () => {
     let now = 1_000_000;
     const stale: string[] = [];
