@@ -12,7 +12,7 @@ import { handleBatch } from '../lambdas/controller/batch';
 import { TIMING } from '../lambdas/controller/planner';
 import { reconcile, type ControllerContext } from '../lambdas/controller/reconcile';
 import ensureLab from '../lab/ensure-lab';
-import { eventually, labClients, labPuppetApis } from '../lab/clients';
+import { eventually, labClients, labOrchestratorRun, labPuppetApis } from '../lab/clients';
 import { mapLimit } from '../lib/concurrency';
 import { enrollSimulatedNodes } from '../test/support/fleet';
 import { loadLab } from '../lab/running-lab';
@@ -41,17 +41,18 @@ async function main(): Promise<void> {
   });
 
   const puppet = labPuppetApis(lab);
+  const primaryRun = labOrchestratorRun(lab);
   const jobs: string[] = [];
-  const runPrimary = puppet.runPrimary.bind(puppet);
-  puppet.runPrimary = async (description) => {
-    const job = await runPrimary(description);
+  const start = primaryRun.start.bind(primaryRun);
+  primaryRun.start = async (description) => {
+    const job = await start(description);
     jobs.push(job);
     return job;
   };
   const logger = new RecordingLogger();
   const metrics = new RecordingMetrics();
   const context: ControllerContext = {
-    ports: cloud.ports(puppet),
+    ports: cloud.ports(puppet, primaryRun),
     policy: { region: cloud.region, nlbDnsName: 'compile-masters.elb.amazonaws.com', extraAltNames: [], expectedExtensions: {}, protectedCertnames: new Set([lab.primary.certname, lab.lifecycleClient.certname]) },
     logger,
     metrics,

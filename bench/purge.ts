@@ -54,7 +54,7 @@ async function purgeSubjects(clients: LabClients, nodes: SimulatedNode[]): Promi
 async function projectWay(lab: LabDescription, subjects: PurgeSubject[]): Promise<void> {
   const clients = labClients({ lab });
   try {
-    const puppet = new PuppetApis(clients.ca, clients.puppetdb, clients.orchestrator, { primaryCertname: lab.primary.certname, environment: lab.primary.environment });
+    const puppet = new PuppetApis(clients.ca, clients.puppetdb);
     await removeFromPuppet(puppet, subjects, { stepDone: async () => undefined, leftAlone: () => undefined });
   } finally {
     await clients.close();

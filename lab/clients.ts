@@ -1,4 +1,5 @@
 import { CaClient, OrchestratorClient, PuppetDbClient, type RetryPolicy } from '../lib/puppet';
+import { OrchestratorPrimaryRun } from '../lambdas/controller/primary-run/orchestrator';
 import { PuppetApis } from '../lambdas/controller/puppet';
 import { loadLab, orchestratorToken, readPems, type LabDescription, type LabPems } from './running-lab';
 
@@ -60,14 +61,16 @@ export function endpoint(address: string): { hostname: string; port: number } {
 
 /** The controller's own Puppet adapter, wired to the lab as the Lambda wires it from its secrets. */
 export function labPuppetApis(lab: LabDescription = loadLab(), pems: LabPems = readPems(lab)): PuppetApis {
-  return PuppetApis.create(
-    {
-      ca: endpoint(lab.ca.url),
-      puppetdb: endpoint(lab.puppetdb.url),
-      orchestrator: { ...endpoint(lab.orchestrator.url), environment: lab.primary.environment },
-      primaryCertname: lab.primary.certname,
-    },
-    { ...pems.lifecycle, ca: pems.ca },
-    orchestratorToken(lab),
-  );
+  return PuppetApis.create({ ca: endpoint(lab.ca.url), puppetdb: endpoint(lab.puppetdb.url) }, { ...pems.lifecycle, ca: pems.ca });
+}
+
+/** The controller's orchestrator runner, against the lab's orchestrator double with the lab's token. */
+export function labOrchestratorRun(lab: LabDescription = loadLab(), pems: LabPems = readPems(lab)): OrchestratorPrimaryRun {
+  const bundle = { ...pems.lifecycle, ca: pems.ca };
+  const token = orchestratorToken(lab);
+  return new OrchestratorPrimaryRun({
+    secrets: { clientBundle: async () => bundle, rbacToken: async () => token },
+    orchestrator: { ...endpoint(lab.orchestrator.url), environment: lab.primary.environment },
+    primaryCertname: lab.primary.certname,
+  });
 }

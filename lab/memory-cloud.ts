@@ -11,6 +11,7 @@ import type {
   LifecycleHook,
   NodeHealthPort,
   Ports,
+  PrimaryRunPort,
   PuppetPort,
   QueuePort,
   RecheckMessage,
@@ -120,11 +121,11 @@ export class MemoryCloud {
   }
 
   /**
-   * The controller's ports over this cloud, with the given Puppet side; the nodes' health from
-   * their real Puppet Servers when given, else what the scenario says of them.
+   * The controller's ports over this cloud, with the given Puppet side and primary runner; the
+   * nodes' health from their real Puppet Servers when given, else what the scenario says of them.
    */
-  ports(puppet: PuppetPort, health: NodeHealthPort = this.health): Ports {
-    return { group: this.group, instances: this.instances, registry: this.registry, queue: this.queue, puppet, health };
+  ports(puppet: PuppetPort, primaryRun: PrimaryRunPort, health: NodeHealthPort = this.health): Ports {
+    return { group: this.group, instances: this.instances, registry: this.registry, queue: this.queue, puppet, primaryRun, health };
   }
 
   // ---- simulation ----------------------------------------------------------------------------

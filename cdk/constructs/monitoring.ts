@@ -78,9 +78,9 @@ export class Monitoring extends Construct {
       'A lifecycle action could not be completed; the hook\'s default result applies (launch: ABANDON, terminate: CONTINUE).',
     );
     anyAtAll(
-      'OrchestratorRunsFailed',
+      'PrimaryRunsFailed',
       controllerMetric(METRIC.runsFailed),
-      'An orchestrator run on the primary failed; new compile masters may be unclassified or purged nodes still in its config.',
+      "The primary's Puppet run (orchestrator job or SSM command) failed twice; new compile masters may be unclassified or purged nodes still in its config.",
     );
     anyAtAll(
       'ImpostorCsrs',

@@ -452,9 +452,9 @@ class Scenario {
     if (this.options.faults) {
       const hang = this.faults.injected('orchestrator deploy hangs', 5, "the client's 15 s timeout ended the attempt; a retry reached the orchestrator once it answered again");
       await setOrchestratorFaults({ deploy: 'hang' }, this.options.lab);
-      const called = this.world.tap.count('puppet.runPrimary');
+      const called = this.world.tap.count('primaryRun.start');
       // Back to normal while the client still waits on the hung attempt: its retry gets through.
-      this.faults.repairWhen(hang, () => this.world.tap.count('puppet.runPrimary') > called, () => sleep(5_000).then(() => this.orchestratorNormal()));
+      this.faults.repairWhen(hang, () => this.world.tap.count('primaryRun.start') > called, () => sleep(5_000).then(() => this.orchestratorNormal()));
     }
     const repeated = this.faults.injected('the next launch event delivered 3 times', 5, 'each copy ran the same reconcile; one signature, one completion');
     const joining = await this.launch(3);
@@ -581,7 +581,7 @@ class Scenario {
   }
 
   private runsStarted(): number {
-    return this.world.logger.messages().filter((message) => message === "Started the primary's orchestrator run").length;
+    return this.world.logger.messages().filter((message) => message === "Started the primary's run").length;
   }
 
   /** No orchestrator run pending or in flight. */

@@ -22,9 +22,9 @@ const NOTABLE = new Set([
   'Lifecycle action completed',
   'Refused: abandoning the launch',
   'Refused a certificate request',
-  "Started the primary's orchestrator run",
-  "The primary's orchestrator run finished",
-  "The primary's orchestrator run failed after retrying",
+  "Started the primary's run",
+  "The primary's run finished",
+  "The primary's run failed after retrying",
   'Drift',
   'Reconcile failed; its messages will be retried',
   'Controller crashed mid-batch; the whole batch comes back after the visibility timeout',
@@ -99,7 +99,7 @@ export class Timeline {
 export function describeLine(message: string, attributes: unknown): string {
   const fields = (attributes ?? {}) as Record<string, unknown>;
   const shown: string[] = [];
-  for (const key of ['instanceId', 'instanceIds', 'certname', 'certnames', 'hook', 'result', 'outcome', 'jobName', 'covers', 'detail', 'reason', 'reasons', 'action', 'error']) {
+  for (const key of ['instanceId', 'instanceIds', 'certname', 'certnames', 'hook', 'result', 'outcome', 'runId', 'covers', 'detail', 'reason', 'reasons', 'action', 'error']) {
     const value = fields[key];
     if (value === undefined) continue;
     const text = value instanceof Error ? value.message : Array.isArray(value) ? value.join(', ') : String(value);

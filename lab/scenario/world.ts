@@ -4,7 +4,7 @@ import { handleBatch } from '../../lambdas/controller/batch';
 import type { PlannerPolicy } from '../../lambdas/controller/planner';
 import type { Ports } from '../../lambdas/controller/ports';
 import { reconcile, type ControllerContext } from '../../lambdas/controller/reconcile';
-import { labPuppetApis } from '../clients';
+import { labOrchestratorRun, labPuppetApis } from '../clients';
 import type { LabDescription } from '../running-lab';
 import { ManualClock, MemoryCloud, QueueDriver, scheduledEvent, type EventBridgeEvent, type TargetBalancer } from '../memory-cloud';
 import type { NodeHealthPort } from '../../lambdas/controller/ports';
@@ -57,7 +57,7 @@ export class ControllerCrash extends Error {}
  * runtime dies.
  */
 export class PortTap {
-  /** Operation → calls made, e.g. 'puppet.runPrimary'. */
+  /** Operation → calls made, e.g. 'primaryRun.start'. */
   readonly counts = new Map<string, number>();
   private crashAt: string | undefined;
   private dead = false;
@@ -156,7 +156,7 @@ export class LabWorld {
       protectedCertnames: new Set([lab.primary.certname, lab.lifecycleClient.certname]),
     };
     const context: ControllerContext = {
-      ports: this.tap.wrap(this.cloud.ports(puppet, machines?.health)),
+      ports: this.tap.wrap(this.cloud.ports(puppet, labOrchestratorRun(lab), machines?.health)),
       policy: this.policy,
       logger: this.logger,
       metrics: this.metrics,

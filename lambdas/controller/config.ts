@@ -1,8 +1,12 @@
 import * as z from 'zod';
 import { certnameProblem } from '../../lib/certname';
 import { ConfigError } from '../../lib/errors';
+import { FLAVORS, PRIMARY_RUN_MODES, defaultPrimaryRun, primaryRunProblem, type Flavor, type PrimaryRunMode } from '../../lib/flavor';
+import { primaryInstanceIdsSchema, primaryInstanceTagSchema } from '../../lib/primary-instances';
 import { ENVIRONMENT_NAME_PATTERN, ENVIRONMENT_NAME_RULE } from '../../lib/puppet/environment';
 import { configuredExtensionProblem } from '../../lib/puppet/extensions';
+import type { OrchestratorSettings } from './primary-run/orchestrator';
+import type { SsmTarget } from './primary-run/ssm';
 
 /**
  * The controller's environment, parsed once at cold start. A wrong value fails the whole
@@ -19,10 +23,11 @@ export interface ControllerConfig {
   registryTable: string;
   queueUrl: string;
   clientCertSecretArn: string;
-  rbacTokenSecretArn: string;
+  flavor: Flavor;
+  /** How the primary is converged; each runner's settings exist only with it. */
+  primaryRun: PrimaryRunConfig;
   ca: { hostname: string; port: number };
   puppetdb: { hostname: string; port: number };
-  orchestrator: { hostname: string; port: number; environment: string };
   primaryCertname: string;
   /** PROTECTED_CERTNAMES plus the primary; the lifecycle client's own name is added once its certificate is read. */
   protectedCertnames: ReadonlySet<string>;
@@ -32,7 +37,18 @@ export interface ControllerConfig {
   expectedExtensions: Readonly<Record<string, string>>;
 }
 
-/** One valid value for each variable: shown in configuration errors, and a complete environment for benchmarks. */
+export type PrimaryRunConfig =
+  | { mode: 'orchestrator'; rbacTokenSecretArn: string; orchestrator: OrchestratorSettings }
+  | { mode: 'ssm'; target: SsmTarget; puppetBin: string }
+  | { mode: 'none' };
+
+/** Where puppet is on an AIO-packaged primary (puppet-agent, openvox-agent). */
+export const DEFAULT_PRIMARY_PUPPET_BIN = '/opt/puppetlabs/bin/puppet';
+
+/**
+ * One valid value for each variable: shown in configuration errors, and a complete environment
+ * (PE, orchestrator) for benchmarks.
+ */
 export const ENVIRONMENT_EXAMPLES: Readonly<Record<string, string>> = {
   AWS_REGION: 'us-west-2',
   GROUP_NAME: 'compile-masters',
@@ -42,6 +58,8 @@ export const ENVIRONMENT_EXAMPLES: Readonly<Record<string, string>> = {
   REGISTRY_TABLE: 'compile-masters-registry',
   QUEUE_URL: 'https://sqs.us-west-2.amazonaws.com/123456789012/compile-masters-lifecycle',
   CLIENT_CERT_SECRET_ARN: 'arn:aws:secretsmanager:us-west-2:123456789012:secret:compile-masters/client-cert-AbCdEf',
+  FLAVOR: 'pe',
+  PRIMARY_RUN: 'orchestrator',
   RBAC_TOKEN_SECRET_ARN: 'arn:aws:secretsmanager:us-west-2:123456789012:secret:compile-masters/rbac-token-AbCdEf',
   PRIMARY_HOSTNAME: 'puppet.corp.example.com',
   PRIMARY_CERTNAME: 'puppet.corp.example.com',
@@ -59,30 +77,41 @@ export const ENVIRONMENT_EXAMPLES: Readonly<Record<string, string>> = {
   POWERTOOLS_METRICS_NAMESPACE: 'CompileMasters',
 };
 
+/** Examples of the variables only PRIMARY_RUN=ssm takes (not part of the complete environment above). */
+export const SSM_ENVIRONMENT_EXAMPLES: Readonly<Record<string, string>> = {
+  PRIMARY_INSTANCE_IDS: '["i-0123456789abcdef0"]',
+  PRIMARY_INSTANCE_TAG: '{"key":"Role","value":"puppet-primary"}',
+  PRIMARY_PUPPET_BIN: DEFAULT_PRIMARY_PUPPET_BIN,
+};
+
+/** The variables each runner takes. */
+const RUNNER_VARIABLES: Readonly<Record<PrimaryRunMode, readonly string[]>> = {
+  orchestrator: ['RBAC_TOKEN_SECRET_ARN', 'ORCHESTRATOR_HOSTNAME', 'ORCHESTRATOR_PORT', 'ORCHESTRATOR_ENVIRONMENT'],
+  ssm: ['PRIMARY_INSTANCE_IDS', 'PRIMARY_INSTANCE_TAG', 'PRIMARY_PUPPET_BIN'],
+  none: [],
+};
+
 const required = z.string({ error: 'is not set' }).trim().min(1, 'is empty');
 const certname = required.refine((value) => certnameProblem(value) === undefined, {
   error: (issue) => `must be a lowercase DNS-style certname (it ${certnameProblem(issue.input)})`,
 });
-const port = (fallback: number) =>
-  z.coerce.number({ error: 'must be a TCP port number' }).int('must be a whole number').min(1).max(65_535).default(fallback);
+const port = z.coerce.number({ error: 'must be a TCP port number' }).int('must be a whole number').min(1).max(65_535);
 /** DNS is case-insensitive; names are compared lowercased. */
 const dnsName = z.string({ error: 'is not set' }).trim().toLowerCase().pipe(certname);
 const secretArn = required.regex(/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/, 'must be a Secrets Manager secret ARN');
 
+const jsonText = z.string().transform((text, ctx) => {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'is not valid JSON' });
+    return z.NEVER;
+  }
+});
+
 /** A JSON document in a variable: parse errors and shape errors read the same way. */
 function json<T extends z.ZodType>(schema: T, fallback: string) {
-  return z
-    .string()
-    .default(fallback)
-    .transform((text, ctx) => {
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        ctx.addIssue({ code: 'custom', message: 'is not valid JSON' });
-        return z.NEVER;
-      }
-    })
-    .pipe(schema);
+  return z.string().default(fallback).pipe(jsonText).pipe(schema);
 }
 
 const EnvSchema = z.object({
@@ -95,15 +124,21 @@ const EnvSchema = z.object({
   REGISTRY_TABLE: required,
   QUEUE_URL: required.pipe(z.url({ protocol: /^https$/, error: 'must be an https:// SQS queue URL' })),
   CLIENT_CERT_SECRET_ARN: secretArn,
-  RBAC_TOKEN_SECRET_ARN: secretArn,
+  FLAVOR: z.enum(FLAVORS, `must be one of ${FLAVORS.join(', ')}`).default('pe'),
+  PRIMARY_RUN: z.enum(PRIMARY_RUN_MODES, `must be one of ${PRIMARY_RUN_MODES.join(', ')}`).optional(),
+  RBAC_TOKEN_SECRET_ARN: secretArn.optional(),
   PRIMARY_HOSTNAME: certname,
   PRIMARY_CERTNAME: certname,
-  CA_PORT: port(8140),
+  CA_PORT: port.default(8140),
   PUPPETDB_HOSTNAME: certname.optional(),
-  PUPPETDB_PORT: port(8081),
+  PUPPETDB_PORT: port.default(8081),
   ORCHESTRATOR_HOSTNAME: certname.optional(),
-  ORCHESTRATOR_PORT: port(8143),
-  ORCHESTRATOR_ENVIRONMENT: required.regex(ENVIRONMENT_NAME_PATTERN, ENVIRONMENT_NAME_RULE).default('production'),
+  ORCHESTRATOR_PORT: port.optional(),
+  ORCHESTRATOR_ENVIRONMENT: required.regex(ENVIRONMENT_NAME_PATTERN, ENVIRONMENT_NAME_RULE).optional(),
+  PRIMARY_INSTANCE_IDS: jsonText.pipe(primaryInstanceIdsSchema).optional(),
+  PRIMARY_INSTANCE_TAG: jsonText.pipe(primaryInstanceTagSchema).optional(),
+  // Quoted into the script SSM runs: a plain absolute path, nothing a shell could read otherwise.
+  PRIMARY_PUPPET_BIN: required.regex(/^\/[A-Za-z0-9._+/-]+$/, 'must be an absolute path (letters, digits and . _ + - /)').optional(),
   PROTECTED_CERTNAMES: json(z.array(certname, 'must be a JSON array of certnames'), '[]'),
   NLB_DNS_NAME: dnsName,
   EXTRA_ALT_NAMES: json(z.array(dnsName, 'must be a JSON array of DNS names'), '[]'),
@@ -122,20 +157,77 @@ const EnvSchema = z.object({
   POWERTOOLS_METRICS_NAMESPACE: required,
 });
 
+/** A problem with one variable: its name, where inside its JSON value, and what is wrong. */
+interface Problem {
+  name: string;
+  where?: string;
+  message: string;
+}
+
+/**
+ * The runner's own variables, checked against FLAVOR and PRIMARY_RUN once each is valid on its
+ * own. A variable of another runner is a leftover: refused, so nobody believes it in effect.
+ */
+function primaryRunConfig(env: NodeJS.ProcessEnv, v: z.infer<typeof EnvSchema>, problems: Problem[]): PrimaryRunConfig {
+  const mode = v.PRIMARY_RUN ?? defaultPrimaryRun(v.FLAVOR);
+  const problem = primaryRunProblem(v.FLAVOR, mode);
+  if (problem) problems.push({ name: 'PRIMARY_RUN', message: `is "${mode}", which FLAVOR=${v.FLAVOR} cannot use: ${problem}` });
+  for (const runner of PRIMARY_RUN_MODES.filter((m) => m !== mode)) {
+    for (const name of RUNNER_VARIABLES[runner].filter((n) => env[n] !== undefined)) {
+      problems.push({ name, message: `is set, but only PRIMARY_RUN=${runner} uses it (PRIMARY_RUN is ${mode}): a leftover, remove it` });
+    }
+  }
+  switch (mode) {
+    case 'orchestrator':
+      if (v.RBAC_TOKEN_SECRET_ARN === undefined) problems.push({ name: 'RBAC_TOKEN_SECRET_ARN', message: 'is not set (PRIMARY_RUN=orchestrator needs the RBAC token)' });
+      return {
+        mode,
+        rbacTokenSecretArn: v.RBAC_TOKEN_SECRET_ARN ?? '',
+        orchestrator: {
+          hostname: v.ORCHESTRATOR_HOSTNAME ?? v.PRIMARY_HOSTNAME,
+          port: v.ORCHESTRATOR_PORT ?? 8143,
+          environment: v.ORCHESTRATOR_ENVIRONMENT ?? 'production',
+        },
+      };
+    case 'ssm': {
+      const { PRIMARY_INSTANCE_IDS: instanceIds, PRIMARY_INSTANCE_TAG: tag } = v;
+      if (instanceIds && tag) problems.push({ name: 'PRIMARY_INSTANCE_TAG', message: 'is set as well as PRIMARY_INSTANCE_IDS: set exactly one of them' });
+      const puppetBin = v.PRIMARY_PUPPET_BIN ?? DEFAULT_PRIMARY_PUPPET_BIN;
+      if (instanceIds) return { mode, target: { instanceIds }, puppetBin };
+      if (tag) return { mode, target: { tag }, puppetBin };
+      problems.push({ name: 'PRIMARY_INSTANCE_IDS', message: "is not set, nor PRIMARY_INSTANCE_TAG: PRIMARY_RUN=ssm needs exactly one of them to find the primary's instance(s)" });
+      return { mode, target: { instanceIds: [] }, puppetBin };
+    }
+    case 'none':
+      return { mode };
+  }
+}
+
+function invalid(problems: readonly Problem[]): ConfigError {
+  const lines = problems.map(({ name, where, message }) => {
+    const known = ENVIRONMENT_EXAMPLES[name] ?? SSM_ENVIRONMENT_EXAMPLES[name];
+    return `${name}${where ? ` at ${where}` : ''} ${message}${known ? ` (example: ${name}=${known})` : ''}`;
+  });
+  return new ConfigError(`The lifecycle controller's environment is invalid:\n  ${lines.join('\n  ')}`, {
+    hint: 'the stack sets these variables on the function; fix the context values that feed them and redeploy',
+  });
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
   const parsed = EnvSchema.safeParse(env);
   if (!parsed.success) {
-    const lines = parsed.error.issues.map((issue) => {
-      const name = String(issue.path[0] ?? '(environment)');
-      const example = ENVIRONMENT_EXAMPLES[name] ? ` (example: ${name}=${ENVIRONMENT_EXAMPLES[name]})` : '';
-      const where = issue.path.length > 1 ? ` at ${issue.path.slice(1).join('.')}` : '';
-      return `${name}${where} ${issue.message}${example}`;
-    });
-    throw new ConfigError(`The lifecycle controller's environment is invalid:\n  ${lines.join('\n  ')}`, {
-      hint: 'the stack sets these variables on the function; fix the context values that feed them and redeploy',
-    });
+    throw invalid(
+      parsed.error.issues.map((issue) => ({
+        name: String(issue.path[0] ?? '(environment)'),
+        where: issue.path.length > 1 ? issue.path.slice(1).join('.') : undefined,
+        message: issue.message,
+      })),
+    );
   }
   const v = parsed.data;
+  const problems: Problem[] = [];
+  const primaryRun = primaryRunConfig(env, v, problems);
+  if (problems.length > 0) throw invalid(problems);
   return {
     region: v.AWS_REGION,
     groupName: v.GROUP_NAME,
@@ -145,14 +237,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     registryTable: v.REGISTRY_TABLE,
     queueUrl: v.QUEUE_URL,
     clientCertSecretArn: v.CLIENT_CERT_SECRET_ARN,
-    rbacTokenSecretArn: v.RBAC_TOKEN_SECRET_ARN,
+    flavor: v.FLAVOR,
+    primaryRun,
     ca: { hostname: v.PRIMARY_HOSTNAME, port: v.CA_PORT },
     puppetdb: { hostname: v.PUPPETDB_HOSTNAME ?? v.PRIMARY_HOSTNAME, port: v.PUPPETDB_PORT },
-    orchestrator: {
-      hostname: v.ORCHESTRATOR_HOSTNAME ?? v.PRIMARY_HOSTNAME,
-      port: v.ORCHESTRATOR_PORT,
-      environment: v.ORCHESTRATOR_ENVIRONMENT,
-    },
     primaryCertname: v.PRIMARY_CERTNAME,
     protectedCertnames: new Set([v.PRIMARY_CERTNAME, ...v.PROTECTED_CERTNAMES]),
     nlbDnsName: v.NLB_DNS_NAME,

@@ -6,19 +6,19 @@ import { mapLimit } from '../../lib/concurrency';
 import { certificateIdentity, removeFromPuppet, type PurgeSubject } from './puppet-purge';
 import type { Action, CheckedRequest, Plan, RegistryEntry, RunJob, RunRecord } from './model';
 import { TIMING } from './planner';
-import type { LifecycleHook, Ports } from './ports';
+import { RUN_ID_PATTERN, RUN_ID_RULE, type LifecycleHook, type Ports } from './ports';
 
 /** Metric names; the stack's alarms use the first four. */
 export const METRIC = {
   refused: 'LifecycleActionsRefused',
   failed: 'LifecycleActionsFailed',
-  runsFailed: 'OrchestratorRunsFailed',
+  runsFailed: 'PrimaryRunsFailed',
   drift: 'Drift',
   completed: 'LifecycleActionsCompleted',
   signed: 'CertificatesSigned',
   requestsRefused: 'CertificateRequestsRefused',
   purged: 'NodesPurged',
-  runsStarted: 'OrchestratorRunsStarted',
+  runsStarted: 'PrimaryRunsStarted',
   /** Pending CSRs whose key the instance did not report: someone else's, removed. */
   impostorCsrs: 'ImpostorCsrsRemoved',
   /** Queue messages whose sender may not say what they say (a compile master speaking for another). */
@@ -109,7 +109,7 @@ class Executor {
         // Ending a run forgets which launches it covered; only their own failures hold it open,
         // so one instance that keeps failing never stalls the primary's runs for the others.
         if (action.kind === 'end-run' && this.failedLaunches.size > 0) {
-          return logger.warn('Not ending the orchestrator run: completing a launch it covered failed', { jobName: action.jobName, instanceIds: [...this.failedLaunches] });
+          return logger.warn("Not ending the primary's run: completing a launch it covered failed", { runId: action.runId, instanceIds: [...this.failedLaunches] });
         }
         try {
           await this.action(action);
@@ -164,14 +164,14 @@ class Executor {
         await this.mutateRun((run) =>
           run.job && !run.job.name && run.job.claimedAt === action.claimedAt ? { ...run, job: undefined, pending: union(run.pending, run.job.covers) } : undefined,
         );
-        return this.logger.warn('Orchestrator run claim released', { reason: action.reason });
+        return this.logger.warn("Released a claim on the primary's run that was never started", { reason: action.reason });
       case 'recheck': {
-        const { delaySeconds, reason, instanceId, jobName, attempt } = action;
+        const { delaySeconds, reason, instanceId, runId, attempt } = action;
         await this.ports.queue.sendRecheck(
-          { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason, attempt, ...(instanceId ? { instanceId } : {}), ...(jobName ? { jobName } : {}) },
+          { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason, attempt, ...(instanceId ? { instanceId } : {}), ...(runId ? { runId } : {}) },
           delaySeconds,
         );
-        return this.logger.debug('Recheck scheduled', { reason, instanceId, jobName, attempt, delaySeconds });
+        return this.logger.debug('Recheck scheduled', { reason, instanceId, runId, attempt, delaySeconds });
       }
       default:
         return unhandled(action);
@@ -344,13 +344,18 @@ class Executor {
       return { ...run, pending: [], job: { claimedAt, covers, attempt: action.attempt } };
     });
     const job = claimed?.job;
-    if (!job) return this.logger.debug('Orchestrator run already started or nothing left to run');
+    if (!job) return this.logger.debug("The primary's run already started or nothing left to run");
     let name: string;
     try {
-      name = await this.ports.puppet.runPrimary(`compile-masters: ${job.covers.length} compile master change(s) (attempt ${job.attempt})`);
+      name = await this.ports.primaryRun.start(`compile-masters: ${job.covers.length} compile master change(s) (attempt ${job.attempt})`);
+      // The id is the runner's word: it goes into the registry, the queue and the logs only if it
+      // is the harmless shape every runner promises.
+      if (!RUN_ID_PATTERN.test(name)) {
+        throw new CompileMastersError(`The primary's runner answered a run id that ${RUN_ID_RULE}`, { hint: 'the run may have started; it is not followed, and the changes are offered to the next run' });
+      }
     } catch (error) {
-      // Not a failed job: the orchestrator could not be asked. Give the changes back so the
-      // retry of this trigger starts the run afresh.
+      // Not a failed run: the runner could not be asked. Give the changes back so the retry of
+      // this trigger starts the run afresh.
       await this.mutateRun((run) =>
         run.job?.claimedAt === claimedAt && !run.job.name ? { ...run, job: undefined, pending: union(run.pending, job.covers) } : undefined,
       );
@@ -358,9 +363,9 @@ class Executor {
     }
     await this.mutateRun((run) => (run.job?.claimedAt === claimedAt ? { ...run, job: { ...(run.job as RunJob), name } } : undefined));
     this.context.metrics.addMetric(METRIC.runsStarted, MetricUnit.Count, 1);
-    this.logger.info("Started the primary's orchestrator run", { jobName: name, covers: job.covers, attempt: job.attempt, reason: action.reason });
+    this.logger.info("Started the primary's run", { runId: name, covers: job.covers, attempt: job.attempt, reason: action.reason });
     await this.ports.queue.sendRecheck(
-      { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', jobName: name, attempt: 1 },
+      { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', runId: name, attempt: 1 },
       TIMING.followRunSeconds,
     );
   }
@@ -368,16 +373,16 @@ class Executor {
   private async endRun(action: Extract<Action, { kind: 'end-run' }>): Promise<void> {
     const endedAt = this.now.toISOString();
     const ended = await this.mutateRun((run) =>
-      run.job?.name === action.jobName
-        ? { ...run, job: undefined, last: { name: action.jobName, outcome: action.outcome, covers: run.job.covers, endedAt } }
+      run.job?.name === action.runId
+        ? { ...run, job: undefined, last: { name: action.runId, outcome: action.outcome, covers: run.job.covers, endedAt } }
         : undefined,
     );
     if (!ended) return;
-    if (action.outcome === 'finished') return this.logger.info("The primary's orchestrator run finished", { jobName: action.jobName });
+    if (action.outcome === 'finished') return this.logger.info("The primary's run finished", { runId: action.runId });
     this.context.metrics.addMetric(METRIC.runsFailed, MetricUnit.Count, 1);
-    this.logger.error("The primary's orchestrator run failed after retrying", {
-      jobName: action.jobName,
-      hint: 'look at the job in the PE console and run Puppet on the primary by hand once fixed',
+    this.logger.error("The primary's run failed after retrying", {
+      runId: action.runId,
+      hint: "look at the run (the job in the PE console, or the command in Systems Manager's Run Command history), fix the primary, and run Puppet on it by hand",
     });
   }
 
@@ -392,7 +397,7 @@ class Executor {
       if (!next) return undefined;
       if (await this.ports.registry.putRun(next, run.version)) return next;
     }
-    throw new CompileMastersError(`The orchestrator run record kept changing during ${RUN_RECORD_ATTEMPTS} attempts to update it`, {
+    throw new CompileMastersError(`The primary's run record kept changing during ${RUN_RECORD_ATTEMPTS} attempts to update it`, {
       hint: 'several passes are racing on it; the trigger will be retried',
     });
   }

@@ -4,6 +4,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
@@ -18,6 +19,7 @@ import { SqsQueue } from './aws/sqs';
 import { handleBatch } from './batch';
 import { loadConfig } from './config';
 import { createLogger } from './logging';
+import { createPrimaryRun } from './primary-run';
 import { PuppetApis, PuppetServerHealth } from './puppet';
 import type { ClientBundle } from './ports';
 import { reconcile, type ControllerContext } from './reconcile';
@@ -30,7 +32,7 @@ const metrics = new Metrics();
 const sdk = { maxAttempts: SDK_MAX_ATTEMPTS };
 const secrets = new SecretsManagerSecrets(
   new SecretsManagerClient(sdk),
-  { clientCert: config.clientCertSecretArn, rbacToken: config.rbacTokenSecretArn },
+  { clientCert: config.clientCertSecretArn, ...(config.primaryRun.mode === 'orchestrator' ? { rbacToken: config.primaryRun.rbacTokenSecretArn } : {}) },
   { onStale: (what, error) => logger.warn(`Could not read the ${what} secret again; still using the value read before`, { error }) },
 );
 const dynamo = DynamoDBDocumentClient.from(new DynamoDBClient(sdk));
@@ -42,19 +44,21 @@ const aws = {
     logger.error('Damaged registry item left alone', detail),
   ),
   queue: new SqsQueue(new SQSClient(sdk), config.queueUrl),
+  // The runner reads its own secret (the RBAC token) when it needs it, and follows its rotation.
+  primaryRun: createPrimaryRun(config.primaryRun, { secrets, logger, primaryCertname: config.primaryCertname, ssmClient: () => new SSMClient(sdk) }),
 };
 
 /**
- * The Puppet side is built from the secrets on first use and kept while they stay the same; a
- * rotated certificate bundle or token (re-read every few minutes, aws/secrets.ts) rebuilds it.
+ * The Puppet side is built from the client certificate bundle on first use and kept while it stays
+ * the same; a rotated bundle (re-read every few minutes, aws/secrets.ts) rebuilds it.
  */
-let controller: { bundle: ClientBundle; token: string; context: ControllerContext } | undefined;
+let controller: { bundle: ClientBundle; context: ControllerContext } | undefined;
 
-function connect(bundle: ClientBundle, token: string): ControllerContext {
+function connect(bundle: ClientBundle): ControllerContext {
   // The controller's own certificate is as untouchable as the primary.
   const ownCertname = readCertificate(bundle.cert).commonName;
   return {
-    ports: { ...aws, puppet: PuppetApis.create(config, bundle, token), health: new PuppetServerHealth(bundle.ca) },
+    ports: { ...aws, puppet: PuppetApis.create(config, bundle), health: new PuppetServerHealth(bundle.ca) },
     policy: { ...config, protectedCertnames: new Set([...config.protectedCertnames, ...(ownCertname ? [ownCertname] : [])]) },
     logger,
     metrics,
@@ -63,10 +67,10 @@ function connect(bundle: ClientBundle, token: string): ControllerContext {
 }
 
 async function getController(): Promise<ControllerContext> {
-  const [bundle, token] = await Promise.all([secrets.clientBundle(), secrets.rbacToken()]);
-  if (controller?.bundle !== bundle || controller.token !== token) {
-    if (controller) logger.info('The secrets changed: the Puppet API clients now use the new values');
-    controller = { bundle, token, context: connect(bundle, token) };
+  const bundle = await secrets.clientBundle();
+  if (controller?.bundle !== bundle) {
+    if (controller) logger.info('The client certificate bundle changed: the Puppet API clients now use the new one');
+    controller = { bundle, context: connect(bundle) };
   }
   return controller.context;
 }

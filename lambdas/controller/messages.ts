@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import { NodeAgentNoticeSchema, instanceIdSchema as instanceId, senderInstanceId, sentByRole } from '../../lib/node-agent-notice';
 import type { Trigger } from './model';
+import { RUN_ID_PATTERN, RUN_ID_RULE } from './ports';
 
 /**
  * The queue's message bodies: EventBridge events as delivered (lifecycle actions, EC2 state
@@ -45,7 +46,7 @@ const Recheck = z.object({
   kind: z.literal('recheck'),
   reason: z.enum(['start-run', 'follow-run', 'await-node']),
   instanceId: instanceId.optional(),
-  jobName: z.string().regex(/^\d+$/, 'is not an orchestrator job number').optional(),
+  runId: z.string().regex(RUN_ID_PATTERN, RUN_ID_RULE).optional(),
   attempt: z.number().int().min(0).max(10_000),
 });
 
@@ -121,8 +122,8 @@ export function parseMessage(body: string, scope: MessageScope, origin: MessageO
       return { outcome: 'trigger', trigger: { kind: 'node-agent', instanceId: id, event, ...report } };
     }
     case 'compile-masters.controller': {
-      const { reason, instanceId: id, jobName, attempt } = message;
-      return { outcome: 'trigger', trigger: { kind: 'recheck', reason, attempt, ...(id ? { instanceId: id } : {}), ...(jobName ? { jobName } : {}) } };
+      const { reason, instanceId: id, runId, attempt } = message;
+      return { outcome: 'trigger', trigger: { kind: 'recheck', reason, attempt, ...(id ? { instanceId: id } : {}), ...(runId ? { runId } : {}) } };
     }
   }
 }

@@ -1,5 +1,6 @@
 import type { NodeAgentEvent } from '../../lib/node-agent-notice';
 import type { CertificateContents, CsrFacts } from '../../lib/puppet/csr';
+import type { PrimaryRunState } from './ports';
 
 /** What the signer checked in the CSR, to compare with what the CA then issues. */
 export type CheckedRequest = Pick<CsrFacts, 'publicKeySha256' | 'dnsAltNames' | 'puppetExtensions'>;
@@ -11,7 +12,7 @@ export type Trigger =
   | { kind: 'schedule' }
   /** Sent by the instance itself (SQS's SenderId), so its key report is the instance's word. */
   | { kind: 'node-agent'; instanceId: string; event: NodeAgentEvent; keyReport?: KeyReport }
-  | { kind: 'recheck'; reason: RecheckReason; instanceId?: string; jobName?: string; attempt: number };
+  | { kind: 'recheck'; reason: RecheckReason; instanceId?: string; runId?: string; attempt: number };
 
 export type RecheckReason = 'start-run' | 'follow-run' | 'await-node';
 
@@ -103,8 +104,8 @@ export interface RegistryListing {
 }
 
 /**
- * The one orchestrator run of the tier, coordinated through one registry item with optimistic
- * versioning: `pending` collects instances whose change the primary has not yet seen; a job claims
+ * The one run of the primary for the tier, coordinated through one registry item with optimistic
+ * versioning: `pending` collects instances whose change the primary has not yet seen; a run claims
  * them all at once, so a burst of changes costs one run.
  */
 export interface RunRecord {
@@ -117,7 +118,10 @@ export interface RunRecord {
 }
 
 export interface RunJob {
-  /** Set once the orchestrator accepted the deploy; absent between claim and deploy. */
+  /**
+   * The runner's run id (see PrimaryRunPort), set once the runner accepted the run; absent between
+   * claim and start. Stored as `name` since the orchestrator-only records.
+   */
   name?: string;
   claimedAt: string;
   covers: string[];
@@ -134,8 +138,8 @@ export interface CaHolding {
 
 export type CsrObservation = { ok: true; facts: CsrFacts } | { ok: false; problem: string };
 
-/** The orchestrator's answer about the current job; 'unreachable' must not stop the rest of a pass. */
-export type JobObservation = { kind: 'state'; state: string } | { kind: 'missing' } | { kind: 'unreachable'; problem: string };
+/** The runner's answer about the current run; 'unreachable' must not stop the rest of a pass. */
+export type RunObservation = { kind: 'state'; state: PrimaryRunState } | { kind: 'missing' } | { kind: 'unreachable'; problem: string };
 
 /** Everything the planner may look at; gathered fresh for every pass. */
 export interface Observed {
@@ -158,8 +162,8 @@ export interface Observed {
   keyReports: ReadonlyMap<string, KeyReport>;
   /** Puppet Server health of nodes waiting to be converged, by instance id. */
   health: ReadonlyMap<string, boolean>;
-  /** State of run.job, when it has a name. */
-  job: JobObservation | undefined;
+  /** State of run.job, when it has a run id. */
+  runState: RunObservation | undefined;
   /** Why nothing may be signed this pass (the CA accepts duplicate CSRs, or could not say); absent when signing may go ahead. */
   signingSuspended?: string;
 }
@@ -190,11 +194,11 @@ export type Action =
   | { kind: 'launched'; instanceId: string; completeLaunch: boolean }
   | { kind: 'heartbeat'; instanceIds: string[] }
   | { kind: 'stall'; instanceIds: string[]; reason: string }
-  /** Claims everything pending (plus, for a retry, what the failed job covered) for one new job. */
+  /** Claims everything pending (plus, for a retry, what the failed run covered) for one new run. */
   | { kind: 'start-run'; attempt: number; retryOf?: string; reason: string }
-  | { kind: 'end-run'; jobName: string; outcome: 'finished' | 'failed' }
+  | { kind: 'end-run'; runId: string; outcome: 'finished' | 'failed' }
   | { kind: 'reset-run'; claimedAt: string; reason: string }
-  | { kind: 'recheck'; delaySeconds: number; reason: RecheckReason; instanceId?: string; jobName?: string; attempt: number };
+  | { kind: 'recheck'; delaySeconds: number; reason: RecheckReason; instanceId?: string; runId?: string; attempt: number };
 
 export interface Drift {
   instanceId?: string;

@@ -1,7 +1,7 @@
 import { isValidCertname } from '../../lib/certname';
 import { RefusedInputError } from '../../lib/errors';
 import { mapLimit } from '../../lib/concurrency';
-import type { CertState, CsrObservation, JobObservation, KeyReport, Observed } from './model';
+import type { CertState, CsrObservation, KeyReport, Observed, RunObservation } from './model';
 import { LAUNCHING, SERVING, awaitsVerification } from './planner';
 import type { Ports } from './ports';
 
@@ -87,7 +87,8 @@ export async function observe(ports: Ports, now: Date): Promise<Observed> {
   });
   const signingSuspended = signable ? await signingSuspension(ports) : undefined;
 
-  return { now, members, instances, registry, damaged, run, certs, csrs, keyReports, health, job: run.job?.name ? await observeJob(ports, run.job.name) : undefined, signingSuspended };
+  const runState = run.job?.name ? await observeRun(ports, run.job.name) : undefined;
+  return { now, members, instances, registry, damaged, run, certs, csrs, keyReports, health, runState, signingSuspended };
 }
 
 /**
@@ -115,10 +116,10 @@ async function readCsr(ports: Ports, certname: string): Promise<CsrObservation |
   }
 }
 
-/** An orchestrator that cannot answer must not stop purges: the job's fate is simply unknown this pass. */
-async function observeJob(ports: Ports, name: string): Promise<JobObservation> {
+/** A runner that cannot answer must not stop purges: the run's fate is simply unknown this pass. */
+async function observeRun(ports: Ports, runId: string): Promise<RunObservation> {
   try {
-    const state = await ports.puppet.jobState(name);
+    const state = await ports.primaryRun.state(runId);
     return state ? { kind: 'state', state } : { kind: 'missing' };
   } catch (error) {
     return { kind: 'unreachable', problem: error instanceof Error ? error.message : String(error) };

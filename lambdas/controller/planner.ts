@@ -15,9 +15,9 @@ export const TIMING = {
   awaitNodeAttempts: 10,
   /** Longer than the function's timeout, so a live pass never loses its claim. */
   purgeLeaseMs: 150_000,
-  /** A claimed run without a job name after this long was lost by a crashed pass. */
+  /** A claimed run without a run id after this long was lost by a crashed pass. */
   runClaimTimeoutMs: 120_000,
-  /** A job still not finished after this long counts as failed. */
+  /** A run still not finished after this long counts as failed (and the SSM runner stops it then). */
   runTimeoutMs: 30 * 60_000,
   runAttempts: 2,
   stuckLaunchMs: 30 * 60_000,
@@ -35,9 +35,6 @@ const LEAVING = new Set(['Terminating:Proceed', 'Terminated']);
 /** Serving, or about to: an owned certificate there must stay valid; a purged one may re-enroll. */
 export const SERVING: ReadonlySet<string> = new Set(['InService', 'Pending:Proceed', 'Standby', 'EnteringStandby']);
 const GONE_EC2_STATES = new Set(['shutting-down', 'terminated']);
-const FINISHED_JOB_STATES = new Set(['finished']);
-/** 'missing': the orchestrator no longer knows the job, so it will never finish. */
-const FAILED_JOB_STATES = new Set(['failed', 'stopped', 'missing']);
 
 /**
  * The pure core: observed state in, actions out. It never performs I/O and never reads a clock, so
@@ -331,7 +328,7 @@ class Planner {
   // ---- the primary's run ---------------------------------------------------------------------
 
   private run(): void {
-    const { run, job } = this.observed;
+    const { run, runState } = this.observed;
     const now = this.observed.now.getTime();
     const current = run.job;
     if (current && !current.name) {
@@ -342,29 +339,31 @@ class Planner {
       return this.waitingForRun(run, false);
     }
     if (current?.name) {
-      const state = job?.kind === 'state' ? job.state : job?.kind === 'missing' ? 'missing' : 'unknown';
+      // 'missing': the runner no longer knows the run, so it will never finish. Unreachable is
+      // only this pass's ignorance: the run goes on being followed until it times out.
+      const state = runState?.kind === 'state' ? runState.state : runState?.kind === 'missing' ? 'missing' : 'unknown';
       const timedOut = now - Date.parse(current.claimedAt) > TIMING.runTimeoutMs;
-      if (FINISHED_JOB_STATES.has(state)) {
+      if (state === 'finished') {
         for (const entry of this.converging) {
           if (current.covers.includes(entry.instanceId)) this.launched(entry);
         }
-        this.act({ kind: 'end-run', jobName: current.name, outcome: 'finished' });
+        this.act({ kind: 'end-run', runId: current.name, outcome: 'finished' });
         if (run.pending.length > 0) this.needsRunStart = true;
         return this.waitingForRun(run, true, current.covers);
       }
-      if (FAILED_JOB_STATES.has(state) || timedOut) {
+      if (state === 'failed' || state === 'missing' || timedOut) {
         if (current.attempt < TIMING.runAttempts) {
-          const outcome = timedOut ? 'timed out' : `ended ${state}`;
-          this.act({ kind: 'start-run', attempt: current.attempt + 1, retryOf: current.name, reason: `job ${current.name} ${outcome}; retrying` });
+          const outcome = state === 'failed' ? 'failed' : state === 'missing' ? 'is unknown to the runner' : 'timed out';
+          this.act({ kind: 'start-run', attempt: current.attempt + 1, retryOf: current.name, reason: `run ${current.name} ${outcome}; retrying` });
           return this.waitingForRun(run, false);
         }
         const stalled = this.converging.filter((entry) => current.covers.includes(entry.instanceId)).map((entry) => entry.instanceId);
-        if (stalled.length > 0) this.act({ kind: 'stall', instanceIds: stalled, reason: `the primary's run failed ${current.attempt} times (job ${current.name})` });
-        this.act({ kind: 'end-run', jobName: current.name, outcome: 'failed' });
+        if (stalled.length > 0) this.act({ kind: 'stall', instanceIds: stalled, reason: `the primary's run failed ${current.attempt} times (run ${current.name})` });
+        this.act({ kind: 'end-run', runId: current.name, outcome: 'failed' });
         if (run.pending.length > 0) this.needsRunStart = true;
         return this.waitingForRun(run, true, current.covers);
       }
-      const following = this.triggers.some((t) => t.kind === 'recheck' && t.reason === 'follow-run' && t.jobName === current.name);
+      const following = this.triggers.some((t) => t.kind === 'recheck' && t.reason === 'follow-run' && t.runId === current.name);
       if (following) {
         const attempt = Math.max(...this.triggers.map((t) => (t.kind === 'recheck' && t.reason === 'follow-run' ? t.attempt : 0)));
         this.recheck('follow-run', TIMING.followRunSeconds, undefined, attempt + 1, current.name);
@@ -441,9 +440,9 @@ class Planner {
     return attempt;
   }
 
-  private recheck(reason: 'start-run' | 'follow-run' | 'await-node', delaySeconds: number, instanceId?: string, attempt = 1, jobName?: string): void {
-    const duplicate = this.actions.some((a) => a.kind === 'recheck' && a.reason === reason && a.instanceId === instanceId && a.jobName === jobName);
-    if (!duplicate) this.act({ kind: 'recheck', delaySeconds, reason, attempt, ...(instanceId ? { instanceId } : {}), ...(jobName ? { jobName } : {}) });
+  private recheck(reason: 'start-run' | 'follow-run' | 'await-node', delaySeconds: number, instanceId?: string, attempt = 1, runId?: string): void {
+    const duplicate = this.actions.some((a) => a.kind === 'recheck' && a.reason === reason && a.instanceId === instanceId && a.runId === runId);
+    if (!duplicate) this.act({ kind: 'recheck', delaySeconds, reason, attempt, ...(instanceId ? { instanceId } : {}), ...(runId ? { runId } : {}) });
   }
 
   private act(action: Action): void {

@@ -85,7 +85,7 @@ export interface RecheckMessage {
   kind: 'recheck';
   reason: RecheckReason;
   instanceId?: string;
-  jobName?: string;
+  runId?: string;
   attempt: number;
 }
 
@@ -103,6 +103,7 @@ export interface ClientBundle {
 /** Secrets are cached and read again every few minutes; their values never reach a log line. */
 export interface SecretsPort {
   clientBundle(): Promise<ClientBundle>;
+  /** Only the orchestrator's runner asks for it; without an orchestrator there is no such secret. */
   rbacToken(): Promise<string>;
 }
 
@@ -129,10 +130,28 @@ export interface PuppetPort {
   /** Revokes and deletes, one call for the batch; unknown certnames are fine. */
   clean(certnames: readonly string[]): Promise<void>;
   deactivate(certname: string, at: Date): Promise<void>;
-  /** Starts a Puppet run on the primary; answers the orchestrator's job name. */
-  runPrimary(description: string): Promise<string>;
-  jobState(jobName: string): Promise<string | undefined>;
 }
+
+export type PrimaryRunState = 'running' | 'finished' | 'failed';
+
+/**
+ * Converges the primary: PE's orchestrator, SSM Run Command, or nothing (primary-run/). The
+ * planner treats every runner alike: one run for a batch of changes, followed by its id, retried
+ * once, stalled after that.
+ */
+export interface PrimaryRunPort {
+  /** Starts a Puppet run on the primary; answers an opaque run id (orchestrator job number, SSM command id). */
+  start(description: string): Promise<string>;
+  /** undefined when the runner no longer knows the id (it will never finish). */
+  state(runId: string): Promise<PrimaryRunState | undefined>;
+}
+
+/**
+ * What a run id may look like, whichever runner made it (a job number, a UUID, a fixed word): it
+ * travels through SQS, the registry and log lines, so anything else is refused where it enters.
+ */
+export const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
+export const RUN_ID_RULE = 'is not a primary run id (letters, digits and dashes, at most 64)';
 
 export interface NodeHealthPort {
   /** Whether the node's Puppet Server answers "running", with its certificate verified as `certname`. */
@@ -145,5 +164,6 @@ export interface Ports {
   registry: RegistryPort;
   queue: QueuePort;
   puppet: PuppetPort;
+  primaryRun: PrimaryRunPort;
   health: NodeHealthPort;
 }

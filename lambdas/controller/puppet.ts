@@ -3,7 +3,6 @@ import { PuppetApiError } from '../../lib/errors';
 import { CaClient } from '../../lib/puppet/ca';
 import { probeDuplicateCerts } from '../../lib/puppet/ca-probe';
 import { readCertificate, readCsr, type CertificateContents, type CsrFacts } from '../../lib/puppet/csr';
-import { OrchestratorClient } from '../../lib/puppet/orchestrator';
 import { PuppetDbClient } from '../../lib/puppet/puppetdb';
 import { PuppetServerStatusClient } from '../../lib/puppet/status';
 import type { CaHolding, CertState } from './model';
@@ -12,8 +11,6 @@ import type { ClientBundle, NodeHealthPort, PuppetPort } from './ports';
 export interface PuppetSettings {
   ca: { hostname: string; port: number };
   puppetdb: { hostname: string; port: number };
-  orchestrator: { hostname: string; port: number; environment: string };
-  primaryCertname: string;
 }
 
 /**
@@ -23,25 +20,21 @@ export interface PuppetSettings {
  */
 export const DUPLICATE_PROBE_MAX_AGE_MS = 10 * 60_000;
 
-/** The Puppet side through the shared clients: CA and PuppetDB over mTLS, the orchestrator with the RBAC token. */
+/** The Puppet side through the shared clients: CA and PuppetDB over mTLS with the lifecycle client's certificate. */
 export class PuppetApis implements PuppetPort {
   private duplicates: { allowed: boolean; probedAt: number } | undefined;
 
   constructor(
     private readonly ca: CaClient,
     private readonly puppetdb: PuppetDbClient,
-    private readonly orchestrator: OrchestratorClient,
-    private readonly settings: Pick<PuppetSettings, 'primaryCertname'> & { environment: string },
     private readonly now: () => number = Date.now,
   ) {}
 
-  static create(settings: PuppetSettings, bundle: ClientBundle, token: string): PuppetApis {
+  static create(settings: PuppetSettings, bundle: ClientBundle): PuppetApis {
     const tls = { ca: bundle.ca, cert: bundle.cert, key: bundle.key };
     return new PuppetApis(
       new CaClient({ baseUrl: `https://${settings.ca.hostname}:${settings.ca.port}`, tls }),
       new PuppetDbClient({ baseUrl: `https://${settings.puppetdb.hostname}:${settings.puppetdb.port}`, tls }),
-      new OrchestratorClient({ baseUrl: `https://${settings.orchestrator.hostname}:${settings.orchestrator.port}`, tls: { ca: bundle.ca }, token }),
-      { primaryCertname: settings.primaryCertname, environment: settings.orchestrator.environment },
     );
   }
 
@@ -100,15 +93,6 @@ export class PuppetApis implements PuppetPort {
 
   async deactivate(certname: string, at: Date): Promise<void> {
     await this.puppetdb.deactivateNode(certname, at);
-  }
-
-  async runPrimary(description: string): Promise<string> {
-    const job = await this.orchestrator.deploy({ environment: this.settings.environment, nodes: [this.settings.primaryCertname], description });
-    return job.name;
-  }
-
-  async jobState(jobName: string): Promise<string | undefined> {
-    return (await this.orchestrator.getJob(jobName))?.state;
   }
 }
 

@@ -59,6 +59,6 @@ function describeTrigger(trigger: Trigger): string {
     case 'node-agent':
       return `${trigger.event} ${trigger.instanceId}`;
     case 'recheck':
-      return `recheck ${trigger.reason}${trigger.instanceId ? ` ${trigger.instanceId}` : ''}${trigger.jobName ? ` job ${trigger.jobName}` : ''}`;
+      return `recheck ${trigger.reason}${trigger.instanceId ? ` ${trigger.instanceId}` : ''}${trigger.runId ? ` run ${trigger.runId}` : ''}`;
   }
 }

@@ -6,7 +6,7 @@ import { METRIC } from '../../lambdas/controller/execute';
 import type { PlannerPolicy } from '../../lambdas/controller/planner';
 import { PuppetServerHealth } from '../../lambdas/controller/puppet';
 import { reconcile, type ControllerContext } from '../../lambdas/controller/reconcile';
-import { eventually, labClients, labPuppetApis, storeFacts, type LabClients } from '../../lab/clients';
+import { eventually, labClients, labOrchestratorRun, labPuppetApis, storeFacts, type LabClients } from '../../lab/clients';
 import { readCertificate, readCsr } from '../../lib/puppet';
 import { makeCsr, submitCsr, type CsrOptions } from '../../lab/csr';
 import { loadLab, readPems, setOrchestratorFaults, uniqueCertname, type LabDescription } from '../../lab/running-lab';
@@ -45,9 +45,10 @@ class LabController {
       onEvent: (event) => (this.dropEvents ? this.dropped.push(event) : this.cloud.queue.enqueue(JSON.stringify(event))),
     });
     const puppet = labPuppetApis(lab);
-    const runPrimary = puppet.runPrimary.bind(puppet);
-    puppet.runPrimary = async (description) => {
-      const name = await runPrimary(description);
+    const primaryRun = labOrchestratorRun(lab);
+    const start = primaryRun.start.bind(primaryRun);
+    primaryRun.start = async (description) => {
+      const name = await start(description);
       this.deploys.push(name);
       return name;
     };
@@ -58,7 +59,7 @@ class LabController {
       expectedExtensions: { pp_role: 'compile_master' },
       protectedCertnames: new Set([lab.primary.certname, lab.lifecycleClient.certname, protectedSpare]),
     };
-    const context: ControllerContext = { ports: this.cloud.ports(puppet), policy, logger: this.logger, metrics: this.metrics, clock: this.clock.now };
+    const context: ControllerContext = { ports: this.cloud.ports(puppet, primaryRun), policy, logger: this.logger, metrics: this.metrics, clock: this.clock.now };
     this.driver = new QueueDriver(this.cloud, this.clock, (event) =>
       handleBatch(event, { scope: this.cloud, logger: this.logger, metrics: context.metrics, reconcile: (triggers) => reconcile(context, triggers) }),
     );

@@ -6,7 +6,7 @@ export interface FakeAnswer {
   body?: string | object;
 }
 
-export type FakeRoute = (request: { method: string; path: string; body: string }) => FakeAnswer | undefined;
+export type FakeRoute = (request: { method: string; path: string; body: string; headers: Record<string, string | string[] | undefined> }) => FakeAnswer | undefined;
 
 export interface FakePuppet {
   url: string;
@@ -27,7 +27,7 @@ export async function fakePuppet(tls: { cert: string; key: string }, route: Fake
     request.on('end', () => {
       const path = request.url ?? '/';
       requests.push(`${request.method} ${path}`);
-      const answer = route({ method: request.method ?? 'GET', path, body: Buffer.concat(chunks).toString('utf8') }) ?? { status: 404, body: 'Not Found' };
+      const answer = route({ method: request.method ?? 'GET', path, body: Buffer.concat(chunks).toString('utf8'), headers: request.headers }) ?? { status: 404, body: 'Not Found' };
       const json = typeof answer.body === 'object';
       response.writeHead(answer.status, { 'content-type': json ? 'application/json' : 'text/plain; charset=utf-8' });
       response.end(answer.body === undefined ? '' : json ? JSON.stringify(answer.body) : answer.body);

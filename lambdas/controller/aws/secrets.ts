@@ -29,7 +29,7 @@ export interface SecretsOptions {
 }
 
 /**
- * Reads the two secrets on first use and again once they are older than SECRETS_MAX_AGE_MS, so a
+ * Reads the secrets (the client certificate bundle; the RBAC token only with an orchestrator) on first use and again once they are older than SECRETS_MAX_AGE_MS, so a
  * rotated token or certificate bundle takes over without a redeploy. A failed first read is not
  * cached: the next invocation tries again. A failed re-read (Secrets Manager unreachable, a
  * malformed new value) keeps the last good value, says so through onStale, and is tried again on
@@ -42,12 +42,18 @@ export class SecretsManagerSecrets implements SecretsPort {
 
   constructor(
     private readonly client: SecretsManagerClient,
-    arns: { clientCert: string; rbacToken: string },
+    arns: { clientCert: string; rbacToken?: string },
     { maxAgeMs = SECRETS_MAX_AGE_MS, now = Date.now, onStale = () => {} }: SecretsOptions = {},
   ) {
     const bundleWhat = 'lifecycle client certificate bundle';
     this.bundle = new CachedSecret(() => this.read(arns.clientCert, bundleWhat).then((text) => parseBundle(text, arns.clientCert)), maxAgeMs, now, (error) => onStale(bundleWhat, error));
-    this.token = new CachedSecret(() => this.read(arns.rbacToken, 'RBAC token').then((text) => parseToken(text, arns.rbacToken)), maxAgeMs, now, (error) => onStale('RBAC token', error));
+    const tokenArn = arns.rbacToken;
+    this.token = new CachedSecret(
+      () => (tokenArn === undefined ? Promise.reject(noTokenSecret()) : this.read(tokenArn, 'RBAC token').then((text) => parseToken(text, tokenArn))),
+      maxAgeMs,
+      now,
+      (error) => onStale('RBAC token', error),
+    );
   }
 
   clientBundle(): Promise<ClientBundle> {
@@ -104,6 +110,10 @@ class CachedSecret<T> {
       .finally(() => (this.pending = undefined));
     return this.pending;
   }
+}
+
+function noTokenSecret(): ConfigError {
+  return new ConfigError('No RBAC token secret is configured', { hint: 'only the orchestrator runner reads the token: set PRIMARY_RUN=orchestrator with RBAC_TOKEN_SECRET_ARN, or leave the token out' });
 }
 
 function putHint(what: string): string {

@@ -499,7 +499,7 @@ describe('monitoring and outputs', () => {
       { Name: 'QueueName', Value: { 'Fn::GetAtt': [id('LifecycleQueue/DeadLetters/Resource'), 'QueueName'] } },
     ]);
     expect(byMetric('Errors')).toHaveLength(1);
-    for (const metric of ['LifecycleActionsRefused', 'LifecycleActionsFailed', 'OrchestratorRunsFailed', 'Drift', 'ImpostorCsrsRemoved', 'ForgedMessagesIgnored', 'SigningSuspended', 'RegistryEntriesDamaged']) {
+    for (const metric of ['LifecycleActionsRefused', 'LifecycleActionsFailed', 'PrimaryRunsFailed', 'Drift', 'ImpostorCsrsRemoved', 'ForgedMessagesIgnored', 'SigningSuspended', 'RegistryEntriesDamaged']) {
       expect(byMetric(metric)).toEqual([
         expect.objectContaining({
           Namespace: 'CompileMasters',

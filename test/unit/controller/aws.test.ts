@@ -168,7 +168,7 @@ describe('SqsQueue', () => {
   it('sends rechecks to the queue with SQS-bounded delays', async () => {
     sqs.on(SendMessageCommand).resolves({});
     const queue = new SqsQueue(new SQSClient({ region: 'us-west-2' }), 'https://sqs.us-west-2.amazonaws.com/123456789012/q');
-    const message = { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', jobName: '7', attempt: 2 } as const;
+    const message = { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', runId: '7', attempt: 2 } as const;
     await queue.sendRecheck(message, 20);
     await queue.sendRecheck(message, 5_000);
     expect(sqs.commandCalls(SendMessageCommand).map((call) => call.args[0].input)).toEqual([
@@ -193,6 +193,14 @@ describe('SecretsManagerSecrets', () => {
     await expect(secrets.rbacToken()).resolves.toBe('TOKEN-0123456789');
     await secrets.rbacToken();
     expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(2);
+  });
+
+  it('has no token without a token secret (no orchestrator), and asks Secrets Manager for none', async () => {
+    sm.on(GetSecretValueCommand, { SecretId: arns.clientCert }).resolves({ SecretString: JSON.stringify(bundle) });
+    const secrets = new SecretsManagerSecrets(new SecretsManagerClient({ region: 'us-west-2' }), { clientCert: arns.clientCert });
+    await expect(secrets.clientBundle()).resolves.toEqual(bundle);
+    await expect(secrets.rbacToken()).rejects.toThrow(/No RBAC token secret is configured — only the orchestrator runner reads the token/);
+    expect(sm.commandCalls(GetSecretValueCommand).map((call) => call.args[0].input.SecretId)).toEqual([arns.clientCert]);
   });
 
   it('reads a secret again once it is older than the maximum age, and keeps the last good value when that read fails', async () => {

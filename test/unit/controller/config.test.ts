@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../lib/errors';
 import { loadConfig as loadStackConfig } from '../../../cdk/config';
-import { loadConfig } from '../../../lambdas/controller/config';
+import { ENVIRONMENT_EXAMPLES, loadConfig } from '../../../lambdas/controller/config';
+import { primaryRunProblem } from '../../../lib/flavor';
 import { VALID_ENV } from './support';
 
 function failure(env: Record<string, string | undefined>): string {
@@ -19,9 +20,14 @@ describe('loadConfig', () => {
     const config = loadConfig(VALID_ENV);
     expect(config).toMatchObject({
       region: 'us-west-2',
+      flavor: 'pe',
+      primaryRun: {
+        mode: 'orchestrator',
+        rbacTokenSecretArn: VALID_ENV.RBAC_TOKEN_SECRET_ARN,
+        orchestrator: { hostname: 'puppet.corp.example.com', port: 8143, environment: 'production' },
+      },
       ca: { hostname: 'puppet.corp.example.com', port: 8140 },
       puppetdb: { hostname: 'puppet.corp.example.com', port: 8081 },
-      orchestrator: { hostname: 'puppet.corp.example.com', port: 8143, environment: 'production' },
       nlbDnsName: 'compile-masters-0123.elb.us-west-2.amazonaws.com',
       extraAltNames: [],
       expectedExtensions: { pp_role: 'compile_master' },
@@ -40,7 +46,7 @@ describe('loadConfig', () => {
       EXTRA_ALT_NAMES: '["Puppet.corp.example.com"]',
     });
     expect(config.puppetdb).toEqual({ hostname: 'puppetdb.corp.example.com', port: 18081 });
-    expect(config.orchestrator).toEqual({ hostname: 'orch.corp.example.com', port: 8143, environment: 'infra' });
+    expect(config.primaryRun).toMatchObject({ orchestrator: { hostname: 'orch.corp.example.com', port: 8143, environment: 'infra' } });
     expect([...config.protectedCertnames].sort()).toEqual(['puppet.corp.example.com', 'replica.corp.example.com']);
     expect(config.extraAltNames).toEqual(['puppet.corp.example.com']);
   });
@@ -73,11 +79,70 @@ describe('loadConfig', () => {
       expect(failure({ ...VALID_ENV, ORCHESTRATOR_ENVIRONMENT: name })).toMatch(/ORCHESTRATOR_ENVIRONMENT must be a Puppet environment name \(a-z, 0-9, _\)/);
       expect(stack(name)).toThrow(/orchestratorEnvironment: must be a Puppet environment name \(a-z, 0-9, _\)/);
     }
-    expect(loadConfig({ ...VALID_ENV, ORCHESTRATOR_ENVIRONMENT: 'feature_42' }).orchestrator.environment).toBe('feature_42');
+    expect(loadConfig({ ...VALID_ENV, ORCHESTRATOR_ENVIRONMENT: 'feature_42' }).primaryRun).toMatchObject({ orchestrator: { environment: 'feature_42' } });
     expect(stack('feature_42')().orchestratorEnvironment).toBe('feature_42');
   });
 
   it('refuses secret references that are not Secrets Manager ARNs', () => {
     expect(failure({ ...VALID_ENV, RBAC_TOKEN_SECRET_ARN: 'my-token' })).toMatch(/RBAC_TOKEN_SECRET_ARN must be a Secrets Manager secret ARN/);
+  });
+
+  it('checks the primary-run variables against FLAVOR and PRIMARY_RUN', () => {
+    expect(loadConfig({ ...VALID_ENV, FLAVOR: 'pe', PRIMARY_RUN: 'orchestrator' }).primaryRun.mode).toBe('orchestrator');
+    expect(failure({ ...VALID_ENV, FLAVOR: 'puppet' })).toMatch(/FLAVOR must be one of pe, oss, openvox \(example: FLAVOR=pe\)/);
+    expect(failure({ ...VALID_ENV, PRIMARY_RUN: 'ansible' })).toMatch(/PRIMARY_RUN must be one of orchestrator, ssm, none/);
+    // The flavor's own words (lib/flavor.ts), not a second phrasing of them.
+    expect(failure({ ...VALID_ENV, FLAVOR: 'oss', PRIMARY_RUN: 'orchestrator' })).toContain(
+      `PRIMARY_RUN is "orchestrator", which FLAVOR=oss cannot use: ${primaryRunProblem('oss', 'orchestrator')}`,
+    );
+    // Without PRIMARY_RUN, the flavor's default: open source has no orchestrator, so its token is a leftover.
+    expect(failure({ ...VALID_ENV, FLAVOR: 'openvox' })).toMatch(/RBAC_TOKEN_SECRET_ARN is set, but only PRIMARY_RUN=orchestrator uses it \(PRIMARY_RUN is ssm\): a leftover/);
+    const { RBAC_TOKEN_SECRET_ARN: _, ...withoutToken } = VALID_ENV;
+    expect(failure(withoutToken)).toMatch(/RBAC_TOKEN_SECRET_ARN is not set \(PRIMARY_RUN=orchestrator needs the RBAC token\) \(example: RBAC_TOKEN_SECRET_ARN=arn:aws:secretsmanager:/);
+  });
+
+  it('reads an SSM runner by instance ids or by tag, and refuses leftovers of the orchestrator', () => {
+    const { RBAC_TOKEN_SECRET_ARN: _, ...base } = VALID_ENV;
+    const ssm = { ...base, FLAVOR: 'oss', PRIMARY_RUN: 'ssm' };
+    expect(loadConfig({ ...ssm, PRIMARY_INSTANCE_IDS: '["i-0123456789abcdef0","i-0fedcba9876543210"]' })).toMatchObject({
+      flavor: 'oss',
+      primaryRun: { mode: 'ssm', target: { instanceIds: ['i-0123456789abcdef0', 'i-0fedcba9876543210'] }, puppetBin: '/opt/puppetlabs/bin/puppet' },
+    });
+    expect(loadConfig({ ...ssm, FLAVOR: 'openvox', PRIMARY_INSTANCE_TAG: '{"key":"Role","value":"puppet-primary"}', PRIMARY_PUPPET_BIN: '/usr/local/bin/puppet' }).primaryRun).toEqual({
+      mode: 'ssm',
+      target: { tag: { key: 'Role', value: 'puppet-primary' } },
+      puppetBin: '/usr/local/bin/puppet',
+    });
+    // PE may use SSM too.
+    expect(loadConfig({ ...base, PRIMARY_RUN: 'ssm', PRIMARY_INSTANCE_IDS: '["i-0123456789abcdef0"]' }).primaryRun.mode).toBe('ssm');
+
+    expect(failure(ssm)).toMatch(/PRIMARY_INSTANCE_IDS is not set, nor PRIMARY_INSTANCE_TAG: PRIMARY_RUN=ssm needs exactly one of them .* \(example: PRIMARY_INSTANCE_IDS=\["i-0123456789abcdef0"\]\)/);
+    expect(failure({ ...ssm, PRIMARY_INSTANCE_IDS: '["i-0123456789abcdef0"]', PRIMARY_INSTANCE_TAG: '{"key":"Role","value":"p"}' })).toMatch(/PRIMARY_INSTANCE_TAG is set as well as PRIMARY_INSTANCE_IDS: set exactly one/);
+    expect(failure({ ...ssm, PRIMARY_INSTANCE_IDS: '[]' })).toMatch(/PRIMARY_INSTANCE_IDS must name at least one instance/);
+    expect(failure({ ...ssm, PRIMARY_INSTANCE_IDS: '["i-0123456789abcdef0","i-0123456789abcdef0"]' })).toMatch(/PRIMARY_INSTANCE_IDS names an instance twice/);
+    expect(failure({ ...ssm, PRIMARY_INSTANCE_IDS: '["i-../../x"]' })).toMatch(/PRIMARY_INSTANCE_IDS at 0 is not an EC2 instance id/);
+    expect(failure({ ...ssm, PRIMARY_INSTANCE_IDS: JSON.stringify(Array.from({ length: 51 }, (_, i) => `i-${i.toString(16).padStart(17, '0')}`)) })).toMatch(/more than 50 instances/);
+    expect(failure({ ...ssm, PRIMARY_INSTANCE_TAG: '{"key":"Role"}' })).toMatch(/PRIMARY_INSTANCE_TAG at value value must be a string/);
+    expect(failure({ ...ssm, PRIMARY_INSTANCE_TAG: '{"key":"Role;rm -rf /","value":"p"}' })).toMatch(/PRIMARY_INSTANCE_TAG at key key must be a non-empty EC2 tag key/);
+    expect(failure({ ...ssm, PRIMARY_INSTANCE_TAG: '{"key":"Role","value":"p","extra":1}' })).toMatch(/PRIMARY_INSTANCE_TAG/);
+    expect(failure({ ...ssm, PRIMARY_INSTANCE_TAG: 'Role=p' })).toMatch(/PRIMARY_INSTANCE_TAG is not valid JSON/);
+    expect(failure({ ...ssm, PRIMARY_INSTANCE_IDS: '["i-0123456789abcdef0"]', PRIMARY_PUPPET_BIN: 'puppet; curl evil' })).toMatch(/PRIMARY_PUPPET_BIN must be an absolute path/);
+
+    const leftovers = failure({ ...ssm, PRIMARY_INSTANCE_IDS: '["i-0123456789abcdef0"]', RBAC_TOKEN_SECRET_ARN: VALID_ENV.RBAC_TOKEN_SECRET_ARN, ORCHESTRATOR_ENVIRONMENT: 'production' });
+    expect(leftovers).toMatch(/RBAC_TOKEN_SECRET_ARN is set, but only PRIMARY_RUN=orchestrator uses it \(PRIMARY_RUN is ssm\)/);
+    expect(leftovers).toMatch(/ORCHESTRATOR_ENVIRONMENT is set, but only PRIMARY_RUN=orchestrator uses it/);
+  });
+
+  it('takes none with no runner settings, and refuses the settings of the others', () => {
+    const { RBAC_TOKEN_SECRET_ARN: _, ...base } = VALID_ENV;
+    expect(loadConfig({ ...base, FLAVOR: 'oss', PRIMARY_RUN: 'none' }).primaryRun).toEqual({ mode: 'none' });
+    expect(failure({ ...base, PRIMARY_RUN: 'none', PRIMARY_INSTANCE_TAG: '{"key":"Role","value":"p"}' })).toMatch(/PRIMARY_INSTANCE_TAG is set, but only PRIMARY_RUN=ssm uses it \(PRIMARY_RUN is none\)/);
+    expect(failure({ ...VALID_ENV, PRIMARY_RUN: 'none' })).toMatch(/RBAC_TOKEN_SECRET_ARN is set, but only PRIMARY_RUN=orchestrator uses it/);
+    // With the orchestrator, the SSM runner's settings are leftovers too.
+    expect(failure({ ...VALID_ENV, PRIMARY_PUPPET_BIN: '/opt/puppetlabs/bin/puppet' })).toMatch(/PRIMARY_PUPPET_BIN is set, but only PRIMARY_RUN=ssm uses it \(PRIMARY_RUN is orchestrator\)/);
+  });
+
+  it('ENVIRONMENT_EXAMPLES is a complete, valid environment', () => {
+    expect(loadConfig(ENVIRONMENT_EXAMPLES).primaryRun.mode).toBe('orchestrator');
   });
 });

@@ -1,7 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PuppetUnavailableError } from '../../../lib/errors';
 import { CaClient } from '../../../lib/puppet/ca';
-import { OrchestratorClient } from '../../../lib/puppet/orchestrator';
 import { PuppetDbClient } from '../../../lib/puppet/puppetdb';
 import { METRIC } from '../../../lambdas/controller/execute';
 import { DUPLICATE_PROBE_MAX_AGE_MS, PuppetApis } from '../../../lambdas/controller/puppet';
@@ -113,13 +112,7 @@ describe('PuppetApis.duplicateCertsAllowed', () => {
     const route = altNamesRefusingCa(csrs, '', policy);
     server = await fakePuppet(await testCa.issue({ commonName: 'localhost', dnsNames: ['localhost'] }), (request) => (down ? { status: 503, body: 'down' } : route(request)));
     const options = { baseUrl: server.url, tls: { ca: testCa.cert }, retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 } };
-    apis = new PuppetApis(
-      new CaClient(options),
-      new PuppetDbClient(options),
-      new OrchestratorClient({ ...options, token: 'unused' }),
-      { primaryCertname: 'primary.corp.example.com', environment: 'production' },
-      () => now,
-    );
+    apis = new PuppetApis(new CaClient(options), new PuppetDbClient(options), () => now);
   });
   afterEach(() => {
     server.requests.length = 0;

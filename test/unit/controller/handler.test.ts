@@ -123,23 +123,24 @@ describe('handler', () => {
       const event = () => toSqsEvent([{ body: JSON.stringify({ source: 'aws.events', 'detail-type': 'Scheduled Event' }) }]);
       await handler(event(), context);
       await handler(event(), context);
-      expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(2);
+      // Only the bundle: the RBAC token is read by the orchestrator runner when a run starts or is followed.
+      expect(sm.commandCalls(GetSecretValueCommand).map((call) => call.args[0].input.SecretId)).toEqual([VALID_ENV.CLIENT_CERT_SECRET_ARN]);
 
       const rotated = await ca.issue({ commonName: 'lifecycle-controller-2.corp.example.com' });
       sm.on(GetSecretValueCommand, { SecretId: VALID_ENV.CLIENT_CERT_SECRET_ARN }).resolves({ SecretString: JSON.stringify({ cert: rotated.cert, key: rotated.key, ca: ca.cert }) });
       vi.setSystemTime(Date.now() + 10 * 60_000 + 1);
       seen.length = 0;
       expect(await handler(event(), context)).toEqual({ batchItemFailures: [] });
-      expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(4);
+      expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(2);
       expect(new Set(seen.map((request) => request.clientCn))).toEqual(new Set(['lifecycle-controller-2.corp.example.com']));
-      expect(output.join('')).toContain('The secrets changed: the Puppet API clients now use the new values');
+      expect(output.join('')).toContain('The client certificate bundle changed: the Puppet API clients now use the new one');
 
       sm.on(GetSecretValueCommand).rejects(Object.assign(new Error('connect ETIMEDOUT'), { name: 'TimeoutError' }));
       vi.setSystemTime(Date.now() + 10 * 60_000 + 1);
       seen.length = 0;
       expect(await handler(event(), context)).toEqual({ batchItemFailures: [] });
       expect(new Set(seen.map((request) => request.clientCn))).toEqual(new Set(['lifecycle-controller-2.corp.example.com']));
-      expect(output.join('')).toMatch(/Could not read the (RBAC token|lifecycle client certificate bundle) secret again; still using the value read before/);
+      expect(output.join('')).toMatch(/Could not read the lifecycle client certificate bundle secret again; still using the value read before/);
       expect(output.join('')).not.toContain(rotated.key.split('\n')[1] as string);
     } finally {
       vi.useRealTimers();
@@ -184,6 +185,17 @@ describe('handler', () => {
     const log = output.join('');
     expect(log).toMatch(/key must hold a PEM private key/);
     for (const secret of [TOKEN, keyBody, client.cert.split('\n')[1] as string, 'PRIVATE KEY-----']) expect(log).not.toContain(secret);
+  });
+
+  it('runs with the SSM runner and no RBAC token secret at all', async () => {
+    vi.stubEnv('RBAC_TOKEN_SECRET_ARN', undefined);
+    vi.stubEnv('FLAVOR', 'oss');
+    vi.stubEnv('PRIMARY_RUN', 'ssm');
+    vi.stubEnv('PRIMARY_INSTANCE_TAG', '{"key":"Role","value":"puppet-primary"}');
+    const handler = await load();
+    const response = await handler(toSqsEvent([{ body: JSON.stringify({ source: 'aws.events', 'detail-type': 'Scheduled Event' }) }]), context);
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(sm.commandCalls(GetSecretValueCommand).map((call) => call.args[0].input.SecretId)).toEqual([VALID_ENV.CLIENT_CERT_SECRET_ARN]);
   });
 
   it('fails the cold start with a ConfigError that names the variable', async () => {

@@ -3,7 +3,7 @@ import { handleBatch } from '../../../lambdas/controller/batch';
 import { reconcile, type ControllerContext } from '../../../lambdas/controller/reconcile';
 import { nodeAgentNotice, type NodeAgentEvent } from '../../../lib/node-agent-notice';
 import { ManualClock, MemoryCloud, QueueDriver, scheduledEvent, type EventBridgeEvent, type QueueRedrive } from '../../../lab/memory-cloud';
-import { FakePuppet, NOW, POLICY, RecordingLogger, RecordingMetrics, csrFacts, keyOf } from './support';
+import { FakePrimaryRun, FakePuppet, NOW, POLICY, RecordingLogger, RecordingMetrics, csrFacts, keyOf } from './support';
 
 /**
  * The controller on the in-memory cloud with a fake Puppet side and a clock the test moves: the
@@ -12,6 +12,7 @@ import { FakePuppet, NOW, POLICY, RecordingLogger, RecordingMetrics, csrFacts, k
 export class Harness {
   readonly clock = new ManualClock(NOW);
   readonly puppet = new FakePuppet();
+  readonly primaryRun: FakePrimaryRun;
   readonly logger = new RecordingLogger();
   readonly metrics = new RecordingMetrics();
   readonly cloud: MemoryCloud;
@@ -22,14 +23,18 @@ export class Harness {
   dropEvents = false;
   private readonly enrollments = new Map<string, number>();
 
-  /** With `redrive`, the queue keeps SQS's visibility timeouts and dead-letter queue. */
-  constructor(options: { redrive?: QueueRedrive } = {}) {
+  /**
+   * With `redrive`, the queue keeps SQS's visibility timeouts and dead-letter queue. `runId` names
+   * the runner's runs (job numbers unless given, e.g. UUIDs as SSM's).
+   */
+  constructor(options: { redrive?: QueueRedrive; runId?: (n: number) => string } = {}) {
+    this.primaryRun = new FakePrimaryRun(options.runId);
     this.cloud = new MemoryCloud({
       clock: this.clock.now,
       redrive: options.redrive,
       onEvent: (event) => (this.dropEvents ? this.dropped.push(event) : this.cloud.queue.enqueue(JSON.stringify(event))),
     });
-    this.context = { ports: this.cloud.ports(this.puppet), policy: POLICY, logger: this.logger, metrics: this.metrics, clock: this.clock.now };
+    this.context = { ports: this.cloud.ports(this.puppet, this.primaryRun), policy: POLICY, logger: this.logger, metrics: this.metrics, clock: this.clock.now };
     this.driver = new QueueDriver(this.cloud, this.clock, (event) =>
       handleBatch(event, { scope: this.cloud, logger: this.logger, metrics: this.metrics, reconcile: (triggers) => reconcile(this.context, triggers) }),
     );
@@ -99,9 +104,9 @@ export class Harness {
     this.cloud.queue.enqueue(scheduledEvent(this.now));
   }
 
-  /** Marks every started orchestrator job with `state` (the orchestrator double runs them). */
-  jobsEnd(state: 'finished' | 'failed'): void {
-    for (const [name, current] of this.puppet.jobs) if (current === 'running') this.puppet.jobs.set(name, state);
+  /** Marks every started run of the primary with `state`. */
+  runsEnd(state: 'finished' | 'failed'): void {
+    this.primaryRun.end(state);
   }
 
   /** A scaled-out, in-service tier of `count` compile masters, enrolled through the controller. */
@@ -114,7 +119,7 @@ export class Harness {
     await this.deliver(100);
     this.advance(10);
     await this.settle(15);
-    this.jobsEnd('finished');
+    this.runsEnd('finished');
     await this.settle();
     return ids;
   }

@@ -50,10 +50,14 @@ describe('parseMessage', () => {
     expect(parse(body, byInstance(ID))).toMatchObject({ outcome: 'forged', reason: expect.stringMatching(/compile master's credentials/) });
   });
 
-  it('reads its own rechecks', () => {
-    expect(parse({ source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', jobName: '42', attempt: 3 }, from(CONTROLLER_SENDER))).toEqual({
+  it.each([
+    ['an orchestrator job number', '42'],
+    ['an SSM command id', '5f0c3a1e-8b9d-4c2a-a7e6-0123456789ab'],
+    ["the none runner's id", 'none'],
+  ])('reads its own rechecks, naming the run by %s', (_kind, runId) => {
+    expect(parse({ source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', runId, attempt: 3 }, from(CONTROLLER_SENDER))).toEqual({
       outcome: 'trigger',
-      trigger: { kind: 'recheck', reason: 'follow-run', jobName: '42', attempt: 3 },
+      trigger: { kind: 'recheck', reason: 'follow-run', runId, attempt: 3 },
     });
   });
 
@@ -74,7 +78,10 @@ describe('parseMessage', () => {
     ['an enrolling notice without its key', { source: 'compile-masters.node-agent', version: 2, instanceId: ID, event: 'enrolling' }, /publicKeySha256/],
     ['a key report that is not a SHA-256', { ...nodeAgentNotice(ID, 'csr-submitted', KEY), publicKeySha256: 'zz' }, /publicKeySha256/],
     ['a key report on an event that carries none', { ...nodeAgentNotice(ID, 'booted'), publicKeySha256: KEY }, /publicKeySha256/],
-    ['a recheck with a non-numeric job', { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', jobName: '../1', attempt: 1 }, /jobName/],
+    ['a recheck naming a run by path', { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', runId: '../1', attempt: 1 }, /runId: is not a primary run id/],
+    ['a recheck naming a run with a space', { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', runId: '7 OR 1', attempt: 1 }, /runId/],
+    ['a recheck naming a run at length', { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', runId: '7'.repeat(65), attempt: 1 }, /runId/],
+    ['a recheck naming a run with a leading dash', { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', runId: '-rf', attempt: 1 }, /runId/],
     ['a lifecycle event whose transition contradicts its type', { ...sample('asg-launch-lifecycle'), detail: { ...sample('asg-launch-lifecycle').detail, LifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING' } }, /does not match/],
     ['a lifecycle event without an instance', { ...sample('asg-launch-lifecycle'), detail: { AutoScalingGroupName: 'compile-masters' } }, /detail/],
     ['an array', [1, 2], /body|source/],

@@ -424,10 +424,18 @@ describe('planner: instances that left the group', () => {
   ]);
 });
 
-describe("planner: the primary's orchestrator run", () => {
+/**
+ * Run ids are opaque to the planner: the whole table holds for an orchestrator job number, an SSM
+ * command id and the none runner's fixed id alike (start, follow, retry, stall).
+ */
+describe.each([
+  ['an orchestrator job number', '7'],
+  ['an SSM command id', '5f0c3a1e-8b9d-4c2a-a7e6-0123456789ab'],
+  ["the none runner's id", 'none'],
+])("planner: the primary's run, its id %s", (_kind, id) => {
   const converging = (job?: Partial<WorldSpec['run']>) => ({ members: [[1, 'Pending:Wait']] as Array<[number, string]>, registry: [entry(1, 'converging')], certs: { 1: 'signed' as const }, run: job });
-  const job = (overrides: Record<string, unknown> = {}) => ({ name: '7', claimedAt: minutesAgo(1), covers: [n1.id], attempt: 1, ...overrides });
-  const following: Trigger[] = [{ kind: 'recheck', reason: 'follow-run', jobName: '7', attempt: 3 }];
+  const job = (overrides: Record<string, unknown> = {}) => ({ name: id, claimedAt: minutesAgo(1), covers: [n1.id], attempt: 1, ...overrides });
+  const following: Trigger[] = [{ kind: 'recheck', reason: 'follow-run', runId: id, attempt: 3 }];
   run([
     {
       name: 'changes pending and quiet long enough: start one run for all of them',
@@ -446,61 +454,67 @@ describe("planner: the primary's orchestrator run", () => {
       actions: [],
     },
     {
-      name: 'job running, followed: heartbeat the launches it covers and follow again',
-      world: { ...converging({ job: job() }), job: { kind: 'state', state: 'running' } },
-      triggers: following,
-      actions: [{ kind: 'recheck', reason: 'follow-run', jobName: '7', attempt: 4 }, { kind: 'heartbeat', instanceIds: [n1.id] }],
+      name: 'run running, a follow-up of another run: that chain ends here',
+      world: { ...converging({ job: job() }), runState: { kind: 'state', state: 'running' } },
+      triggers: [{ kind: 'recheck', reason: 'follow-run', runId: 'some-other-run', attempt: 3 }],
+      actions: [{ kind: 'heartbeat', instanceIds: [n1.id] }],
     },
     {
-      name: 'job running, some other trigger: no second chain of follow-ups',
-      world: { ...converging({ job: job() }), job: { kind: 'state', state: 'running' } },
+      name: 'run running, followed: heartbeat the launches it covers and follow again',
+      world: { ...converging({ job: job() }), runState: { kind: 'state', state: 'running' } },
+      triggers: following,
+      actions: [{ kind: 'recheck', reason: 'follow-run', runId: id, attempt: 4 }, { kind: 'heartbeat', instanceIds: [n1.id] }],
+    },
+    {
+      name: 'run running, some other trigger: no second chain of follow-ups',
+      world: { ...converging({ job: job() }), runState: { kind: 'state', state: 'running' } },
       triggers: [{ kind: 'lifecycle', transition: 'launch', instanceId: n1.id }],
       actions: [],
     },
     {
-      name: 'job running, on the schedule: heartbeat (the follow-up chain may be lost)',
-      world: { ...converging({ job: job() }), job: { kind: 'state', state: 'running' } },
+      name: 'run running, on the schedule: heartbeat (the follow-up chain may be lost)',
+      world: { ...converging({ job: job() }), runState: { kind: 'state', state: 'running' } },
       actions: [{ kind: 'heartbeat', instanceIds: [n1.id] }],
     },
     {
-      name: "orchestrator unreachable: the job's fate is unknown, keep waiting",
-      world: { ...converging({ job: job() }), job: { kind: 'unreachable', problem: 'connection refused' } },
+      name: "runner unreachable: the run's fate is unknown, keep waiting",
+      world: { ...converging({ job: job() }), runState: { kind: 'unreachable', problem: 'connection refused' } },
       actions: [{ kind: 'heartbeat' }],
     },
     {
-      name: 'job finished: complete the launches it covered, then end the run',
-      world: { ...converging({ job: job() }), job: { kind: 'state', state: 'finished' } },
-      actions: [{ kind: 'launched', instanceId: n1.id, completeLaunch: true }, { kind: 'end-run', jobName: '7', outcome: 'finished' }],
+      name: 'run finished: complete the launches it covered, then end the run',
+      world: { ...converging({ job: job() }), runState: { kind: 'state', state: 'finished' } },
+      actions: [{ kind: 'launched', instanceId: n1.id, completeLaunch: true }, { kind: 'end-run', runId: id, outcome: 'finished' }],
     },
     {
-      name: 'job finished for a re-enrolled serving node: in service, no lifecycle action',
-      world: { members: [[1, 'InService']], registry: [entry(1, 'converging')], certs: { 1: 'signed' }, run: { job: job() }, job: { kind: 'state', state: 'finished' } },
-      actions: [{ kind: 'launched', instanceId: n1.id, completeLaunch: false }, { kind: 'end-run' }],
+      name: 'run finished for a re-enrolled serving node: in service, no lifecycle action',
+      world: { members: [[1, 'InService']], registry: [entry(1, 'converging')], certs: { 1: 'signed' }, run: { job: job() }, runState: { kind: 'state', state: 'finished' } },
+      actions: [{ kind: 'launched', instanceId: n1.id, completeLaunch: false }, { kind: 'end-run', runId: id }],
     },
     {
-      name: 'job finished while more changes piled up: end it and start the next after the quiet period',
-      world: { run: { job: job({ covers: [n2.id] }), pending: [n1.id], requestedAt: minutesAgo(1) }, job: { kind: 'state', state: 'finished' } },
+      name: 'run finished while more changes piled up: end it and start the next after the quiet period',
+      world: { run: { job: job({ covers: [n2.id] }), pending: [n1.id], requestedAt: minutesAgo(1) }, runState: { kind: 'state', state: 'finished' } },
       actions: [{ kind: 'end-run', outcome: 'finished' }, { kind: 'recheck', reason: 'start-run' }],
     },
     {
-      name: 'job failed the first time: retry once',
-      world: { ...converging({ job: job() }), job: { kind: 'state', state: 'failed' } },
-      actions: [{ kind: 'start-run', attempt: 2, retryOf: '7' }, { kind: 'heartbeat', instanceIds: [n1.id] }],
+      name: 'run failed the first time: retry once',
+      world: { ...converging({ job: job() }), runState: { kind: 'state', state: 'failed' } },
+      actions: [{ kind: 'start-run', attempt: 2, retryOf: id }, { kind: 'heartbeat', instanceIds: [n1.id] }],
     },
     {
-      name: 'job the orchestrator no longer knows: counts as failed',
-      world: { ...converging({ job: job() }), job: { kind: 'missing' } },
-      actions: [{ kind: 'start-run', attempt: 2, retryOf: '7' }, { kind: 'heartbeat' }],
+      name: 'run the runner no longer knows: counts as failed',
+      world: { ...converging({ job: job() }), runState: { kind: 'missing' } },
+      actions: [{ kind: 'start-run', attempt: 2, retryOf: id, reason: expect.stringMatching(/is unknown to the runner/) }, { kind: 'heartbeat' }],
     },
     {
-      name: 'job still running after the run timeout: counts as failed',
-      world: { ...converging({ job: job({ claimedAt: minutesAgo(TIMING.runTimeoutMs / 60_000 + 1) }) }), job: { kind: 'state', state: 'running' } },
+      name: 'run still running after the run timeout: counts as failed',
+      world: { ...converging({ job: job({ claimedAt: minutesAgo(TIMING.runTimeoutMs / 60_000 + 1) }) }), runState: { kind: 'state', state: 'running' } },
       actions: [{ kind: 'start-run', attempt: 2, reason: expect.stringMatching(/timed out/) }, { kind: 'heartbeat' }],
     },
     {
-      name: "job failed again: stall its launches (hook default result applies), end the run as failed",
-      world: { ...converging({ job: job({ attempt: 2 }) }), job: { kind: 'state', state: 'failed' } },
-      actions: [{ kind: 'stall', instanceIds: [n1.id] }, { kind: 'end-run', outcome: 'failed' }],
+      name: "run failed again: stall its launches (hook default result applies), end the run as failed",
+      world: { ...converging({ job: job({ attempt: 2 }) }), runState: { kind: 'state', state: 'failed' } },
+      actions: [{ kind: 'stall', instanceIds: [n1.id], reason: expect.stringContaining(`(run ${id})`) }, { kind: 'end-run', runId: id, outcome: 'failed' }],
     },
     {
       name: 'a pass claimed the run and died before starting it: release the claim',

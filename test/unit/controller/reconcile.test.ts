@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { AwsCallError, PuppetApiError, RefusedInputError } from '../../../lib/errors';
 import { METRIC } from '../../../lambdas/controller/execute';
 import { TIMING } from '../../../lambdas/controller/planner';
+import type { RecheckMessage } from '../../../lambdas/controller/ports';
 import { Harness } from './harness';
 import { csrFacts, keyOf } from './support';
 
@@ -25,13 +26,13 @@ describe('scale out', () => {
 
     h.nodeEnrolled(instanceId);
     await h.settle(TIMING.runQuietSeconds + 1);
-    expect(h.puppet.runs).toHaveLength(1);
+    expect(h.primaryRun.runs).toHaveLength(1);
     expect(h.cloud.registry.peek(instanceId)?.state).toBe('converging');
     expect(h.cloud.group.stateOf(instanceId)).toBe('Pending:Wait');
 
     await h.settle(TIMING.followRunSeconds + 1);
     expect(h.cloud.group.heartbeats.map((beat) => beat.instanceId)).toContain(instanceId);
-    h.jobsEnd('finished');
+    h.runsEnd('finished');
     await h.settle();
     expect(h.cloud.group.completions).toEqual([{ instanceId, hook: 'launch', result: 'CONTINUE', at: expect.any(Date) }]);
     expect(h.cloud.group.stateOf(instanceId)).toBe('InService');
@@ -49,7 +50,7 @@ describe('scale out', () => {
     await h.settle();
     h.nodeEnrolled(converging);
     await h.settle(TIMING.runQuietSeconds + 1);
-    expect(h.puppet.runs).toHaveLength(2);
+    expect(h.primaryRun.runs).toHaveLength(2);
 
     // While that run goes, a launch whose CSR the CA's policy refuses, on every pass.
     const refused = h.cloud.launch().instanceId;
@@ -60,7 +61,7 @@ describe('scale out', () => {
       throw new PuppetApiError({ server: 'ca', url: 'https://primary:8140', operation: 'sign', status: 409, detail: 'subject alternative names … which are disallowed' });
     };
     h.nodeSubmitsCsr(refused);
-    h.jobsEnd('finished');
+    h.runsEnd('finished');
     await h.settle();
 
     expect(h.cloud.group.stateOf(converging)).toBe('InService');
@@ -88,7 +89,7 @@ describe('scale out', () => {
     const h = new Harness();
     const ids = await h.tier(3);
     expect(ids.map((id) => h.cloud.group.stateOf(id))).toEqual(['InService', 'InService', 'InService']);
-    expect(h.puppet.runs).toHaveLength(1);
+    expect(h.primaryRun.runs).toHaveLength(1);
   });
 
   it('refuses a forged CSR: never signed, launch ABANDONed, nothing purged, counted', async () => {
@@ -147,10 +148,10 @@ describe('scale out', () => {
     await h.settle();
     h.nodeEnrolled(instanceId);
     await h.settle(TIMING.runQuietSeconds + 1);
-    h.jobsEnd('failed');
+    h.runsEnd('failed');
     await h.settle(TIMING.followRunSeconds + 1);
-    expect(h.puppet.runs).toHaveLength(2);
-    h.jobsEnd('failed');
+    expect(h.primaryRun.runs).toHaveLength(2);
+    h.runsEnd('failed');
     await h.settle();
     expect(h.metrics.get(METRIC.runsFailed)).toBe(1);
     expect(h.metrics.get(METRIC.failed)).toBe(1);
@@ -161,10 +162,60 @@ describe('scale out', () => {
     // No more heartbeats or runs for it: the hook's ABANDON default takes it away, and then it is purged.
     h.schedule();
     await h.settle();
-    expect(h.puppet.runs).toHaveLength(2);
+    expect(h.primaryRun.runs).toHaveLength(2);
     await h.cloud.group.completeLifecycleAction(instanceId, 'launch', 'ABANDON');
     await h.settle();
     expect(h.cloud.registry.peek(instanceId)?.state).toBe('purged');
+  });
+});
+
+describe("the primary's run, whatever its runner's ids", () => {
+  const uuid = (n: number) => `5f0c3a1e-8b9d-4c2a-a7e6-${n.toString(16).padStart(12, '0')}`;
+
+  it('follows, retries and stalls runs named by SSM command ids exactly as job numbers', async () => {
+    const h = new Harness({ runId: uuid });
+    const { instanceId } = h.cloud.launch();
+    h.nodeSubmitsCsr(instanceId);
+    await h.settle();
+    h.nodeEnrolled(instanceId);
+    await h.settle(TIMING.runQuietSeconds + 1);
+    expect(h.cloud.registry.peekRun().job).toMatchObject({ name: uuid(1), covers: [instanceId] });
+    // Followed by its id through the queue: the follow-ups name it, and the launch gets heartbeats.
+    await h.settle(TIMING.followRunSeconds + 1);
+    const rechecks = () => h.cloud.callsOf('queue.sendRecheck').map(([message]) => message as RecheckMessage);
+    expect(rechecks().filter((message) => message.reason === 'follow-run').map((message) => message.runId)).toEqual([uuid(1), uuid(1)]);
+    expect(h.cloud.group.heartbeats.map((beat) => beat.instanceId)).toContain(instanceId);
+
+    h.runsEnd('failed');
+    await h.settle(TIMING.followRunSeconds + 1);
+    expect(h.cloud.registry.peekRun().job).toMatchObject({ name: uuid(2), attempt: 2 });
+    h.runsEnd('failed');
+    await h.settle();
+    expect(h.cloud.registry.peek(instanceId)?.state).toBe('stalled');
+    expect(h.cloud.registry.peekRun().last).toMatchObject({ name: uuid(2), outcome: 'failed', covers: [instanceId] });
+    expect(h.metrics.get(METRIC.runsFailed)).toBe(1);
+    expect(h.logger.lines.find((line) => line.message === "The primary's run failed after retrying")?.attributes).toMatchObject({ runId: uuid(2) });
+  });
+
+  it('refuses a run id of the wrong shape from the runner: nothing stored or sent, the changes wait for the next run', async () => {
+    const h = new Harness({ runId: (n) => (n === 1 ? '../jobs/1' : String(n)) });
+    const { instanceId } = h.cloud.launch();
+    h.nodeSubmitsCsr(instanceId);
+    await h.settle();
+    h.nodeEnrolled(instanceId);
+    await h.settle(TIMING.runQuietSeconds + 1);
+    expect(h.logger.lines.some((line) => String((line.attributes as { error?: Error } | undefined)?.error?.message).includes('is not a primary run id'))).toBe(true);
+    expect(h.primaryRun.runs).toHaveLength(1);
+    expect(h.cloud.registry.peekRun()).toMatchObject({ pending: [instanceId] });
+    expect(h.cloud.registry.peekRun().job).toBeUndefined();
+    // The failed trigger comes back after the visibility timeout and starts a run afresh.
+    await h.settle(31);
+    expect(JSON.stringify(h.cloud.callsOf('queue.sendRecheck'))).not.toContain('../jobs/1');
+    expect(h.primaryRun.runs).toHaveLength(2);
+    expect(h.cloud.registry.peekRun().job).toMatchObject({ name: '2', covers: [instanceId] });
+    h.runsEnd('finished');
+    await h.settle(TIMING.followRunSeconds + 1);
+    expect(h.cloud.group.stateOf(instanceId)).toBe('InService');
   });
 });
 
@@ -173,7 +224,7 @@ describe('scale in', () => {
     const h = new Harness();
     const ids = await h.tier(50);
     const certnames = ids.map((id) => h.cloud.instances.get(id)?.privateDnsName);
-    h.puppet.runs.length = 0;
+    h.primaryRun.runs.length = 0;
     h.puppet.cleans.length = 0;
 
     h.cloud.scaleIn(ids);
@@ -183,7 +234,7 @@ describe('scale in', () => {
     expect([...h.puppet.deactivated.keys()].sort()).toEqual([...certnames].sort());
     expect(h.cloud.group.completions.filter((c) => c.hook === 'terminate')).toHaveLength(50);
     expect(h.cloud.group.pendingActions()).toEqual([]);
-    expect(h.puppet.runs).toHaveLength(1);
+    expect(h.primaryRun.runs).toHaveLength(1);
     expect(ids.every((id) => h.cloud.registry.peek(id)?.state === 'purged')).toBe(true);
     expect(h.metrics.get(METRIC.purged)).toBe(50);
   });
@@ -269,7 +320,7 @@ describe('lost, repeated, late and out-of-order events end in the same state', (
   it('duplicated and reordered events change nothing more', async () => {
     const h = new Harness();
     const ids = await h.tier(2);
-    const runsBefore = h.puppet.runs.length;
+    const runsBefore = h.primaryRun.runs.length;
     h.cloud.scaleIn(ids);
     const bodies = h.cloud.queue.messages.map((message) => message.body);
     // The same events again, newest first, plus a stale launch event for one of them.
@@ -281,7 +332,7 @@ describe('lost, repeated, late and out-of-order events end in the same state', (
     await h.settle();
     expect(h.puppet.cleans.flat().sort()).toEqual(ids.map((id) => h.cloud.instances.get(id)?.privateDnsName).sort());
     expect(h.cloud.group.completions.filter((c) => c.hook === 'terminate')).toHaveLength(2);
-    expect(h.puppet.runs.length - runsBefore).toBe(1);
+    expect(h.primaryRun.runs.length - runsBefore).toBe(1);
     expect(h.metrics.get(METRIC.failed)).toBe(0);
   });
 });
@@ -367,7 +418,7 @@ describe('failures', () => {
     await h.settle();
     expect(h.puppet.cleans.flat()).toHaveLength(4);
     expect(h.cloud.group.completions.filter((c) => c.hook === 'terminate')).toHaveLength(4);
-    expect(h.puppet.runs.length).toBe(2);
+    expect(h.primaryRun.runs.length).toBe(2);
   });
 });
 
@@ -405,7 +456,7 @@ describe('verifying what the CA issued, also after a pass died', () => {
     await h.settle(TIMING.runQuietSeconds + 1);
     expect(h.cloud.registry.peek(instanceId)).toMatchObject({ state: 'signed' });
     expect(h.cloud.registry.peek(instanceId)?.issued).toBeUndefined();
-    expect(h.puppet.runs).toEqual([]);
+    expect(h.primaryRun.runs).toEqual([]);
     expect(h.puppet.revoked).toEqual([]);
 
     h.puppet.issuedUnreadable = false;
@@ -417,8 +468,8 @@ describe('verifying what the CA issued, also after a pass died', () => {
     expect(h.metrics.get(METRIC.signed)).toBe(1);
     // The pass that verified it asked to look at the node again: healthy, so it converges.
     await h.settle(TIMING.awaitNodeSeconds + TIMING.runQuietSeconds + 1);
-    expect(h.puppet.runs).toHaveLength(1);
-    h.jobsEnd('finished');
+    expect(h.primaryRun.runs).toHaveLength(1);
+    h.runsEnd('finished');
     await h.settle();
     expect(h.cloud.group.stateOf(instanceId)).toBe('InService');
     expect(h.puppet.revoked).toEqual([]);
@@ -437,7 +488,7 @@ describe('verifying what the CA issued, also after a pass died', () => {
     expect(h.puppet.revokedCertificates.map((cert) => cert.publicKeySha256)).toEqual(['attacker-key']);
     expect(h.cloud.registry.peek(instanceId)?.state).toBe('purged');
     expect(h.cloud.group.completions[0]).toMatchObject({ instanceId, hook: 'launch', result: 'ABANDON' });
-    expect(h.puppet.runs).toEqual([]);
+    expect(h.primaryRun.runs).toEqual([]);
     expect(h.metrics.get(METRIC.signed)).toBe(0);
     expect(h.logger.lines.find((line) => line.message.startsWith('Refused'))?.attributes).toMatchObject({
       reasons: [expect.stringMatching(/not for the key that was checked .*; it was revoked/)],

@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import { PuppetApiError, PuppetUnavailableError } from '../../../lib/errors';
 import type { CertificateContents, CsrFacts } from '../../../lib/puppet/csr';
 import { assertCertname } from '../../../lib/certname';
-import type { CaHolding, CertState, CsrObservation, DamagedEntry, Ec2Instance, JobObservation, Member, Observed, RegistryEntry, RegistryState, RunRecord } from '../../../lambdas/controller/model';
+import type { CaHolding, CertState, CsrObservation, DamagedEntry, Ec2Instance, Member, Observed, RegistryEntry, RegistryState, RunObservation, RunRecord } from '../../../lambdas/controller/model';
 import type { PlannerPolicy } from '../../../lambdas/controller/planner';
-import type { PuppetPort } from '../../../lambdas/controller/ports';
+import type { PrimaryRunPort, PrimaryRunState, PuppetPort } from '../../../lambdas/controller/ports';
 
 /** A complete, valid controller environment, as the stack sets it. */
 export const VALID_ENV = {
@@ -83,7 +83,7 @@ export interface WorldSpec {
   reported?: Array<number | [number, string]>;
   healthy?: number[];
   run?: Partial<RunRecord>;
-  job?: JobObservation;
+  runState?: RunObservation;
   signingSuspended?: string;
 }
 
@@ -123,7 +123,7 @@ export function world(spec: WorldSpec = {}): Observed {
       }),
     ),
     health: new Map((spec.healthy ?? []).map((n) => [node(n).id, true])),
-    job: spec.job,
+    runState: spec.runState,
     signingSuspended: spec.signingSuspended,
   };
 }
@@ -141,14 +141,12 @@ export class FakePuppet implements PuppetPort {
   /** `pendingCsr`: a CSR queued next to a certificate, as a CA with allow-duplicate-certs on accepts. */
   readonly certs = new Map<string, { state: Exclude<CertState, 'absent'>; csr?: CsrFacts; issued?: CertificateContents; pendingCsr?: CsrFacts }>();
   readonly deactivated = new Map<string, Date>();
-  readonly jobs = new Map<string, string>();
   readonly cleans: string[][] = [];
   readonly revoked: string[] = [];
   /** Every certificate revoked, as it was issued: what an invariant about whose certificate was revoked compares. */
   readonly revokedCertificates: CertificateContents[] = [];
   /** Every certname a call named, for "nothing was asked about it". */
   readonly named = new Set<string>();
-  readonly runs: string[] = [];
   /** Every call, by operation name. */
   readonly calls: string[] = [];
   down = false;
@@ -258,19 +256,6 @@ export class FakePuppet implements PuppetPort {
     this.deactivated.set(certname, at);
   }
 
-  async runPrimary(description: string): Promise<string> {
-    this.enter('runPrimary');
-    this.runs.push(description);
-    const name = String(this.runs.length);
-    this.jobs.set(name, 'running');
-    return name;
-  }
-
-  async jobState(jobName: string): Promise<string | undefined> {
-    this.enter('jobState');
-    return this.jobs.get(jobName);
-  }
-
   /** As the real clients do, a certname that could escape its URL path is refused before any call. */
   private enter(operation: string, ...certnames: string[]): void {
     this.calls.push(operation);
@@ -281,6 +266,48 @@ export class FakePuppet implements PuppetPort {
     if (this.down || this.failing.has(operation)) {
       throw new PuppetUnavailableError({ server: 'ca', url: 'https://primary.corp.example.com:8140', operation, detail: 'connection refused' });
     }
+  }
+}
+
+/**
+ * A runner of the primary in memory: every run stays running until the test ends it. Run ids are
+ * job numbers, as the orchestrator's, unless `runId` makes them something else (an SSM command id).
+ */
+export class FakePrimaryRun implements PrimaryRunPort {
+  /** Descriptions of the runs started, in order. */
+  readonly runs: string[] = [];
+  readonly states = new Map<string, PrimaryRunState>();
+  readonly calls: string[] = [];
+  down = false;
+
+  constructor(private readonly runId: (n: number) => string = String) {}
+
+  async start(description: string): Promise<string> {
+    this.enter('start');
+    this.runs.push(description);
+    const id = this.runId(this.runs.length);
+    this.states.set(id, 'running');
+    return id;
+  }
+
+  async state(runId: string): Promise<PrimaryRunState | undefined> {
+    this.enter('state');
+    return this.states.get(runId);
+  }
+
+  /** Every run still running ends with `state`. */
+  end(state: 'finished' | 'failed'): void {
+    for (const [id, current] of this.states) if (current === 'running') this.states.set(id, state);
+  }
+
+  /** The id of the n-th run started (1-based). */
+  id(n: number): string {
+    return this.runId(n);
+  }
+
+  private enter(operation: string): void {
+    this.calls.push(operation);
+    if (this.down) throw new PuppetUnavailableError({ server: 'orchestrator', url: 'https://primary.corp.example.com:8143', operation, detail: 'connection refused' });
   }
 }
 

@@ -23,7 +23,7 @@ const PRIMARY = [...POLICY.protectedCertnames][0] as string;
 
 /** What would change something: none of these may happen for hostile input. */
 function changes(h: Harness): string[] {
-  const puppet = h.puppet.calls.filter((call) => ['sign', 'clean', 'deactivate', 'runPrimary'].includes(call));
+  const puppet = [...h.puppet.calls.filter((call) => ['sign', 'clean', 'deactivate'].includes(call)), ...h.primaryRun.calls.filter((call) => call === 'start')];
   // An ABANDONed launch terminates, and completing that terminate hook is right; a launch CONTINUE is not.
   const continued = h.cloud.group.completions.filter((c) => c.hook === 'launch' && c.result === 'CONTINUE').map((c) => `CONTINUE ${c.instanceId}`);
   const registered = h.cloud.callsOf('registry.recordSigned').map(() => 'recordSigned');
@@ -57,7 +57,8 @@ describe('malformed and foreign messages', () => {
     ['a transition that contradicts the detail type', lifecycle({ LifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING' }), /does not match/],
     ['a node-agent notice of an unknown version', JSON.stringify({ source: 'compile-masters.node-agent', version: 3, instanceId: 'i-0123456789abcdef0', event: 'enrolled' }), /version/],
     ['a node-agent notice with an unknown event', JSON.stringify({ source: 'compile-masters.node-agent', version: 2, instanceId: 'i-0123456789abcdef0', event: 'purge-me' }), /event/],
-    ['a recheck naming a job by path', JSON.stringify({ source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', jobName: '../1', attempt: 1 }), /jobName: is not an orchestrator job number/],
+    ['a recheck naming a run by path', JSON.stringify({ source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', runId: '../1', attempt: 1 }), /runId: is not a primary run id/],
+    ['a recheck with an overlong run id', JSON.stringify({ source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', runId: 'a'.repeat(65), attempt: 1 }), /runId: is not a primary run id/],
     ['a 1 MB body', JSON.stringify({ source: 'x'.repeat(1_000_000) }), /source/],
   ];
 
@@ -344,7 +345,7 @@ describe('squatting and forged prompts', () => {
     await h.puppet.sign(certname);
     h.puppet.submit(certname, csrFacts(1, { commonName: certname, publicKeySha256: attackerKey }));
     const removal: Plan = { actions: [{ kind: 'remove-csr', instanceId, certname, publicKeySha256: attackerKey, reason: 'not the instance\'s key' }], drift: [], notes: [], damagedEntries: 0 };
-    await execute(removal, { ports: h.cloud.ports(h.puppet), logger: h.logger, metrics: h.metrics, now: h.now });
+    await execute(removal, { ports: h.cloud.ports(h.puppet, h.primaryRun), logger: h.logger, metrics: h.metrics, now: h.now });
     expect(h.puppet.calls).not.toContain('deleteRequest');
     expect(h.puppet.state(certname)).toBe('signed');
     expect(h.metrics.get(METRIC.impostorCsrs)).toBe(0);
