@@ -1,7 +1,10 @@
 import { Annotations, Aws, CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
+import { FLAVOR } from '../lib/flavor';
 import { READINESS_CHECK, drainSeconds } from '../lib/readiness-check';
+import { VENDOR_REPOSITORY } from './agent-install';
 import type { CompileMasterConfig } from './config';
+import type { AgentConfig } from './constructs/efs-content-writer';
 import { CompileMasterGroup } from './constructs/compile-master-group';
 import { ControllerSecrets } from './constructs/controller-secrets';
 import { LifecycleController, QUEUE_VISIBILITY_TIMEOUT } from './constructs/lifecycle-controller';
@@ -31,7 +34,9 @@ export class CompileMasterStack extends Stack {
       Annotations.of(this).addWarningV2(
         'compile-masters:example-config',
         `Example configuration in use (${config.exampleKeysInUse.join(', ')} not set): fine for a synth, ` +
-          'not for a deploy. Without primaryCaCertificateFile the node agent refuses to enroll.',
+          'not for a deploy. Without primaryCaCertificateFile the node agent refuses to enroll; without ' +
+          'agentRepositoryKeyFile the bootstrap installs no puppet-agent from a repository; the example ' +
+          'primaryInstanceIds names no instance of yours.',
       );
     }
 
@@ -49,6 +54,7 @@ export class CompileMasterStack extends Stack {
       internetFacing: config.nlbScheme === 'internet-facing',
       agentCidrs: config.agentCidrs,
       deregistrationDelaySeconds: config.deregistrationDelaySeconds,
+      flavor: config.flavor,
     });
     const nlbDnsName = loadBalancer.loadBalancer.loadBalancerDnsName;
 
@@ -62,6 +68,7 @@ export class CompileMasterStack extends Stack {
       vpc: network.vpc,
       subnets: network.privateSubnets,
       caCertificate: config.primaryCaCertificate,
+      packageSigningKey: config.agentRepositoryKey,
       agentConfig: {
         primaryServer: config.primaryHostname,
         caPort: config.caPort,
@@ -71,6 +78,8 @@ export class CompileMasterStack extends Stack {
         extensions: { [config.roleExtension.name]: config.roleExtension.value },
         dnsAltNames: [nlbDnsName, ...config.dnsAltNames],
         puppetBin: '/opt/puppetlabs/bin/puppet',
+        agentInstall: agentInstall(config),
+        localServerService: FLAVOR[config.flavor].serverService,
         confdir: '/etc/puppetlabs/puppet',
         ssldir: '/etc/puppetlabs/puppet/ssl',
         localServerPort: PUPPET_SERVER_PORT,
@@ -82,12 +91,10 @@ export class CompileMasterStack extends Stack {
     const secrets = new ControllerSecrets(this, 'Secrets', {
       clientCertSecretArn: config.clientCertSecretArn,
       rbacTokenSecretArn: config.rbacTokenSecretArn,
+      orchestrator: config.primaryRun === 'orchestrator',
     });
 
-    const targetGroups = {
-      PuppetServer: loadBalancer.puppetServerTargets,
-      PcpBroker: loadBalancer.pcpBrokerTargets,
-    };
+    const targetGroups = Object.fromEntries([...loadBalancer.targetGroups].map(([name, { targets }]) => [name, targets]));
     const controller = new LifecycleController(this, 'LifecycleController', {
       vpc: network.vpc,
       subnets: network.privateSubnets,
@@ -135,9 +142,23 @@ export class CompileMasterStack extends Stack {
     output('LoadBalancerDnsName', nlbDnsName, 'The dns_alt_names every compile master carries; point agents\' server setting here');
     output('LifecycleQueueUrl', lifecycleQueue.queue.queueUrl, 'Lifecycle controller queue');
     output('ClientCertSecretArn', secrets.clientCert.secretArn, 'Put {"cert","key","ca"} (PEM) of the lifecycle client certificate here');
-    output('RbacTokenSecretArn', secrets.rbacToken.secretArn, 'Put the PE RBAC token for orchestrator runs here');
+    if (secrets.rbacToken) output('RbacTokenSecretArn', secrets.rbacToken.secretArn, 'Put the PE RBAC token for orchestrator runs here');
+    output('Flavor', config.flavor, 'Which Puppet the site runs: pe, oss or openvox');
+    output('PrimaryRun', config.primaryRun, 'How the controller converges the primary: orchestrator, ssm or none');
     output('FileSystemId', storage.fileSystem.fileSystemId, 'EFS with the node agent and bootstrap files');
     output('RegistryTableName', controller.registry.tableName, 'Compile-master registry (DynamoDB)');
     output('AutoScalingGroupName', group.autoScalingGroup.autoScalingGroupName, 'The compile-master group');
+  }
+}
+
+/** Where the bootstrap gets puppet-agent (cdk/agent-install.ts); the key itself travels beside agent.json. */
+function agentInstall(config: CompileMasterConfig): AgentConfig['agentInstall'] {
+  switch (config.agentSource) {
+    case 'primary':
+    case 'ami':
+      return { source: config.agentSource };
+    case 'repository':
+      if (config.flavor === 'pe') throw new Error('PE takes puppet-agent from the primary (cdk/config.ts refuses this)');
+      return { source: 'repository', package: FLAVOR[config.flavor].agentPackage, rpmBaseUrl: VENDOR_REPOSITORY[config.flavor].rpmBaseUrl };
   }
 }

@@ -3,8 +3,10 @@ import { isAbsolute, resolve } from 'node:path';
 import * as z from 'zod';
 import { certnameProblem } from '../lib/certname';
 import { ConfigError } from '../lib/errors';
+import { FLAVOR, FLAVORS, type Flavor, PRIMARY_RUN_MODES, type PrimaryRunMode, defaultPrimaryRun, primaryRunProblem } from '../lib/flavor';
 import { ENVIRONMENT_NAME_PATTERN, ENVIRONMENT_NAME_RULE } from '../lib/puppet/environment';
 import { configuredExtensionProblem } from '../lib/puppet/extensions';
+import { AGENT_SOURCES, type AgentSource, agentSourceProblem, defaultAgentSource } from './agent-install';
 
 /**
  * Every CDK context key the stack reads, parsed once at synth. The embedded defaults describe an
@@ -12,6 +14,7 @@ import { configuredExtensionProblem } from '../lib/puppet/extensions';
  * real deploy overrides at least the keys in EXAMPLE_ONLY_KEYS.
  */
 export const CONTEXT_DEFAULTS = {
+  flavor: 'pe' as Flavor,
   primaryHostname: 'puppet.example.internal',
   primaryCidr: '192.0.2.10/32',
   caPort: 8140,
@@ -39,11 +42,28 @@ export const CONTEXT_DEFAULTS = {
   logLevel: 'INFO' as 'DEBUG' | 'INFO' | 'WARN' | 'ERROR',
 } as const;
 
-/** Keys whose embedded value only makes sense for the example site. */
-export const EXAMPLE_ONLY_KEYS = ['primaryHostname', 'primaryCidr', 'primaryCaCertificateFile'] as const;
+/**
+ * Keys whose embedded value only makes sense for the example site. The last two only count where
+ * they are used: the primary's instance with SSM runs (an example id stands in, so the policy
+ * names an instance nobody has), the signing key with a vendor repository (without it the
+ * bootstrap refuses to install anything).
+ */
+export const EXAMPLE_ONLY_KEYS = ['primaryHostname', 'primaryCidr', 'primaryCaCertificateFile', 'primaryInstanceIds', 'agentRepositoryKeyFile'] as const;
+
+/** Stands in for the primary's instance when SSM runs it and none is configured: synth works, and warns. */
+export const EXAMPLE_PRIMARY_INSTANCE_ID = 'i-0123456789abcdef0';
+
+/** Keys that configure the orchestrator: refused when the primary is run another way. */
+const ORCHESTRATOR_KEYS = ['rbacTokenSecretArn', 'orchestratorHostname', 'orchestratorPort', 'orchestratorEnvironment'] as const;
 
 /** Shown in error messages: one valid value per key, in `-c key=value` form. */
 export const CONTEXT_EXAMPLES: Record<string, string> = {
+  flavor: 'openvox',
+  primaryRun: 'ssm',
+  primaryInstanceIds: '["i-0123456789abcdef0"]',
+  primaryInstanceTag: '{"key":"puppet-role","value":"primary"}',
+  agentSource: 'repository',
+  agentRepositoryKeyFile: './GPG-KEY-openvox.pub',
   primaryHostname: 'puppet.corp.example.com',
   primaryCertname: 'puppet.corp.example.com',
   primaryCidr: '10.20.0.15/32',
@@ -128,10 +148,24 @@ const secretArn = z
     /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$/,
     'must be the complete secret ARN, including the 6-character suffix Secrets Manager appends',
   );
+const instanceId = z.string().regex(/^i-[0-9a-f]{8,17}$/, 'must be an EC2 instance id such as i-0123456789abcdef0');
+// What EC2 allows in a tag and IAM in a condition key; "aws:" tags belong to AWS.
+const tagKey = z
+  .string()
+  .regex(/^[A-Za-z0-9_.:/=+@-]{1,128}$/, 'must be 1-128 letters, digits or _.:/=+@-')
+  .refine((key) => !key.toLowerCase().startsWith('aws:'), 'must not start with aws: (reserved by AWS)');
+const tagValue = z.string().regex(/^[A-Za-z0-9 _.:/=+@-]{1,256}$/, 'must be 1-256 letters, digits, spaces or _.:/=+@-');
 const subnetId = z.string().regex(/^subnet-[0-9a-f]{8,17}$/, 'must be a subnet id such as subnet-0123456789abcdef0');
 
 const ContextSchema = z
   .object({
+    flavor: z.enum(FLAVORS).default(CONTEXT_DEFAULTS.flavor),
+    // Defaults depend on the flavor: resolved in loadConfig.
+    primaryRun: z.enum(PRIMARY_RUN_MODES).optional(),
+    primaryInstanceIds: list(instanceId, 1).optional(),
+    primaryInstanceTag: record(z.strictObject({ key: tagKey, value: tagValue })).optional(),
+    agentSource: z.enum(AGENT_SOURCES).optional(),
+    agentRepositoryKeyFile: z.string().min(1).optional(),
     primaryHostname: certname.default(CONTEXT_DEFAULTS.primaryHostname),
     primaryCertname: certname.optional(),
     primaryCidr: cidr.default(CONTEXT_DEFAULTS.primaryCidr),
@@ -209,8 +243,29 @@ const ContextSchema = z
 
 type ParsedContext = z.output<typeof ContextSchema>;
 
+/** The primary's EC2 instance(s) that SSM Run Command runs Puppet on, by id or by tag. */
+export type PrimaryInstances = { readonly instanceIds: string[] } | { readonly tag: { readonly key: string; readonly value: string } };
+
 export interface CompileMasterConfig
-  extends Omit<ParsedContext, 'primaryCertname' | 'puppetdbHostname' | 'orchestratorHostname' | 'primaryCaCertificateFile' | 'agentCidrs'> {
+  extends Omit<
+    ParsedContext,
+    | 'primaryCertname'
+    | 'puppetdbHostname'
+    | 'orchestratorHostname'
+    | 'primaryCaCertificateFile'
+    | 'agentCidrs'
+    | 'primaryRun'
+    | 'primaryInstanceIds'
+    | 'primaryInstanceTag'
+    | 'agentSource'
+    | 'agentRepositoryKeyFile'
+  > {
+  readonly primaryRun: PrimaryRunMode;
+  /** Set exactly when primaryRun is ssm. */
+  readonly primaryInstances: PrimaryInstances | undefined;
+  readonly agentSource: AgentSource;
+  /** The vendor's public signing key (ASCII-armored), read from agentRepositoryKeyFile. */
+  readonly agentRepositoryKey: string | undefined;
   readonly agentCidrs: string[];
   readonly primaryCertname: string;
   readonly puppetdbHostname: string;
@@ -234,6 +289,11 @@ export function loadConfig(getContext: (key: string) => unknown, baseDir = proce
   const result = ContextSchema.safeParse(raw);
   if (!result.success) throw new ConfigError(describeIssues(result.error.issues, raw), { hint: HINT });
   const parsed = result.data;
+  const flavor = parsed.flavor;
+  const primaryRun = parsed.primaryRun ?? defaultPrimaryRun(flavor);
+  const agentSource = parsed.agentSource ?? defaultAgentSource(flavor);
+  const flavorIssues = flavorProblems({ flavor, primaryRun, agentSource }, raw);
+  if (flavorIssues.length > 0) throw new ConfigError(describeIssues(flavorIssues, raw), { hint: HINT });
 
   const primaryCertname = parsed.primaryCertname ?? parsed.primaryHostname;
   const puppetdbHostname = parsed.puppetdbHostname ?? parsed.primaryHostname;
@@ -241,9 +301,21 @@ export function loadConfig(getContext: (key: string) => unknown, baseDir = proce
   const primaryCaCertificate = parsed.primaryCaCertificateFile
     ? readCaCertificate(parsed.primaryCaCertificateFile, baseDir)
     : undefined;
+  const agentRepositoryKey = parsed.agentRepositoryKeyFile ? readSigningKey(parsed.agentRepositoryKeyFile, baseDir) : undefined;
+  const primaryInstances: PrimaryInstances | undefined =
+    primaryRun !== 'ssm'
+      ? undefined
+      : parsed.primaryInstanceTag
+        ? { tag: parsed.primaryInstanceTag }
+        : { instanceIds: parsed.primaryInstanceIds ?? [EXAMPLE_PRIMARY_INSTANCE_ID] };
+  const { primaryInstanceIds: _ids, primaryInstanceTag: _tag, agentRepositoryKeyFile: _key, ...rest } = parsed;
 
   return {
-    ...parsed,
+    ...rest,
+    primaryRun,
+    primaryInstances,
+    agentSource,
+    agentRepositoryKey,
     agentCidrs: parsed.agentCidrs ?? [...CONTEXT_DEFAULTS.agentCidrs],
     primaryCertname,
     puppetdbHostname,
@@ -259,20 +331,63 @@ export function loadConfig(getContext: (key: string) => unknown, baseDir = proce
         ...parsed.protectedCertnames,
       ]),
     ],
-    exampleKeysInUse: EXAMPLE_ONLY_KEYS.filter((key) =>
-      key === 'primaryCaCertificateFile' ? primaryCaCertificate === undefined : raw[key] === undefined,
-    ),
+    exampleKeysInUse: EXAMPLE_ONLY_KEYS.filter((key) => {
+      switch (key) {
+        case 'primaryCaCertificateFile':
+          return primaryCaCertificate === undefined;
+        case 'primaryInstanceIds':
+          return primaryRun === 'ssm' && raw.primaryInstanceIds === undefined && raw.primaryInstanceTag === undefined;
+        case 'agentRepositoryKeyFile':
+          return agentSource === 'repository' && agentRepositoryKey === undefined;
+        default:
+          return raw[key] === undefined;
+      }
+    }),
   };
+}
+
+interface Issue {
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+}
+
+/** The rules between keys that follow from the flavor and from how the primary is run. */
+function flavorProblems(
+  c: { flavor: Flavor; primaryRun: PrimaryRunMode; agentSource: AgentSource },
+  raw: Record<string, unknown>,
+): Issue[] {
+  const issues: Issue[] = [];
+  const issue = (key: string, message: string) => issues.push({ path: [key], message });
+  const isSet = (key: string) => raw[key] !== undefined;
+  const flavorSays = `with flavor ${c.flavor} (${FLAVOR[c.flavor].title})`;
+
+  const runProblem = primaryRunProblem(c.flavor, c.primaryRun);
+  if (runProblem) issue('primaryRun', `${runProblem}`);
+  if (c.primaryRun !== 'orchestrator') {
+    for (const key of ORCHESTRATOR_KEYS.filter(isSet)) issue(key, `is only used with primaryRun orchestrator (primaryRun is ${c.primaryRun})`);
+  }
+  if (c.primaryRun === 'ssm') {
+    if (isSet('primaryInstanceIds') && isSet('primaryInstanceTag')) issue('primaryInstanceTag', 'set either primaryInstanceIds or primaryInstanceTag, not both');
+  } else {
+    for (const key of ['primaryInstanceIds', 'primaryInstanceTag'].filter(isSet)) issue(key, `is only used with primaryRun ssm (primaryRun is ${c.primaryRun})`);
+  }
+
+  const sourceProblem = agentSourceProblem(c.flavor, c.agentSource);
+  if (sourceProblem) issue('agentSource', `${sourceProblem} ${flavorSays}`);
+  if (c.agentSource !== 'repository' && isSet('agentRepositoryKeyFile')) {
+    issue('agentRepositoryKeyFile', `is only used with agentSource repository (agentSource is ${c.agentSource})`);
+  }
+  return issues;
 }
 
 const HINT = 'set the key in cdk.json "context" or pass -c key=value; the README lists every key and its default';
 
-function describeIssues(issues: z.ZodError['issues'], raw: Record<string, unknown>): string {
+function describeIssues(issues: readonly Issue[], raw: Record<string, unknown>): string {
   const lines = issues.map((issue) => {
     const key = String(issue.path[0] ?? '(context)');
     const given = raw[key] === undefined ? 'not set' : `got ${JSON.stringify(raw[key])}`;
     const example = CONTEXT_EXAMPLES[key];
-    return `  - ${issue.path.join('.')}: ${issue.message} (${given})${example ? `. Example: -c ${key}=${example}` : ''}`;
+    return `  - ${issue.path.map(String).join('.')}: ${issue.message} (${given})${example ? `. Example: -c ${key}=${example}` : ''}`;
   });
   return `Invalid CDK context:\n${lines.join('\n')}`;
 }
@@ -293,4 +408,22 @@ function readCaCertificate(file: string, baseDir: string): string {
     );
   }
   return pem;
+}
+
+/** The vendor's public signing key: an ASCII-armored public key block, never a private one. */
+function readSigningKey(file: string, baseDir: string): string {
+  const path = isAbsolute(file) ? file : resolve(baseDir, file);
+  const example = `Example: -c agentRepositoryKeyFile=${CONTEXT_EXAMPLES.agentRepositoryKeyFile}`;
+  const hint = "download the vendor's public key (OpenVox: GPG-KEY-openvox.pub from yum.voxpupuli.org; Puppet: the RPM-GPG-KEY-puppet key from yum.puppet.com), check its fingerprint against the vendor's published one, and name the file";
+  if (!existsSync(path)) {
+    throw new ConfigError(`Invalid CDK context:\n  - agentRepositoryKeyFile: ${path} does not exist. ${example}`, { hint });
+  }
+  const key = readFileSync(path, 'utf8');
+  if (!/-----BEGIN PGP PUBLIC KEY BLOCK-----[\s\S]+?-----END PGP PUBLIC KEY BLOCK-----/.test(key) || /PRIVATE KEY/.test(key)) {
+    throw new ConfigError(
+      `Invalid CDK context:\n  - agentRepositoryKeyFile: ${path} must hold an ASCII-armored PGP public key block and no private key. ${example}`,
+      { hint },
+    );
+  }
+  return key;
 }

@@ -1,3 +1,4 @@
+import { FLAVOR } from '../lib/flavor';
 import { READINESS_CHECK } from '../lib/readiness-check';
 import type { CompileMasterConfig } from './config';
 
@@ -36,13 +37,14 @@ export interface TargetGroupSettings {
 }
 
 /**
- * The NLB's target groups, one per listener port. The CDK construct builds them from this, and the
- * lab's HAProxy is configured from it too, so the lab drains and health-checks like the stack.
- * No aws-cdk-lib here: the lab imports this module.
+ * The NLB's target groups that exist for this flavor, one per listener port, Puppet Server's first:
+ * 8142 only where a PCP broker listens (PE); elsewhere its health check would fail every node.
+ * The CDK construct builds them from this, and the lab's HAProxy is configured from it too, so
+ * the lab drains and health-checks like the stack. No aws-cdk-lib here: the lab imports this module.
  */
 export function targetGroupSettings(
-  config: Pick<CompileMasterConfig, 'deregistrationDelaySeconds'>,
-): [puppetServer: TargetGroupSettings, pcpBroker: TargetGroupSettings] {
+  config: Pick<CompileMasterConfig, 'deregistrationDelaySeconds' | 'flavor'>,
+): [puppetServer: TargetGroupSettings, ...others: TargetGroupSettings[]] {
   const common = {
     // Agents mid-catalog at the end of the delay get their connection closed and retry through the
     // NLB, instead of hanging on a compile master that is about to be purged.
@@ -50,7 +52,7 @@ export function targetGroupSettings(
     deregistrationDelaySeconds: config.deregistrationDelaySeconds,
     // As long as a deregistration keeps them: the agents of a draining node finish their catalogs.
     unhealthyDrainingSeconds: config.deregistrationDelaySeconds,
-    // Both ports ask the node agent's readiness daemon (plain HTTP), which fails the check while
+    // Every port asks the node agent's readiness daemon (plain HTTP), which fails the check while
     // the node enrolls, when its Puppet Server does not answer "running" (a wedged JVM still
     // accepts TCP), and for a drain before Puppet Server stops at a reboot
     // (node-agent/src/readiness.ts). Its settings are also what that drain is computed from.
@@ -65,8 +67,7 @@ export function targetGroupSettings(
       unhealthyThreshold: READINESS_CHECK.unhealthyThresholdCount,
     },
   } as const;
-  return [
-    { id: 'PuppetServer', port: PUPPET_SERVER_PORT, ...common },
-    { id: 'PcpBroker', port: PCP_BROKER_PORT, ...common },
-  ];
+  const puppetServer: TargetGroupSettings = { id: 'PuppetServer', port: PUPPET_SERVER_PORT, ...common };
+  if (!FLAVOR[config.flavor].pcpBroker) return [puppetServer];
+  return [puppetServer, { id: 'PcpBroker', port: PCP_BROKER_PORT, ...common }];
 }

@@ -7,10 +7,14 @@
 # Node.js: the bundle needs Node.js >= 20. On Amazon Linux 2023 the `nodejs` package is Node 18,
 # so we install `nodejs20` (binary /usr/bin/node-20) unless a Node >= 20 is already present.
 #
-# Puppet agent: when the configured puppet binary is missing, it is installed from the primary
-# the way Puppet Enterprise documents it (/packages/current/install.bash), over TLS verified
-# against the pinned CA certificate. For open-source Puppet or OpenVox, bake puppet-agent into
-# the AMI (or install it in the user data before this script): we do not guess a package source.
+# Puppet agent: when the configured puppet binary is missing, it comes from where agent.json's
+# agentInstall says (the stack's agentSource):
+# - primary (PE): the primary's /packages/current/install.bash, as Puppet Enterprise documents it,
+#   over TLS verified against the pinned CA certificate;
+# - repository (open-source Puppet, OpenVox): the vendor's package repository, every package
+#   checked against the signing key the stack pinned beside agent.json, and no other key;
+# - ami: nothing is installed; the image must carry it.
+# Sourcing this file (tests) defines the functions without running anything.
 set -euo pipefail
 
 readonly SHARE="${COMPILE_MASTERS_SHARE:-/mnt/compile-masters}"
@@ -19,6 +23,7 @@ readonly LIB_DIR=/usr/local/lib/compile-master-agent
 readonly UNIT_NAME=compile-master-agent.service
 readonly CRL_UNIT_NAME=compile-master-crl-refresh.service
 readonly READINESS_UNIT_NAME=compile-master-readiness.service
+readonly SIGNING_KEY_NAME=package-signing-key.asc
 
 log() { printf 'compile-master bootstrap: %s\n' "$*" >&2; }
 die() {
@@ -41,16 +46,62 @@ find_node() {
   return 1
 }
 
-# Reads one top-level value from the agent configuration (with the agent's defaults).
+# Reads one value from the agent configuration by its dotted path (with the agent's defaults).
 config_value() {
   "$NODE" -e '
     const config = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8"));
-    const defaults = { caPort: 8140, puppetBin: "/opt/puppetlabs/bin/puppet" };
-    process.stdout.write(String(config[process.argv[2]] ?? defaults[process.argv[2]] ?? ""));
+    const defaults = { caPort: 8140, puppetBin: "/opt/puppetlabs/bin/puppet", agentInstall: { source: "primary" } };
+    const at = (object) => process.argv[2].split(".").reduce((value, key) => value?.[key], object);
+    process.stdout.write(String(at(config) ?? at(defaults) ?? ""));
   ' "$ETC_DIR/agent.json" "$1"
 }
 
+# Every branch installs puppet-agent or stops the bootstrap with the reason.
 install_puppet_agent() {
+  local source
+  source="$(config_value agentInstall.source)"
+  case "$source" in
+    primary) install_from_primary ;;
+    repository) install_from_repository "$(config_value agentInstall.package)" "$(config_value agentInstall.rpmBaseUrl)" "$ETC_DIR/$SIGNING_KEY_NAME" ;;
+    ami) die "$(config_value puppetBin) is missing and agentSource is ami: bake the agent package into the image" ;;
+    *) die "unknown agentInstall.source '$source' in $ETC_DIR/agent.json" ;;
+  esac
+}
+
+# One function per package manager; Amazon Linux 2023 (dnf) is the platform the stack builds today.
+install_from_repository() {
+  local package="$1" rpm_base_url="$2" key="$3"
+  [[ -s "$key" ]] || die "no package-signing key at $key: set agentRepositoryKeyFile (the vendor's public key) in the stack's context and deploy, or use agentSource ami"
+  if command -v dnf >/dev/null 2>&1; then
+    install_with_dnf "$package" "$rpm_base_url" "$key" /etc/yum.repos.d
+  else
+    die "no dnf here: installing $package from the vendor's repository is only defined for dnf; bake it into the image (agentSource ami)"
+  fi
+}
+
+# The repository definition pinned to the stack's key: dnf refuses an unsigned package or a bad
+# signature, and the only key it imports for this repository is that file.
+dnf_repository() {
+  local package="$1" base_url="$2" key="$3"
+  printf '%s\n' \
+    "[compile-masters-$package]" \
+    "name=$package for compile masters (signing key pinned by the stack)" \
+    "baseurl=$base_url" \
+    "enabled=1" \
+    "gpgcheck=1" \
+    "gpgkey=file://$key"
+}
+
+install_with_dnf() {
+  local package="$1" base_url="$2" key="$3" repos_dir="$4"
+  log "installing $package from $base_url"
+  dnf_repository "$package" "$base_url" "$key" >"$repos_dir/compile-masters-$package.repo"
+  # The package leaves the puppet service disabled (systemd presets), as the node agent needs:
+  # it runs Puppet itself once the node is enrolled.
+  dnf install -y "$package"
+}
+
+install_from_primary() {
   local primary port script
   primary="$(config_value primaryServer)"
   port="$(config_value caPort)"
@@ -78,6 +129,12 @@ main() {
   install -d -m 0755 -o root -g root "$ETC_DIR" "$LIB_DIR"
   install -m 0644 -o root -g root "$SHARE/config/agent.json" "$ETC_DIR/agent.json"
   install -m 0644 -o root -g root "$SHARE/config/ca.pem" "$ETC_DIR/ca.pem"
+  # Only where the stack pins one (agentSource repository); a key removed from the stack goes here too.
+  if [[ -s "$SHARE/config/$SIGNING_KEY_NAME" ]]; then
+    install -m 0644 -o root -g root "$SHARE/config/$SIGNING_KEY_NAME" "$ETC_DIR/$SIGNING_KEY_NAME"
+  else
+    rm -f "$ETC_DIR/$SIGNING_KEY_NAME"
+  fi
 
   if ! NODE="$(find_node)"; then
     command -v dnf >/dev/null || die "no Node.js >= 20 found and no dnf to install one: install Node.js >= 20 first"
@@ -117,4 +174,4 @@ main() {
   log "compile-master-readiness enabled and started"
 }
 
-main "$@"
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi

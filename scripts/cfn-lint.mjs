@@ -19,6 +19,8 @@ import { join } from 'node:path';
 const CONTEXTS = [
   { name: 'default', args: [] },
   { name: 'flavor=oss', args: ['-c', 'flavor=oss'] },
+  // The primary by tag: SendCommand on instance/* under an ssm:resourceTag condition.
+  { name: 'flavor=openvox, primary by tag', args: ['-c', 'flavor=openvox', '-c', 'primaryInstanceTag={"key":"puppet-role","value":"primary"}'] },
 ];
 
 const reuseCdkOut = process.argv.includes('--reuse-cdk-out');

@@ -5,32 +5,39 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, type IDependable } from 'constructs';
 import { type AwsCall, efsMount } from '../../lib/aws-calls';
+import { FLAVOR } from '../../lib/flavor';
 import { READINESS_CHECK } from '../../lib/readiness-check';
 import type { CompileMasterConfig } from '../config';
-import { type CompileMasterLoadBalancer, PCP_BROKER_PORT, PUPPET_SERVER_PORT } from './load-balancer';
+import { PCP_BROKER_PORT } from '../target-groups';
+import { type CompileMasterLoadBalancer, PUPPET_SERVER_PORT } from './load-balancer';
 import type { SharedStorage } from './shared-storage';
 
 /** Where the instances mount the EFS access point (bootstrap.sh lives at its root). */
 export const INSTANCE_MOUNT_PATH = '/mnt/compile-masters';
 
 /**
- * What a compile master opens towards the primary, after PE's firewall table for compilers:
- * Puppet Server/CA, PuppetDB, PCP broker, orchestrator, node classifier (catalog compilation
- * asks it), PE-PostgreSQL (the compiler's PuppetDB writes there); and the CA, PuppetDB and
- * orchestrator ports configured for the stack, where they differ (the node agent uses the CA's).
+ * What a compile master opens towards the primary: Puppet Server/CA and PuppetDB, plus the CA and
+ * PuppetDB ports configured for the stack where they differ (the node agent uses the CA's). On PE,
+ * after its firewall table for compilers, also the PCP broker, node classifier (catalog
+ * compilation asks it) and PE-PostgreSQL (the compiler's PuppetDB writes there); the orchestrator
+ * only when the controller runs the primary through it.
  */
 function primaryPorts(settings: GroupSettings): Map<number, string> {
-  return new Map<number, string>([
-    [8140, 'Puppet Server'],
-    [8081, 'PuppetDB'],
-    [8142, 'PCP broker'],
-    [8143, 'orchestrator'],
-    [4433, 'node classifier'],
-    [5432, 'PE-PostgreSQL'],
-    [settings.caPort, 'Puppet CA'],
-    [settings.puppetdbPort, 'PuppetDB'],
-    [settings.orchestratorPort, 'orchestrator'],
-  ]);
+  const pe = FLAVOR[settings.flavor].pcpBroker;
+  const orchestrator = settings.primaryRun === 'orchestrator';
+  // In this order so that a PE stack's rules stay where they were.
+  const ports: [port: number, what: string, wanted: boolean][] = [
+    [8140, 'Puppet Server', true],
+    [8081, 'PuppetDB', true],
+    [PCP_BROKER_PORT, 'PCP broker', pe],
+    [8143, 'orchestrator', orchestrator],
+    [4433, 'node classifier', pe],
+    [5432, 'PE-PostgreSQL', pe],
+    [settings.caPort, 'Puppet CA', true],
+    [settings.puppetdbPort, 'PuppetDB', true],
+    [settings.orchestratorPort, 'orchestrator', orchestrator],
+  ];
+  return new Map(ports.filter(([, , wanted]) => wanted).map(([port, what]) => [port, what]));
 }
 
 export type GroupSettings = Pick<
@@ -50,6 +57,8 @@ export type GroupSettings = Pick<
   | 'caPort'
   | 'puppetdbPort'
   | 'orchestratorPort'
+  | 'flavor'
+  | 'primaryRun'
 >;
 
 export interface CompileMasterGroupProps {
@@ -87,7 +96,7 @@ export class CompileMasterGroup extends Construct {
       description: 'Compile masters: agents through the NLB, the primary, EFS and HTTPS out',
       allowAllOutbound: false,
     });
-    for (const port of [PUPPET_SERVER_PORT, PCP_BROKER_PORT]) {
+    for (const { port } of props.loadBalancer.targetGroups.values()) {
       // Client IPs are preserved, so this admits the agents by the NLB's group, not by address.
       props.loadBalancer.loadBalancer.connections.allowTo(securityGroup, ec2.Port.tcp(port), `NLB to ${port}`);
     }
@@ -161,8 +170,7 @@ export class CompileMasterGroup extends Construct {
       defaultInstanceWarmup: Duration.minutes(5),
       groupMetrics: [autoscaling.GroupMetrics.all()],
     });
-    this.autoScalingGroup.attachToNetworkTargetGroup(props.loadBalancer.puppetServerTargets);
-    this.autoScalingGroup.attachToNetworkTargetGroup(props.loadBalancer.pcpBrokerTargets);
+    for (const { targets } of props.loadBalancer.targetGroups.values()) this.autoScalingGroup.attachToNetworkTargetGroup(targets);
     this.autoScalingGroup.scaleOnCpuUtilization('CpuTarget', {
       targetUtilizationPercent: settings.cpuTargetPercent,
     });

@@ -6,17 +6,20 @@ export interface ControllerSecretsProps {
   /** Import instead of create: the complete ARN of an existing secret. */
   readonly clientCertSecretArn?: string;
   readonly rbacTokenSecretArn?: string;
+  /** Only the orchestrator takes an RBAC token; without it there is no such secret at all. */
+  readonly orchestrator: boolean;
 }
 
 /**
  * The only credentials in the system: the lifecycle client certificate bundle (CA API and
- * PuppetDB, mTLS) and the PE RBAC token (orchestrator). Only the controller reads them.
+ * PuppetDB, mTLS) and, when the orchestrator runs the primary, the PE RBAC token. Only the
+ * controller reads them.
  */
 export class ControllerSecrets extends Construct {
   /** JSON {"cert": PEM, "key": PEM, "ca": PEM}. */
   readonly clientCert: secretsmanager.ISecret;
-  /** The RBAC token as a plain string. */
-  readonly rbacToken: secretsmanager.ISecret;
+  /** The RBAC token as a plain string; only with the orchestrator. */
+  readonly rbacToken: secretsmanager.ISecret | undefined;
 
   constructor(scope: Construct, id: string, props: ControllerSecretsProps) {
     super(scope, id);
@@ -25,11 +28,13 @@ export class ControllerSecrets extends Construct {
       props.clientCertSecretArn,
       'Lifecycle client certificate for the Puppet CA and PuppetDB: JSON {"cert","key","ca"} (PEM). Fill with put-secret-value.',
     );
-    this.rbacToken = this.secret(
-      'RbacToken',
-      props.rbacTokenSecretArn,
-      'PE RBAC token for orchestrator runs on the primary, as a plain string. Fill with put-secret-value.',
-    );
+    this.rbacToken = props.orchestrator
+      ? this.secret(
+          'RbacToken',
+          props.rbacTokenSecretArn,
+          'PE RBAC token for orchestrator runs on the primary, as a plain string. Fill with put-secret-value.',
+        )
+      : undefined;
   }
 
   private secret(id: string, arn: string | undefined, description: string): secretsmanager.ISecret {

@@ -23,6 +23,8 @@ export interface EfsContentWriterProps {
   readonly agentConfig: AgentConfig;
   /** The primary's public CA certificate (PEM); without it the node agent refuses to enroll. */
   readonly caCertificate: string | undefined;
+  /** The vendor's public package-signing key (ASCII-armored); bootstrap.sh trusts no other. */
+  readonly packageSigningKey: string | undefined;
 }
 
 const LAMBDA_MOUNT_PATH = '/mnt/compile-masters';
@@ -96,6 +98,7 @@ export class EfsContentWriter extends Construct {
         AgentConfig: Stack.of(this).toJsonString(props.agentConfig),
         ContentHash: bundleHash,
         ...(props.caCertificate ? { CaCertificate: props.caCertificate } : {}),
+        ...(props.packageSigningKey ? { PackageSigningKey: props.packageSigningKey } : {}),
       },
     });
 

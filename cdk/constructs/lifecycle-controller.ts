@@ -7,7 +7,7 @@ import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import type { CompileMasterConfig } from '../config';
+import type { CompileMasterConfig, PrimaryInstances } from '../config';
 import { SOURCE_MAPS_ENVIRONMENT, typescriptFunction } from '../lambda-defaults';
 import { LEASE_CALLS } from '../../lambdas/controller/aws/lease';
 import { REGISTRY_CALLS, TTL_ATTRIBUTE } from '../../lambdas/controller/aws/registry';
@@ -48,6 +48,9 @@ export type PuppetSettings = Pick<
   | 'allProtectedCertnames'
   | 'dnsAltNames'
   | 'roleExtension'
+  | 'flavor'
+  | 'primaryRun'
+  | 'primaryInstances'
 >;
 
 export interface LifecycleControllerProps {
@@ -97,14 +100,15 @@ export class LifecycleController extends Construct {
       allowAllOutbound: false,
     });
     const primary = ec2.Peer.ipv4(puppet.primaryCidr);
+    const orchestrator = puppet.primaryRun === 'orchestrator';
     for (const [port, what] of new Map([
       [puppet.caPort, 'Puppet CA API'],
       [puppet.puppetdbPort, 'PuppetDB API'],
-      [puppet.orchestratorPort, 'PE orchestrator API'],
+      ...(orchestrator ? ([[puppet.orchestratorPort, 'PE orchestrator API']] as const) : []),
     ])) {
       securityGroup.addEgressRule(primary, ec2.Port.tcp(port), `${what} on the primary`);
     }
-    // AWS APIs (Auto Scaling, EC2, ELB, SQS, DynamoDB, Secrets Manager) are public endpoints
+    // AWS APIs (Auto Scaling, EC2, ELB, SQS, DynamoDB, Secrets Manager, SSM) are public endpoints
     // reached through the NAT; their addresses are not stable enough to list.
     securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'AWS APIs over HTTPS');
 
@@ -131,15 +135,14 @@ export class LifecycleController extends Construct {
         REGISTRY_TABLE: this.registry.tableName,
         QUEUE_URL: props.queue.queueUrl,
         CLIENT_CERT_SECRET_ARN: props.secrets.clientCert.secretArn,
-        RBAC_TOKEN_SECRET_ARN: props.secrets.rbacToken.secretArn,
+        FLAVOR: puppet.flavor,
+        PRIMARY_RUN: puppet.primaryRun,
+        ...primaryRunEnvironment(puppet, props.secrets),
         PRIMARY_HOSTNAME: puppet.primaryHostname,
         PRIMARY_CERTNAME: puppet.primaryCertname,
         CA_PORT: String(puppet.caPort),
         PUPPETDB_HOSTNAME: puppet.puppetdbHostname,
         PUPPETDB_PORT: String(puppet.puppetdbPort),
-        ORCHESTRATOR_HOSTNAME: puppet.orchestratorHostname,
-        ORCHESTRATOR_PORT: String(puppet.orchestratorPort),
-        ORCHESTRATOR_ENVIRONMENT: puppet.orchestratorEnvironment,
         PROTECTED_CERTNAMES: JSON.stringify(puppet.allProtectedCertnames),
         NLB_DNS_NAME: props.loadBalancerDnsName,
         EXTRA_ALT_NAMES: JSON.stringify(puppet.dnsAltNames),
@@ -169,7 +172,7 @@ export class LifecycleController extends Construct {
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({
         actions: ['secretsmanager:GetSecretValue'],
-        resources: [props.secrets.clientCert.secretArn, props.secrets.rbacToken.secretArn],
+        resources: [props.secrets.clientCert, props.secrets.rbacToken].flatMap((secret) => (secret ? [secret.secretArn] : [])),
       }),
     );
     const groupArn = stack.formatArn({
@@ -194,12 +197,15 @@ export class LifecycleController extends Construct {
       }),
     );
 
+    if (puppet.primaryInstances) this.allowPrimaryRuns(puppet.primaryInstances);
+
     acknowledgeLambdaExecutionPolicies(role, 'the lifecycle controller', true);
     Validations.of(role).acknowledge(
       {
         id: 'AwsSolutions-IAM5[Resource::*]',
-        reason:
-          'autoscaling:DescribeAutoScalingGroups and ec2:DescribeInstances do not support resource-level permissions; they are read-only.',
+        reason: puppet.primaryInstances
+          ? 'autoscaling:DescribeAutoScalingGroups, ec2:DescribeInstances and ssm:ListCommands do not support resource-level permissions; they are read-only.'
+          : 'autoscaling:DescribeAutoScalingGroups and ec2:DescribeInstances do not support resource-level permissions; they are read-only.',
       },
       {
         id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:autoscaling:<AWS::Region>:<AWS::AccountId>:autoScalingGroup:*:autoScalingGroupName/${props.groupName}]`,
@@ -210,11 +216,67 @@ export class LifecycleController extends Construct {
   }
 
   /**
+   * SSM Run Command on the primary: AWS-RunShellScript, and only on the primary's instances (by
+   * id, or by tag through SSM's resource-tag condition). The command's status (ListCommands) has
+   * no resource-level permissions.
+   */
+  private allowPrimaryRuns(instances: PrimaryInstances): void {
+    const stack = Stack.of(this);
+    const role = this.function.role!;
+    const document = stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: SSM_RUN_DOCUMENT });
+    const instance = (id: string) => stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: id });
+    if ('instanceIds' in instances) {
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({ actions: ['ssm:SendCommand'], resources: [document, ...instances.instanceIds.map(instance)] }),
+      );
+    } else {
+      role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['ssm:SendCommand'], resources: [document] }));
+      // Its own statement: the document carries no such tag, so a shared condition would deny it.
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          actions: ['ssm:SendCommand'],
+          resources: [instance('*')],
+          conditions: { StringEquals: { [`ssm:resourceTag/${instances.tag.key}`]: instances.tag.value } },
+        }),
+      );
+      Validations.of(role).acknowledge({
+        id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]',
+        reason: `SendCommand reaches only instances tagged ${instances.tag.key}=${instances.tag.value} (ssm:resourceTag condition): the primary's instances, chosen by tag because their ids change.`,
+      });
+    }
+    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['ssm:ListCommands'], resources: ['*'] }));
+  }
+
+  /**
    * The compile masters' instance role: its unique id (AROA…) prefixes the SQS SenderId of every
    * message an instance sends with its own credentials, which is how the controller tells an
    * instance's own key report from anyone else's.
    */
   trustInstanceRole(role: iam.Role): void {
     this.function.addEnvironment('COMPILE_MASTER_ROLE_ID', role.roleId);
+  }
+}
+
+/** The only SSM document the controller may run: Amazon's own shell-script runner. */
+export const SSM_RUN_DOCUMENT = 'AWS-RunShellScript';
+
+/** Contract 2: the orchestrator's settings and token only with the orchestrator, the primary's instances only with SSM. */
+function primaryRunEnvironment(puppet: PuppetSettings, secrets: ControllerSecrets): Record<string, string> {
+  switch (puppet.primaryRun) {
+    case 'orchestrator':
+      if (!secrets.rbacToken) throw new Error('the orchestrator needs the RBAC token secret');
+      return {
+        RBAC_TOKEN_SECRET_ARN: secrets.rbacToken.secretArn,
+        ORCHESTRATOR_HOSTNAME: puppet.orchestratorHostname,
+        ORCHESTRATOR_PORT: String(puppet.orchestratorPort),
+        ORCHESTRATOR_ENVIRONMENT: puppet.orchestratorEnvironment,
+      };
+    case 'ssm':
+      if (!puppet.primaryInstances) throw new Error('SSM runs need the primary\'s instances');
+      return 'instanceIds' in puppet.primaryInstances
+        ? { PRIMARY_INSTANCE_IDS: JSON.stringify(puppet.primaryInstances.instanceIds) }
+        : { PRIMARY_INSTANCE_TAG: JSON.stringify(puppet.primaryInstances.tag) };
+    case 'none':
+      return {};
   }
 }

@@ -2,9 +2,10 @@ import { Duration, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import { Construct } from 'constructs';
-import { PCP_BROKER_PORT, PUPPET_SERVER_PORT, type TargetGroupSettings, targetGroupSettings } from '../target-groups';
+import type { Flavor } from '../../lib/flavor';
+import { PUPPET_SERVER_PORT, type TargetGroupSettings, targetGroupSettings } from '../target-groups';
 
-export { PCP_BROKER_PORT, PUPPET_SERVER_PORT };
+export { PUPPET_SERVER_PORT };
 
 export interface LoadBalancerProps {
   readonly vpc: ec2.IVpc;
@@ -13,16 +14,18 @@ export interface LoadBalancerProps {
   /** Networks of the Puppet agents that talk to the compile masters. */
   readonly agentCidrs: string[];
   readonly deregistrationDelaySeconds: number;
+  /** Decides which ports exist: 8142 (PCP broker) only on PE. */
+  readonly flavor: Flavor;
 }
 
 /**
- * The one name every agent uses: TCP pass-through on 8140 (Puppet Server) and 8142 (PCP broker),
- * so TLS still ends on the compile masters with certificates that carry this NLB's DNS name.
+ * The one name every agent uses: TCP pass-through on 8140 (Puppet Server) and, on PE, 8142 (PCP
+ * broker), so TLS still ends on the compile masters with certificates that carry this NLB's DNS name.
  */
 export class CompileMasterLoadBalancer extends Construct {
   readonly loadBalancer: elbv2.NetworkLoadBalancer;
-  readonly puppetServerTargets: elbv2.NetworkTargetGroup;
-  readonly pcpBrokerTargets: elbv2.NetworkTargetGroup;
+  /** Every listener's port and target group, keyed by the settings' id (PuppetServer, PcpBroker). */
+  readonly targetGroups: ReadonlyMap<TargetGroupSettings['id'], { readonly port: number; readonly targets: elbv2.NetworkTargetGroup }>;
 
   constructor(scope: Construct, id: string, props: LoadBalancerProps) {
     super(scope, id);
@@ -34,8 +37,9 @@ export class CompileMasterLoadBalancer extends Construct {
       description: 'Compile-master NLB: Puppet agents in, compile masters out',
       allowAllOutbound: false,
     });
+    const settings = targetGroupSettings(props);
     for (const cidr of props.agentCidrs) {
-      for (const port of [PUPPET_SERVER_PORT, PCP_BROKER_PORT]) {
+      for (const { port } of settings) {
         securityGroup.addIngressRule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(port), `Puppet agents to ${port}`);
       }
     }
@@ -53,9 +57,7 @@ export class CompileMasterLoadBalancer extends Construct {
         'NLB access logs only record TLS listeners; both listeners are TCP pass-through and Puppet Server logs each request itself.',
     });
 
-    const [puppetServer, pcpBroker] = targetGroupSettings(props);
-    this.puppetServerTargets = this.addPort(puppetServer, props);
-    this.pcpBrokerTargets = this.addPort(pcpBroker, props);
+    this.targetGroups = new Map(settings.map((group) => [group.id, { port: group.port, targets: this.addPort(group, props) }]));
   }
 
   private addPort(settings: TargetGroupSettings, props: LoadBalancerProps): elbv2.NetworkTargetGroup {

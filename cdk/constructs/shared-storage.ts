@@ -11,6 +11,8 @@ export interface SharedStorageProps {
   readonly subnets: ec2.SubnetSelection;
   readonly agentConfig: AgentConfig;
   readonly caCertificate: string | undefined;
+  /** The vendor's public package-signing key, when puppet-agent comes from its repository. */
+  readonly packageSigningKey: string | undefined;
 }
 
 /**
@@ -64,6 +66,7 @@ export class SharedStorage extends Construct {
       accessPoint: this.accessPoint,
       agentConfig: props.agentConfig,
       caCertificate: props.caCertificate,
+      packageSigningKey: props.packageSigningKey,
     });
   }
 

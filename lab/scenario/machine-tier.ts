@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CONTEXT_DEFAULTS } from '../../cdk/config';
-import { PCP_BROKER_PORT, PUPPET_SERVER_PORT, targetGroupSettings, type TargetGroupSettings } from '../../cdk/target-groups';
-import { FLAVOR, type Flavor } from '../../lib/flavor';
+import { PUPPET_SERVER_PORT, targetGroupSettings, type TargetGroupSettings } from '../../cdk/target-groups';
+import type { Flavor } from '../../lib/flavor';
 import { PuppetServerHealth } from '../../lambdas/controller/puppet';
 import type { Ec2Instance } from '../../lambdas/controller/model';
 import { labAwsCa, type AwsLabCa } from '../aws/ca';
@@ -28,14 +28,12 @@ const QUEUE_NAME = 'compile-masters-lifecycle';
 const NLB_HOST = 5;
 
 /**
- * The stack's target groups for `flavor`: 8142 only where a PCP broker runs (PE). The lab's
+ * The stack's target groups for `flavor` (8142 only where a PCP broker runs, PE). The lab's
  * machines run open-source Puppet Server whatever the flavor, so on PE the 8142 listener is there
  * (health-checked through the readiness daemon like 8140) but nothing on the machines answers it.
  */
 export function labTargetGroups(flavor: Flavor): TargetGroupSettings[] {
-  return targetGroupSettings({ deregistrationDelaySeconds: CONTEXT_DEFAULTS.deregistrationDelaySeconds }).filter(
-    (group) => group.port !== PCP_BROKER_PORT || FLAVOR[flavor].pcpBroker,
-  );
+  return targetGroupSettings({ flavor, deregistrationDelaySeconds: CONTEXT_DEFAULTS.deregistrationDelaySeconds });
 }
 
 export interface TierEnvironment {

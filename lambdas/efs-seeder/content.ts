@@ -16,6 +16,8 @@ export const BUNDLED_FILES = [
 ] as const;
 export const AGENT_CONFIG_PATH = 'config/agent.json';
 export const CA_CERTIFICATE_PATH = 'config/ca.pem';
+/** The vendor's public package-signing key (open source, OpenVox); bootstrap.sh trusts no other. */
+export const PACKAGE_SIGNING_KEY_PATH = 'config/package-signing-key.asc';
 
 const jsonObject = z.string().transform((text, ctx) => {
   try {
@@ -32,6 +34,7 @@ const jsonObject = z.string().transform((text, ctx) => {
 export const ContentPropertiesSchema = z.looseObject({
   AgentConfig: jsonObject,
   CaCertificate: z.string().includes('-----BEGIN CERTIFICATE-----').optional(),
+  PackageSigningKey: z.string().includes('-----BEGIN PGP PUBLIC KEY BLOCK-----').optional(),
   ContentHash: z.string().min(1),
 });
 export type ContentProperties = z.output<typeof ContentPropertiesSchema>;
@@ -44,7 +47,7 @@ export interface FileToWrite {
 
 export interface ContentPlan {
   readonly write: FileToWrite[];
-  /** Files that must not linger from an earlier deploy (a CA certificate since removed). */
+  /** Files that must not linger from an earlier deploy (a CA certificate or key since removed). */
   readonly remove: string[];
 }
 
@@ -57,10 +60,17 @@ export async function planContent(props: ContentProperties, bundleDir: string): 
     mode: 0o644,
     content: `${JSON.stringify(props.AgentConfig, null, 2)}\n`,
   };
-  if (props.CaCertificate === undefined) return { write: [...bundled, config], remove: [CA_CERTIFICATE_PATH] };
+  const optional = [
+    { path: CA_CERTIFICATE_PATH, content: props.CaCertificate },
+    { path: PACKAGE_SIGNING_KEY_PATH, content: props.PackageSigningKey },
+  ];
   return {
-    write: [...bundled, config, { path: CA_CERTIFICATE_PATH, mode: 0o644, content: props.CaCertificate }],
-    remove: [],
+    write: [
+      ...bundled,
+      config,
+      ...optional.flatMap(({ path, content }) => (content === undefined ? [] : [{ path, mode: 0o644, content }])),
+    ],
+    remove: optional.filter(({ content }) => content === undefined).map(({ path }) => path),
   };
 }
 

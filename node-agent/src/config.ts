@@ -51,6 +51,23 @@ export const AgentConfigSchema = z.strictObject({
   /** Usually the NLB's DNS name; the certname is always added. */
   dnsAltNames: z.array(hostname).default([]),
   puppetBin: absolutePath.default('/opt/puppetlabs/bin/puppet'),
+  /**
+   * Where bootstrap.sh gets puppet-agent when puppetBin is missing (the agent itself never
+   * installs it): PE's primary (install.bash), the vendor's repository (packages checked against
+   * the signing key the stack put beside agent.json), or nowhere (baked into the AMI).
+   */
+  agentInstall: z
+    .discriminatedUnion('source', [
+      z.strictObject({ source: z.literal('primary') }),
+      z.strictObject({ source: z.literal('ami') }),
+      z.strictObject({
+        source: z.literal('repository'),
+        package: z.string().regex(/^[a-z0-9][a-z0-9+.-]*$/, 'must be a package name such as openvox-agent'),
+        /** A dnf baseurl; dnf expands $basearch itself. */
+        rpmBaseUrl: z.url({ protocol: /^https$/, error: 'must be an https:// repository URL' }),
+      }),
+    ])
+    .default({ source: 'primary' }),
   confdir: absolutePath.default('/etc/puppetlabs/puppet'),
   ssldir: absolutePath.default('/etc/puppetlabs/puppet/ssl'),
   localServerPort: port.default(8140),

@@ -24,7 +24,9 @@ const DELAY_SECONDS = 3;
 function shortened(group: TargetGroupSettings, port: number): TargetGroupSettings {
   return { ...group, port, deregistrationDelaySeconds: DELAY_SECONDS, healthCheck: { ...group.healthCheck, port: CHECK_PORT, intervalSeconds: 1, timeoutSeconds: 1 } };
 }
-const [puppetServer, pcpBroker] = targetGroupSettings({ deregistrationDelaySeconds: 60 });
+// PE's: the only flavor with a second (plain TCP) port, which the TCP pass-through cases use.
+const [puppetServer, pcpBroker] = targetGroupSettings({ flavor: 'pe', deregistrationDelaySeconds: 60 });
+if (!pcpBroker) throw new Error('PE has a PCP broker target group');
 const SETTINGS = [shortened(puppetServer, HTTPS_PORT), shortened(pcpBroker, TCP_PORT)];
 const RISE = puppetServer.healthCheck.healthyThreshold;
 const FALL = puppetServer.healthCheck.unhealthyThreshold;

@@ -147,3 +147,93 @@ describe('primaryCaCertificateFile', () => {
     expect(failure({ primaryCaCertificateFile: 'ca_key.pem' }, dir).message).toContain('no private key');
   });
 });
+
+describe('flavor and the primary run', () => {
+  it('defaults to PE with the orchestrator and the primary\'s install.bash, as before flavors existed', () => {
+    expect(load({})).toMatchObject({ flavor: 'pe', primaryRun: 'orchestrator', primaryInstances: undefined, agentSource: 'primary' });
+  });
+
+  it.each(['oss', 'openvox'])('%s defaults to SSM runs and the vendor repository; synth still works offline, with example keys named', (flavor) => {
+    const config = load({ flavor });
+    expect(config).toMatchObject({ flavor, primaryRun: 'ssm', primaryInstances: { instanceIds: ['i-0123456789abcdef0'] }, agentSource: 'repository', agentRepositoryKey: undefined });
+    expect(config.exampleKeysInUse).toEqual(['primaryHostname', 'primaryCidr', 'primaryCaCertificateFile', 'primaryInstanceIds', 'agentRepositoryKeyFile']);
+  });
+
+  it('takes the primary\'s instances by id (a -c list) or by tag (-c JSON), and no longer calls them examples', () => {
+    const byId = load({ flavor: 'oss', primaryInstanceIds: 'i-0aaaabbbbccccdddd,i-0eeeeffff00001111' });
+    expect(byId.primaryInstances).toEqual({ instanceIds: ['i-0aaaabbbbccccdddd', 'i-0eeeeffff00001111'] });
+    expect(byId.exampleKeysInUse).not.toContain('primaryInstanceIds');
+    const byTag = load({ flavor: 'openvox', primaryInstanceTag: '{"key":"puppet-role","value":"primary"}' });
+    expect(byTag.primaryInstances).toEqual({ tag: { key: 'puppet-role', value: 'primary' } });
+    expect(byTag.exampleKeysInUse).not.toContain('primaryInstanceIds');
+  });
+
+  it('runs nothing with none: no instances, no examples for them', () => {
+    const config = load({ flavor: 'oss', primaryRun: 'none' });
+    expect(config).toMatchObject({ primaryRun: 'none', primaryInstances: undefined });
+    expect(config.exampleKeysInUse).not.toContain('primaryInstanceIds');
+  });
+
+  it('lets PE use SSM or none too', () => {
+    expect(load({ primaryRun: 'ssm', primaryInstanceIds: ['i-0123456789abcdef0'] }).primaryRun).toBe('ssm');
+    expect(load({ primaryRun: 'none' }).primaryRun).toBe('none');
+  });
+
+  it.each([
+    [{ flavor: 'oss', primaryRun: 'orchestrator' }, 'primaryRun', 'open-source Puppet has no orchestrator; use "ssm" or "none"'],
+    [{ flavor: 'openvox', primaryRun: 'orchestrator' }, 'primaryRun', 'OpenVox has no orchestrator; use "ssm" or "none"'],
+    [{ flavor: 'oss', rbacTokenSecretArn: CONTEXT_EXAMPLES.rbacTokenSecretArn }, 'rbacTokenSecretArn', 'is only used with primaryRun orchestrator (primaryRun is ssm)'],
+    [{ primaryRun: 'none', orchestratorHostname: 'orch.corp.example.com' }, 'orchestratorHostname', 'is only used with primaryRun orchestrator'],
+    [{ flavor: 'oss', orchestratorPort: '8143' }, 'orchestratorPort', 'is only used with primaryRun orchestrator'],
+    [{ flavor: 'oss', orchestratorEnvironment: 'production' }, 'orchestratorEnvironment', 'is only used with primaryRun orchestrator'],
+    [{ primaryInstanceIds: ['i-0123456789abcdef0'] }, 'primaryInstanceIds', 'is only used with primaryRun ssm (primaryRun is orchestrator)'],
+    [{ flavor: 'oss', primaryRun: 'none', primaryInstanceTag: { key: 'role', value: 'primary' } }, 'primaryInstanceTag', 'is only used with primaryRun ssm (primaryRun is none)'],
+    [{ flavor: 'oss', primaryInstanceIds: ['i-0123456789abcdef0'], primaryInstanceTag: { key: 'role', value: 'primary' } }, 'primaryInstanceTag', 'set either primaryInstanceIds or primaryInstanceTag, not both'],
+    [{ flavor: 'pe', agentSource: 'repository' }, 'agentSource', 'Puppet Enterprise compile masters cannot take puppet-agent from "repository"; use "primary" or "ami"'],
+    [{ flavor: 'openvox', agentSource: 'primary' }, 'agentSource', 'OpenVox compile masters cannot take puppet-agent from "primary"; use "repository" or "ami"'],
+    [{ flavor: 'oss', agentSource: 'ami', agentRepositoryKeyFile: './key.asc' }, 'agentRepositoryKeyFile', 'is only used with agentSource repository (agentSource is ami)'],
+  ])('%j is refused, naming %s', (context, key, problem) => {
+    const error = failure(context);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error.message).toContain(`- ${key}: ${problem}`);
+    expect(error.message).toContain(`Example: -c ${key}=${CONTEXT_EXAMPLES[key]}`);
+  });
+
+  it.each([
+    ['flavor', 'puppet', 'oss'],
+    ['primaryRun', 'bolt', 'ssm'],
+    ['primaryInstanceIds', 'primary-1', 'EC2 instance id'],
+    ['primaryInstanceIds', '[]', 'expected array to have >=1 items'],
+    ['primaryInstanceTag', '{"key":"aws:role","value":"x"}', 'reserved by AWS'],
+    ['primaryInstanceTag', '{"key":"role"}', 'value'],
+    ['agentSource', 'internet', 'repository'],
+  ])('%s = %j is refused', (key, value, problem) => {
+    const message = failure({ flavor: 'oss', [key]: value }).message;
+    expect(message).toContain(`- ${key}`);
+    expect(message).toContain(problem);
+  });
+});
+
+describe('agentRepositoryKeyFile', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cdk-key-'));
+  const KEY = '-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQINBGexample\n-----END PGP PUBLIC KEY BLOCK-----\n';
+  writeFileSync(join(dir, 'vendor.asc'), KEY);
+  writeFileSync(join(dir, 'secret.asc'), `${KEY}-----BEGIN PGP PRIVATE KEY BLOCK-----\nx\n-----END PGP PRIVATE KEY BLOCK-----\n`);
+  writeFileSync(join(dir, 'ca.pem'), PEM);
+
+  it('is read at synth relative to the directory cdk runs in, and is no longer an example', () => {
+    const config = load({ flavor: 'openvox', agentRepositoryKeyFile: 'vendor.asc' }, dir);
+    expect(config.agentRepositoryKey).toBe(KEY);
+    expect(config.exampleKeysInUse).not.toContain('agentRepositoryKeyFile');
+  });
+
+  it.each([
+    ['missing.asc', 'does not exist'],
+    ['ca.pem', 'must hold an ASCII-armored PGP public key block'],
+    ['secret.asc', 'no private key'],
+  ])('%s is refused: %s', (file, problem) => {
+    const message = failure({ flavor: 'openvox', agentRepositoryKeyFile: file }, dir).message;
+    expect(message).toContain('agentRepositoryKeyFile');
+    expect(message).toContain(problem);
+  });
+});

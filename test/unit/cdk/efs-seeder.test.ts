@@ -9,6 +9,7 @@ import {
   BUNDLED_FILES,
   CA_CERTIFICATE_PATH,
   ContentPropertiesSchema,
+  PACKAGE_SIGNING_KEY_PATH,
   planContent,
 } from '../../../lambdas/efs-seeder/content';
 import { handler } from '../../../lambdas/efs-seeder/handler';
@@ -69,7 +70,21 @@ describe('EFS content', () => {
     expect(filesUnder(root).filter((file) => file.endsWith('.tmp'))).toEqual([]);
   });
 
+  it('writes the pinned package-signing key when the stack sends one, and drops it when it no longer does', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'efs-'));
+    const bundle = bundleDir();
+    const key = '-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQINBGexample\n-----END PGP PUBLIC KEY BLOCK-----\n';
+    await applyContent(root, await planContent(properties({ CaCertificate: CA, PackageSigningKey: key }), bundle));
+    expect(readFileSync(join(root, PACKAGE_SIGNING_KEY_PATH), 'utf8')).toBe(key);
+    expect(statSync(join(root, PACKAGE_SIGNING_KEY_PATH)).mode & 0o777).toBe(0o644);
+
+    await applyContent(root, await planContent(properties({ CaCertificate: CA }), bundle));
+    expect(filesUnder(root)).not.toContain(PACKAGE_SIGNING_KEY_PATH);
+    expect(filesUnder(root)).toContain(CA_CERTIFICATE_PATH);
+  });
+
   it('refuses properties that are not what the stack sends', () => {
+    expect(ContentPropertiesSchema.safeParse({ AgentConfig: '{}', ContentHash: 'x', PackageSigningKey: '-----BEGIN PGP PRIVATE KEY BLOCK-----' }).success).toBe(false);
     expect(ContentPropertiesSchema.safeParse({ AgentConfig: '[1,2]', ContentHash: 'x' }).success).toBe(false);
     expect(ContentPropertiesSchema.safeParse({ AgentConfig: '{', ContentHash: 'x' }).success).toBe(false);
     expect(ContentPropertiesSchema.safeParse({ AgentConfig: '{}', ContentHash: 'x', CaCertificate: 'not a pem' }).success).toBe(false);

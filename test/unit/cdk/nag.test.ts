@@ -4,12 +4,24 @@ import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { describe, expect, it } from 'vitest';
 import { synthStack } from './stack-fixture';
-import { REAL_DEPLOY_CONTEXT } from './real-deploy-context';
+import { REAL_DEPLOY_CONTEXT, SIGNING_KEY_FILE } from './real-deploy-context';
+
+const { rbacTokenSecretArn: _orchestratorOnly, ...withoutToken } = REAL_DEPLOY_CONTEXT;
+const OPENVOX_DEPLOY_CONTEXT = {
+  ...withoutToken,
+  flavor: 'openvox',
+  primaryInstanceTag: '{"key":"puppet-role","value":"primary"}',
+  agentRepositoryKeyFile: SIGNING_KEY_FILE,
+};
 
 describe.each([
   ['the embedded example configuration', {}, ['compile-masters:example-config']],
   // An explicit desiredCapacity resets the group's size on every deploy: the operator is told.
   ['a real-deploy configuration (existing VPC, imported secrets, own AMI)', REAL_DEPLOY_CONTEXT, ['desiredCapacitySet']],
+  // Open source: SSM runs on the primary's instance (by id), the vendor repository without a key yet.
+  ['open-source Puppet with the embedded examples', { flavor: 'oss' }, ['compile-masters:example-config']],
+  // OpenVox, the primary chosen by tag: SendCommand on instance/* under a tag condition.
+  ['OpenVox, real-deploy keys, the primary by tag', OPENVOX_DEPLOY_CONTEXT, ['desiredCapacitySet']],
 ])('%s', (_name, context, expectedWarnings) => {
   const { app, stack } = synthStack(context, { validate: true });
 

@@ -1,10 +1,15 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 export const CA_PEM = '-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2E=\n-----END CERTIFICATE-----\n';
 const caFile = join(mkdtempSync(join(tmpdir(), 'compile-masters-ca-')), 'ca.pem');
 writeFileSync(caFile, CA_PEM);
+
+/** A vendor's public package-signing key, as an operator would download it (not a real key). */
+export const SIGNING_KEY_PEM = '-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQINBGexample\n-----END PGP PUBLIC KEY BLOCK-----\n';
+export const SIGNING_KEY_FILE = join(dirname(caFile), 'GPG-KEY-vendor.pub');
+writeFileSync(SIGNING_KEY_FILE, SIGNING_KEY_PEM);
 
 export const CLIENT_CERT_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:compile-masters/client-cert-AbCdEf';
 export const RBAC_TOKEN_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:compile-masters/rbac-token-GhIjKl';

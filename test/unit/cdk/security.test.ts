@@ -292,7 +292,7 @@ describe('lifecycle controller', () => {
     expect(Object.keys(env).sort()).toEqual(
       [
         'GROUP_NAME', 'LAUNCH_HOOK_NAME', 'TERMINATE_HOOK_NAME', 'COMPILE_MASTER_ROLE_ID', 'REGISTRY_TABLE', 'QUEUE_URL', 'CLIENT_CERT_SECRET_ARN',
-        'RBAC_TOKEN_SECRET_ARN', 'PRIMARY_HOSTNAME', 'PRIMARY_CERTNAME', 'CA_PORT', 'PUPPETDB_HOSTNAME', 'PUPPETDB_PORT',
+        'FLAVOR', 'PRIMARY_RUN', 'RBAC_TOKEN_SECRET_ARN', 'PRIMARY_HOSTNAME', 'PRIMARY_CERTNAME', 'CA_PORT', 'PUPPETDB_HOSTNAME', 'PUPPETDB_PORT',
         'ORCHESTRATOR_HOSTNAME', 'ORCHESTRATOR_PORT', 'ORCHESTRATOR_ENVIRONMENT', 'PROTECTED_CERTNAMES', 'NLB_DNS_NAME',
         'EXTRA_ALT_NAMES', 'EXPECTED_EXTENSIONS', 'POWERTOOLS_SERVICE_NAME',
         'POWERTOOLS_METRICS_NAMESPACE', 'POWERTOOLS_LOG_LEVEL', 'NODE_OPTIONS',
@@ -300,6 +300,8 @@ describe('lifecycle controller', () => {
     );
     expect(env).toMatchObject({
       GROUP_NAME: 'CompileMasters-compile-masters',
+      FLAVOR: 'pe',
+      PRIMARY_RUN: 'orchestrator',
       LAUNCH_HOOK_NAME,
       TERMINATE_HOOK_NAME,
       PRIMARY_HOSTNAME: 'puppet.example.internal',

@@ -24,6 +24,7 @@ describe('agent configuration', () => {
   it('accepts the contract shape and fills the optional fields with documented defaults', () => {
     expect(parseConfig(written, 'agent.json')).toEqual({
       ...written,
+      agentInstall: { source: 'primary' },
       localServerService: 'pe-puppetserver',
       isolatePuppetRun: true,
       crlRefreshSeconds: 15,
@@ -52,6 +53,9 @@ describe('agent configuration', () => {
     [{ region: 'Ireland' }, /region[\s\S]*eu-west-1/],
     [{ extensions: { pp_instance_id: 'i-1' } }, /set by the node agent from instance metadata/],
     [{ extensions: { pp_cli_auth: 'true' } }, /CA-administrator rights/],
+    [{ agentInstall: { source: 'internet' } }, /agentInstall/],
+    [{ agentInstall: { source: 'repository', package: 'openvox-agent', rpmBaseUrl: 'http://yum.voxpupuli.org/openvox8/amazon/2023/$basearch' } }, /https:\/\/ repository URL/],
+    [{ agentInstall: { source: 'repository', package: 'openvox-agent; rm -rf /', rpmBaseUrl: 'https://yum.voxpupuli.org/x' } }, /package name such as openvox-agent/],
     [{ extensions: { role: 'x' } }, /not a Puppet extension short name/],
     [{ extensions: { pp_role: 'compile_master\u00e9' } }, /printable ASCII/],
     [{ dnsAltNames: ['bad name'] }, /dnsAltNames/],

@@ -1,9 +1,11 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { chmod, cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { drainSeconds } from '../../../lib/readiness-check';
+import { PACKAGE_SIGNING_KEY_PATH } from '../../../lambdas/efs-seeder/content';
 import { DEFAULT_BOOT_MARKER_PATH, parseConfig } from '../../../node-agent/src/config';
 
 const UNIT = 'node-agent/systemd/compile-master-agent.service';
@@ -150,5 +152,110 @@ describe('bootstrap.sh', () => {
     expect(result.status).toBe(1);
     expect(result.stderr).toContain(`${share}/config/agent.json is missing or empty: is the EFS share mounted at ${share}?`);
     expect(execFileSync('ls', ['-A', share], { encoding: 'utf8' })).toBe('');
+  });
+});
+
+describe('bootstrap.sh: where puppet-agent comes from', () => {
+  /** Sources the script (which then runs nothing by itself) and runs `body` with a PATH of stubs first. */
+  function sourced(body: string, stubs: Record<string, string> = {}) {
+    const bin = mkdtempSync(join(tmpdir(), 'bootstrap-stubs-'));
+    for (const [name, script] of Object.entries(stubs)) {
+      writeFileSync(join(bin, name), `#!/bin/sh\n${script}\n`);
+      chmodSync(join(bin, name), 0o755);
+    }
+    const result = spawnSync('bash', ['-c', `source ${BOOTSTRAP}\n${body}`], {
+      encoding: 'utf8',
+      env: { ...process.env, PATH: `${bin}:/usr/bin:/bin` },
+    });
+    return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  }
+  const KEY = '-----BEGIN PGP PUBLIC KEY BLOCK-----\nmQINBGexample\n-----END PGP PUBLIC KEY BLOCK-----\n';
+  const BASE_URL = 'https://yum.voxpupuli.org/openvox8/amazon/2023/$basearch';
+
+  it('does nothing when sourced', () => {
+    expect(sourced('echo sourced')).toEqual({ status: 0, stdout: 'sourced\n', stderr: '' });
+  });
+
+  it('with the key present and dnf on the machine, installs with dnf into /etc/yum.repos.d', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bootstrap-dnf-'));
+    writeFileSync(join(dir, 'key.asc'), KEY);
+    const result = sourced(
+      ['install_with_dnf() { echo "install_with_dnf $*"; }', `install_from_repository openvox-agent '${BASE_URL}' ${dir}/key.asc`].join('\n'),
+      { dnf: 'exit 0' },
+    );
+    expect(result).toEqual({ status: 0, stdout: `install_with_dnf openvox-agent ${BASE_URL} ${dir}/key.asc /etc/yum.repos.d\n`, stderr: '' });
+  });
+
+  it('writes a dnf repository with gpgcheck on and the stack\'s key as its only key, then installs the package', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bootstrap-dnf-'));
+    const calls = join(dir, 'dnf-calls');
+    const result = sourced(`install_with_dnf openvox-agent '${BASE_URL}' /etc/compile-master-agent/package-signing-key.asc ${dir}`, {
+      dnf: `echo "$*" >> ${calls}`,
+    });
+    expect(result.status).toBe(0);
+    expect(readFileSync(join(dir, 'compile-masters-openvox-agent.repo'), 'utf8')).toBe(
+      [
+        '[compile-masters-openvox-agent]',
+        'name=openvox-agent for compile masters (signing key pinned by the stack)',
+        `baseurl=${BASE_URL}`,
+        'enabled=1',
+        'gpgcheck=1',
+        'gpgkey=file:///etc/compile-master-agent/package-signing-key.asc',
+        '',
+      ].join('\n'),
+    );
+    expect(readFileSync(calls, 'utf8')).toBe('install -y openvox-agent\n');
+  });
+
+  it('refuses to install from a repository without the pinned key, before touching anything', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bootstrap-nokey-'));
+    const calls = join(dir, 'dnf-calls');
+    const result = sourced(`install_from_repository openvox-agent '${BASE_URL}' ${dir}/missing.asc`, { dnf: `echo "$*" >> ${calls}` });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(`no package-signing key at ${dir}/missing.asc: set agentRepositoryKeyFile`);
+    expect(existsSync(calls)).toBe(false);
+  });
+
+  it('refuses where no package manager it knows is present', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bootstrap-nodnf-'));
+    writeFileSync(join(dir, 'key.asc'), KEY);
+    const result = sourced(`PATH=/nonexistent; install_from_repository openvox-agent '${BASE_URL}' ${dir}/key.asc`);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain('no dnf here: installing openvox-agent from the vendor\'s repository is only defined for dnf');
+  });
+
+  it.each([
+    ['primary', 'install_from_primary'],
+    ['repository', 'install_from_repository openvox-agent https://repo.example/$basearch /etc/compile-master-agent/package-signing-key.asc'],
+  ])('takes the %s path from agent.json, with the key the bootstrap copied from the share', (source, expected) => {
+    const result = sourced(
+      [
+        `config_value() { case "$1" in agentInstall.source) echo ${source};; agentInstall.package) echo openvox-agent;; agentInstall.rpmBaseUrl) echo 'https://repo.example/$basearch';; esac; }`,
+        'install_from_primary() { echo install_from_primary; }',
+        'install_from_repository() { echo "install_from_repository $*"; }',
+        'install_puppet_agent',
+      ].join('\n'),
+    );
+    expect(result).toEqual({ status: 0, stdout: `${expected}\n`, stderr: '' });
+  });
+
+  it('with agentSource ami installs nothing and says the image lacks the agent', () => {
+    const result = sourced(
+      [
+        'config_value() { case "$1" in agentInstall.source) echo ami;; puppetBin) echo /opt/puppetlabs/bin/puppet;; esac; }',
+        'install_from_primary() { echo should-not-run; }',
+        'install_puppet_agent',
+      ].join('\n'),
+    );
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain('/opt/puppetlabs/bin/puppet is missing and agentSource is ami: bake the agent package into the image');
+  });
+
+  it('copies the pinned key from the share to the path the repository path reads', async () => {
+    const script = await readFile(BOOTSTRAP, 'utf8');
+    expect(script).toMatch(/install -m 0644 -o root -g root "\$SHARE\/config\/\$SIGNING_KEY_NAME" "\$ETC_DIR\/\$SIGNING_KEY_NAME"/);
+    expect(script).toMatch(/repository\) install_from_repository .* "\$ETC_DIR\/\$SIGNING_KEY_NAME"/);
+    expect(`config/${/^readonly SIGNING_KEY_NAME=(\S+)$/m.exec(script)?.[1]}`).toBe(PACKAGE_SIGNING_KEY_PATH);
   });
 });
