@@ -4,6 +4,7 @@ import * as z from 'zod';
 import { certnameProblem } from '../lib/certname';
 import { ConfigError } from '../lib/errors';
 import { FLAVOR, FLAVORS, type Flavor, PRIMARY_RUN_MODES, type PrimaryRunMode, defaultPrimaryRun, primaryRunProblem } from '../lib/flavor';
+import { primaryInstanceIdsSchema, primaryInstanceTagSchema, type PrimaryInstances } from '../lib/primary-instances';
 import { ENVIRONMENT_NAME_PATTERN, ENVIRONMENT_NAME_RULE } from '../lib/puppet/environment';
 import { configuredExtensionProblem } from '../lib/puppet/extensions';
 import { AGENT_SOURCES, type AgentSource, agentSourceProblem, defaultAgentSource } from './agent-install';
@@ -148,13 +149,6 @@ const secretArn = z
     /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$/,
     'must be the complete secret ARN, including the 6-character suffix Secrets Manager appends',
   );
-const instanceId = z.string().regex(/^i-[0-9a-f]{8,17}$/, 'must be an EC2 instance id such as i-0123456789abcdef0');
-// What EC2 allows in a tag and IAM in a condition key; "aws:" tags belong to AWS.
-const tagKey = z
-  .string()
-  .regex(/^[A-Za-z0-9_.:/=+@-]{1,128}$/, 'must be 1-128 letters, digits or _.:/=+@-')
-  .refine((key) => !key.toLowerCase().startsWith('aws:'), 'must not start with aws: (reserved by AWS)');
-const tagValue = z.string().regex(/^[A-Za-z0-9 _.:/=+@-]{1,256}$/, 'must be 1-256 letters, digits, spaces or _.:/=+@-');
 const subnetId = z.string().regex(/^subnet-[0-9a-f]{8,17}$/, 'must be a subnet id such as subnet-0123456789abcdef0');
 
 const ContextSchema = z
@@ -162,8 +156,8 @@ const ContextSchema = z
     flavor: z.enum(FLAVORS).default(CONTEXT_DEFAULTS.flavor),
     // Defaults depend on the flavor: resolved in loadConfig.
     primaryRun: z.enum(PRIMARY_RUN_MODES).optional(),
-    primaryInstanceIds: list(instanceId, 1).optional(),
-    primaryInstanceTag: record(z.strictObject({ key: tagKey, value: tagValue })).optional(),
+    primaryInstanceIds: list(z.string()).pipe(primaryInstanceIdsSchema).optional(),
+    primaryInstanceTag: record(primaryInstanceTagSchema).optional(),
     agentSource: z.enum(AGENT_SOURCES).optional(),
     agentRepositoryKeyFile: z.string().min(1).optional(),
     primaryHostname: certname.default(CONTEXT_DEFAULTS.primaryHostname),
@@ -243,8 +237,6 @@ const ContextSchema = z
 
 type ParsedContext = z.output<typeof ContextSchema>;
 
-/** The primary's EC2 instance(s) that SSM Run Command runs Puppet on, by id or by tag. */
-export type PrimaryInstances = { readonly instanceIds: string[] } | { readonly tag: { readonly key: string; readonly value: string } };
 
 export interface CompileMasterConfig
   extends Omit<

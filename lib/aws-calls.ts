@@ -14,7 +14,10 @@ export type StackResource =
   | 'clientCertSecret'
   | 'rbacTokenSecret'
   | 'fileSystem'
-  | 'accessPoint';
+  | 'accessPoint'
+  /** The primary's EC2 instance, which SSM Run Command converges (primaryRun ssm). */
+  | 'primaryInstance'
+  | 'runShellScriptDocument';
 
 /** One IAM authorization: an action on a resource, with the condition keys the request carries. */
 export interface IamCheck {

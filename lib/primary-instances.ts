@@ -25,9 +25,16 @@ const TAG_TEXT = /^[\p{L}\p{Z}\p{N}_.:/=@-]+$/u;
 
 export const primaryInstanceTagSchema = z.strictObject(
   {
-    key: z.string('key must be a string').max(128, 'key is longer than 128 characters').regex(TAG_TEXT, 'key must be a non-empty EC2 tag key (letters, digits, spaces, _ . : / = @ -)'),
+    key: z
+      .string('key must be a string')
+      .max(128, 'key is longer than 128 characters')
+      .regex(TAG_TEXT, 'key must be a non-empty EC2 tag key (letters, digits, spaces, _ . : / = @ -)')
+      .refine((key) => !key.toLowerCase().startsWith('aws:'), 'key must not start with aws: (reserved by AWS)'),
     value: z.string('value must be a string').max(256, 'value is longer than 256 characters').regex(TAG_TEXT, 'value must be a non-empty EC2 tag value (letters, digits, spaces, _ . : / = @ -)'),
   },
   'must be a JSON object {"key": ..., "value": ...}',
 );
 export type PrimaryInstanceTag = z.infer<typeof primaryInstanceTagSchema>;
+
+/** The primary's EC2 instance(s) that SSM Run Command runs Puppet on: by id, or by a tag. */
+export type PrimaryInstances = { readonly instanceIds: readonly string[] } | { readonly tag: PrimaryInstanceTag };

@@ -6,8 +6,9 @@ import { AUTO_SCALING_CALLS } from '../../lambdas/controller/aws/auto-scaling';
 import { EC2_CALLS } from '../../lambdas/controller/aws/ec2';
 import { LEASE_CALLS } from '../../lambdas/controller/aws/lease';
 import { REGISTRY_CALLS } from '../../lambdas/controller/aws/registry';
-import { SECRETS_CALLS } from '../../lambdas/controller/aws/secrets';
+import { RBAC_TOKEN_CALLS, SECRETS_CALLS } from '../../lambdas/controller/aws/secrets';
 import { QUEUE_CALLS } from '../../lambdas/controller/aws/sqs';
+import { SSM_CALLS } from '../../lambdas/controller/primary-run/ssm';
 import type { AwsCall } from '../../lib/aws-calls';
 import { NODE_AGENT_CALLS } from '../../node-agent/src/notify';
 
@@ -26,7 +27,8 @@ const LISTED: Record<string, readonly AwsCall[]> = {
   'lambdas/controller/aws/lease.ts': LEASE_CALLS,
   'lambdas/controller/aws/registry.ts': REGISTRY_CALLS,
   'lambdas/controller/aws/sqs.ts': QUEUE_CALLS,
-  'lambdas/controller/aws/secrets.ts': SECRETS_CALLS,
+  'lambdas/controller/aws/secrets.ts': [...SECRETS_CALLS, ...RBAC_TOKEN_CALLS],
+  'lambdas/controller/primary-run/ssm.ts': SSM_CALLS,
   'node-agent/src/notify.ts': NODE_AGENT_CALLS,
 };
 

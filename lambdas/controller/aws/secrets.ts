@@ -6,10 +6,9 @@ import type { ClientBundle, SecretsPort } from '../ports';
 import { errorName, toAwsCallError } from './call';
 
 /** The calls below, for the IAM simulation suite. */
-export const SECRETS_CALLS: readonly AwsCall[] = [
-  sdkCall('secretsmanager:GetSecretValue', 'clientCertSecret'),
-  sdkCall('secretsmanager:GetSecretValue', 'rbacTokenSecret'),
-];
+export const SECRETS_CALLS: readonly AwsCall[] = [sdkCall('secretsmanager:GetSecretValue', 'clientCertSecret')];
+/** Only with the orchestrator: no other primary run has a token. */
+export const RBAC_TOKEN_CALLS: readonly AwsCall[] = [sdkCall('secretsmanager:GetSecretValue', 'rbacTokenSecret')];
 
 const pem = (label: RegExp, what: string) => z.string(`must be a string holding ${what}`).regex(label, `must hold ${what}`);
 const BundleSchema = z.object({

@@ -1,11 +1,14 @@
 import { ListCommandsCommand, SendCommandCommand, type CommandStatus, type SSMClient, type SendCommandCommandInput } from '@aws-sdk/client-ssm';
+import type { AwsCall } from '../../../lib/aws-calls';
+import type { PrimaryInstances } from '../../../lib/primary-instances';
 import { AwsCallError } from '../../../lib/errors';
 import { errorName, toAwsCallError } from '../aws/call';
 import type { Log } from '../execute';
 import type { PrimaryRunPort, PrimaryRunState } from '../ports';
 
 /** The primary's EC2 instance(s): by id, or every managed instance carrying a tag. */
-export type SsmTarget = { instanceIds: string[] } | { tag: { key: string; value: string } };
+/** Which instances the command runs on: the primary's, by id or by tag. */
+export type SsmTarget = PrimaryInstances;
 
 export interface SsmPrimaryRunOptions {
   client: SSMClient;
@@ -20,6 +23,19 @@ export interface SsmPrimaryRunOptions {
 
 /** The AWS-owned document that runs a shell script; the controller's IAM allows this one only. */
 export const RUN_SHELL_SCRIPT = 'AWS-RunShellScript';
+
+/** SendCommand is authorized on the document and on each instance it targets; ListCommands has no resource-level permissions. */
+export const SSM_CALLS: readonly AwsCall[] = [
+  {
+    operation: 'SendCommand',
+    sender: 'sdk',
+    authorizes: [
+      { action: 'ssm:SendCommand', resource: 'runShellScriptDocument' },
+      { action: 'ssm:SendCommand', resource: 'primaryInstance' },
+    ],
+  },
+  { operation: 'ListCommands', sender: 'sdk', authorizes: [{ action: 'ssm:ListCommands', resource: '*' }] },
+];
 /** SendCommand's Comment is at most 100 characters. */
 const COMMENT_MAX = 100;
 /** SSM command ids are UUIDs (fixed length 36); any other id was never one of its commands. */
@@ -68,7 +84,7 @@ export class SsmPrimaryRun implements PrimaryRunPort {
     const { client, target, puppetBin, executionTimeoutSeconds } = this.options;
     const input: SendCommandCommandInput = {
       DocumentName: RUN_SHELL_SCRIPT,
-      ...('instanceIds' in target ? { InstanceIds: target.instanceIds } : { Targets: [{ Key: `tag:${target.tag.key}`, Values: [target.tag.value] }] }),
+      ...('instanceIds' in target ? { InstanceIds: [...target.instanceIds] } : { Targets: [{ Key: `tag:${target.tag.key}`, Values: [target.tag.value] }] }),
       Parameters: { commands: agentRunScript(puppetBin), executionTimeout: [String(executionTimeoutSeconds)] },
       Comment: description.slice(0, COMMENT_MAX),
     };

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { VENDOR_REPOSITORY } from '../../../cdk/agent-install';
+import { loadConfig as loadControllerConfig } from '../../../lambdas/controller/config';
 import { FLAVOR } from '../../../lib/flavor';
 import { parseConfig } from '../../../node-agent/src/config';
 import { SIGNING_KEY_FILE as keyFile, SIGNING_KEY_PEM as KEY } from './real-deploy-context';
@@ -149,5 +150,21 @@ describe('PE run through SSM', () => {
     expect(controllerOf(template).env).toMatchObject({ FLAVOR: 'pe', PRIMARY_RUN: 'ssm', PRIMARY_INSTANCE_IDS: '["i-0aaaabbbbccccdddd"]' });
     const agent = JSON.parse(renderAsDeployed(template, only(template, 'Custom::CompileMasterEfsContent').properties.AgentConfig));
     expect(agent).toMatchObject({ localServerService: 'pe-puppetserver', agentInstall: { source: 'primary' } });
+  });
+});
+
+describe('the controller reads its own environment in every flavor', () => {
+  const cases = [
+    { context: { flavor: 'oss', agentRepositoryKeyFile: keyFile }, primaryRun: { mode: 'ssm', target: { instanceIds: ['i-0123456789abcdef0'] } } },
+    { context: { flavor: 'openvox', primaryInstanceTag: '{"key":"puppet-role","value":"primary"}' }, primaryRun: { mode: 'ssm', target: { tag: { key: 'puppet-role', value: 'primary' } } } },
+    { context: { flavor: 'oss', primaryRun: 'none', agentSource: 'ami' }, primaryRun: { mode: 'none' } },
+    { context: { primaryRun: 'ssm', primaryInstanceIds: ['i-0aaaabbbbccccdddd'] }, primaryRun: { mode: 'ssm', target: { instanceIds: ['i-0aaaabbbbccccdddd'] } } },
+  ] as const;
+  it.each(cases)('$context', ({ context, primaryRun }) => {
+    const { template } = synthStack(context);
+    const env = renderAsDeployed(template, controllerOf(template).env) as Record<string, string>;
+    const config = loadControllerConfig({ ...env, AWS_REGION: 'eu-west-1' });
+    expect(config.flavor).toBe('flavor' in context ? context.flavor : 'pe');
+    expect(config.primaryRun).toMatchObject(primaryRun);
   });
 });

@@ -1,15 +1,18 @@
-import { type EvaluationResult, isWildcardOnlyAction, runSimulation } from '@cloud-copilot/iam-simulate';
+import { type EvaluationResult, isWildcardOnlyAction, runSimulation, runUnsafeSimulation } from '@cloud-copilot/iam-simulate';
 import { describe, expect, it } from 'vitest';
+import { EXAMPLE_PRIMARY_INSTANCE_ID } from '../../../cdk/config';
 import { INSTANCE_MOUNT_CALLS } from '../../../cdk/constructs/compile-master-group';
 import { EVENT_SOURCE_CALLS } from '../../../cdk/constructs/lifecycle-controller';
 import { AUTO_SCALING_CALLS } from '../../../lambdas/controller/aws/auto-scaling';
 import { EC2_CALLS } from '../../../lambdas/controller/aws/ec2';
 import { LEASE_CALLS } from '../../../lambdas/controller/aws/lease';
 import { REGISTRY_CALLS } from '../../../lambdas/controller/aws/registry';
-import { SECRETS_CALLS } from '../../../lambdas/controller/aws/secrets';
+import { RBAC_TOKEN_CALLS, SECRETS_CALLS } from '../../../lambdas/controller/aws/secrets';
 import { QUEUE_CALLS } from '../../../lambdas/controller/aws/sqs';
+import { SSM_CALLS } from '../../../lambdas/controller/primary-run/ssm';
 import { CONTENT_WRITER_CALLS } from '../../../lambdas/efs-seeder/handler';
 import type { AwsCall, IamCheck, StackResource } from '../../../lib/aws-calls';
+import { defaultPrimaryRun, type Flavor, type PrimaryRunMode } from '../../../lib/flavor';
 import { NODE_AGENT_CALLS } from '../../../node-agent/src/notify';
 import { asArray, type Cfn, logicalIdByPath, only, synthStack } from './stack-fixture';
 import { type Deployment, identityPoliciesOf, type PolicyDocument, resourcePolicies, templateResolver } from './template-iam';
@@ -51,6 +54,8 @@ function deploy(context: Record<string, unknown>) {
     rbacTokenSecret: ifPresent('Secrets/RbacToken/Resource', secretAt),
     fileSystem: arnAt('SharedStorage/FileSystem/Resource'),
     accessPoint: arnAt('SharedStorage/FileSystem/AccessPoint/Resource'),
+    primaryInstance: primaryInstanceOf(context),
+    runShellScriptDocument: { arn: `arn:${partition}:ssm:${region}::document/AWS-RunShellScript` },
   };
 
   /**
@@ -76,6 +81,8 @@ function deploy(context: Record<string, unknown>) {
         },
       },
     ],
+    primaryInstance: [{ what: 'another instance', swap: { primaryInstance: { arn: arn('ec2', 'instance/i-0fedcba9876543210'), tags: { Role: 'web' } } } }],
+    runShellScriptDocument: [{ what: 'another SSM document', swap: { runShellScriptDocument: { arn: `arn:${partition}:ssm:${region}::document/AWS-RunPowerShellScript` } } }],
     accessPoint: [
       { what: "another access point of this stack's file system", swap: { accessPoint: { arn: arn('elasticfilesystem', 'access-point/fsap-0123456789abcdef0') } } },
       { what: 'no access point at all', swap: { accessPoint: null } },
@@ -85,6 +92,16 @@ function deploy(context: Record<string, unknown>) {
   return { template, resolve, id, arnAt, here, elsewhere, resourcePolicies: resourcePolicies(template, resolve) };
 }
 type Deployed = ReturnType<typeof deploy>;
+
+/** The primary as SSM Run Command targets it: by the configured id, or an instance carrying the configured tag. */
+function primaryInstanceOf(context: Record<string, unknown>): Located | null {
+  const run = (context.primaryRun as PrimaryRunMode | undefined) ?? defaultPrimaryRun((context.flavor as Flavor | undefined) ?? 'pe');
+  if (run !== 'ssm') return null;
+  const tag = context.primaryInstanceTag as { key: string; value: string } | undefined;
+  if (tag) return { arn: arn('ec2', 'instance/i-0a1b2c3d4e5f60718'), tags: { [tag.key]: tag.value } };
+  const [id] = (context.primaryInstanceIds as string[] | undefined) ?? [EXAMPLE_PRIMARY_INSTANCE_ID];
+  return { arn: arn('ec2', `instance/${id}`) };
+}
 
 const LAMBDA_MANAGED = ['service-role/AWSLambdaBasicExecutionRole', 'service-role/AWSLambdaVPCAccessExecutionRole'];
 
@@ -134,7 +151,18 @@ const CONTROLLER_CALLS = [...AUTO_SCALING_CALLS, ...EC2_CALLS, ...REGISTRY_CALLS
 
 /** Each stack shape whose IAM differs, with the controller's calls in it. */
 const VARIANTS: readonly { name: string; context: Record<string, unknown>; controllerCalls: readonly AwsCall[] }[] = [
-  { name: 'the default stack (PE, orchestrator runs)', context: {}, controllerCalls: [...CONTROLLER_CALLS, ...SECRETS_CALLS] },
+  { name: 'the default stack (PE, orchestrator runs)', context: {}, controllerCalls: [...CONTROLLER_CALLS, ...SECRETS_CALLS, ...RBAC_TOKEN_CALLS] },
+  {
+    name: 'open source, SSM runs on the primary by instance id',
+    context: { flavor: 'oss', primaryInstanceIds: ['i-0123456789abcdef0'] },
+    controllerCalls: [...CONTROLLER_CALLS, ...SECRETS_CALLS, ...SSM_CALLS],
+  },
+  {
+    name: 'open source, SSM runs on the primary by tag',
+    context: { flavor: 'oss', primaryInstanceTag: { key: 'Role', value: 'puppet-primary' } },
+    controllerCalls: [...CONTROLLER_CALLS, ...SECRETS_CALLS, ...SSM_CALLS],
+  },
+  { name: 'OpenVox, no primary runs', context: { flavor: 'openvox', primaryRun: 'none' }, controllerCalls: [...CONTROLLER_CALLS, ...SECRETS_CALLS] },
 ];
 
 /** The stack's other roles are CDK's own machinery; each is named here so a new role cannot go unnoticed. */
@@ -158,17 +186,18 @@ function principalOf(stack: Deployed, actor: Actor): Principal {
 }
 
 /** One request through the simulator: the identity policies, and the resource's own policy if it has one. */
+function simulation(stack: Deployed, principal: Principal, action: string, resource: string, context: Record<string, string>) {
+  return {
+    request: { principal: principal.session, action, resource: { resource, accountId: account }, contextVariables: { 'aws:SecureTransport': 'true', ...context } },
+    identityPolicies: principal.policies,
+    serviceControlPolicies: [],
+    resourceControlPolicies: [],
+    resourcePolicy: stack.resourcePolicies.get(resource),
+  };
+}
+
 async function evaluate(stack: Deployed, principal: Principal, action: string, resource: string, context: Record<string, string>) {
-  const answer = await runSimulation(
-    {
-      request: { principal: principal.session, action, resource: { resource, accountId: account }, contextVariables: { 'aws:SecureTransport': 'true', ...context } },
-      identityPolicies: principal.policies,
-      serviceControlPolicies: [],
-      resourceControlPolicies: [],
-      resourcePolicy: stack.resourcePolicies.get(resource),
-    },
-    { simulationMode: 'Strict' },
-  );
+  const answer = await runSimulation(simulation(stack, principal, action, resource, context), { simulationMode: 'Strict' });
   if (answer.resultType === 'error') throw new Error(`the simulator refused ${action} on ${resource}: ${JSON.stringify(answer.errors)}`);
   return answer;
 }
@@ -187,6 +216,9 @@ async function decide(stack: Deployed, principal: Principal, check: IamCheck, wh
     const resolved = typeof value === 'string' ? value : where[value.arnOf]?.arn;
     if (resolved !== undefined) context[key] = resolved;
   }
+  // AWS-owned ARNs (SSM's documents) have no account, which the validating simulation refuses
+  // ("no.resource.types"); the unvalidated one evaluates them, and carries no condition keys here.
+  if (target.arn.split(':')[4] === '') return runUnsafeSimulation(simulation(stack, principal, check.action, target.arn, context), { simulationMode: 'Strict' });
   const answer = await evaluate(stack, principal, check.action, target.arn, context);
   // A condition key the action does not have would be dropped silently, and its condition never tested.
   const ignored = answer.resultType === 'single' ? answer.result.ignoredContextKeys : answer.results.flatMap((result) => result.ignoredContextKeys ?? []);
