@@ -419,3 +419,8 @@ function readSigningKey(file: string, baseDir: string): string {
   }
   return key;
 }
+
+/** The primary's instances as the operator named them; undefined while only the example id stands in. */
+export function namedPrimaryInstances(config: Pick<CompileMasterConfig, 'primaryInstances' | 'exampleKeysInUse'>): PrimaryInstances | undefined {
+  return config.exampleKeysInUse.includes('primaryInstanceIds') ? undefined : config.primaryInstances;
+}

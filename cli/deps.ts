@@ -4,6 +4,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { readFileSync } from 'node:fs';
 import { SDK_MAX_ATTEMPTS } from '../lambdas/controller/aws/call';
@@ -16,6 +17,8 @@ export interface AwsClients {
   ec2: EC2Client;
   dynamo: DynamoDBDocumentClient;
   elb: ElasticLoadBalancingV2Client;
+  /** doctor only: ssm:DescribeInstanceInformation about the primary. */
+  ssm: SSMClient;
 }
 
 /** Everything a command touches outside itself: tests pass their own. */
@@ -39,6 +42,7 @@ export function awsClients(region: string | undefined): AwsClients {
     ec2: new EC2Client(options),
     dynamo: DynamoDBDocumentClient.from(new DynamoDBClient(options)),
     elb: new ElasticLoadBalancingV2Client(options),
+    ssm: new SSMClient(options),
   };
 }
 

@@ -7,6 +7,7 @@ import type { EndpointOptions } from '../lib/puppet/http';
 import { probeAltNames } from './alt-names-probe';
 import { failed, isUnreachable, renderChecks, type Check } from './checks';
 import { verifyBundle, verifyToken } from './credentials';
+import { checkSsmManaged, primaryRunCheck, PRIMARY_RUN, SSM_MANAGED } from './primary-run-checks';
 import type { CliDeps } from './deps';
 import type { Target } from './target';
 
@@ -15,27 +16,33 @@ const QUICK: Pick<EndpointOptions, 'timeoutMs' | 'retry'> = { timeoutMs: 10_000,
 
 /**
  * Checks a tier end to end as the controller will use it: its secrets, then each Puppet service
- * with the pinned CA, the lifecycle certificate and the token. Every check runs that can; each
- * failure carries its fix.
+ * with the pinned CA and the lifecycle certificate, then what runs the primary: the orchestrator
+ * with the token, or SSM's view of the primary's instance(s), or nothing. Every check runs that
+ * can; each failure carries its fix.
  */
 export async function doctor(target: Target, deps: Pick<CliDeps, 'now'>): Promise<Check[]> {
+  const withOrchestrator = target.primaryRun.mode === 'orchestrator';
   const checks: Check[] = [];
+  // SSM needs no Puppet credentials: asked alongside, reported after the Puppet services.
+  const ssmChecked = target.primaryRun.mode === 'ssm' ? checkSsmManaged(target.aws?.ssm, target.primaryRun.instances) : undefined;
+  const primaryRunChecks = async () => [primaryRunCheck(target.primaryRun), ...(ssmChecked ? [await ssmChecked] : [])];
   const bundle = await checkBundle(target, deps.now(), checks);
-  const token = await checkToken(target, checks);
+  // Only the orchestrator takes a token: without it there is none to read or check.
+  const token = withOrchestrator ? await checkToken(target, checks) : undefined;
   if (!bundle) {
-    checks.push(...['CA', 'PuppetDB', 'alt names', 'orchestrator'].map((name): Check => ({ name, status: 'skipped', detail: 'needs a readable client certificate bundle' })));
-    return checks;
+    checks.push(...['CA', 'PuppetDB', 'alt names', ...(withOrchestrator ? ['orchestrator'] : [])].map((name): Check => ({ name, status: 'skipped', detail: 'needs a readable client certificate bundle' })));
+    return [...checks, ...(await primaryRunChecks())];
   }
   const { endpoints } = target;
   const tls = { ca: bundle.ca, cert: bundle.cert, key: bundle.key };
   const ca = new CaClient({ ...QUICK, baseUrl: endpoints.ca, tls });
   const puppetdb = new PuppetDbClient({ ...QUICK, baseUrl: endpoints.puppetdb, tls });
-  const orchestrator = token === undefined ? undefined : new OrchestratorClient({ ...QUICK, baseUrl: endpoints.orchestrator, tls: { ca: bundle.ca }, token });
+  const orchestrator = token === undefined || endpoints.orchestrator === undefined ? undefined : new OrchestratorClient({ ...QUICK, baseUrl: endpoints.orchestrator, tls: { ca: bundle.ca }, token });
   try {
     const [caAllowed] = await Promise.all([
       checkCa(ca, endpoints.ca, checks),
       checkPuppetDb(puppetdb, endpoints.puppetdb, checks),
-      checkOrchestrator(orchestrator, endpoints.orchestrator, checks),
+      withOrchestrator ? checkOrchestrator(orchestrator, endpoints.orchestrator, checks) : undefined,
     ]);
     // Both probes delete their CSR, which takes the lifecycle certificate's access.
     checks.push(
@@ -46,7 +53,7 @@ export async function doctor(target: Target, deps: Pick<CliDeps, 'now'>): Promis
   } finally {
     await Promise.all([ca.close(), puppetdb.close(), orchestrator?.close()]);
   }
-  return order(checks);
+  return order([...checks, ...(await primaryRunChecks())]);
 }
 
 export function reportDoctor(checks: readonly Check[], deps: Pick<CliDeps, 'write' | 'color'>): number {
@@ -120,7 +127,7 @@ async function checkPuppetDb(puppetdb: PuppetDbClient, url: string, checks: Chec
 }
 
 /** GET of a job that does not exist: harmless, and only a valid token gets past authentication to the 404. */
-async function checkOrchestrator(orchestrator: OrchestratorClient | undefined, url: string, checks: Check[]): Promise<void> {
+async function checkOrchestrator(orchestrator: OrchestratorClient | undefined, url: string | undefined, checks: Check[]): Promise<void> {
   const name = 'orchestrator accepts the token';
   if (!orchestrator) {
     checks.push({ name, status: 'skipped', detail: 'needs a valid RBAC token' });
@@ -132,7 +139,7 @@ async function checkOrchestrator(orchestrator: OrchestratorClient | undefined, u
     checks.push(isUnreachable(error) ? failed('orchestrator reachable', error) : failed(name, error));
     return;
   }
-  checks.push({ name, status: 'ok', detail: `${url} accepted it (jobs API)` });
+  checks.push({ name, status: 'ok', detail: `${url ?? '?'} accepted it (jobs API)` });
 }
 
 async function checkAltNames(ca: CaClient): Promise<Check> {
@@ -175,7 +182,20 @@ async function checkDuplicateCerts(ca: CaClient): Promise<Check> {
   }
 }
 
-const ORDER = ['client certificate', 'RBAC token', 'CA reachable', 'CA allows the lifecycle certificate', 'CA signs alt names', DUPLICATES, 'PuppetDB reachable', 'PuppetDB allows the lifecycle certificate', 'orchestrator reachable', 'orchestrator accepts the token'];
+const ORDER = [
+  'client certificate',
+  'RBAC token',
+  'CA reachable',
+  'CA allows the lifecycle certificate',
+  'CA signs alt names',
+  DUPLICATES,
+  'PuppetDB reachable',
+  'PuppetDB allows the lifecycle certificate',
+  PRIMARY_RUN,
+  'orchestrator reachable',
+  'orchestrator accepts the token',
+  SSM_MANAGED,
+];
 
 /** Checks finish in any order; the report reads top-down like the setup steps. */
 function order(checks: Check[]): Check[] {

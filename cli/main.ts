@@ -2,7 +2,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { CompileMastersError } from '../lib/errors';
 import { processDeps, type CliDeps } from './deps';
 import { doctor, reportDoctor } from './doctor';
-import { renderPrimarySetup, writePrimarySetup, type Flavor } from './primary-setup';
+import { FLAVORS, PRIMARY_RUN_MODES, type Flavor } from '../lib/flavor';
+import { primarySettings, renderPrimarySetup, writePrimarySetup } from './primary-setup';
 import { secretsPut, type SecretsPutOptions } from './secrets-put';
 import { loadContext } from './stack';
 import { reportStatus, status } from './status';
@@ -19,7 +20,7 @@ const fileOptions = (command: Command) =>
     .option('--cert <file>', 'lifecycle client certificate (PEM file, or - for stdin)')
     .option('--key <file>', 'its private key (PEM file, or - for stdin)')
     .option('--ca <file>', "the primary's CA certificate(s) (PEM file, or - for stdin)")
-    .option('--token-file <file>', 'RBAC token (file, or - for stdin)');
+    .option('--token-file <file>', 'RBAC token (file, or - for stdin); only where the orchestrator runs the primary');
 
 export function buildProgram(deps: CliDeps, exit: (code: number) => void): Command {
   const program = new Command('compile-masters')
@@ -31,16 +32,18 @@ export function buildProgram(deps: CliDeps, exit: (code: number) => void): Comma
   program
     .command('primary-setup')
     .description("print (or write to --out) exactly what the primary server needs, from the stack's context")
-    .addOption(new Option('--pe', 'Puppet Enterprise (default)').conflicts('oss'))
-    .addOption(new Option('--oss', 'open-source Puppet / OpenVox, with a Puppet class that applies it'))
-    .option('--out <dir>', 'write the steps, config fragments (and for --oss the Puppet module) here')
+    .addOption(new Option('--flavor <name>', "pe, oss (open-source Puppet) or openvox (default: cdk.json's flavor)").choices(FLAVORS).conflicts(['pe', 'oss']))
+    .addOption(new Option('--pe', 'short for --flavor pe').conflicts('oss'))
+    .addOption(new Option('--oss', 'short for --flavor oss'))
+    .option('--out <dir>', 'write the steps, config fragments (and for open source and OpenVox the Puppet module) here')
     .addOption(cdkJsonOption())
     .option('--lifecycle-certname <name>', 'override the context key lifecycleClientCertname')
-    .action((options: { oss?: boolean; out?: string; cdkJson: string; lifecycleCertname?: string }) => {
+    .action((options: { flavor?: Flavor; pe?: boolean; oss?: boolean; out?: string; cdkJson: string; lifecycleCertname?: string }) => {
       const config = loadContext(options.cdkJson);
-      const flavor: Flavor = options.oss ? 'oss' : 'pe';
-      const setup = renderPrimarySetup({ ...config, lifecycleClientCertname: options.lifecycleCertname ?? config.lifecycleClientCertname }, flavor);
-      if (options.out) deps.write(`Wrote:\n${writePrimarySetup(setup, options.out, flavor).map((file) => `  ${file}`).join('\n')}\n`);
+      const flavor = options.flavor ?? (options.oss ? 'oss' : options.pe ? 'pe' : undefined);
+      const settings = primarySettings({ ...config, lifecycleClientCertname: options.lifecycleCertname ?? config.lifecycleClientCertname }, flavor);
+      const setup = renderPrimarySetup(settings);
+      if (options.out) deps.write(`Wrote:\n${writePrimarySetup(setup, options.out, settings.flavor).map((file) => `  ${file}`).join('\n')}\n`);
       else deps.write(setup.text);
       exit(0);
     });
@@ -72,7 +75,7 @@ export function buildProgram(deps: CliDeps, exit: (code: number) => void): Comma
   fileOptions(
     program
       .command('doctor')
-      .description('check the tier end to end: secrets, the primary reachable, the lifecycle certificate allowed at the CA and PuppetDB, alt names, the token; each failure with its fix')
+      .description('check the tier end to end: secrets, the primary reachable, the lifecycle certificate allowed at the CA and PuppetDB, alt names, and what runs the primary (the orchestrator and its token, or SSM); each failure with its fix')
       .addOption(stackOption().conflicts('lab'))
       .option('--lab', 'the Puppet lab on this machine')
       .option('--cert-secret <arn>', 'the client certificate secret (instead of --stack)')
@@ -80,6 +83,8 @@ export function buildProgram(deps: CliDeps, exit: (code: number) => void): Comma
       .option('--ca-url <url>', 'Puppet CA, e.g. https://puppet.corp.example.com:8140 (default: from cdk.json or the lab)')
       .option('--puppetdb-url <url>', 'PuppetDB, e.g. https://puppet.corp.example.com:8081')
       .option('--orchestrator-url <url>', 'PE orchestrator, e.g. https://puppet.corp.example.com:8143')
+      .addOption(new Option('--flavor <name>', "without --stack: the site's flavor (default: cdk.json's, else pe)").choices(FLAVORS).conflicts('stack'))
+      .addOption(new Option('--primary-run <mode>', "without --stack: what runs the primary (default: cdk.json's, else the flavor's default)").choices(PRIMARY_RUN_MODES).conflicts('stack'))
       .addOption(regionOption())
       .addOption(cdkJsonOption()),
   ).action(async (options: TargetOptions) => exit(reportDoctor(await doctor(await resolveTarget(options, deps), deps), deps)));

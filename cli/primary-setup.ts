@@ -1,12 +1,25 @@
 import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { CompileMasterConfig } from '../cdk/config';
-
-export type Flavor = 'pe' | 'oss';
+import { namedPrimaryInstances, type CompileMasterConfig } from '../cdk/config';
+import { ConfigError } from '../lib/errors';
+import { defaultPrimaryRun, FLAVOR, primaryRunProblem, type Flavor } from '../lib/flavor';
 
 /** What the primary needs, from the stack's own context (so it matches what the stack deploys). */
-export type PrimarySettings = Pick<CompileMasterConfig, 'primaryCertname' | 'lifecycleClientCertname' | 'roleExtension' | 'orchestratorHostname' | 'orchestratorPort'>;
+export type PrimarySettings = Pick<
+  CompileMasterConfig,
+  'primaryCertname' | 'lifecycleClientCertname' | 'roleExtension' | 'orchestratorHostname' | 'orchestratorPort' | 'flavor' | 'primaryRun' | 'primaryInstances' | 'exampleKeysInUse'
+>;
+
+/**
+ * The context's settings, for another flavor when asked (`--oss` on a cdk.json without one): that
+ * flavor keeps the context's primary run if it can use it, else takes its own default.
+ */
+export function primarySettings(config: PrimarySettings, flavor: Flavor = config.flavor): PrimarySettings {
+  if (flavor === config.flavor) return config;
+  const primaryRun = primaryRunProblem(flavor, config.primaryRun) ? defaultPrimaryRun(flavor) : config.primaryRun;
+  return { ...config, flavor, primaryRun };
+}
 
 export interface PrimarySetup {
   /** The steps, in order, as printed. */
@@ -39,21 +52,25 @@ export function authRule(certname: string): string {
 }
 
 /** Pure: the same settings always give the same instructions. */
-export function renderPrimarySetup(settings: PrimarySettings, flavor: Flavor): PrimarySetup {
+export function renderPrimarySetup(settings: PrimarySettings): PrimarySetup {
+  const { flavor, primaryRun } = settings;
+  const problem = primaryRunProblem(flavor, primaryRun);
+  if (problem) throw new ConfigError(`primaryRun ${primaryRun} with flavor ${flavor}: ${problem}`);
   const name = settings.lifecycleClientCertname;
   const role = settings.roleExtension;
   const pe = flavor === 'pe';
-  const server = pe ? 'pe-puppetserver' : 'puppetserver';
+  const server = FLAVOR[flavor].serverService;
   const classifierRule = ['and', ['=', ['trusted', 'extensions', role.name], role.value]];
   const files: Record<string, string> = {
     'auth.conf-rule.hocon': authRule(name),
     'ca.conf-setting.hocon': 'certificate-authority: {\n    allow-subject-alt-names: true\n    allow-duplicate-certs: false\n}\n',
     'puppetdb-allowlist-entry.txt': `${name}\n`,
   };
-  if (pe) {
-    files['classifier-rule.json'] = `${JSON.stringify(classifierRule)}\n`;
+  if (pe) files['classifier-rule.json'] = `${JSON.stringify(classifierRule)}\n`;
+  if (primaryRun === 'orchestrator') {
     files['rbac-role.json'] = `${JSON.stringify({ display_name: 'Compile-master lifecycle', description: 'Runs Puppet on the primary when compile masters come and go', permissions: RBAC_PERMISSIONS, user_ids: [], group_ids: [] }, null, 2)}\n`;
-  } else {
+  }
+  if (!pe) {
     files['primary.pp'] = `class { 'compile_masters_primary':\n  lifecycle_certname => '${name}',\n  puppetdb_allowlist => '/etc/puppetlabs/puppetdb/certificate-allowlist', # the file [puppetdb] certificate-allowlist names\n}\n`;
     files['site.pp-classification.pp'] = `# Compile masters ask for ${role.name}=${role.value}; the CA only signs what the controller checked.\nif $trusted['extensions']['${role.name}'] == '${role.value}' {\n  include role::compile_master\n}\n`;
   }
@@ -99,49 +116,85 @@ trusted.extensions.${role.name} = ${role.value} (classifier API form in classifi
       : `In site.pp or your ENC (site.pp-classification.pp):
     if $trusted['extensions']['${role.name}'] == '${role.value}' { include role::compile_master }`,
   );
-  if (pe) {
+  if (!pe) {
     step(
-      'RBAC role and a long-lived token for the orchestrator runs',
+      `Apply it with Puppet instead (${FLAVOR[flavor].title}): the class in puppet/compile_masters_primary`,
+      `Needs puppetlabs-puppet_authorization, puppetlabs-hocon and puppetlabs-stdlib. Copy the module to the
+primary's modulepath and classify the primary with primary.pp:
+${files['primary.pp']!.trimEnd()}`,
+    );
+  }
+  step(...primaryRunStep(settings));
+  const withToken = primaryRun === 'orchestrator';
+  step(
+    'Load the secrets and check the primary from here',
+    `Copy the certificate, its key and ca.pem from the primary (the key is secret: scp, then shred it when done), then:
+npx compile-masters secrets put --stack CompileMasters --cert lifecycle.pem --key lifecycle-key.pem --ca ca.pem${withToken ? ' --token-file token.txt' : ''}
+npx compile-masters doctor --stack CompileMasters
+Autosign stays off: the controller signs.`,
+  );
+  const title = `What ${settings.primaryCertname} needs for elastic compile masters (${FLAVOR[flavor].title}, primary run: ${primaryRun}), lifecycle certname ${name}`;
+  const text = `${title}\n\n${steps.join('\n')}`;
+  return { text, files: { 'steps.txt': text, ...files } };
+}
+
+/** How the controller makes the primary see a change in the tier, and what that needs on the primary. */
+function primaryRunStep(settings: PrimarySettings): [title: string, body: string] {
+  switch (settings.primaryRun) {
+    case 'orchestrator':
+      return [
+        'RBAC role and a long-lived token for the orchestrator runs',
       `Create a role with "Puppet agent: Run Puppet on agent nodes" and "Job orchestrator: Start, stop
 and view jobs" (POST /rbac-api/v1/roles with rbac-role.json), a user in it, then as that user:
     puppet access login --lifetime 1y --print > token.txt
 The lifetime is capped by rbac_token_maximum_lifetime; raise it there if 1y is refused.
 The controller runs Puppet on ${settings.primaryCertname} through https://${settings.orchestratorHostname}:${settings.orchestratorPort}.`,
-    );
-  } else {
-    step(
-      'Apply it with Puppet instead (open source): the class in puppet/compile_masters_primary',
-      `Needs puppetlabs-puppet_authorization, puppetlabs-hocon and puppetlabs-stdlib. Copy the module to the
-primary's modulepath and classify the primary with primary.pp:
-${files['primary.pp']!.trimEnd()}`,
-    );
-    step(
-      'Orchestrator and RBAC token',
-      `Open-source Puppet has no orchestrator. The controller runs the primary through PE's
-orchestrator API (https://${settings.orchestratorHostname}:${settings.orchestratorPort}/orchestrator/v1/command/deploy
-with an X-Authentication token); point orchestratorHostname at a service that offers it and put its token in token.txt.`,
-    );
+      ];
+    case 'ssm': {
+      const named = namedPrimaryInstances(settings);
+      const targets = named && 'instanceIds' in named
+        ? `the instance(s) ${named.instanceIds.join(', ')} (context primaryInstanceIds)`
+        : named
+          ? `every instance tagged ${named.tag.key}=${named.tag.value} (context primaryInstanceTag): tag the primary with
+    aws ec2 create-tags --resources <the primary's instance id> --tags Key=${named.tag.key},Value=${named.tag.value}`
+          : `the primary's instance(s): set primaryInstanceIds (e.g. ["i-0123456789abcdef0"]) or
+primaryInstanceTag (e.g. {"key": "Role", "value": "puppet-primary"}) in cdk.json, then deploy`;
+      return [
+        'Make the primary an SSM managed instance (the controller runs Puppet on it with SSM Run Command)',
+        `The controller sends AWS-RunShellScript to ${targets}
+It runs \`puppet agent\` once there, as root (/opt/puppetlabs/bin/puppet).
+On the primary's EC2 instance:
+- the SSM agent running (amazon-ssm-agent; preinstalled on Amazon Linux 2023 and Ubuntu AMIs):
+    systemctl enable --now amazon-ssm-agent
+- an instance profile whose role has the AWS managed policy AmazonSSMManagedInstanceCore;
+- a way to reach the ssm, ssmmessages and ec2messages endpoints: VPC interface endpoints, or HTTPS egress.
+It is ready when it shows as Online: aws ssm describe-instance-information (doctor checks this too).
+No orchestrator, no RBAC token.`,
+      ];
+    }
+    case 'none':
+      return [
+        'Nothing runs the primary: the site admits the tier by role',
+        `With primaryRun none the controller never runs Puppet on the primary when compile masters come and go,
+so nothing on the primary may list them by certname:
+- PuppetDB's allow-list: either none (every certificate the CA signed is let in), or one your own
+  process keeps current before the launch completes; allow_compile_masters only helps with a primary run;
+- any auth.conf rule of yours that names compile masters: allow them by their trusted extension instead,
+    allow: [{ extensions: { ${settings.roleExtension.name}: "${settings.roleExtension.value}" } }]
+- purged compile masters' exported resources go away at the primary's next scheduled run.
+No orchestrator, no RBAC token.`,
+      ];
   }
-  step(
-    'Load the secrets and check the primary from here',
-    `Copy the certificate, its key and ca.pem from the primary (the key is secret: scp, then shred it when done), then:
-npx compile-masters secrets put --stack CompileMasters --cert lifecycle.pem --key lifecycle-key.pem --ca ca.pem --token-file token.txt
-npx compile-masters doctor --stack CompileMasters
-Autosign stays off: the controller signs.`,
-  );
-  const title = `What ${settings.primaryCertname} needs for elastic compile masters (${pe ? 'Puppet Enterprise' : 'open-source Puppet'}), lifecycle certname ${name}`;
-  const text = `${title}\n\n${steps.join('\n')}`;
-  return { text, files: { 'steps.txt': text, ...files } };
 }
 
-/** Writes the files (and, for open-source Puppet, a copy of the Puppet module) into `dir`. */
+/** Writes the files (and, for open-source Puppet and OpenVox, a copy of the Puppet module) into `dir`. */
 export function writePrimarySetup(setup: PrimarySetup, dir: string, flavor: Flavor): string[] {
   mkdirSync(dir, { recursive: true });
   const written = Object.entries(setup.files).map(([file, content]) => {
     writeFileSync(join(dir, file), content);
     return join(dir, file);
   });
-  if (flavor === 'oss') {
+  if (flavor !== 'pe') {
     cpSync(MODULE_DIR, join(dir, 'compile_masters_primary'), { recursive: true });
     written.push(join(dir, 'compile_masters_primary/'));
   }

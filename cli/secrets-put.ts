@@ -2,6 +2,7 @@ import type { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { PutSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { awsCall } from '../lambdas/controller/aws/call';
 import { ConfigError } from '../lib/errors';
+import { FLAVOR } from '../lib/flavor';
 import { verifyBundle, verifyToken } from './credentials';
 import { readSecretInputs, type CliDeps } from './deps';
 import { describeStack } from './stack';
@@ -21,7 +22,7 @@ export async function secretsPut(options: SecretsPutOptions, deps: CliDeps): Pro
     throw new ConfigError('--cert, --key and --ca go together', { hint: 'pass all three files of the lifecycle client certificate' });
   }
   if (!withBundle && options.tokenFile === undefined) {
-    throw new ConfigError('Nothing to store', { hint: 'pass --cert/--key/--ca, --token-file, or all four' });
+    throw new ConfigError('Nothing to store', { hint: 'pass --cert/--key/--ca, and --token-file where the orchestrator runs the primary' });
   }
   const clients = deps.aws(options.region);
   const arns = await secretArns(options, clients.cloudFormation);
@@ -51,11 +52,19 @@ export async function secretsPut(options: SecretsPutOptions, deps: CliDeps): Pro
   return 0;
 }
 
-/** Where the secrets go: the stack's outputs, or ARNs given directly. */
+/**
+ * Where the secrets go: the stack's outputs, or ARNs given directly. A stack whose primary is not
+ * run through the orchestrator has no token secret: a token for it is refused, not dropped.
+ */
 async function secretArns(options: SecretsPutOptions, cloudFormation: CloudFormationClient): Promise<{ clientCert?: string; rbacToken?: string }> {
   if (options.stack === undefined) return { clientCert: options.certSecret, rbacToken: options.tokenSecret };
   if (options.certSecret !== undefined || options.tokenSecret !== undefined) throw new ConfigError('Pass either --stack or --cert-secret/--token-secret, not both');
   const { outputs } = await describeStack(cloudFormation, options.stack);
+  if (options.tokenFile !== undefined && outputs.RbacTokenSecretArn === undefined) {
+    throw new ConfigError(`Stack ${options.stack} runs its ${FLAVOR[outputs.Flavor].title} primary with ${outputs.PrimaryRun}, not the orchestrator: it has no RBAC token secret to put --token-file in`, {
+      hint: 'drop --token-file: only a primary run through the orchestrator needs a token',
+    });
+  }
   return { clientCert: outputs.ClientCertSecretArn, rbacToken: outputs.RbacTokenSecretArn };
 }
 

@@ -5,17 +5,29 @@ import * as z from 'zod';
 import { loadConfig, type CompileMasterConfig } from '../cdk/config';
 import { awsCall } from '../lambdas/controller/aws/call';
 import { ConfigError } from '../lib/errors';
+import { FLAVORS, PRIMARY_RUN_MODES } from '../lib/flavor';
 
-/** The stack outputs the CLI needs; names as cdk/compile-master-stack.ts declares them. */
-const OutputsSchema = z.object({
-  LoadBalancerDnsName: z.string().min(1),
-  LifecycleQueueUrl: z.string().min(1),
-  ClientCertSecretArn: z.string().min(1),
-  RbacTokenSecretArn: z.string().min(1),
-  FileSystemId: z.string().min(1),
-  RegistryTableName: z.string().min(1),
-  AutoScalingGroupName: z.string().min(1),
-});
+/**
+ * The stack outputs the CLI needs; names as cdk/compile-master-stack.ts declares them. Stacks
+ * deployed before flavors existed have no Flavor or PrimaryRun: they are PE with the orchestrator.
+ * The token secret exists only with the orchestrator.
+ */
+const OutputsSchema = z
+  .object({
+    LoadBalancerDnsName: z.string().min(1),
+    LifecycleQueueUrl: z.string().min(1),
+    ClientCertSecretArn: z.string().min(1),
+    RbacTokenSecretArn: z.string().min(1).optional(),
+    FileSystemId: z.string().min(1),
+    RegistryTableName: z.string().min(1),
+    AutoScalingGroupName: z.string().min(1),
+    Flavor: z.enum(FLAVORS).default('pe'),
+    PrimaryRun: z.enum(PRIMARY_RUN_MODES).default('orchestrator'),
+  })
+  .refine((outputs) => outputs.PrimaryRun !== 'orchestrator' || outputs.RbacTokenSecretArn !== undefined, {
+    path: ['RbacTokenSecretArn'],
+    message: 'is required when PrimaryRun is orchestrator',
+  });
 export type StackOutputs = z.infer<typeof OutputsSchema>;
 
 export interface DeployedStack {

@@ -36,11 +36,29 @@ describe('compile-masters CLI against the Puppet lab', () => {
       const result = await runCli(['doctor', '--lab']);
       expect(result.stderr).toBe('');
       expect(result.code).toBe(0);
-      expect(checkLines(result.stdout).map((line) => line.slice(0, 4))).toEqual(Array(9).fill('ok  '));
+      expect(checkLines(result.stdout).map((line) => line.slice(0, 4))).toEqual(Array(10).fill('ok  '));
+      expect(result.stdout).toContain("ok    primary run: orchestrator on Puppet Enterprise (from the lab (PE with its orchestrator double))");
       expect(result.stdout).toContain('ok    CA signs alt names: allow-subject-alt-names is on');
       expect(result.stdout).toContain('ok    CA refuses duplicate CSRs: allow-duplicate-certs is off');
       expect(result.stdout).toContain(`CN=${lab.lifecycleClient.certname} chains to the CA, key matches`);
       expect(await probeCsrsLeft()).toEqual(before);
+    });
+
+    it('an open-source lab target (--flavor oss --primary-run none): no token read, no orchestrator asked, every check passes', async () => {
+      const result = await runCli(['doctor', '--lab', '--flavor', 'oss', '--primary-run', 'none']);
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      expect(checkLines(result.stdout).map((line) => line.split(':')[0])).toEqual([
+        'ok    client certificate',
+        'ok    CA reachable',
+        'ok    CA allows the lifecycle certificate',
+        'ok    CA signs alt names',
+        'ok    CA refuses duplicate CSRs',
+        'ok    PuppetDB reachable',
+        'ok    PuppetDB allows the lifecycle certificate',
+        'ok    primary run',
+      ]);
+      expect(result.stdout).toContain('ok    primary run: none on open-source Puppet (from the command line)');
     });
 
     it('a client certificate allowed nowhere: the CA and PuppetDB refuse it, each with its fix', async () => {

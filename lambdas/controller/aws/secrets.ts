@@ -37,7 +37,8 @@ export interface SecretsOptions {
  */
 export class SecretsManagerSecrets implements SecretsPort {
   private readonly bundle: CachedSecret<ClientBundle>;
-  private readonly token: CachedSecret<string>;
+  /** Only a stack whose primary runs through the orchestrator has a token secret. */
+  private readonly token: CachedSecret<string> | undefined;
 
   constructor(
     private readonly client: SecretsManagerClient,
@@ -60,6 +61,7 @@ export class SecretsManagerSecrets implements SecretsPort {
   }
 
   rbacToken(): Promise<string> {
+    if (!this.token) return Promise.reject(new ConfigError('No RBAC token secret is configured', { hint: 'only a primary run through the orchestrator needs one' }));
     return this.token.get();
   }
 

@@ -1,5 +1,6 @@
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,17 +8,19 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestCa, type Pem, type TestCa } from '../../support/pki';
 import { altNamesRefusingCa, fakePuppet, type FakePuppet } from '../../support/fake-puppet';
-import { ARNS, runCli, STACK, STACK_OUTPUTS } from './harness';
+import { ARNS, runCli, STACK, STACK_OUTPUTS, stackOutputs } from './harness';
 
 const notFound = () => Object.assign(new Error("Secrets Manager can't find the specified secret value for staging label: AWSCURRENT"), { name: 'ResourceNotFoundException', $fault: 'client', $metadata: {} });
 
 describe('doctor --stack (AWS mocked, fake primary)', () => {
   const cfn = mockClient(CloudFormationClient);
   const sm = mockClient(SecretsManagerClient);
+  const ssm = mockClient(SSMClient);
   let pki: TestCa;
   let client: Pem;
   let primary: FakePuppet;
   let cdkJson: string;
+  let port: string;
   const csrs = new Set<string>();
   const caPolicy = { allowDuplicateCerts: false };
 
@@ -31,17 +34,28 @@ describe('doctor --stack (AWS mocked, fake primary)', () => {
       if (request.path.startsWith('/orchestrator/v1/jobs/')) return { status: 401, body: { kind: 'puppetlabs.rbac/token-expired', msg: 'The provided token has expired.' } };
       return ca(request);
     });
-    const port = new URL(primary.url).port;
-    cdkJson = join(mkdtempSync(join(tmpdir(), 'cli-doctor-')), 'cdk.json');
-    writeFileSync(cdkJson, JSON.stringify({ context: { primaryHostname: 'localhost', caPort: port, puppetdbPort: port, orchestratorPort: port } }));
+    port = new URL(primary.url).port;
+    cdkJson = siteJson({});
   });
   afterEach(() => {
     cfn.reset();
     sm.reset();
+    ssm.reset();
     caPolicy.allowDuplicateCerts = false;
     primary.requests.length = 0;
   });
   afterAll(() => primary.close());
+
+  /** The fake primary's cdk.json, with more context. */
+  function siteJson(context: Record<string, unknown>): string {
+    const file = join(mkdtempSync(join(tmpdir(), 'cli-doctor-')), 'cdk.json');
+    // The stack refuses orchestrator settings where no orchestrator runs the primary.
+    const orchestrator = context.flavor === undefined || context.flavor === 'pe' ? { orchestratorPort: port } : {};
+    writeFileSync(file, JSON.stringify({ context: { primaryHostname: 'localhost', caPort: port, puppetdbPort: port, ...orchestrator, ...context } }));
+    return file;
+  }
+  const checkNames = (stdout: string) => stdout.split('\n').filter((line) => /^(ok|FAIL|skip)/.test(line)).map((line) => line.slice(0, 6) + line.slice(6).split(':')[0]);
+  const bundleSecret = () => sm.on(GetSecretValueCommand, { SecretId: ARNS.clientCert }).resolves({ SecretString: JSON.stringify({ ...client, ca: pki.cert }) });
 
   it('reports empty secrets with the command that fills them, and skips what needs them', async () => {
     cfn.on(DescribeStacksCommand).resolves(STACK_OUTPUTS);
@@ -73,8 +87,10 @@ describe('doctor --stack (AWS mocked, fake primary)', () => {
       'ok    CA refuses duplicate CSRs',
       'ok    PuppetDB reachable',
       'ok    PuppetDB allows the lifecycle certificate',
+      'ok    primary run',
       'FAIL  orchestrator accepts the token',
     ]);
+    expect(result.stdout).toContain(`ok    primary run: orchestrator on Puppet Enterprise (from stack ${STACK}'s outputs): PE's orchestrator runs Puppet on the primary with the RBAC token`);
     expect(result.stdout).toMatch(/FAIL {2}CA signs alt names: ca sign at .* failed \(HTTP 409\): CSR 'doctor-probe-[0-9a-f]+\.compile-masters\.invalid' contains extra subject alternative names/);
     expect(result.stdout).toContain("fix: set 'allow-subject-alt-names: true' in the certificate-authority section of ca.conf on the primary and restart puppetserver");
     expect(result.stdout).toMatch(/FAIL {2}orchestrator accepts the token: .*HTTP 401.*token-expired/);
@@ -100,5 +116,103 @@ describe('doctor --stack (AWS mocked, fake primary)', () => {
     // The alt-names probe's CSR, then the duplicates probe's CSR twice under one name.
     expect(probes).toHaveLength(3);
     expect(csrs.size).toBe(0);
+  });
+
+  describe('without the orchestrator (open source, OpenVox): no token, no orchestrator', () => {
+    const tagged = { primaryInstanceTag: { key: 'Role', value: 'puppet-primary' } };
+
+    it('ssm by tag: asks SSM for the tagged instances and reports them Online; reads no token secret, asks no orchestrator', async () => {
+      cfn.on(DescribeStacksCommand).resolves(stackOutputs('oss', 'ssm'));
+      bundleSecret();
+      ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [{ InstanceId: 'i-0123456789abcdef0', PingStatus: 'Online', AgentVersion: '3.3.1142.0' }] });
+
+      const result = await runCli(['doctor', '--stack', STACK, '--cdk-json', siteJson({ flavor: 'oss', ...tagged })]);
+
+      expect(checkNames(result.stdout)).toEqual([
+        'ok    client certificate',
+        'ok    CA reachable',
+        'ok    CA allows the lifecycle certificate',
+        'FAIL  CA signs alt names',
+        'ok    CA refuses duplicate CSRs',
+        'ok    PuppetDB reachable',
+        'ok    PuppetDB allows the lifecycle certificate',
+        'ok    primary run',
+        "ok    primary's instance(s) online in SSM",
+      ]);
+      expect(result.stdout).toContain(`ok    primary run: ssm on open-source Puppet (from stack ${STACK}'s outputs): SSM Run Command (AWS-RunShellScript) runs Puppet on the instance(s) tagged Role=puppet-primary; no RBAC token`);
+      expect(result.stdout).toContain("ok    primary's instance(s) online in SSM: i-0123456789abcdef0 (agent 3.3.1142.0) Online");
+      expect(ssm.commandCalls(DescribeInstanceInformationCommand).map((call) => call.args[0].input)).toEqual([{ Filters: [{ Key: 'tag:Role', Values: ['puppet-primary'] }] }]);
+      expect(sm.commandCalls(GetSecretValueCommand).map((call) => call.args[0].input.SecretId)).toEqual([ARNS.clientCert]);
+      expect(primary.requests.filter((request) => request.includes('/orchestrator/'))).toEqual([]);
+    });
+
+    it('ssm by ids: one instance ConnectionLost and one SSM does not know, with what to fix', async () => {
+      cfn.on(DescribeStacksCommand).resolves(stackOutputs('openvox', 'ssm'));
+      bundleSecret();
+      ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [{ InstanceId: 'i-0aaaaaaaaaaaaaaaa', PingStatus: 'ConnectionLost', LastPingDateTime: new Date('2026-01-01T00:00:00Z') }] });
+
+      const result = await runCli(['doctor', '--stack', STACK, '--cdk-json', siteJson({ flavor: 'openvox', primaryInstanceIds: ['i-0aaaaaaaaaaaaaaaa', 'i-0bbbbbbbbbbbbbbbb'] })]);
+
+      expect(result.code).toBe(1);
+      expect(ssm.commandCalls(DescribeInstanceInformationCommand)[0]!.args[0].input).toEqual({ Filters: [{ Key: 'InstanceIds', Values: ['i-0aaaaaaaaaaaaaaaa', 'i-0bbbbbbbbbbbbbbbb'] }] });
+      expect(result.stdout).toContain(
+        "FAIL  primary's instance(s) online in SSM: i-0bbbbbbbbbbbbbbbb is not a managed instance (SSM has never heard from its agent, or it is stopped); i-0aaaaaaaaaaaaaaaa is ConnectionLost since 2026-01-01T00:00:00.000Z",
+      );
+      expect(result.stdout).toMatch(/fix: on the primary: run the SSM agent .*AmazonSSMManagedInstanceCore.*ssm, ssmmessages and ec2messages endpoints \(VPC interface endpoints, or HTTPS egress/);
+    });
+
+    it('ssm by tag matching nothing: tag the primary; AccessDenied: which permission doctor needs', async () => {
+      cfn.on(DescribeStacksCommand).resolves(stackOutputs('oss', 'ssm'));
+      bundleSecret();
+      ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [] });
+      const site = siteJson({ flavor: 'oss', ...tagged });
+      const untagged = await runCli(['doctor', '--stack', STACK, '--cdk-json', site]);
+      expect(untagged.stdout).toContain("FAIL  primary's instance(s) online in SSM: SSM manages no instance tagged Role=puppet-primary");
+      expect(untagged.stdout).toContain('fix: tag the primary (aws ec2 create-tags --resources <its instance id> --tags Key=Role,Value=puppet-primary)');
+
+      ssm.reset();
+      ssm.on(DescribeInstanceInformationCommand).rejects(Object.assign(new Error('User: arn:aws:iam::123456789012:user/ops is not authorized to perform: ssm:DescribeInstanceInformation'), { name: 'AccessDeniedException', $fault: 'client', $metadata: {} }));
+      const denied = await runCli(['doctor', '--stack', STACK, '--cdk-json', site]);
+      expect(denied.stdout).toContain("FAIL  primary's instance(s) online in SSM: DescribeInstanceInformation failed: AccessDeniedException");
+      expect(denied.stdout).toContain('fix: run doctor with credentials allowed ssm:DescribeInstanceInformation (read-only)');
+    });
+
+    it('none: nothing to ask but the Puppet services; the report says the site must admit the tier by role', async () => {
+      cfn.on(DescribeStacksCommand).resolves(stackOutputs('oss', 'none'));
+      bundleSecret();
+      const result = await runCli(['doctor', '--stack', STACK, '--cdk-json', siteJson({ flavor: 'oss', primaryRun: 'none' })]);
+      expect(result.stdout).toContain("ok    primary run: none on open-source Puppet (from stack CompileMasters's outputs): nothing runs Puppet on the primary when compile masters come and go: the site's PuppetDB allow-list and auth rules must admit them by role");
+      expect(result.stdout).not.toMatch(/RBAC token:|orchestrator|SSM/);
+      expect(ssm.calls()).toHaveLength(0);
+    });
+
+    it('an empty bundle secret: the fix has no --token-file, and SSM is still asked', async () => {
+      cfn.on(DescribeStacksCommand).resolves(stackOutputs('oss', 'ssm'));
+      sm.on(GetSecretValueCommand).rejects(notFound());
+      ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [{ InstanceId: 'i-0123456789abcdef0', PingStatus: 'Online' }] });
+      const result = await runCli(['doctor', '--stack', STACK, '--cdk-json', siteJson({ flavor: 'oss', ...tagged })]);
+      expect(result.stdout).toContain(`      fix: npx compile-masters secrets put --stack ${STACK} --cert FILE --key FILE --ca FILE\n`);
+      expect(checkNames(result.stdout)).toEqual(['FAIL  client certificate', 'skip  CA', 'skip  PuppetDB', 'skip  alt names', 'ok    primary run', "ok    primary's instance(s) online in SSM"]);
+    });
+
+    it('cdk.json and the deployed stack disagree: said, with the fix', async () => {
+      cfn.on(DescribeStacksCommand).resolves(stackOutputs('oss', 'none'));
+      bundleSecret();
+      const result = await runCli(['doctor', '--stack', STACK, '--cdk-json', cdkJson]);
+      expect(result.code).toBe(1);
+      expect(result.stdout).toContain(`FAIL  primary run: none on open-source Puppet (from stack ${STACK}'s outputs), but ${cdkJson} says pe with orchestrator, the deployed stack oss with none`);
+      expect(result.stdout).toContain('fix: deploy cdk.json again (npx cdk deploy)');
+    });
+
+    it('--flavor and --primary-run are for local targets; a token file without the orchestrator is refused', async () => {
+      const withStack = await runCli(['doctor', '--stack', STACK, '--flavor', 'oss']);
+      expect(withStack.code).toBe(2);
+      expect(withStack.stderr).toMatch(/option '--flavor <name>' cannot be used with option '--stack <name>'/);
+      const token = await runCli(['doctor', '--cert-secret', ARNS.clientCert, '--token-file', '-', '--flavor', 'openvox', '--cdk-json', siteJson({})]);
+      expect(token.code).toBe(2);
+      expect(token.stderr).toMatch(/--token-file has no use here: only a primary run through the orchestrator needs an RBAC token/);
+      const wrong = await runCli(['doctor', '--cert-secret', ARNS.clientCert, '--flavor', 'oss', '--primary-run', 'orchestrator', '--cdk-json', siteJson({})]);
+      expect(wrong.stderr).toMatch(/--primary-run orchestrator with open-source Puppet: open-source Puppet has no orchestrator; use "ssm" or "none"/);
+    });
   });
 });

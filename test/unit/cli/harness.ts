@@ -52,6 +52,13 @@ export const STACK_OUTPUTS = {
   ],
 };
 
+/** DescribeStacks' answer for a stack of another flavor: no token secret without the orchestrator. */
+export function stackOutputs(flavor: 'pe' | 'oss' | 'openvox', primaryRun: 'orchestrator' | 'ssm' | 'none'): typeof STACK_OUTPUTS {
+  const [stack] = STACK_OUTPUTS.Stacks;
+  const outputs = stack!.Outputs.filter((output) => primaryRun === 'orchestrator' || output.OutputKey !== 'RbacTokenSecretArn');
+  return { Stacks: [{ ...stack!, Outputs: [...outputs, { OutputKey: 'Flavor', OutputValue: flavor }, { OutputKey: 'PrimaryRun', OutputValue: primaryRun }] }] };
+}
+
 export const TARGET_GROUPS = [
   'arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/puppet-8140/0123456789abcdef',
   'arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/pcp-8142/fedcba9876543210',

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestCa, type TestCa } from '../../support/pki';
-import { ARNS, runCli, STACK, STACK_OUTPUTS } from './harness';
+import { ARNS, runCli, STACK, STACK_OUTPUTS, stackOutputs } from './harness';
 
 describe('secrets put', () => {
   const cfn = mockClient(CloudFormationClient);
@@ -112,6 +112,39 @@ describe('secrets put', () => {
     expect((await runCli(['secrets', 'put', '--cert-secret', ARNS.clientCert, '--cert', '-', '--key', '-', '--ca', files.ca])).stderr).toMatch(/Only one input can come from stdin/);
     expect((await runCli(['secrets', 'put', '--stack', STACK])).stderr).toMatch(/Nothing to store/);
     expect(sm.calls()).toHaveLength(0);
+  });
+
+  it.each([
+    ['oss', 'ssm', 'open-source Puppet'],
+    ['openvox', 'none', 'OpenVox'],
+  ] as const)('a %s stack with %s has no token secret: the bundle alone is stored, a --token-file is refused before anything is written', async (flavor, run, title) => {
+    cfn.on(DescribeStacksCommand, { StackName: STACK }).resolves(stackOutputs(flavor, run));
+    sm.on(PutSecretValueCommand).resolves({ VersionId: 'v-3' });
+
+    const refused = await runCli(['secrets', 'put', '--stack', STACK, ...bundleArgs(), '--token-file', files.token]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`Stack ${STACK} runs its ${title} primary with ${run}, not the orchestrator: it has no RBAC token secret to put --token-file in — drop --token-file`);
+    expect(sm.calls()).toHaveLength(0);
+
+    const stored = await runCli(['secrets', 'put', '--stack', STACK, ...bundleArgs()]);
+    expect(stored.code).toBe(0);
+    expect(sm.commandCalls(PutSecretValueCommand).map((call) => call.args[0].input.SecretId)).toEqual([ARNS.clientCert]);
+  });
+
+  it('a stack from before flavors (no Flavor or PrimaryRun output) is PE with the orchestrator and its token secret', async () => {
+    cfn.on(DescribeStacksCommand, { StackName: STACK }).resolves(STACK_OUTPUTS);
+    sm.on(PutSecretValueCommand).resolves({ VersionId: 'v-4' });
+    expect((await runCli(['secrets', 'put', '--stack', STACK, '--token-file', files.token])).code).toBe(0);
+    expect(sm.commandCalls(PutSecretValueCommand).map((call) => call.args[0].input.SecretId)).toEqual([ARNS.rbacToken]);
+  });
+
+  it('refuses an orchestrator stack without a token secret output', async () => {
+    const broken = stackOutputs('pe', 'none');
+    broken.Stacks[0]!.Outputs = broken.Stacks[0]!.Outputs.map((output) => (output.OutputKey === 'PrimaryRun' ? { ...output, OutputValue: 'orchestrator' } : output));
+    cfn.on(DescribeStacksCommand).resolves(broken);
+    const result = await runCli(['secrets', 'put', '--stack', STACK, '--token-file', files.token]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/Stack CompileMasters lacks the outputs RbacTokenSecretArn/);
   });
 
   it('names a stack that lacks the outputs', async () => {
