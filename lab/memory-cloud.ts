@@ -79,6 +79,9 @@ export type Operation = `${'group' | 'instances' | 'registry' | 'lease' | 'queue
 export const EVENTBRIDGE_SENDER = 'AIDAEXAMPLEEVENTBRIDGE';
 export const CONTROLLER_SENDER = 'AROAEXAMPLECONTROLLER0:compile-masters-controller';
 
+/** The memory cloud's account unless told otherwise; the lab's other AWS doubles share it. */
+export const LAB_ACCOUNT_ID = '123456789012';
+
 export class MemoryCloud {
   readonly groupName: string;
   /** The compile masters' instance role id: their messages carry `<it>:<instance id>` as SenderId. */
@@ -108,7 +111,7 @@ export class MemoryCloud {
     this.launchHookName = options.launchHookName ?? 'compile-master-launching';
     this.terminateHookName = options.terminateHookName ?? 'compile-master-terminating';
     this.region = options.region ?? 'us-west-2';
-    this.accountId = options.accountId ?? '123456789012';
+    this.accountId = options.accountId ?? LAB_ACCOUNT_ID;
     this.clock = options.clock ?? (() => new Date());
     this.group = new MemoryGroup(this);
     this.instances = new MemoryInstances(this);

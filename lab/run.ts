@@ -41,7 +41,7 @@ function summary(result: ScenarioResult, faults: boolean, flavor: LabFlavor): Re
     seconds: Math.round(result.seconds),
     faults_injected: result.faults.length,
     faults_survived: result.report.consistent ? result.faults.filter((fault) => fault.recoveredAt !== undefined).length : 0,
-    orchestrator_runs: result.orchestratorRuns,
+    primary_runs: result.primaryRuns,
     controller_passes: result.passes,
     events_dropped: result.eventsDropped,
     events_repeated: result.eventsRepeated,

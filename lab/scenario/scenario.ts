@@ -9,8 +9,8 @@ import { nodeAgentNotice } from '../../lib/node-agent-notice';
 import { certificateFacts, readCertificate, readCsr } from '../../lib/puppet';
 import { labClients, type LabClients } from '../clients';
 import { requestCertificate } from '../csr';
-import { labCommand, setOrchestratorFaults, type LabDescription } from '../running-lab';
-import type { Operation } from '../memory-cloud';
+import { labCommand, type LabDescription } from '../running-lab';
+import { LAB_ACCOUNT_ID, type Operation } from '../memory-cloud';
 import { checkConsistency, observePuppetSide, protectedState, type ConsistencyReport } from './consistency';
 import { FaultLog, type FaultRecord } from './faults';
 import type { AgentRun, BootAttemptFailure, TierNode } from './node';
@@ -20,6 +20,7 @@ import { enrollAgents, realAgentRun, retireAgents, startFleet, type AgentIdentit
 import { MachineNode } from './machine-node';
 import { labTargetGroups, MachineTier } from './machine-tier';
 import type { LabFlavor } from './flavor';
+import { labPrimaryRunner, type LabPrimaryRunner } from './primary-runner';
 import { holdLabLock } from '../lock';
 
 export interface ScenarioOptions {
@@ -44,7 +45,7 @@ export interface ScenarioResult {
   report: ConsistencyReport;
   timeline: string;
   /** Controller figures over the whole run. */
-  orchestratorRuns: number;
+  primaryRuns: number;
   /** Reconcile passes the controller made. */
   passes: number;
   eventsDropped: number;
@@ -79,9 +80,9 @@ type BootRestart = Omit<BootAttemptFailure, 'seconds'> & { node: string };
 const FLEET = { agents: 8, runsPerMinute: 24, steadySeconds: 60 };
 
 const STEP_TITLES = [
-  'scale out to 3: each CSR validated and signed, one orchestrator run, all InService',
+  'scale out to 3: each CSR validated and signed, one run of the primary, all InService',
   "reboot cm1 (identity kept); purge cm2 while it is down, an attacker squats its certname, reboot it (the squatter's CSR removed, cm2 re-enrolled with its own key)",
-  'scale in by 1 (cm3) while agents are mid-compile: drained from the load balancer, then purged, one orchestrator run',
+  'scale in by 1 (cm3) while agents are mid-compile: drained from the load balancer, then purged, one run of the primary',
   'terminate cm1 outside the group (EC2 state change); the group replaces it with cm4',
   'cm4 leaves with its terminate event lost; cm5 joins with its launch event repeated; reconcile catches up',
   'a forged CSR from an instance that is not a member is refused',
@@ -91,18 +92,23 @@ const throttling = (operation: string) => toAwsCallError(operation, Object.assig
 
 /**
  * The whole lifecycle of a compile tier on this machine: the real controller, real Puppet agents
- * as compile masters through the real node agent, the real CA, PuppetDB and orchestrator double,
- * and AWS in memory. With `faults`, the same story while servers stop, AWS throttles, the
+ * as compile masters through the real node agent, the real CA and PuppetDB, the primary's runs
+ * through the adapter the flavor deploys (the orchestrator double on PE, SSM Run Command's double
+ * on open source), and AWS in memory. With `faults`, the same story while servers stop, AWS throttles, the
  * controller crashes and events go missing; the end state must be the same.
  */
 export async function runScenario(options: ScenarioOptions): Promise<ScenarioResult> {
   // The run stops and starts the lab's servers (faults) and its primary reloads PuppetDB.
   const lock = await holdLabLock();
-  const scenario = new Scenario(options);
+  let runner: LabPrimaryRunner | undefined;
+  let scenario: Scenario | undefined;
   try {
+    runner = await labPrimaryRunner(options.flavor, options.lab, REGION, LAB_ACCOUNT_ID);
+    scenario = new Scenario(options, runner);
     return await scenario.run();
   } finally {
-    await scenario.cleanUp();
+    await scenario?.cleanUp();
+    await runner?.close();
     await lock.release();
   }
 }
@@ -132,15 +138,22 @@ class Scenario {
   private rebootIdentityKept = false;
   private readonly bootRestarts: BootRestart[] = [];
 
-  constructor(private readonly options: ScenarioOptions) {
+  constructor(
+    private readonly options: ScenarioOptions,
+    private readonly runner: LabPrimaryRunner,
+  ) {
     // The tier starts in run(); the cloud exists before it, so these look it up late.
-    this.world = new LabWorld(options.lab, {
-      balancer: {
-        register: (instanceId: string, ip: string) => this.tier?.balancer().register(instanceId, ip),
-        deregister: async (instanceId: string) => this.tier?.balancer().deregister(instanceId),
+    this.world = new LabWorld(
+      options.lab,
+      {
+        balancer: {
+          register: (instanceId: string, ip: string) => this.tier?.balancer().register(instanceId, ip),
+          deregister: async (instanceId: string) => this.tier?.balancer().deregister(instanceId),
+        },
+        health: { isHealthy: async (node: { certname: string; privateIp: string }) => (this.tier ? this.tier.health.isHealthy(node) : false) },
       },
-      health: { isHealthy: async (node: { certname: string; privateIp: string }) => (this.tier ? this.tier.health.isHealthy(node) : false) },
-    });
+      (logger) => runner.port(logger),
+    );
     const trace = options.trace;
     if (trace) this.world.logger.onLine = (line) => trace(`${line.level} ${describeLine(line.message, line.attributes)}`);
     this.clients = labClients({ lab: options.lab });
@@ -219,7 +232,7 @@ class Scenario {
       faults: this.faults.records,
       report,
       timeline: this.timeline.format(),
-      orchestratorRuns: this.runsStarted(),
+      primaryRuns: this.runsStarted(),
       passes: this.world.tap.count('group.members'),
       eventsDropped: this.world.delivery.dropped.length,
       eventsRepeated: this.world.delivery.repeated.length,
@@ -333,10 +346,10 @@ class Scenario {
     const nodes = [await this.launch(), await this.launch(), await this.launch()];
     if (this.options.faults) {
       this.throttle('group.completeLifecycleAction', 1, 2);
-      const deploy = this.faults.injected('orchestrator deploy answers 500', 1, 'start-run gave its claim back and failed the batch; SQS redelivered it and the next deploy succeeded');
-      await setOrchestratorFaults({ deploy: 'error' }, this.options.lab);
+      const deploy = this.faults.injected(`starting the primary's run answers 500 (${this.runner.what})`, 1, 'start-run gave its claim back and failed the batch; SQS redelivered it and the next start succeeded');
+      await this.runner.fault('start-error');
       const failed = this.failedActions('start-run');
-      this.faults.repairWhen(deploy, () => this.failedActions('start-run') > failed, () => this.orchestratorNormal());
+      this.faults.repairWhen(deploy, () => this.failedActions('start-run') > failed, () => this.runner.fault('normal'));
     }
     const boots = nodes.map((node) => this.background(this.boot(node)));
     await this.until(() => nodes.every((node) => this.stateOf(node) === 'InService'), 'three launches to complete');
@@ -401,7 +414,7 @@ class Scenario {
       this.throttle('group.members', 3, 1);
     }
     await this.alongside(this.world.cloud.scaleIn(leaving.map((node) => node.instanceId)), `${leaving.map((node) => node.label).join(' and ')} to be drained from the load balancer`);
-    await this.until(() => leaving.every((node) => this.stateOf(node) === undefined && this.registryState(node) === 'purged') && this.runsIdle(), 'the purge and its orchestrator run');
+    await this.until(() => leaving.every((node) => this.stateOf(node) === undefined && this.registryState(node) === 'purged') && this.runsIdle(), "the purge and the primary's run");
     // EC2 shuts an instance down once its terminate hook has completed.
     for (const node of leaving) this.agentNote(node, await node.terminate());
     this.countRuns(1);
@@ -450,11 +463,17 @@ class Scenario {
     this.faults.recovered(lost);
 
     if (this.options.faults) {
-      const hang = this.faults.injected('orchestrator deploy hangs', 5, "the client's 15 s timeout ended the attempt; a retry reached the orchestrator once it answered again");
-      await setOrchestratorFaults({ deploy: 'hang' }, this.options.lab);
+      const hang = this.faults.injected(
+        `the primary's run is stuck (${this.runner.what})`,
+        5,
+        this.options.flavor === 'pe'
+          ? "the orchestrator's deploy hung: the client's 15 s timeout ended the attempt; a retry reached the orchestrator once it answered again"
+          : 'the SSM command hung in progress: the controller kept following it until the primary ran it',
+      );
+      await this.runner.fault('stuck');
       const called = this.world.tap.count('primaryRun.start');
-      // Back to normal while the client still waits on the hung attempt: its retry gets through.
-      this.faults.repairWhen(hang, () => this.world.tap.count('primaryRun.start') > called, () => sleep(5_000).then(() => this.orchestratorNormal()));
+      // Back to normal while the hung attempt is still waited on: its retry, or the run itself, gets through.
+      this.faults.repairWhen(hang, () => this.world.tap.count('primaryRun.start') > called, () => sleep(5_000).then(() => this.runner.fault('normal')));
     }
     const repeated = this.faults.injected('the next launch event delivered 3 times', 5, 'each copy ran the same reconcile; one signature, one completion');
     const joining = await this.launch(3);
@@ -568,10 +587,6 @@ class Scenario {
     await this.until(() => purged() && this.stateOf(node) === undefined && this.runsIdle(), `${node.label} to be purged and the primary's run to end`);
   }
 
-  private orchestratorNormal(): Promise<void> {
-    return setOrchestratorFaults({ deploy: 'normal' }, this.options.lab).then(() => undefined);
-  }
-
   private failedActions(kind: string): number {
     return this.world.logger.lines.filter((line) => line.message === 'Action failed; the trigger will be retried' && (line.attributes as { action?: string }).action === kind).length;
   }
@@ -584,7 +599,7 @@ class Scenario {
     return this.world.logger.messages().filter((message) => message === "Started the primary's run").length;
   }
 
-  /** No orchestrator run pending or in flight. */
+  /** No run of the primary pending or in flight. */
   private runsIdle(): boolean {
     const run = this.world.cloud.registry.peekRun();
     return run.pending.length === 0 && run.job === undefined;
@@ -596,7 +611,7 @@ class Scenario {
    */
   private countRuns(expected: number): void {
     const runs = this.runsStarted() - this.runsBefore;
-    this.timeline.note('lab', `${runs} orchestrator run(s) in this step${runs === expected ? '' : ` (expected ${expected})`}`);
+    this.timeline.note('lab', `${runs} run(s) of the primary in this step${runs === expected ? '' : ` (expected ${expected})`}`);
   }
 
   private stateOf(node: TierNode): string | undefined {

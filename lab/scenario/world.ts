@@ -7,7 +7,8 @@ import { reconcile, type ControllerContext } from '../../lambdas/controller/reco
 import { labOrchestratorRun, labPuppetApis } from '../clients';
 import type { LabDescription } from '../running-lab';
 import { ManualClock, MemoryCloud, QueueDriver, scheduledEvent, type EventBridgeEvent, type TargetBalancer } from '../memory-cloud';
-import type { NodeHealthPort } from '../../lambdas/controller/ports';
+import type { NodeHealthPort, PrimaryRunPort } from '../../lambdas/controller/ports';
+import type { Log } from '../../lambdas/controller/execute';
 import { RecordingLogger, RecordingMetrics } from '../recorders';
 
 export const REGION = 'us-west-2';
@@ -144,6 +145,8 @@ export class LabWorld {
   constructor(
     readonly lab: LabDescription,
     machines?: { balancer: TargetBalancer; health: NodeHealthPort },
+    /** How the primary is converged; the orchestrator double unless given (the controller's logger is passed in). */
+    primaryRun: (logger: Log) => PrimaryRunPort = () => labOrchestratorRun(lab),
   ) {
     this.delivery = new EventDelivery((body) => this.cloud.queue.enqueue(body));
     this.cloud = new MemoryCloud({ region: REGION, clock: this.clock.now, onEvent: (event) => this.delivery.deliver(event), balancer: machines?.balancer });
@@ -156,7 +159,7 @@ export class LabWorld {
       protectedCertnames: new Set([lab.primary.certname, lab.lifecycleClient.certname]),
     };
     const context: ControllerContext = {
-      ports: this.tap.wrap(this.cloud.ports(puppet, labOrchestratorRun(lab), machines?.health)),
+      ports: this.tap.wrap(this.cloud.ports(puppet, primaryRun(this.logger), machines?.health)),
       policy: this.policy,
       logger: this.logger,
       metrics: this.metrics,
