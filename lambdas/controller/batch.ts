@@ -3,8 +3,9 @@ import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { describeUntrusted } from '../../lib/certname';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { parseMessage, type MessageScope } from './messages';
-import { METRIC, type Log, type MetricsSink } from './execute';
+import type { Log, MetricsSink } from './execute';
 import type { Trigger } from './model';
+import { METRIC } from './vocabulary';
 
 export interface BatchDependencies {
   scope: MessageScope;
