@@ -3,6 +3,7 @@ import { describeUntrusted } from '../../lib/certname';
 import { CompileMastersError, PuppetApiError, RefusedInputError } from '../../lib/errors';
 import type { CertificateContents } from '../../lib/puppet/csr';
 import { mapLimit } from '../../lib/concurrency';
+import { unhandled } from '../../lib/exhaustive';
 import { certificateIdentity, removeFromPuppet, type PurgeSubject } from './puppet-purge';
 import type { Action, CheckedRequest, Plan, RegistryEntry, RunJob, RunRecord } from './model';
 import { recheckMessage } from './messages';
@@ -398,11 +399,6 @@ function purgeSubject(entry: RegistryEntry, now: Date): PurgeSubject {
     startedAt: entry.purge?.startedAt ?? now.toISOString(),
     done: new Set((['ca', 'puppetdb'] as const).filter((step) => entry.purge?.[step] !== undefined)),
   };
-}
-
-/** A kind added to Action but not to the switch above fails the typecheck here. */
-function unhandled(action: never): never {
-  throw new Error(`no handler for action ${JSON.stringify(action)}`);
 }
 
 function union(a: readonly string[], b: readonly string[]): string[] {
