@@ -9,7 +9,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { crlSerials } from '../lib/puppet/x509';
 import { handleBatch } from '../lambdas/controller/batch';
-import { TIMING } from '../lambdas/controller/planner';
+import { TIMING } from '../lambdas/controller/vocabulary';
 import { reconcile, type ControllerContext } from '../lambdas/controller/reconcile';
 import ensureLab from '../lab/ensure-lab';
 import { eventually, labClients, labOrchestratorRun, labPuppetApis } from '../lab/clients';

@@ -1,5 +1,5 @@
 import type { CertState, Ec2Instance, Member, RegistryEntry } from '../lambdas/controller/model';
-import { LAUNCHING, SERVING } from '../lambdas/controller/planner';
+import { LAUNCHING, SERVING } from '../lambdas/controller/vocabulary';
 import type { PdbNode } from '../lib/puppet/puppetdb';
 
 export type PdbState = 'active' | 'deactivated' | 'expired' | 'absent';

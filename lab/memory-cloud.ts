@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { instanceSenderId, type NodeAgentNotice } from '../lib/node-agent-notice';
 import { LIVE_STATES, readRegistryItem } from '../lambdas/controller/aws/registry';
+import { LIFECYCLE_ACTION, SCHEDULE, STATE_CHANGE, type RecheckMessage } from '../lambdas/controller/messages';
 import type { CertificateContents } from '../lib/puppet/csr';
 import type { CheckedRequest, Ec2Instance, KeyReport, Member, PurgeStep, RegistryEntry, RegistryListing, RegistryState, RunRecord } from '../lambdas/controller/model';
 import type {
@@ -14,7 +15,6 @@ import type {
   PrimaryRunPort,
   PuppetPort,
   QueuePort,
-  RecheckMessage,
   RegistryPort,
 } from '../lambdas/controller/ports';
 
@@ -175,7 +175,7 @@ export class MemoryCloud {
     this.targets.remove(instanceId);
     for (const state of ['shutting-down', 'terminated'] as const) {
       this.instances.setState(instanceId, state);
-      this.emit('aws.ec2', 'EC2 Instance State-change Notification', { 'instance-id': instanceId, state }, [
+      this.emit(STATE_CHANGE.source, STATE_CHANGE.detailType, { 'instance-id': instanceId, state }, [
         `arn:aws:ec2:${this.region}:${this.accountId}:instance/${instanceId}`,
       ]);
     }
@@ -228,14 +228,14 @@ export class MemoryCloud {
   private emitLifecycle(instanceId: string, hook: LifecycleHook): void {
     const launch = hook === 'launch';
     this.emit(
-      'aws.autoscaling',
-      launch ? 'EC2 Instance-launch Lifecycle Action' : 'EC2 Instance-terminate Lifecycle Action',
+      LIFECYCLE_ACTION.source,
+      LIFECYCLE_ACTION[hook].detailType,
       {
         LifecycleActionToken: randomUUID(),
         AutoScalingGroupName: this.groupName,
         LifecycleHookName: launch ? this.launchHookName : this.terminateHookName,
         EC2InstanceId: instanceId,
-        LifecycleTransition: launch ? 'autoscaling:EC2_INSTANCE_LAUNCHING' : 'autoscaling:EC2_INSTANCE_TERMINATING',
+        LifecycleTransition: LIFECYCLE_ACTION[hook].transition,
         NotificationMetadata: '',
         Origin: launch ? 'EC2' : 'AutoScalingGroup',
         Destination: launch ? 'AutoScalingGroup' : 'EC2',
@@ -624,7 +624,7 @@ export class MemoryQueue implements QueuePort {
 
 /** The reconcile schedule's event body, as the EventBridge rule puts it on the queue. */
 export function scheduledEvent(at: Date, region = 'us-west-2'): string {
-  return JSON.stringify({ version: '0', id: randomUUID(), 'detail-type': 'Scheduled Event', source: 'aws.events', account: '123456789012', time: at.toISOString(), region, resources: [], detail: {} });
+  return JSON.stringify({ version: '0', id: randomUUID(), 'detail-type': SCHEDULE.detailType, source: SCHEDULE.source, account: '123456789012', time: at.toISOString(), region, resources: [], detail: {} });
 }
 
 /** Records shaped as the Lambda SQS event source delivers them. */

@@ -3,9 +3,9 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+// The events' definitions the controller parses them by: the rules forward exactly those.
+import { LIFECYCLE_ACTION, STATE_CHANGE } from '../../lambdas/controller/messages';
 
-export const LAUNCH_ACTION_DETAIL_TYPE = 'EC2 Instance-launch Lifecycle Action';
-export const TERMINATE_ACTION_DETAIL_TYPE = 'EC2 Instance-terminate Lifecycle Action';
 /**
  * Receives before a message goes to the DLQ. Only failed passes and dead invocations count one
  * (nothing is throttled, and a waiting invocation keeps its batch); a message still failing after
@@ -52,8 +52,8 @@ export class LifecycleQueue extends Construct {
     new events.Rule(this, 'LifecycleActions', {
       description: `Launch and terminate lifecycle actions of ${props.groupName}`,
       eventPattern: {
-        source: ['aws.autoscaling'],
-        detailType: [LAUNCH_ACTION_DETAIL_TYPE, TERMINATE_ACTION_DETAIL_TYPE],
+        source: [LIFECYCLE_ACTION.source],
+        detailType: [LIFECYCLE_ACTION.launch.detailType, LIFECYCLE_ACTION.terminate.detailType],
         detail: { AutoScalingGroupName: [props.groupName] },
       },
       targets: [toQueue],
@@ -65,9 +65,9 @@ export class LifecycleQueue extends Construct {
     new events.Rule(this, 'InstanceTerminations', {
       description: `EC2 instances shutting down or terminated (the controller keeps those of ${props.groupName})`,
       eventPattern: {
-        source: ['aws.ec2'],
-        detailType: ['EC2 Instance State-change Notification'],
-        detail: { state: ['shutting-down', 'terminated'] },
+        source: [STATE_CHANGE.source],
+        detailType: [STATE_CHANGE.detailType],
+        detail: { state: [...STATE_CHANGE.states] },
       },
       targets: [toQueue],
     });

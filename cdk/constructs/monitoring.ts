@@ -7,7 +7,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 // The controller's own metric names (EMF through Powertools, dimension `service`).
-import { METRIC } from '../../lambdas/controller/execute';
+import { METRIC } from '../../lambdas/controller/vocabulary';
 
 export interface MonitoringProps {
   readonly controller: lambda.IFunction;

@@ -2,8 +2,8 @@ import { randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LAUNCH_DETAIL_TYPE } from '../../lambdas/controller/messages';
-import { TIMING } from '../../lambdas/controller/planner';
+import { LIFECYCLE_ACTION } from '../../lambdas/controller/messages';
+import { TIMING } from '../../lambdas/controller/vocabulary';
 import { toAwsCallError } from '../../lambdas/controller/aws/call';
 import { nodeAgentNotice } from '../../lib/node-agent-notice';
 import { certificateFacts, readCertificate, readCsr } from '../../lib/puppet';
@@ -510,7 +510,7 @@ class Scenario {
   private async launch(copies = 1): Promise<TierNode> {
     const label = `cm${this.nodes.length + 1}`;
     const privateIp = `${this.subnet}.${10 + this.nodes.length}`;
-    if (copies !== 1) this.world.delivery.next((event) => event['detail-type'] === LAUNCH_DETAIL_TYPE, copies);
+    if (copies !== 1) this.world.delivery.next((event) => event['detail-type'] === LIFECYCLE_ACTION.launch.detailType, copies);
     const instance = this.world.cloud.launch({ privateIp });
     if (!this.tier) throw new Error('the machine tier is not started');
     const node = await MachineNode.create(label, instance, this.tier);

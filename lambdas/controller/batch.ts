@@ -1,10 +1,12 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { describeUntrusted } from '../../lib/certname';
+import { unhandled } from '../../lib/exhaustive';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { parseMessage, type MessageScope } from './messages';
-import { METRIC, type Log, type MetricsSink } from './execute';
+import type { Log, MetricsSink } from './execute';
 import type { Trigger } from './model';
+import { METRIC } from './vocabulary';
 
 export interface BatchDependencies {
   scope: MessageScope;
@@ -41,6 +43,8 @@ export async function handleBatch(event: SQSEvent, deps: BatchDependencies): Pro
       case 'malformed':
         logger.warn('Malformed message dropped', { messageId: record.messageId, reason: parsed.reason, body: describeUntrusted(record.body) });
         break;
+      default:
+        unhandled(parsed);
     }
   }
 

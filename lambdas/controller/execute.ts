@@ -3,31 +3,12 @@ import { describeUntrusted } from '../../lib/certname';
 import { CompileMastersError, PuppetApiError, RefusedInputError } from '../../lib/errors';
 import type { CertificateContents } from '../../lib/puppet/csr';
 import { mapLimit } from '../../lib/concurrency';
+import { unhandled } from '../../lib/exhaustive';
 import { certificateIdentity, removeFromPuppet, type PurgeSubject } from './puppet-purge';
 import type { Action, CheckedRequest, Plan, RegistryEntry, RunJob, RunRecord } from './model';
-import { TIMING } from './planner';
+import { recheckMessage } from './messages';
 import { RUN_ID_PATTERN, RUN_ID_RULE, type LifecycleHook, type Ports } from './ports';
-
-/** Metric names; the stack's alarms use the first four. */
-export const METRIC = {
-  refused: 'LifecycleActionsRefused',
-  failed: 'LifecycleActionsFailed',
-  runsFailed: 'PrimaryRunsFailed',
-  drift: 'Drift',
-  completed: 'LifecycleActionsCompleted',
-  signed: 'CertificatesSigned',
-  requestsRefused: 'CertificateRequestsRefused',
-  purged: 'NodesPurged',
-  runsStarted: 'PrimaryRunsStarted',
-  /** Pending CSRs whose key the instance did not report: someone else's, removed. */
-  impostorCsrs: 'ImpostorCsrsRemoved',
-  /** Queue messages whose sender may not say what they say (a compile master speaking for another). */
-  forged: 'ForgedMessagesIgnored',
-  /** Passes that had a CSR to sign but signed nothing: the CA accepts duplicate CSRs, or could not say. */
-  signingSuspended: 'SigningSuspended',
-  /** Registry items quarantined this pass (each is drift too): worth an alarm of its own, since a person must repair them. */
-  damagedEntries: 'RegistryEntriesDamaged',
-} as const;
+import { METRIC, TIMING } from './vocabulary';
 
 /** What the controller needs of Powertools' Logger: a message and structured attributes. */
 export interface Log {
@@ -167,10 +148,7 @@ class Executor {
         return this.logger.warn("Released a claim on the primary's run that was never started", { reason: action.reason });
       case 'recheck': {
         const { delaySeconds, reason, instanceId, runId, attempt } = action;
-        await this.ports.queue.sendRecheck(
-          { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason, attempt, ...(instanceId ? { instanceId } : {}), ...(runId ? { runId } : {}) },
-          delaySeconds,
-        );
+        await this.ports.queue.sendRecheck(recheckMessage({ reason, attempt, instanceId, runId }), delaySeconds);
         return this.logger.debug('Recheck scheduled', { reason, instanceId, runId, attempt, delaySeconds });
       }
       default:
@@ -364,10 +342,7 @@ class Executor {
     await this.mutateRun((run) => (run.job?.claimedAt === claimedAt ? { ...run, job: { ...(run.job as RunJob), name } } : undefined));
     this.context.metrics.addMetric(METRIC.runsStarted, MetricUnit.Count, 1);
     this.logger.info("Started the primary's run", { runId: name, covers: job.covers, attempt: job.attempt, reason: action.reason });
-    await this.ports.queue.sendRecheck(
-      { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', runId: name, attempt: 1 },
-      TIMING.followRunSeconds,
-    );
+    await this.ports.queue.sendRecheck(recheckMessage({ reason: 'follow-run', runId: name, attempt: 1 }), TIMING.followRunSeconds);
   }
 
   private async endRun(action: Extract<Action, { kind: 'end-run' }>): Promise<void> {
@@ -424,11 +399,6 @@ function purgeSubject(entry: RegistryEntry, now: Date): PurgeSubject {
     startedAt: entry.purge?.startedAt ?? now.toISOString(),
     done: new Set((['ca', 'puppetdb'] as const).filter((step) => entry.purge?.[step] !== undefined)),
   };
-}
-
-/** A kind added to Action but not to the switch above fails the typecheck here. */
-function unhandled(action: never): never {
-  throw new Error(`no handler for action ${JSON.stringify(action)}`);
 }
 
 function union(a: readonly string[], b: readonly string[]): string[] {

@@ -1,26 +1,42 @@
 import * as z from 'zod';
 import { NodeAgentNoticeSchema, instanceIdSchema as instanceId, senderInstanceId, sentByRole } from '../../lib/node-agent-notice';
 import type { Trigger } from './model';
-import { RUN_ID_PATTERN, RUN_ID_RULE } from './ports';
+import { RUN_ID_PATTERN, RUN_ID_RULE, type LifecycleHook } from './ports';
+import { GONE_EC2_STATES, isGoneEc2State } from './vocabulary';
 
 /**
- * The queue's message bodies: EventBridge events as delivered (lifecycle actions, EC2 state
- * changes, the reconcile schedule), node-agent notices and the controller's own rechecks. Only
- * the fields the controller uses are checked. Who sent a message is SQS's word, not the body's:
- * a node agent's notice counts only when the instance it names sent it, and nothing but such a
- * notice counts from a compile master (any instance of the tier may send to the queue).
+ * The queue's message bodies, each defined once: EventBridge events as delivered (lifecycle
+ * actions, EC2 state changes, the reconcile schedule), node-agent notices (lib/node-agent-notice)
+ * and the controller's own rechecks. The stack's rules, the controller and the lab all use these
+ * definitions. Only the fields the controller uses are checked. Who sent a message is SQS's word,
+ * not the body's: a node agent's notice counts only when the instance it names sent it, and
+ * nothing but such a notice counts from a compile master (any instance of the tier may send to
+ * the queue).
  */
 
-export const LAUNCH_DETAIL_TYPE = 'EC2 Instance-launch Lifecycle Action';
-export const TERMINATE_DETAIL_TYPE = 'EC2 Instance-terminate Lifecycle Action';
-const TRANSITIONS = {
-  [LAUNCH_DETAIL_TYPE]: 'autoscaling:EC2_INSTANCE_LAUNCHING',
-  [TERMINATE_DETAIL_TYPE]: 'autoscaling:EC2_INSTANCE_TERMINATING',
-} as const;
+// ---- EventBridge events --------------------------------------------------------------------
+
+/** Auto Scaling's lifecycle-action events, one per hook. */
+export const LIFECYCLE_ACTION = {
+  source: 'aws.autoscaling',
+  launch: { detailType: 'EC2 Instance-launch Lifecycle Action', transition: 'autoscaling:EC2_INSTANCE_LAUNCHING' },
+  terminate: { detailType: 'EC2 Instance-terminate Lifecycle Action', transition: 'autoscaling:EC2_INSTANCE_TERMINATING' },
+} as const satisfies { source: string } & Record<LifecycleHook, { detailType: string; transition: string }>;
+
+/** EC2's state changes; only the gone states are forwarded and accepted. */
+export const STATE_CHANGE = { source: 'aws.ec2', detailType: 'EC2 Instance State-change Notification', states: GONE_EC2_STATES } as const;
+
+/** The reconcile schedule's event. */
+export const SCHEDULE = { source: 'aws.events', detailType: 'Scheduled Event' } as const;
+
+const HOOK_OF_DETAIL_TYPE = {
+  [LIFECYCLE_ACTION.launch.detailType]: 'launch',
+  [LIFECYCLE_ACTION.terminate.detailType]: 'terminate',
+} as const satisfies Record<string, LifecycleHook>;
 
 const LifecycleEvent = z.object({
-  source: z.literal('aws.autoscaling'),
-  'detail-type': z.enum([LAUNCH_DETAIL_TYPE, TERMINATE_DETAIL_TYPE]),
+  source: z.literal(LIFECYCLE_ACTION.source),
+  'detail-type': z.enum([LIFECYCLE_ACTION.launch.detailType, LIFECYCLE_ACTION.terminate.detailType]),
   detail: z.object({
     AutoScalingGroupName: z.string(),
     LifecycleHookName: z.string(),
@@ -30,25 +46,40 @@ const LifecycleEvent = z.object({
 });
 
 const StateChangeEvent = z.object({
-  source: z.literal('aws.ec2'),
-  'detail-type': z.literal('EC2 Instance State-change Notification'),
+  source: z.literal(STATE_CHANGE.source),
+  'detail-type': z.literal(STATE_CHANGE.detailType),
   detail: z.object({ 'instance-id': instanceId, state: z.string() }),
 });
 
 const ScheduledEvent = z.object({
-  source: z.literal('aws.events'),
-  'detail-type': z.literal('Scheduled Event'),
+  source: z.literal(SCHEDULE.source),
+  'detail-type': z.literal(SCHEDULE.detailType),
 });
 
+// ---- the controller's recheck --------------------------------------------------------------
+
+const RECHECK_SOURCE = 'compile-masters.controller';
+const RECHECK_REASONS = ['start-run', 'follow-run', 'await-node'] as const;
+export type RecheckReason = (typeof RECHECK_REASONS)[number];
+
 const Recheck = z.object({
-  source: z.literal('compile-masters.controller'),
+  source: z.literal(RECHECK_SOURCE),
   version: z.literal(1),
   kind: z.literal('recheck'),
-  reason: z.enum(['start-run', 'follow-run', 'await-node']),
+  reason: z.enum(RECHECK_REASONS),
   instanceId: instanceId.optional(),
   runId: z.string().regex(RUN_ID_PATTERN, RUN_ID_RULE).optional(),
   attempt: z.number().int().min(0).max(10_000),
 });
+
+/** A delayed message the controller sends itself, to look again at a run or a node. */
+export type RecheckMessage = z.infer<typeof Recheck>;
+
+export function recheckMessage(recheck: Omit<RecheckMessage, 'source' | 'version' | 'kind'>): RecheckMessage {
+  return { source: RECHECK_SOURCE, version: 1, kind: 'recheck', ...recheck };
+}
+
+// ---- parsing -------------------------------------------------------------------------------
 
 const Message = z.discriminatedUnion('source', [LifecycleEvent, StateChangeEvent, ScheduledEvent, NodeAgentNoticeSchema, Recheck]);
 
@@ -100,8 +131,8 @@ export function parseMessage(body: string, scope: MessageScope, origin: MessageO
     case 'aws.autoscaling': {
       const { detail } = message;
       const detailType = message['detail-type'];
-      const transition = detailType === LAUNCH_DETAIL_TYPE ? 'launch' : 'terminate';
-      if (detail.LifecycleTransition !== TRANSITIONS[detailType]) {
+      const transition = HOOK_OF_DETAIL_TYPE[detailType];
+      if (detail.LifecycleTransition !== LIFECYCLE_ACTION[transition].transition) {
         return { outcome: 'malformed', reason: `LifecycleTransition ${detail.LifecycleTransition} does not match "${detailType}"` };
       }
       if (detail.AutoScalingGroupName !== scope.groupName) return { outcome: 'ignored', reason: `lifecycle action of another group (${detail.AutoScalingGroupName})` };
@@ -111,7 +142,7 @@ export function parseMessage(body: string, scope: MessageScope, origin: MessageO
     }
     case 'aws.ec2': {
       const state = message.detail.state;
-      if (state !== 'shutting-down' && state !== 'terminated') return { outcome: 'ignored', reason: `EC2 state ${state} is not watched` };
+      if (!isGoneEc2State(state)) return { outcome: 'ignored', reason: `EC2 state ${state} is not watched` };
       return { outcome: 'trigger', trigger: { kind: 'instance-state', instanceId: message.detail['instance-id'], state } };
     }
     case 'aws.events':

@@ -1,6 +1,8 @@
 import type { NodeAgentEvent } from '../../lib/node-agent-notice';
 import type { CertificateContents, CsrFacts } from '../../lib/puppet/csr';
+import type { RecheckReason } from './messages';
 import type { PrimaryRunState } from './ports';
+import type { GoneEc2State } from './vocabulary';
 
 /** What the signer checked in the CSR, to compare with what the CA then issues. */
 export type CheckedRequest = Pick<CsrFacts, 'publicKeySha256' | 'dnsAltNames' | 'puppetExtensions'>;
@@ -8,13 +10,11 @@ export type CheckedRequest = Pick<CsrFacts, 'publicKeySha256' | 'dnsAltNames' | 
 /** What made the controller look. Every trigger ends in the same full reconcile. */
 export type Trigger =
   | { kind: 'lifecycle'; transition: 'launch' | 'terminate'; instanceId: string }
-  | { kind: 'instance-state'; instanceId: string; state: 'shutting-down' | 'terminated' }
+  | { kind: 'instance-state'; instanceId: string; state: GoneEc2State }
   | { kind: 'schedule' }
   /** Sent by the instance itself (SQS's SenderId), so its key report is the instance's word. */
   | { kind: 'node-agent'; instanceId: string; event: NodeAgentEvent; keyReport?: KeyReport }
   | { kind: 'recheck'; reason: RecheckReason; instanceId?: string; runId?: string; attempt: number };
-
-export type RecheckReason = 'start-run' | 'follow-run' | 'await-node';
 
 /**
  * The key an instance said its CSR is made from, in a message only it could send: the one thing

@@ -2,8 +2,9 @@ import { isValidCertname } from '../../lib/certname';
 import { RefusedInputError } from '../../lib/errors';
 import { mapLimit } from '../../lib/concurrency';
 import type { CertState, CsrObservation, KeyReport, Observed, RunObservation } from './model';
-import { LAUNCHING, SERVING, awaitsVerification } from './planner';
+import { awaitsVerification } from './planner';
 import type { Ports } from './ports';
+import { LAUNCHING, SERVING } from './vocabulary';
 
 /** Calls in flight per kind of observation (CA statuses, CSRs, node health). */
 const OBSERVE_CONCURRENCY = 8;

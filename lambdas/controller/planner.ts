@@ -1,40 +1,12 @@
 import { certnameProblem, describeUntrusted } from '../../lib/certname';
 import { csrProblems, type CsrPolicy } from './csr-policy';
 import type { Action, CheckedRequest, Drift, Ec2Instance, Member, Observed, Plan, PurgeTarget, RegistryEntry, RunRecord, Trigger } from './model';
+import { DRAINING, isGoneEc2State, LAUNCHING, LEAVING, SERVING, TERMINATING, TIMING } from './vocabulary';
 
 export interface PlannerPolicy extends CsrPolicy {
   protectedCertnames: ReadonlySet<string>;
 }
 
-/** Timings of the state machine; none is worth an environment variable. */
-export const TIMING = {
-  /** Quiet period after the last change before the primary's run starts: a burst costs one run. */
-  runQuietSeconds: 5,
-  followRunSeconds: 20,
-  awaitNodeSeconds: 30,
-  awaitNodeAttempts: 10,
-  /** Longer than the function's timeout, so a live pass never loses its claim. */
-  purgeLeaseMs: 150_000,
-  /** A claimed run without a run id after this long was lost by a crashed pass. */
-  runClaimTimeoutMs: 120_000,
-  /** A run still not finished after this long counts as failed (and the SSM runner stops it then). */
-  runTimeoutMs: 30 * 60_000,
-  runAttempts: 2,
-  stuckLaunchMs: 30 * 60_000,
-} as const;
-
-export const LAUNCHING = 'Pending:Wait';
-const TERMINATING = 'Terminating:Wait';
-/**
- * Being deregistered from the load balancer: agents may still be mid-request on it until the
- * deregistration delay ends, and the terminate hook (Terminating:Wait) always follows.
- */
-const DRAINING = 'Terminating';
-/** Leaving the group for good: nothing to complete any more, but owned certificates must go. */
-const LEAVING = new Set(['Terminating:Proceed', 'Terminated']);
-/** Serving, or about to: an owned certificate there must stay valid; a purged one may re-enroll. */
-export const SERVING: ReadonlySet<string> = new Set(['InService', 'Pending:Proceed', 'Standby', 'EnteringStandby']);
-const GONE_EC2_STATES = new Set(['shutting-down', 'terminated']);
 
 /**
  * The pure core: observed state in, actions out. It never performs I/O and never reads a clock, so
@@ -257,7 +229,7 @@ class Planner {
   private nonMember(entry: RegistryEntry): void {
     if (entry.state === 'purged') return;
     const instance = this.observed.instances.get(entry.instanceId);
-    const gone = !instance || GONE_EC2_STATES.has(instance.state);
+    const gone = !instance || isGoneEc2State(instance.state);
     if (!gone) {
       return this.addDrift({ instanceId: entry.instanceId, certname: entry.certname, detail: `owned but no longer a member (EC2 state ${instance.state})` });
     }
@@ -320,7 +292,7 @@ class Planner {
       const member = this.members.get(other.instanceId);
       if (member && !LEAVING.has(member.lifecycleState) && member.lifecycleState !== TERMINATING && member.lifecycleState !== DRAINING) return other.instanceId;
       const instance = this.observed.instances.get(other.instanceId);
-      if (!member && instance && !GONE_EC2_STATES.has(instance.state)) return other.instanceId;
+      if (!member && instance && !isGoneEc2State(instance.state)) return other.instanceId;
     }
     return undefined;
   }

@@ -1,5 +1,6 @@
 import type { CertificateContents, CsrFacts } from '../../lib/puppet/csr';
-import type { CaHolding, CertState, CheckedRequest, Ec2Instance, KeyReport, Member, PurgeStep, RecheckReason, RegistryEntry, RegistryListing, RunRecord } from './model';
+import type { RecheckMessage } from './messages';
+import type { CaHolding, CertState, CheckedRequest, Ec2Instance, KeyReport, Member, PurgeStep, RegistryEntry, RegistryListing, RunRecord } from './model';
 
 /**
  * The controller's view of the outside world. The AWS adapters live in aws/, the Puppet one in
@@ -77,16 +78,6 @@ export interface LeasePort {
   acquire(holder: string, now: Date, until: { lease: Date; nextTurn: Date }): Promise<boolean>;
   /** Gives it up if `holder` still holds it; a lease taken over since is left alone. */
   release(holder: string): Promise<void>;
-}
-
-export interface RecheckMessage {
-  source: 'compile-masters.controller';
-  version: 1;
-  kind: 'recheck';
-  reason: RecheckReason;
-  instanceId?: string;
-  runId?: string;
-  attempt: number;
 }
 
 export interface QueuePort {

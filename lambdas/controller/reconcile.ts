@@ -1,8 +1,9 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import { execute, METRIC, type ExecutionContext } from './execute';
+import { execute, type ExecutionContext } from './execute';
 import type { Plan, Trigger } from './model';
 import { observe } from './observe';
 import { plan, type PlannerPolicy } from './planner';
+import { METRIC } from './vocabulary';
 
 export interface ControllerContext extends Omit<ExecutionContext, 'now'> {
   policy: PlannerPolicy;

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { crlSerials } from '../../lib/puppet/x509';
 import { handleBatch } from '../../lambdas/controller/batch';
-import { METRIC } from '../../lambdas/controller/execute';
+import { METRIC } from '../../lambdas/controller/vocabulary';
 import type { PlannerPolicy } from '../../lambdas/controller/planner';
 import { PuppetServerHealth } from '../../lambdas/controller/puppet';
 import { reconcile, type ControllerContext } from '../../lambdas/controller/reconcile';

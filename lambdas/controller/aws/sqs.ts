@@ -1,6 +1,7 @@
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { type AwsCall, sdkCall } from '../../../lib/aws-calls';
-import type { QueuePort, RecheckMessage } from '../ports';
+import type { RecheckMessage } from '../messages';
+import type { QueuePort } from '../ports';
 import { awsCall } from './call';
 
 /** The calls below, for the IAM simulation suite: rechecks go to the controller's own queue. */

@@ -1,7 +1,7 @@
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import type { PrimaryRunConfig } from '../config';
 import type { Log } from '../execute';
-import { TIMING } from '../planner';
+import { TIMING } from '../vocabulary';
 import type { PrimaryRunPort, SecretsPort } from '../ports';
 import { NoPrimaryRun } from './none';
 import { OrchestratorPrimaryRun } from './orchestrator';

@@ -17,6 +17,7 @@ import { Ec2Instances } from '../../../lambdas/controller/aws/ec2';
 import { DynamoRegistry } from '../../../lambdas/controller/aws/registry';
 import { SecretsManagerSecrets } from '../../../lambdas/controller/aws/secrets';
 import { SqsQueue } from '../../../lambdas/controller/aws/sqs';
+import { recheckMessage } from '../../../lambdas/controller/messages';
 
 /** The SDK wiring: which command each port sends, with which input, and how answers map back. */
 
@@ -168,7 +169,7 @@ describe('SqsQueue', () => {
   it('sends rechecks to the queue with SQS-bounded delays', async () => {
     sqs.on(SendMessageCommand).resolves({});
     const queue = new SqsQueue(new SQSClient({ region: 'us-west-2' }), 'https://sqs.us-west-2.amazonaws.com/123456789012/q');
-    const message = { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'follow-run', runId: '7', attempt: 2 } as const;
+    const message = recheckMessage({ reason: 'follow-run', runId: '7', attempt: 2 });
     await queue.sendRecheck(message, 20);
     await queue.sendRecheck(message, 5_000);
     expect(sqs.commandCalls(SendMessageCommand).map((call) => call.args[0].input)).toEqual([

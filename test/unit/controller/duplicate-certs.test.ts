@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PuppetUnavailableError } from '../../../lib/errors';
 import { CaClient } from '../../../lib/puppet/ca';
 import { PuppetDbClient } from '../../../lib/puppet/puppetdb';
-import { METRIC } from '../../../lambdas/controller/execute';
+import { METRIC } from '../../../lambdas/controller/vocabulary';
 import { DUPLICATE_PROBE_MAX_AGE_MS, PuppetApis } from '../../../lambdas/controller/puppet';
 import { altNamesRefusingCa, fakePuppet, type FakePuppet } from '../../support/fake-puppet';
 import { makeTestCa } from '../../support/pki';

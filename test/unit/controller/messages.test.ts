@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseMessage, type MessageOrigin } from '../../../lambdas/controller/messages';
+import { parseMessage, recheckMessage, type MessageOrigin } from '../../../lambdas/controller/messages';
 import { instanceSenderId, nodeAgentNotice } from '../../../lib/node-agent-notice';
 import { CONTROLLER_SENDER, EVENTBRIDGE_SENDER } from '../../../lab/memory-cloud';
 
@@ -45,7 +45,7 @@ describe('parseMessage', () => {
     ['a lifecycle action', sample('asg-terminate-lifecycle')],
     ['an EC2 state change', sample('ec2-state-change-terminated')],
     ['a schedule', { source: 'aws.events', 'detail-type': 'Scheduled Event', detail: {} }],
-    ['a recheck', { source: 'compile-masters.controller', version: 1, kind: 'recheck', reason: 'start-run', attempt: 1 }],
+    ['a recheck', recheckMessage({ reason: 'start-run', attempt: 1 })],
   ])('treats %s sent with a compile master\'s credentials as forged', (_what, body) => {
     expect(parse(body, byInstance(ID))).toMatchObject({ outcome: 'forged', reason: expect.stringMatching(/compile master's credentials/) });
   });
@@ -59,6 +59,19 @@ describe('parseMessage', () => {
       outcome: 'trigger',
       trigger: { kind: 'recheck', reason: 'follow-run', runId, attempt: 3 },
     });
+  });
+
+  it.each([
+    [{ reason: 'start-run', attempt: 1 }],
+    [{ reason: 'follow-run', runId: '42', attempt: 3 }],
+    [{ reason: 'follow-run', runId: '0b1e2c3d-4f5a-6b7c-8d9e-0f1a2b3c4d5e', attempt: 1 }],
+    [{ reason: 'await-node', instanceId: ID, attempt: 10 }],
+    [{ reason: 'await-node', instanceId: undefined, runId: undefined, attempt: 0 }],
+  ] satisfies Array<[Parameters<typeof recheckMessage>[0]]>)('reads back the recheck the builder makes of %o, and the body carries nothing else', (recheck) => {
+    const body = JSON.stringify(recheckMessage(recheck));
+    const given = Object.fromEntries(Object.entries(recheck).filter(([, value]) => value !== undefined));
+    expect(Object.keys(JSON.parse(body) as object).sort()).toEqual(['kind', 'source', 'version', ...Object.keys(given)].sort());
+    expect(parse(body, from(CONTROLLER_SENDER))).toEqual({ outcome: 'trigger', trigger: { kind: 'recheck', ...given } });
   });
 
   it('ignores well-formed messages that are not for this controller', () => {

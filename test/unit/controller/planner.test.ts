@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Action, Trigger } from '../../../lambdas/controller/model';
-import { plan, TIMING } from '../../../lambdas/controller/planner';
+import { plan } from '../../../lambdas/controller/planner';
+import { TIMING } from '../../../lambdas/controller/vocabulary';
 import { NOW, POLICY, csrFacts, entry, keyOf, node, validCsr, world, type WorldSpec } from './support';
 
 /**

@@ -7,7 +7,7 @@ import { ListCommandsCommand, SendCommandCommand, SSMClient, type Command } from
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AwsCallError, ConfigError } from '../../../lib/errors';
-import { TIMING } from '../../../lambdas/controller/planner';
+import { TIMING } from '../../../lambdas/controller/vocabulary';
 import { RUN_ID_PATTERN, type ClientBundle } from '../../../lambdas/controller/ports';
 import { createPrimaryRun } from '../../../lambdas/controller/primary-run';
 import { NO_RUN_ID, NoPrimaryRun } from '../../../lambdas/controller/primary-run/none';

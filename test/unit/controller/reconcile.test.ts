@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AwsCallError, PuppetApiError, RefusedInputError } from '../../../lib/errors';
-import { METRIC } from '../../../lambdas/controller/execute';
-import { TIMING } from '../../../lambdas/controller/planner';
-import type { RecheckMessage } from '../../../lambdas/controller/ports';
+import type { RecheckMessage } from '../../../lambdas/controller/messages';
+import { METRIC, TIMING } from '../../../lambdas/controller/vocabulary';
 import { Harness } from './harness';
 import { csrFacts, keyOf } from './support';
 

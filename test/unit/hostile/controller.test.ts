@@ -4,7 +4,8 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vite
 import { isValidCertname } from '../../../lib/certname';
 import { SecretsManagerSecrets } from '../../../lambdas/controller/aws/secrets';
 import { handleBatch } from '../../../lambdas/controller/batch';
-import { METRIC, execute } from '../../../lambdas/controller/execute';
+import { execute } from '../../../lambdas/controller/execute';
+import { METRIC } from '../../../lambdas/controller/vocabulary';
 import type { Plan } from '../../../lambdas/controller/model';
 import { createLogger } from '../../../lambdas/controller/logging';
 import { toSqsEvent } from '../../../lab/memory-cloud';
