@@ -2,7 +2,7 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import type { Log } from '../../lambdas/controller/execute';
 import { SsmPrimaryRun } from '../../lambdas/controller/primary-run/ssm';
 import type { PrimaryRunPort } from '../../lambdas/controller/ports';
-import { TIMING } from '../../lambdas/controller/planner';
+import { TIMING } from '../../lambdas/controller/vocabulary';
 import { startLabSsm, type LabSsm } from '../aws/lab-ssm';
 import { labOrchestratorRun } from '../clients';
 import { setOrchestratorFaults, type LabDescription } from '../running-lab';
