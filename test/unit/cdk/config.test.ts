@@ -203,7 +203,7 @@ describe('flavor and the primary run', () => {
     ['flavor', 'puppet', 'oss'],
     ['primaryRun', 'bolt', 'ssm'],
     ['primaryInstanceIds', 'primary-1', 'EC2 instance id'],
-    ['primaryInstanceIds', '[]', 'expected array to have >=1 items'],
+    ['primaryInstanceIds', '[]', 'must name at least one instance'],
     ['primaryInstanceTag', '{"key":"aws:role","value":"x"}', 'reserved by AWS'],
     ['primaryInstanceTag', '{"key":"role"}', 'value'],
     ['agentSource', 'internet', 'repository'],
