@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CONTEXT_DEFAULTS } from '../../cdk/config';
-import { PUPPET_SERVER_PORT, targetGroupSettings, type TargetGroupSettings } from '../../cdk/target-groups';
+import { PUPPET_SERVER_PORT, targetGroupSettings } from '../../cdk/target-groups';
 import type { Flavor } from '../../lib/flavor';
 import { PuppetServerHealth } from '../../lambdas/controller/puppet';
 import type { Ec2Instance } from '../../lambdas/controller/model';
@@ -26,15 +26,6 @@ import { NLB_DNS_NAME, REGION } from './world';
 const QUEUE_NAME = 'compile-masters-lifecycle';
 /** The load balancer's address on the lab network (machines are .10 and up). */
 const NLB_HOST = 5;
-
-/**
- * The stack's target groups for `flavor` (8142 only where a PCP broker runs, PE). The lab's
- * machines run open-source Puppet Server whatever the flavor, so on PE the 8142 listener is there
- * (health-checked through the readiness daemon like 8140) but nothing on the machines answers it.
- */
-export function labTargetGroups(flavor: Flavor): TargetGroupSettings[] {
-  return targetGroupSettings({ flavor, deregistrationDelaySeconds: CONTEXT_DEFAULTS.deregistrationDelaySeconds });
-}
 
 export interface TierEnvironment {
   network: LabNetwork;
@@ -106,8 +97,11 @@ export class MachineTier {
       });
       closers.push(() => sqs.close());
       const nlbHost = network.addHost('nlb', `${network.subnet.replace(/\.0\/24$/, '')}.${NLB_HOST}`);
+      // The lab's machines run open-source Puppet Server whatever the flavor: with no PCP broker
+      // on them, the load balancer carries the stack's 8140 target group only.
+      const [puppetServer] = targetGroupSettings({ flavor: options.flavor, deregistrationDelaySeconds: CONTEXT_DEFAULTS.deregistrationDelaySeconds });
       const nlb = await startHaproxyNlb({
-        settings: labTargetGroups(options.flavor),
+        settings: [puppetServer],
         bindAddress: nlbHost.ip,
         runDir: join(options.dir, 'nlb'),
         spawnPrefix: ['ip', 'netns', 'exec', nlbHost.netns],

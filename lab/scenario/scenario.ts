@@ -18,7 +18,9 @@ import { Timeline, describeLine, type StepRecord } from './timeline';
 import { LabWorld, NLB_DNS_NAME, REGION } from './world';
 import { enrollAgents, realAgentRun, retireAgents, startFleet, type AgentIdentity, type FleetHandle, type RequestRecord } from '../fleet';
 import { MachineNode } from './machine-node';
-import { labTargetGroups, MachineTier } from './machine-tier';
+import { MachineTier } from './machine-tier';
+import { targetGroupSettings } from '../../cdk/target-groups';
+import { CONTEXT_DEFAULTS } from '../../cdk/config';
 import type { LabFlavor } from './flavor';
 import { labPrimaryRunner, type LabPrimaryRunner } from './primary-runner';
 import { holdLabLock } from '../lock';
@@ -640,7 +642,7 @@ class Scenario {
       writtenAt: new Date().toISOString(),
       members,
       instances: [...instances.values()].map((instance) => ({ ...instance, launchTime: instance.launchTime?.toISOString() })),
-      targets: cloud.targets.registered().flatMap((instanceId) => labTargetGroups(this.options.flavor).map(({ port }) => ({ instanceId, port, state: 'healthy' }))),
+      targets: cloud.targets.registered().flatMap((instanceId) => targetGroupSettings({ flavor: this.options.flavor, deregistrationDelaySeconds: CONTEXT_DEFAULTS.deregistrationDelaySeconds }).map(({ port }) => ({ instanceId, port, state: 'healthy' }))),
       registry,
     };
     await writeFile(join(this.options.lab.dir, 'scenario', 'cloud.json'), JSON.stringify(snapshot, null, 2));
