@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLabSsm, type LabSsm } from '../../lab/aws/lab-ssm';
 import { layout } from '../../lab/layout';
 import { loadLab } from '../../lab/running-lab';
+import { agentRunScript } from '../../lambdas/controller/primary-run/ssm';
 import { REGION } from '../../lab/scenario/world';
 
 /**
@@ -28,15 +29,10 @@ afterAll(async () => {
   await labSsm?.close();
 });
 
-/** The adapter's script: one agent run; --detailed-exitcodes 0 (no changes) and 2 (changes) are a good run. */
+/** The adapter's own script; `extra` options go on its puppet command line. */
 function agentRun(puppetBin: string, extra = ''): string[] {
-  return [
-    `'${puppetBin}' agent --onetime --no-daemonize --no-usecacheonfailure --detailed-exitcodes${extra}`,
-    'status=$?',
-    'if [ "$status" -eq 0 ] || [ "$status" -eq 2 ]; then exit 0; fi',
-    'echo "puppet agent run failed (exit code $status)" >&2',
-    'exit "$status"',
-  ];
+  const [run, ...rest] = agentRunScript(puppetBin);
+  return [`${run}${extra}`, ...rest];
 }
 
 async function runToEnd(commands: string[], target: 'id' | 'tag'): Promise<Command> {

@@ -57,6 +57,13 @@ const RUN_STATE: Readonly<Record<CommandStatus, PrimaryRunState>> = {
 };
 
 /**
+ * A primary usually runs its own agent daemon too: a run already in progress makes a second one
+ * exit 1 at once, so the command waits for it (retrying every 10 s, for up to 15 minutes, well
+ * inside the execution timeout) instead of failing and costing one of the planner's two attempts.
+ */
+const WAIT_FOR_LOCK = '--waitforlock 10 --maxwaitforlock 900';
+
+/**
  * The script AWS-RunShellScript runs on the primary: one agent run against the primary itself,
  * never from a cached catalog. --detailed-exitcodes answers 0 (nothing to change) or 2 (changes
  * applied) for a good run; 1, 4 and 6 mean the run or some resources failed, and so does anything
@@ -64,7 +71,7 @@ const RUN_STATE: Readonly<Record<CommandStatus, PrimaryRunState>> = {
  */
 export function agentRunScript(puppetBin: string): string[] {
   return [
-    `${shellQuote(puppetBin)} agent --onetime --no-daemonize --no-usecacheonfailure --detailed-exitcodes`,
+    `${shellQuote(puppetBin)} agent --onetime --no-daemonize --no-usecacheonfailure --detailed-exitcodes ${WAIT_FOR_LOCK}`,
     'status=$?',
     'if [ "$status" -eq 0 ] || [ "$status" -eq 2 ]; then exit 0; fi',
     'echo "puppet agent run failed (exit code $status)" >&2',

@@ -154,7 +154,7 @@ describe('the agent run script', () => {
   ])('puppet exiting %i makes the command exit %i (0 and 2 are good runs)', async (puppet, command) => {
     const result = await runWith(puppet);
     expect(result.code).toBe(command);
-    expect(result.args).toBe('agent --onetime --no-daemonize --no-usecacheonfailure --detailed-exitcodes');
+    expect(result.args).toBe('agent --onetime --no-daemonize --no-usecacheonfailure --detailed-exitcodes --waitforlock 10 --maxwaitforlock 900');
   });
 
   it('fails when puppet is not there', async () => {
