@@ -1,3 +1,4 @@
+import { CompileMastersError } from '../../lib/errors';
 import type { Log } from './execute';
 import type { LeasePort } from './ports';
 
@@ -38,8 +39,8 @@ export interface LeaseTurn {
 }
 
 /** The lease stayed held for the whole wait: the batch fails and comes back after the visibility timeout. */
-export class LeaseBusyError extends Error {
-  override readonly name = 'LeaseBusyError';
+export class LeaseBusyError extends CompileMastersError {
+  override name = 'LeaseBusyError';
 }
 
 /** Runs `pass` while holding the lease, waiting for it first if another invocation holds it. */
@@ -51,7 +52,9 @@ export async function whileHoldingLease<T>(turn: LeaseTurn, pass: () => Promise<
     const until = { lease: new Date(now.getTime() + LEASE_SECONDS * 1000), nextTurn: new Date(now.getTime() + NEXT_TURN_SECONDS * 1000) };
     if (await lease.acquire(holder, now, until)) break;
     if (now.getTime() + LEASE_POLL_MILLISECONDS > turn.waitUntil.getTime()) {
-      throw new LeaseBusyError(`another reconcile held the lease for the whole wait (${Math.round((now.getTime() - began) / 1000)} s)`);
+      throw new LeaseBusyError(`another reconcile held the lease for the whole wait (${Math.round((now.getTime() - began) / 1000)} s)`, {
+        hint: 'its holder may have died mid-pass: the lease expires by itself and this batch comes back after the visibility timeout',
+      });
     }
     await turn.sleep(LEASE_POLL_MILLISECONDS);
   }
