@@ -1,7 +1,26 @@
 import { Agent, fetch } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { loadLab, orchestratorToken, readPems, type LabDescription } from '../../lab/running-lab';
-import { runScenario, scenarioWorkDir } from '../../lab/scenario/scenario';
+import { runScenario, scenarioWorkDir, type ScenarioResult } from '../../lab/scenario/scenario';
+
+/** The run's figures on one line, for the CI log and the README's measured table. */
+function printFigures(flavor: string, result: ScenarioResult): void {
+  const { agents } = result;
+  console.log(
+    `lab scenario figures ${JSON.stringify({
+      flavor,
+      seconds: Math.round(result.seconds),
+      agent_requests: agents?.requests,
+      agent_failures: agents?.failures,
+      catalog_p50_ms: agents?.catalogP50Ms,
+      catalog_p95_ms: agents?.catalogP95Ms,
+      time_to_serving_s: agents?.timeToServingS,
+      primary_runs: result.primaryRuns,
+      faults: result.faults.length,
+      consistent: result.report.consistent,
+    })}`,
+  );
+}
 
 /**
  * `npm run lab -- --faults` on real machines: compile masters as Debian machines under
@@ -16,6 +35,7 @@ describe('the lab scenario on machines, with faults', () => {
   it('serves every agent request through scale-out, a reboot, a stop, a scale-in, replacements and every fault, and ends consistent', async () => {
     const lab = loadLab();
     const result = await runScenario({ lab, faults: true, flavor: 'pe', workDir: await scenarioWorkDir(lab) });
+    printFigures('pe, faults', result);
     expect(result.report.problems, result.timeline).toEqual([]);
     expect(result.faults.length).toBeGreaterThan(0);
     expect(result.faults.filter((fault) => fault.recoveredAt === undefined), result.timeline).toEqual([]);
@@ -56,6 +76,7 @@ describe('the lab scenario on machines, open-source Puppet', () => {
     const lab = loadLab();
     const jobsBefore = await orchestratorJobs(lab);
     const result = await runScenario({ lab, faults: false, flavor: 'oss', workDir: await scenarioWorkDir(lab) });
+    printFigures('oss', result);
     expect(result.report.problems, result.timeline).toEqual([]);
     expect(result.report).toMatchObject({ consistent: true, orphaned_certs: 0, wrong_purges: 0, pending_lifecycle_actions: 0, protected_untouched: true, targets_match: true });
     expect(result.steps.map((step) => step.number)).toEqual([1, 2, 3, 4, 5, 6]);
