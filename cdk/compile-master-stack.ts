@@ -146,6 +146,8 @@ export class CompileMasterStack extends Stack {
     output('Flavor', config.flavor, 'Which Puppet the site runs: pe, oss or openvox');
     output('PrimaryRun', config.primaryRun, 'How the controller converges the primary: orchestrator, ssm or none');
     output('FileSystemId', storage.fileSystem.fileSystemId, 'EFS with the node agent and bootstrap files');
+    // doctor asks IAM's policy simulator whether this role may run the primary's Puppet over SSM.
+    if (controller.function.role) output('ControllerRoleArn', controller.function.role.roleArn, "The lifecycle controller's role");
     output('RegistryTableName', controller.registry.tableName, 'Compile-master registry (DynamoDB)');
     output('AutoScalingGroupName', group.autoScalingGroup.autoScalingGroupName, 'The compile-master group');
   }

@@ -4,6 +4,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { IAMClient } from '@aws-sdk/client-iam';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { readFileSync } from 'node:fs';
@@ -19,6 +20,8 @@ export interface AwsClients {
   elb: ElasticLoadBalancingV2Client;
   /** doctor only: ssm:DescribeInstanceInformation about the primary. */
   ssm: SSMClient;
+  /** doctor only: iam:SimulatePrincipalPolicy of the controller's role on the primary. */
+  iam: IAMClient;
 }
 
 /** Everything a command touches outside itself: tests pass their own. */
@@ -43,6 +46,7 @@ export function awsClients(region: string | undefined): AwsClients {
     dynamo: DynamoDBDocumentClient.from(new DynamoDBClient(options)),
     elb: new ElasticLoadBalancingV2Client(options),
     ssm: new SSMClient(options),
+    iam: new IAMClient(options),
   };
 }
 

@@ -7,7 +7,7 @@ import type { EndpointOptions } from '../lib/puppet/http';
 import { probeAltNames } from './alt-names-probe';
 import { failed, isUnreachable, renderChecks, type Check } from './checks';
 import { verifyBundle, verifyToken } from './credentials';
-import { checkSsmManaged, primaryRunCheck, PRIMARY_RUN, SSM_MANAGED } from './primary-run-checks';
+import { checkControllerMayRun, checkSsmManaged, CONTROLLER_MAY_RUN, primaryRunCheck, PRIMARY_RUN, SSM_MANAGED } from './primary-run-checks';
 import type { CliDeps } from './deps';
 import type { Target } from './target';
 
@@ -24,8 +24,8 @@ export async function doctor(target: Target, deps: Pick<CliDeps, 'now'>): Promis
   const withOrchestrator = target.primaryRun.mode === 'orchestrator';
   const checks: Check[] = [];
   // SSM needs no Puppet credentials: asked alongside, reported after the Puppet services.
-  const ssmChecked = target.primaryRun.mode === 'ssm' ? checkSsmManaged(target.aws?.ssm, target.primaryRun.instances) : undefined;
-  const primaryRunChecks = async () => [primaryRunCheck(target.primaryRun), ...(ssmChecked ? [await ssmChecked] : [])];
+  const ssmChecked = target.primaryRun.mode === 'ssm' ? ssmChecks(target) : undefined;
+  const primaryRunChecks = async () => [primaryRunCheck(target.primaryRun), ...(ssmChecked ? await ssmChecked : [])];
   const bundle = await checkBundle(target, deps.now(), checks);
   // Only the orchestrator takes a token: without it there is none to read or check.
   const token = withOrchestrator ? await checkToken(target, checks) : undefined;
@@ -195,9 +195,17 @@ const ORDER = [
   'orchestrator reachable',
   'orchestrator accepts the token',
   SSM_MANAGED,
+  CONTROLLER_MAY_RUN,
 ];
 
 /** Checks finish in any order; the report reads top-down like the setup steps. */
 function order(checks: Check[]): Check[] {
   return [...checks].sort((a, b) => ORDER.indexOf(a.name) - ORDER.indexOf(b.name));
+}
+
+/** The primary online in SSM, then whether the controller's role may send it the command. */
+async function ssmChecks(target: Target): Promise<Check[]> {
+  const { online, ...managed } = await checkSsmManaged(target.aws?.ssm, target.primaryRun.instances);
+  const region = target.aws ? await target.aws.ssm.config.region() : undefined;
+  return [managed, await checkControllerMayRun(target.aws?.iam, target.stack?.outputs.ControllerRoleArn, target.primaryRun.instances, online, region)];
 }

@@ -23,6 +23,8 @@ const OutputsSchema = z
     AutoScalingGroupName: z.string().min(1),
     Flavor: z.enum(FLAVORS).default('pe'),
     PrimaryRun: z.enum(PRIMARY_RUN_MODES).default('orchestrator'),
+    /** Absent from stacks deployed before doctor asked IAM about it. */
+    ControllerRoleArn: z.string().min(1).optional(),
   })
   .refine((outputs) => outputs.PrimaryRun !== 'orchestrator' || outputs.RbacTokenSecretArn !== undefined, {
     path: ['RbacTokenSecretArn'],

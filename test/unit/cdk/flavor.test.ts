@@ -32,6 +32,11 @@ describe.each(['oss', 'openvox'] as const)('flavor %s', (flavor) => {
   const nlb = id('LoadBalancer/SecurityGroup/Resource');
   const controller = id('LifecycleController/SecurityGroup/Resource');
 
+  it("outputs the controller's role, which doctor asks IAM's policy simulator about", () => {
+    const role = controllerOf(template).statements.length > 0 ? template.toJSON().Resources[id('LifecycleController/Function/Resource')].Properties.Role : undefined;
+    template.hasOutput('ControllerRoleArn', { Value: role });
+  });
+
   it('has no 8142 anywhere: no listener, target group, security-group rule or egress', () => {
     expect(JSON.stringify(template.toJSON())).not.toMatch(/8142|PcpBroker/);
     template.resourceCountIs('AWS::ElasticLoadBalancingV2::Listener', 1);

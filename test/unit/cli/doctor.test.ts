@@ -1,5 +1,6 @@
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { IAMClient, SimulatePrincipalPolicyCommand } from '@aws-sdk/client-iam';
 import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +9,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestCa, type Pem, type TestCa } from '../../support/pki';
 import { altNamesRefusingCa, fakePuppet, type FakePuppet } from '../../support/fake-puppet';
-import { ARNS, runCli, STACK, STACK_OUTPUTS, stackOutputs } from './harness';
+import { ARNS, CONTROLLER_ROLE_ARN, runCli, STACK, STACK_OUTPUTS, stackOutputs } from './harness';
 
 const notFound = () => Object.assign(new Error("Secrets Manager can't find the specified secret value for staging label: AWSCURRENT"), { name: 'ResourceNotFoundException', $fault: 'client', $metadata: {} });
 
@@ -16,6 +17,7 @@ describe('doctor --stack (AWS mocked, fake primary)', () => {
   const cfn = mockClient(CloudFormationClient);
   const sm = mockClient(SecretsManagerClient);
   const ssm = mockClient(SSMClient);
+  const iam = mockClient(IAMClient);
   let pki: TestCa;
   let client: Pem;
   let primary: FakePuppet;
@@ -41,6 +43,7 @@ describe('doctor --stack (AWS mocked, fake primary)', () => {
     cfn.reset();
     sm.reset();
     ssm.reset();
+    iam.reset();
     caPolicy.allowDuplicateCerts = false;
     primary.requests.length = 0;
   });
@@ -120,11 +123,40 @@ describe('doctor --stack (AWS mocked, fake primary)', () => {
 
   describe('without the orchestrator (open source, OpenVox): no token, no orchestrator', () => {
     const tagged = { primaryInstanceTag: { key: 'Role', value: 'puppet-primary' } };
+    const DOCUMENT_ARN = 'arn:aws:ssm:us-west-2::document/AWS-RunShellScript';
+    const INSTANCE_ARN = 'arn:aws:ec2:us-west-2:123456789012:instance/i-0123456789abcdef0';
+
+    it("ssm: IAM denies the controller the primary (a rebuilt primary with another id): said, with the fix", async () => {
+      cfn.on(DescribeStacksCommand).resolves(stackOutputs('oss', 'ssm'));
+      bundleSecret();
+      ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [{ InstanceId: 'i-0123456789abcdef0', PingStatus: 'Online' }] });
+      iam.on(SimulatePrincipalPolicyCommand).resolves({
+        EvaluationResults: [
+          { EvalActionName: 'ssm:SendCommand', EvalResourceName: DOCUMENT_ARN, EvalDecision: 'allowed' },
+          { EvalActionName: 'ssm:SendCommand', EvalResourceName: INSTANCE_ARN, EvalDecision: 'implicitDeny' },
+        ],
+      });
+
+      const result = await runCli(['doctor', '--stack', STACK, '--cdk-json', siteJson({ flavor: 'oss', primaryInstanceIds: ['i-0123456789abcdef0'] })]);
+
+      expect(result.code).toBe(1);
+      expect(result.stdout).toContain(`FAIL  controller may run Puppet on the primary: IAM denies the controller ssm:SendCommand on ${INSTANCE_ARN} (implicitDeny)`);
+      expect(result.stdout).toContain('fix: the stack grants it on primaryInstanceIds, or on instances tagged primaryInstanceTag');
+      expect(iam.commandCalls(SimulatePrincipalPolicyCommand)[0]!.args[0].input.ContextEntries).toBeUndefined();
+
+      iam.reset();
+      iam.on(SimulatePrincipalPolicyCommand).rejects(Object.assign(new Error('not authorized to perform: iam:SimulatePrincipalPolicy'), { name: 'AccessDenied', $fault: 'client', $metadata: {} }));
+      const unasked = await runCli(['doctor', '--stack', STACK, '--cdk-json', siteJson({ flavor: 'oss', primaryInstanceIds: ['i-0123456789abcdef0'] })]);
+      expect(unasked.stdout).toContain("skip  controller may run Puppet on the primary: doctor's credentials may not call iam:SimulatePrincipalPolicy on the controller's role");
+    });
 
     it('ssm by tag: asks SSM for the tagged instances and reports them Online; reads no token secret, asks no orchestrator', async () => {
       cfn.on(DescribeStacksCommand).resolves(stackOutputs('oss', 'ssm'));
       bundleSecret();
       ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [{ InstanceId: 'i-0123456789abcdef0', PingStatus: 'Online', AgentVersion: '3.3.1142.0' }] });
+      iam.on(SimulatePrincipalPolicyCommand).resolves({
+        EvaluationResults: [DOCUMENT_ARN, INSTANCE_ARN].map((arn) => ({ EvalActionName: 'ssm:SendCommand', EvalResourceName: arn, EvalDecision: 'allowed' as const })),
+      });
 
       const result = await runCli(['doctor', '--stack', STACK, '--cdk-json', siteJson({ flavor: 'oss', ...tagged })]);
 
@@ -138,6 +170,16 @@ describe('doctor --stack (AWS mocked, fake primary)', () => {
         'ok    PuppetDB allows the lifecycle certificate',
         'ok    primary run',
         "ok    primary's instance(s) online in SSM",
+        'ok    controller may run Puppet on the primary',
+      ]);
+      // Asked of the controller's own role, on the document and the instance SSM found by tag, with the tag as IAM sees it.
+      expect(iam.commandCalls(SimulatePrincipalPolicyCommand).map((call) => call.args[0].input)).toEqual([
+        {
+          PolicySourceArn: CONTROLLER_ROLE_ARN,
+          ActionNames: ['ssm:SendCommand'],
+          ResourceArns: [DOCUMENT_ARN, INSTANCE_ARN],
+          ContextEntries: [{ ContextKeyName: 'ssm:resourceTag/Role', ContextKeyType: 'string', ContextKeyValues: ['puppet-primary'] }],
+        },
       ]);
       expect(result.stdout).toContain(`ok    primary run: ssm on open-source Puppet (from stack ${STACK}'s outputs): SSM Run Command (AWS-RunShellScript) runs Puppet on the instance(s) tagged Role=puppet-primary; no RBAC token`);
       expect(result.stdout).toContain("ok    primary's instance(s) online in SSM: i-0123456789abcdef0 (agent 3.3.1142.0) Online");
@@ -190,9 +232,18 @@ describe('doctor --stack (AWS mocked, fake primary)', () => {
       cfn.on(DescribeStacksCommand).resolves(stackOutputs('oss', 'ssm'));
       sm.on(GetSecretValueCommand).rejects(notFound());
       ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [{ InstanceId: 'i-0123456789abcdef0', PingStatus: 'Online' }] });
+      iam.on(SimulatePrincipalPolicyCommand).resolves({ EvaluationResults: [DOCUMENT_ARN, INSTANCE_ARN].map((arn) => ({ EvalActionName: 'ssm:SendCommand', EvalResourceName: arn, EvalDecision: 'allowed' as const })) });
       const result = await runCli(['doctor', '--stack', STACK, '--cdk-json', siteJson({ flavor: 'oss', ...tagged })]);
       expect(result.stdout).toContain(`      fix: npx compile-masters secrets put --stack ${STACK} --cert FILE --key FILE --ca FILE\n`);
-      expect(checkNames(result.stdout)).toEqual(['FAIL  client certificate', 'skip  CA', 'skip  PuppetDB', 'skip  alt names', 'ok    primary run', "ok    primary's instance(s) online in SSM"]);
+      expect(checkNames(result.stdout)).toEqual([
+        'FAIL  client certificate',
+        'skip  CA',
+        'skip  PuppetDB',
+        'skip  alt names',
+        'ok    primary run',
+        "ok    primary's instance(s) online in SSM",
+        'ok    controller may run Puppet on the primary',
+      ]);
     });
 
     it('cdk.json and the deployed stack disagree: said, with the fix', async () => {

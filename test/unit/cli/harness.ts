@@ -56,8 +56,17 @@ export const STACK_OUTPUTS = {
 export function stackOutputs(flavor: 'pe' | 'oss' | 'openvox', primaryRun: 'orchestrator' | 'ssm' | 'none'): typeof STACK_OUTPUTS {
   const [stack] = STACK_OUTPUTS.Stacks;
   const outputs = stack!.Outputs.filter((output) => primaryRun === 'orchestrator' || output.OutputKey !== 'RbacTokenSecretArn');
-  return { Stacks: [{ ...stack!, Outputs: [...outputs, { OutputKey: 'Flavor', OutputValue: flavor }, { OutputKey: 'PrimaryRun', OutputValue: primaryRun }] }] };
+  return {
+    Stacks: [
+      {
+        ...stack!,
+        Outputs: [...outputs, { OutputKey: 'Flavor', OutputValue: flavor }, { OutputKey: 'PrimaryRun', OutputValue: primaryRun }, { OutputKey: 'ControllerRoleArn', OutputValue: CONTROLLER_ROLE_ARN }],
+      },
+    ],
+  };
 }
+
+export const CONTROLLER_ROLE_ARN = 'arn:aws:iam::123456789012:role/CompileMasters-LifecycleControllerFunctionServiceRo-AbCdEf';
 
 export const TARGET_GROUPS = [
   'arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/puppet-8140/0123456789abcdef',
