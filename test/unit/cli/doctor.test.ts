@@ -80,8 +80,7 @@ describe('doctor --stack (AWS mocked, fake primary)', () => {
     const result = await runCli(['doctor', '--stack', STACK, '--cdk-json', cdkJson]);
 
     expect(result.code).toBe(1);
-    const lines = result.stdout.split('\n');
-    expect(lines.filter((line) => /^(ok|FAIL|skip)/.test(line)).map((line) => line.slice(0, 6) + line.slice(6).split(':')[0])).toEqual([
+    expect(checkNames(result.stdout)).toEqual([
       'ok    client certificate',
       'ok    RBAC token',
       'ok    CA reachable',
@@ -125,6 +124,11 @@ describe('doctor --stack (AWS mocked, fake primary)', () => {
     const tagged = { primaryInstanceTag: { key: 'Role', value: 'puppet-primary' } };
     const DOCUMENT_ARN = 'arn:aws:ssm:us-west-2::document/AWS-RunShellScript';
     const INSTANCE_ARN = 'arn:aws:ec2:us-west-2:123456789012:instance/i-0123456789abcdef0';
+    /** IAM's policy simulator allows the controller's role SendCommand on the document and the primary. */
+    const simulationAllows = () =>
+      iam.on(SimulatePrincipalPolicyCommand).resolves({
+        EvaluationResults: [DOCUMENT_ARN, INSTANCE_ARN].map((arn) => ({ EvalActionName: 'ssm:SendCommand', EvalResourceName: arn, EvalDecision: 'allowed' as const })),
+      });
 
     it("ssm: IAM denies the controller the primary (a rebuilt primary with another id): said, with the fix", async () => {
       cfn.on(DescribeStacksCommand).resolves(stackOutputs('oss', 'ssm'));
@@ -154,9 +158,7 @@ describe('doctor --stack (AWS mocked, fake primary)', () => {
       cfn.on(DescribeStacksCommand).resolves(stackOutputs('oss', 'ssm'));
       bundleSecret();
       ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [{ InstanceId: 'i-0123456789abcdef0', PingStatus: 'Online', AgentVersion: '3.3.1142.0' }] });
-      iam.on(SimulatePrincipalPolicyCommand).resolves({
-        EvaluationResults: [DOCUMENT_ARN, INSTANCE_ARN].map((arn) => ({ EvalActionName: 'ssm:SendCommand', EvalResourceName: arn, EvalDecision: 'allowed' as const })),
-      });
+      simulationAllows();
 
       const result = await runCli(['doctor', '--stack', STACK, '--cdk-json', siteJson({ flavor: 'oss', ...tagged })]);
 
@@ -232,7 +234,7 @@ describe('doctor --stack (AWS mocked, fake primary)', () => {
       cfn.on(DescribeStacksCommand).resolves(stackOutputs('oss', 'ssm'));
       sm.on(GetSecretValueCommand).rejects(notFound());
       ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [{ InstanceId: 'i-0123456789abcdef0', PingStatus: 'Online' }] });
-      iam.on(SimulatePrincipalPolicyCommand).resolves({ EvaluationResults: [DOCUMENT_ARN, INSTANCE_ARN].map((arn) => ({ EvalActionName: 'ssm:SendCommand', EvalResourceName: arn, EvalDecision: 'allowed' as const })) });
+      simulationAllows();
       const result = await runCli(['doctor', '--stack', STACK, '--cdk-json', siteJson({ flavor: 'oss', ...tagged })]);
       expect(result.stdout).toContain(`      fix: npx compile-masters secrets put --stack ${STACK} --cert FILE --key FILE --ca FILE\n`);
       expect(checkNames(result.stdout)).toEqual([
