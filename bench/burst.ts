@@ -53,7 +53,7 @@ async function main(): Promise<void> {
   const metrics = new RecordingMetrics();
   const context: ControllerContext = {
     ports: cloud.ports(puppet, primaryRun),
-    policy: { region: cloud.region, nlbDnsName: 'compile-masters.elb.amazonaws.com', extraAltNames: [], expectedExtensions: {}, protectedCertnames: new Set([lab.primary.certname, lab.lifecycleClient.certname]) },
+    policy: { region: cloud.region, nlbDnsName: 'compile-masters.elb.amazonaws.com', extraAltNames: [], expectedExtensions: {}, protectedCertnames: new Set([lab.primary.certname, lab.lifecycleClient.certname]), replaceUnhealthyAfterSeconds: 900 },
     logger,
     metrics,
     clock: clock.now,

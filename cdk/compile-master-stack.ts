@@ -105,6 +105,7 @@ export class CompileMasterStack extends Stack {
       terminateHookName: TERMINATE_HOOK_NAME,
       loadBalancerDnsName: nlbDnsName,
       puppet: config,
+      replaceUnhealthyAfter: Duration.minutes(config.replaceUnhealthyAfterMinutes),
       serviceName,
       metricsNamespace: config.metricsNamespace,
       logLevel: config.logLevel,

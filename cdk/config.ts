@@ -39,6 +39,7 @@ export const CONTEXT_DEFAULTS = {
   heartbeatTimeoutSeconds: 1800,
   healthCheckGracePeriodSeconds: 120,
   reconcileIntervalMinutes: 5,
+  replaceUnhealthyAfterMinutes: 15,
   metricsNamespace: 'CompileMasters',
   logLevel: 'INFO' as 'DEBUG' | 'INFO' | 'WARN' | 'ERROR',
 } as const;
@@ -100,6 +101,7 @@ export const CONTEXT_EXAMPLES: Record<string, string> = {
   clientCertSecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:compile-masters/client-cert-AbCdEf',
   rbacTokenSecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:compile-masters/rbac-token-AbCdEf',
   reconcileIntervalMinutes: '5',
+  replaceUnhealthyAfterMinutes: '15',
   metricsNamespace: 'CompileMasters',
   logLevel: 'INFO',
   alarmTopicArn: 'arn:aws:sns:eu-west-1:123456789012:ops-alarms',
@@ -210,6 +212,8 @@ const ContextSchema = z
     clientCertSecretArn: secretArn.optional(),
     rbacTokenSecretArn: secretArn.optional(),
     reconcileIntervalMinutes: integer(1, 60).default(CONTEXT_DEFAULTS.reconcileIntervalMinutes),
+    // The controller's REPLACE_UNHEALTHY_AFTER_SECONDS: the longest reboot or restart that never costs a node.
+    replaceUnhealthyAfterMinutes: integer(5, 120).default(CONTEXT_DEFAULTS.replaceUnhealthyAfterMinutes),
     metricsNamespace: z
       .string()
       .regex(/^[A-Za-z0-9._/#:-]{1,255}$/, 'must be a CloudWatch namespace such as CompileMasters')

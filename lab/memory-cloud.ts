@@ -293,6 +293,15 @@ export class MemoryGroup implements GroupPort {
     return 'recorded';
   }
 
+  /**
+   * As Auto Scaling does with an unhealthy InService member: drained, then held at the terminate
+   * hook (a replacement launch is left to the scenario). A member already leaving is left alone.
+   */
+  async setUnhealthy(instanceId: string): Promise<void> {
+    this.cloud.enter('group.setUnhealthy', [instanceId]);
+    if (this.states.get(instanceId) === 'InService') void this.cloud.beginTermination(instanceId);
+  }
+
   /** The lifecycle state of a member; undefined once it left the group. */
   stateOf(instanceId: string): string | undefined {
     return this.states.get(instanceId);
@@ -382,7 +391,7 @@ export class MemoryRegistry implements RegistryPort {
     if (entry && (entry.certname !== certname || entry.state === 'purging' || entry.state === 'stalled')) return false;
     const at = now.toISOString();
     const { publicKeySha256, dnsAltNames, puppetExtensions } = structuredClone(checked);
-    // A new item: claimedAt, issued and purge are gone, as the adapter's REMOVE does.
+    // A new item: claimedAt, issued, purge and an unhealthy streak are gone, as the adapter's REMOVE does.
     this.entries.set(instanceId, {
       instanceId,
       certname,
@@ -390,6 +399,7 @@ export class MemoryRegistry implements RegistryPort {
       createdAt: entry?.createdAt ?? at,
       updatedAt: at,
       checked: { publicKeySha256, dnsAltNames, puppetExtensions },
+      ...(entry?.bootedAt === undefined ? {} : { bootedAt: entry.bootedAt }),
     });
     return true;
   }
@@ -435,6 +445,27 @@ export class MemoryRegistry implements RegistryPort {
     entry.purge[step] = now.toISOString();
     entry.updatedAt = entry.purge[step];
     return true;
+  }
+
+  async recordHealth(instanceId: string, since: string | undefined, now: Date): Promise<boolean> {
+    this.cloud.enter('registry.recordHealth', [instanceId, since]);
+    const entry = this.entries.get(instanceId);
+    if (!entry) return false;
+    if (since === undefined) {
+      if (entry.unhealthySince === undefined) return false;
+      delete entry.unhealthySince;
+    } else {
+      if (entry.state !== 'in-service' || entry.unhealthySince !== undefined) return false;
+      entry.unhealthySince = since;
+    }
+    entry.updatedAt = now.toISOString();
+    return true;
+  }
+
+  async recordBooted(instanceId: string, bootedAt: string): Promise<void> {
+    this.cloud.enter('registry.recordBooted', [instanceId, bootedAt]);
+    const entry = this.entries.get(instanceId);
+    if (entry && (entry.bootedAt === undefined || entry.bootedAt < bootedAt)) entry.bootedAt = bootedAt;
   }
 
   async recordKeyReport(instanceId: string, report: KeyReport): Promise<void> {

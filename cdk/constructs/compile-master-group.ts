@@ -162,10 +162,10 @@ export class CompileMasterGroup extends Construct {
       maxCapacity: settings.maxSize,
       // Unset unless configured: a fixed value would reset the size on every deploy.
       desiredCapacity: settings.desiredCapacity,
-      healthChecks: autoscaling.HealthChecks.withAdditionalChecks({
-        additionalTypes: [autoscaling.AdditionalHealthCheckType.ELB],
-        gracePeriod: Duration.seconds(settings.healthCheckGracePeriodSeconds),
-      }),
+      // EC2 status checks only: with ELB health a reboot or a Puppet Server restart (3 × 10 s
+      // unhealthy) would cost the node. The load balancer still routes only to healthy targets,
+      // and the controller replaces a node that stays unhealthy without rebooting (SetInstanceHealth).
+      healthChecks: autoscaling.HealthChecks.ec2({ gracePeriod: Duration.seconds(settings.healthCheckGracePeriodSeconds) }),
       // Puppet Server's JIT warm-up burns CPU that says nothing about load.
       defaultInstanceWarmup: Duration.minutes(5),
       groupMetrics: [autoscaling.GroupMetrics.all()],

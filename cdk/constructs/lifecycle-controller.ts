@@ -64,6 +64,8 @@ export interface LifecycleControllerProps {
   readonly terminateHookName: string;
   readonly loadBalancerDnsName: string;
   readonly puppet: PuppetSettings;
+  /** How long a serving node's Puppet Server may stay unhealthy since its last boot before the controller replaces it. */
+  readonly replaceUnhealthyAfter: Duration;
   readonly serviceName: string;
   readonly metricsNamespace: string;
   readonly logLevel: string;
@@ -148,6 +150,7 @@ export class LifecycleController extends Construct {
         NLB_DNS_NAME: props.loadBalancerDnsName,
         EXTRA_ALT_NAMES: JSON.stringify(puppet.dnsAltNames),
         EXPECTED_EXTENSIONS: JSON.stringify({ [puppet.roleExtension.name]: puppet.roleExtension.value }),
+        REPLACE_UNHEALTHY_AFTER_SECONDS: String(props.replaceUnhealthyAfter.toSeconds()),
         POWERTOOLS_SERVICE_NAME: props.serviceName,
         POWERTOOLS_METRICS_NAMESPACE: props.metricsNamespace,
         POWERTOOLS_LOG_LEVEL: props.logLevel,
@@ -184,7 +187,7 @@ export class LifecycleController extends Construct {
     });
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({
-        actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat'],
+        actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat', 'autoscaling:SetInstanceHealth'],
         resources: [groupArn],
       }),
     );

@@ -157,6 +157,7 @@ export class LabWorld {
       extraAltNames: [],
       expectedExtensions: { pp_role: 'compile_master' },
       protectedCertnames: new Set([lab.primary.certname, lab.lifecycleClient.certname]),
+      replaceUnhealthyAfterSeconds: 900,
     };
     const context: ControllerContext = {
       ports: this.tap.wrap(this.cloud.ports(puppet, primaryRun(this.logger), machines?.health)),

@@ -35,6 +35,8 @@ export interface ControllerConfig {
   extraAltNames: readonly string[];
   /** Puppet extensions every compile master's CSR must carry, short name → value. */
   expectedExtensions: Readonly<Record<string, string>>;
+  /** How long a serving node's Puppet Server may stay unhealthy since its last boot before it is replaced. */
+  replaceUnhealthyAfterSeconds: number;
 }
 
 export type PrimaryRunConfig =
@@ -73,6 +75,7 @@ export const ENVIRONMENT_EXAMPLES: Readonly<Record<string, string>> = {
   NLB_DNS_NAME: 'compile-masters-0123456789abcdef.elb.us-west-2.amazonaws.com',
   EXTRA_ALT_NAMES: '["puppet.corp.example.com"]',
   EXPECTED_EXTENSIONS: '{"pp_role":"compile_master"}',
+  REPLACE_UNHEALTHY_AFTER_SECONDS: '900',
   POWERTOOLS_SERVICE_NAME: 'compile-masters-controller',
   POWERTOOLS_METRICS_NAMESPACE: 'CompileMasters',
 };
@@ -153,6 +156,13 @@ const EnvSchema = z.object({
       }),
     '{}',
   ),
+  // At least five minutes: a reboot or a Puppet Server restart must fit in it with room.
+  REPLACE_UNHEALTHY_AFTER_SECONDS: z.coerce
+    .number({ error: 'must be a number of seconds' })
+    .int('must be a whole number of seconds')
+    .min(300, 'must be at least 300 (5 minutes): a reboot must fit in it')
+    .max(7200, 'must be at most 7200 (2 hours)')
+    .default(900),
   POWERTOOLS_SERVICE_NAME: required,
   POWERTOOLS_METRICS_NAMESPACE: required,
 });
@@ -246,5 +256,6 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     nlbDnsName: v.NLB_DNS_NAME,
     extraAltNames: v.EXTRA_ALT_NAMES,
     expectedExtensions: v.EXPECTED_EXTENSIONS,
+    replaceUnhealthyAfterSeconds: v.REPLACE_UNHEALTHY_AFTER_SECONDS,
   };
 }

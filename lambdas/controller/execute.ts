@@ -47,6 +47,8 @@ const PHASE: Readonly<Record<Action['kind'], number>> = {
   launched: 3,
   heartbeat: 3,
   stall: 3,
+  'record-health': 3,
+  'replace-unhealthy': 3,
   'reset-run': 4,
   'start-run': 4,
   'end-run': 4,
@@ -151,6 +153,21 @@ class Executor {
         await this.ports.queue.sendRecheck(recheckMessage({ reason, attempt, instanceId, runId }), delaySeconds);
         return this.logger.debug('Recheck scheduled', { reason, instanceId, runId, attempt, delaySeconds });
       }
+      case 'record-health':
+        if (!(await this.ports.registry.recordHealth(action.instanceId, action.unhealthySince, this.now))) return;
+        if (action.unhealthySince === undefined) return this.logger.info('Puppet Server of a serving compile master healthy again', { instanceId: action.instanceId });
+        return this.logger.warn('Puppet Server of a serving compile master unhealthy; the load balancer keeps agents off it, and it is replaced if it stays so without a reboot', {
+          instanceId: action.instanceId,
+          since: action.unhealthySince,
+        });
+      case 'replace-unhealthy':
+        await this.ports.group.setUnhealthy(action.instanceId);
+        this.context.metrics.addMetric(METRIC.replacedUnhealthy, MetricUnit.Count, 1);
+        return this.logger.error('Replacing a compile master: marked unhealthy in its Auto Scaling group, which terminates it through the terminate hook (purged there) and launches another', {
+          instanceId: action.instanceId,
+          certname: action.certname,
+          reason: action.reason,
+        });
       default:
         return unhandled(action);
     }

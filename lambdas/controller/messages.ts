@@ -150,7 +150,9 @@ export function parseMessage(body: string, scope: MessageScope, origin: MessageO
     case 'compile-masters.node-agent': {
       const { instanceId: id, event, publicKeySha256 } = message;
       const report = publicKeySha256 === undefined ? {} : { keyReport: { publicKeySha256, reportedAt: origin.sentAt } };
-      return { outcome: 'trigger', trigger: { kind: 'node-agent', instanceId: id, event, ...report } };
+      // The agent says so after every boot: what keeps a reboot from counting as an unhealthy streak.
+      const boot = event === 'booted' || event === 'enrolled' ? { bootedAt: origin.sentAt } : {};
+      return { outcome: 'trigger', trigger: { kind: 'node-agent', instanceId: id, event, ...report, ...boot } };
     }
     case 'compile-masters.controller': {
       const { reason, instanceId: id, runId, attempt } = message;

@@ -12,8 +12,11 @@ export type Trigger =
   | { kind: 'lifecycle'; transition: 'launch' | 'terminate'; instanceId: string }
   | { kind: 'instance-state'; instanceId: string; state: GoneEc2State }
   | { kind: 'schedule' }
-  /** Sent by the instance itself (SQS's SenderId), so its key report is the instance's word. */
-  | { kind: 'node-agent'; instanceId: string; event: NodeAgentEvent; keyReport?: KeyReport }
+  /**
+   * Sent by the instance itself (SQS's SenderId), so its key report is the instance's word.
+   * bootedAt (when SQS received a booted or enrolled notice) is its own word that it just booted.
+   */
+  | { kind: 'node-agent'; instanceId: string; event: NodeAgentEvent; keyReport?: KeyReport; bootedAt?: string }
   | { kind: 'recheck'; reason: RecheckReason; instanceId?: string; runId?: string; attempt: number };
 
 /**
@@ -68,6 +71,10 @@ export interface RegistryEntry {
   issued?: IssuedRecord;
   /** The current (or last) purge's progress. */
   purge?: PurgeProgress;
+  /** In service: the first pass that saw its Puppet Server unhealthy, cleared by the first that sees it healthy. */
+  unhealthySince?: string;
+  /** When SQS received the node agent's latest booted or enrolled notice (the instance's own word). */
+  bootedAt?: string;
 }
 
 export interface IssuedRecord {
@@ -160,7 +167,7 @@ export interface Observed {
   csrs: ReadonlyMap<string, CsrObservation>;
   /** The latest key report of each instance whose pending CSR was read, by instance id. */
   keyReports: ReadonlyMap<string, KeyReport>;
-  /** Puppet Server health of nodes waiting to be converged, by instance id. */
+  /** Puppet Server health of nodes waiting to be converged, and of owned InService nodes, by instance id. */
   health: ReadonlyMap<string, boolean>;
   /** State of run.job, when it has a run id. */
   runState: RunObservation | undefined;
@@ -198,7 +205,11 @@ export type Action =
   | { kind: 'start-run'; attempt: number; retryOf?: string; reason: string }
   | { kind: 'end-run'; runId: string; outcome: 'finished' | 'failed' }
   | { kind: 'reset-run'; claimedAt: string; reason: string }
-  | { kind: 'recheck'; delaySeconds: number; reason: RecheckReason; instanceId?: string; runId?: string; attempt: number };
+  | { kind: 'recheck'; delaySeconds: number; reason: RecheckReason; instanceId?: string; runId?: string; attempt: number }
+  /** Starts (a time) or ends (undefined) a serving node's unhealthy streak in the registry. */
+  | { kind: 'record-health'; instanceId: string; unhealthySince: string | undefined }
+  /** Tells the group the node is unhealthy: it is terminated through the terminate hook (and purged there) and replaced. */
+  | { kind: 'replace-unhealthy'; instanceId: string; certname: string; reason: string };
 
 export interface Drift {
   instanceId?: string;

@@ -4,7 +4,7 @@ import { mapLimit } from '../../lib/concurrency';
 import type { CertState, CsrObservation, KeyReport, Observed, RunObservation } from './model';
 import { awaitsVerification } from './planner';
 import type { Ports } from './ports';
-import { LAUNCHING, SERVING } from './vocabulary';
+import { IN_SERVICE, LAUNCHING, SERVING } from './vocabulary';
 
 /** Calls in flight per kind of observation (CA statuses, CSRs, node health). */
 const OBSERVE_CONCURRENCY = 8;
@@ -71,11 +71,16 @@ export async function observe(ports: Ports, now: Date): Promise<Observed> {
     },
   );
 
+  // Nodes waiting to be converged, and serving ones: a lasting failure of those gets them replaced.
   const health = new Map<string, boolean>();
-  const waiting = registry.filter(
-    (entry) => entry.state === 'signed' && !awaitsVerification(entry) && memberIds.has(entry.instanceId) && certs.get(entry.certname) === 'signed',
+  const inService = new Set(members.filter((member) => member.lifecycleState === IN_SERVICE).map((member) => member.instanceId));
+  const probed = registry.filter(
+    (entry) =>
+      !awaitsVerification(entry) &&
+      certs.get(entry.certname) === 'signed' &&
+      ((entry.state === 'signed' && memberIds.has(entry.instanceId)) || (entry.state === 'in-service' && inService.has(entry.instanceId))),
   );
-  await mapLimit(waiting, OBSERVE_CONCURRENCY, async (entry) => {
+  await mapLimit(probed, OBSERVE_CONCURRENCY, async (entry) => {
     const privateIp = instances.get(entry.instanceId)?.privateIp;
     if (privateIp) health.set(entry.instanceId, await ports.health.isHealthy({ certname: entry.certname, privateIp }));
   });

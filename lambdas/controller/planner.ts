@@ -1,10 +1,12 @@
 import { certnameProblem, describeUntrusted } from '../../lib/certname';
 import { csrProblems, type CsrPolicy } from './csr-policy';
 import type { Action, CheckedRequest, Drift, Ec2Instance, Member, Observed, Plan, PurgeTarget, RegistryEntry, RunRecord, Trigger } from './model';
-import { DRAINING, isGoneEc2State, LAUNCHING, LEAVING, SERVING, TERMINATING, TIMING } from './vocabulary';
+import { DRAINING, IN_SERVICE, isGoneEc2State, LAUNCHING, LEAVING, SERVING, TERMINATING, TIMING } from './vocabulary';
 
 export interface PlannerPolicy extends CsrPolicy {
   protectedCertnames: ReadonlySet<string>;
+  /** How long a serving node's Puppet Server may stay unhealthy, counted from its last boot, before it is replaced. */
+  replaceUnhealthyAfterSeconds: number;
 }
 
 
@@ -61,6 +63,7 @@ class Planner {
       if (!this.members.has(entry.instanceId)) this.nonMember(entry);
     }
     this.outsiders();
+    this.servingHealth();
     this.purges();
     this.run();
     if (this.toConverge.length > 0) {
@@ -248,6 +251,72 @@ class Planner {
     const asking = new Set(this.triggers.flatMap((t) => (t.kind === 'node-agent' && t.event === 'csr-submitted' && !this.members.has(t.instanceId) ? [t.instanceId] : [])));
     for (const instanceId of asking) {
       this.act({ kind: 'refuse', instanceId, reasons: [`${instanceId} is not a member of the group: its certificate request stays unsigned`], abandon: false });
+    }
+  }
+
+  // ---- health of serving nodes ---------------------------------------------------------------
+
+  /**
+   * The group trusts EC2's status checks only, so a reboot or a Puppet Server restart never costs
+   * a node (the load balancer's own checks keep agents off it meanwhile). The controller replaces
+   * an owned InService node whose Puppet Server stayed unhealthy for the whole window since the
+   * later of the streak's start and its last boot: a node that rebooted within the window is
+   * given the window again. A node that keeps rebooting is replaced once its streak (never broken
+   * by a healthy answer) reaches twice the window, so a crash loop cannot keep it forever.
+   */
+  private servingHealth(): void {
+    const now = this.observed.now.getTime();
+    const windowMs = this.policy.replaceUnhealthyAfterSeconds * 1000;
+    const due: Array<{ entry: RegistryEntry; reason: string }> = [];
+    let probed = 0;
+    let healthyNodes = 0;
+    for (const entry of this.observed.registry) {
+      if (entry.state !== 'in-service') continue;
+      const member = this.members.get(entry.instanceId);
+      const healthy = this.observed.health.get(entry.instanceId);
+      if (member?.lifecycleState !== IN_SERVICE || healthy === undefined) {
+        // Standby, say: a streak from before it left service says nothing about its return.
+        if (member && entry.unhealthySince !== undefined && member.lifecycleState !== IN_SERVICE && SERVING.has(member.lifecycleState)) {
+          this.act({ kind: 'record-health', instanceId: entry.instanceId, unhealthySince: undefined });
+        }
+        continue;
+      }
+      probed += 1;
+      if (healthy) {
+        healthyNodes += 1;
+        if (entry.unhealthySince !== undefined) this.act({ kind: 'record-health', instanceId: entry.instanceId, unhealthySince: undefined });
+        continue;
+      }
+      if (entry.unhealthySince === undefined) {
+        this.act({ kind: 'record-health', instanceId: entry.instanceId, unhealthySince: this.observed.now.toISOString() });
+        this.note(`${entry.instanceId}: serving, its Puppet Server is unhealthy; replaced if it stays so for ${this.policy.replaceUnhealthyAfterSeconds} s`);
+        continue;
+      }
+      const since = Date.parse(entry.unhealthySince);
+      const booted = entry.bootedAt === undefined ? Number.NEGATIVE_INFINITY : Date.parse(entry.bootedAt);
+      const streakMs = now - Math.max(since, booted);
+      const minutes = (ms: number) => Math.round(ms / 60_000);
+      if (streakMs >= windowMs) {
+        due.push({ entry, reason: `its Puppet Server has been unhealthy for ${minutes(streakMs)} min without a reboot` });
+      } else if (now - since >= 2 * windowMs) {
+        due.push({ entry, reason: `its Puppet Server has been unhealthy for ${minutes(now - since)} min, through reboots` });
+      } else {
+        this.note(`${entry.instanceId}: serving, its Puppet Server unhealthy since ${entry.unhealthySince}${entry.bootedAt ? `, booted at ${entry.bootedAt}` : ''}`);
+      }
+    }
+    if (due.length === 0) return;
+    // Every serving node failing at once is a shared cause (the controller's own path to them, a
+    // bad change from the primary): new nodes would fail the same way, so a person must look.
+    if (probed > 1 && healthyNodes === 0) {
+      return this.addDrift({ detail: `every serving compile master's Puppet Server has been unhealthy past the window (${due.map(({ entry }) => entry.instanceId).join(', ')}); none is replaced while none is healthy` });
+    }
+    for (const { entry, reason } of due) {
+      const refusal = this.certnameRefusal(entry.certname);
+      if (refusal) {
+        this.addDrift({ instanceId: entry.instanceId, detail: `not replaced although unhealthy: ${refusal}` });
+        continue;
+      }
+      this.act({ kind: 'replace-unhealthy', instanceId: entry.instanceId, certname: entry.certname, reason });
     }
   }
 

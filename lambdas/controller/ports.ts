@@ -15,6 +15,8 @@ export interface GroupPort {
   /** 'already-completed' when AWS says there is no active action: a repeat is success. */
   completeLifecycleAction(instanceId: string, hook: LifecycleHook, result: 'CONTINUE' | 'ABANDON'): Promise<'completed' | 'already-completed'>;
   recordHeartbeat(instanceId: string, hook: LifecycleHook): Promise<'recorded' | 'no-active-action'>;
+  /** Marks the member unhealthy now (no grace period): the group terminates it through the terminate hook and replaces it. */
+  setUnhealthy(instanceId: string): Promise<void>;
 }
 
 export interface InstancesPort {
@@ -51,6 +53,13 @@ export interface RegistryPort {
   claimPurge(instanceId: string, now: Date, staleBefore: Date): Promise<RegistryEntry | undefined>;
   /** Records a purge step as done, only while the entry is still in the purge that started at `startedAt`. */
   recordPurgeStep(instanceId: string, startedAt: string, step: PurgeStep, now: Date): Promise<boolean>;
+  /**
+   * Starts an unhealthy streak (`since`) only on an in-service entry that has none, so the first
+   * pass's time stays; undefined ends it on any entry that has one. False when nothing changed.
+   */
+  recordHealth(instanceId: string, since: string | undefined, now: Date): Promise<boolean>;
+  /** Keeps the time of the instance's latest boot notice on its entry, unless a later one is kept; no entry, nothing kept. */
+  recordBooted(instanceId: string, bootedAt: string): Promise<void>;
   /** Keeps an instance's key report unless a later one is kept already; safe to repeat. */
   recordKeyReport(instanceId: string, report: KeyReport): Promise<void>;
   keyReport(instanceId: string): Promise<KeyReport | undefined>;

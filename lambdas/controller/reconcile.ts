@@ -31,6 +31,8 @@ export async function reconcile(context: ControllerContext, triggers: readonly T
   // only be read by a later pass.
   for (const trigger of triggers) {
     if (trigger.kind === 'node-agent' && trigger.keyReport) await ports.registry.recordKeyReport(trigger.instanceId, trigger.keyReport);
+    // So is its word that it just booted: this pass may already judge how long it has been unhealthy.
+    if (trigger.kind === 'node-agent' && trigger.bootedAt) await ports.registry.recordBooted(trigger.instanceId, trigger.bootedAt);
   }
   const now = context.clock();
   const observed = await observe(ports, now);

@@ -17,8 +17,10 @@ export const TERMINATING = 'Terminating:Wait';
 export const DRAINING = 'Terminating';
 /** Leaving the group for good: nothing to complete any more, but owned certificates must go. */
 export const LEAVING: ReadonlySet<string> = new Set(['Terminating:Proceed', 'Terminated']);
+/** Behind the load balancer: the only state in which a node's lasting ill health gets it replaced. */
+export const IN_SERVICE = 'InService';
 /** Serving, or about to: an owned certificate there must stay valid; a purged one may re-enroll. */
-export const SERVING: ReadonlySet<string> = new Set(['InService', 'Pending:Proceed', 'Standby', 'EnteringStandby']);
+export const SERVING: ReadonlySet<string> = new Set([IN_SERVICE, 'Pending:Proceed', 'Standby', 'EnteringStandby']);
 
 // ---- EC2 instance states -------------------------------------------------------------------
 
@@ -73,4 +75,6 @@ export const METRIC = {
   signingSuspended: 'SigningSuspended',
   /** Registry items quarantined this pass (each is drift too): worth an alarm of its own, since a person must repair them. */
   damagedEntries: 'RegistryEntriesDamaged',
+  /** Serving nodes whose Puppet Server stayed unhealthy past the window without rebooting: handed to the group to replace. */
+  replacedUnhealthy: 'NodesReplacedUnhealthy',
 } as const;

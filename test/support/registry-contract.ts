@@ -273,6 +273,45 @@ export function registryContract(engine: string, fresh: () => Promise<RegistryUn
       });
     });
 
+    describe('health streaks and boots', () => {
+      it('starts a streak only on an in-service entry without one, keeping the first time; ends it on any entry that has one', async () => {
+        await enrolled('converging');
+        await expect(registry.recordHealth(id, iso(0), now)).resolves.toBe(false);
+        await registry.transition(id, ['converging'], 'in-service', now);
+        await expect(registry.recordHealth(id, iso(0), at(0))).resolves.toBe(true);
+        await expect(registry.recordHealth(id, iso(60), at(60))).resolves.toBe(false);
+        await expect(registry.get(id)).resolves.toMatchObject({ state: 'in-service', unhealthySince: iso(0) });
+        await expect(registry.recordHealth(id, undefined, at(120))).resolves.toBe(true);
+        expect((await registry.get(id))?.unhealthySince).toBeUndefined();
+        await expect(registry.recordHealth(id, undefined, at(180))).resolves.toBe(false);
+        await expect(registry.recordHealth('i-0123456789abcdef1', iso(0), now)).resolves.toBe(false);
+        await expect(registry.get('i-0123456789abcdef1')).resolves.toBeUndefined();
+      });
+
+      it('keeps the latest boot on the entry, never an older one arriving late, nothing for an instance without one', async () => {
+        await enrolled('in-service');
+        await registry.recordBooted(id, iso(10));
+        await registry.recordBooted(id, iso(5));
+        await expect(registry.get(id)).resolves.toMatchObject({ bootedAt: iso(10) });
+        await registry.recordBooted(id, iso(20));
+        await expect(registry.get(id)).resolves.toMatchObject({ bootedAt: iso(20) });
+        await expect(registry.recordBooted('i-0123456789abcdef1', iso(0))).resolves.toBeUndefined();
+        await expect(registry.get('i-0123456789abcdef1')).resolves.toBeUndefined();
+      });
+
+      it('a new enrollment (recordSigned) ends the streak and keeps the boot', async () => {
+        await enrolled('in-service');
+        await registry.recordBooted(id, iso(10));
+        await registry.recordHealth(id, iso(20), at(20));
+        await registry.claimPurge(id, at(30), staleBefore);
+        await registry.transition(id, ['purging'], 'purged', at(30));
+        await expect(registry.recordSigned(id, certname, checked(keyB), at(40))).resolves.toBe(true);
+        const entry = await registry.get(id);
+        expect(entry).toMatchObject({ state: 'signed', bootedAt: iso(10) });
+        expect(entry?.unhealthySince).toBeUndefined();
+      });
+    });
+
     describe('the run record', () => {
       it('starts empty at version 0 and is replaced only at the version it was read at', async () => {
         await expect(registry.getRun()).resolves.toEqual({ version: 0, pending: [] });

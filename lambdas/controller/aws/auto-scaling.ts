@@ -3,6 +3,7 @@ import {
   CompleteLifecycleActionCommand,
   DescribeAutoScalingGroupsCommand,
   RecordLifecycleActionHeartbeatCommand,
+  SetInstanceHealthCommand,
 } from '@aws-sdk/client-auto-scaling';
 import { type AwsCall, sdkCall } from '../../../lib/aws-calls';
 import { AwsCallError } from '../../../lib/errors';
@@ -21,6 +22,7 @@ export const AUTO_SCALING_CALLS: readonly AwsCall[] = [
   sdkCall('autoscaling:DescribeAutoScalingGroups', '*'),
   sdkCall('autoscaling:CompleteLifecycleAction', 'autoScalingGroup'),
   sdkCall('autoscaling:RecordLifecycleActionHeartbeat', 'autoScalingGroup'),
+  sdkCall('autoscaling:SetInstanceHealth', 'autoScalingGroup'),
 ];
 
 /** AWS answers this when the action was completed already, timed out, or never existed. */
@@ -75,6 +77,13 @@ export class AutoScalingGroup implements GroupPort {
       if (isNoActiveAction(error)) return 'no-active-action';
       throw toAwsCallError('RecordLifecycleActionHeartbeat', error);
     }
+  }
+
+  async setUnhealthy(instanceId: string): Promise<void> {
+    await awsCall('SetInstanceHealth', () =>
+      // Not the grace period: the controller has already waited longer than any reboot may take.
+      this.client.send(new SetInstanceHealthCommand({ InstanceId: instanceId, HealthStatus: 'Unhealthy', ShouldRespectGracePeriod: false })),
+    );
   }
 
   private hookName(hook: LifecycleHook): string {

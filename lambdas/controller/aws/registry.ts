@@ -43,6 +43,8 @@ const EntrySchema = z.object({
     .optional(),
   issued: z.object({ serial: z.string(), sha256Fingerprint: z.string(), verifiedAt: z.string() }).optional(),
   purge: z.object({ startedAt: z.string(), ca: z.string().optional(), puppetdb: z.string().optional() }).optional(),
+  unhealthySince: z.string().optional(),
+  bootedAt: z.string().optional(),
 });
 
 const KeyReportSchema = z.object({ publicKeySha256: z.string(), reportedAt: z.string() });
@@ -119,7 +121,7 @@ export class DynamoRegistry implements RegistryPort {
     return this.conditionalUpdate({
       Key: { instanceId },
       UpdateExpression:
-        'SET certname = :certname, #state = :signed, #checked = :checked, updatedAt = :now, createdAt = if_not_exists(createdAt, :now) REMOVE claimedAt, #issued, #purge',
+        'SET certname = :certname, #state = :signed, #checked = :checked, updatedAt = :now, createdAt = if_not_exists(createdAt, :now) REMOVE claimedAt, #issued, #purge, unhealthySince',
       ConditionExpression: 'attribute_not_exists(instanceId) OR (certname = :certname AND NOT #state IN (:purging, :stalled))',
       ExpressionAttributeNames: { '#state': 'state', '#checked': 'checked', '#issued': 'issued', '#purge': 'purge' },
       ExpressionAttributeValues: {
@@ -194,6 +196,34 @@ export class DynamoRegistry implements RegistryPort {
       ConditionExpression: '#state = :purging AND #purge.startedAt = :startedAt',
       ExpressionAttributeNames: { '#state': 'state', '#purge': 'purge', '#step': step },
       ExpressionAttributeValues: { ':purging': 'purging', ':startedAt': startedAt, ':now': now.toISOString() },
+    });
+  }
+
+  recordHealth(instanceId: string, since: string | undefined, now: Date): Promise<boolean> {
+    if (since === undefined) {
+      return this.conditionalUpdate({
+        Key: { instanceId },
+        UpdateExpression: 'SET updatedAt = :now REMOVE unhealthySince',
+        ConditionExpression: 'attribute_exists(unhealthySince)',
+        ExpressionAttributeValues: { ':now': now.toISOString() },
+      });
+    }
+    return this.conditionalUpdate({
+      Key: { instanceId },
+      UpdateExpression: 'SET unhealthySince = :since, updatedAt = :now',
+      ConditionExpression: '#state = :inService AND attribute_not_exists(unhealthySince)',
+      ExpressionAttributeNames: { '#state': 'state' },
+      ExpressionAttributeValues: { ':since': since, ':inService': 'in-service', ':now': now.toISOString() },
+    });
+  }
+
+  async recordBooted(instanceId: string, bootedAt: string): Promise<void> {
+    await this.conditionalUpdate({
+      Key: { instanceId },
+      UpdateExpression: 'SET bootedAt = :at',
+      // Notices can arrive out of order; an older boot never replaces a newer one.
+      ConditionExpression: 'attribute_exists(instanceId) AND (attribute_not_exists(bootedAt) OR bootedAt < :at)',
+      ExpressionAttributeValues: { ':at': bootedAt },
     });
   }
 

@@ -93,6 +93,13 @@ describe('a wrong key fails synth with a message that names it and shows an exam
     expect(error.message).toContain(`Example: -c ${key}=${CONTEXT_EXAMPLES[key]}`);
   });
 
+  it('bounds the unhealthy window to 5..120 minutes, 15 by default', () => {
+    expect(load({}).replaceUnhealthyAfterMinutes).toBe(15);
+    expect(load({ replaceUnhealthyAfterMinutes: '30' }).replaceUnhealthyAfterMinutes).toBe(30);
+    expect(failure({ replaceUnhealthyAfterMinutes: 4 }).message).toContain('- replaceUnhealthyAfterMinutes: ');
+    expect(failure({ replaceUnhealthyAfterMinutes: 121 }).message).toContain('- replaceUnhealthyAfterMinutes: ');
+  });
+
   it('lists every wrong key at once', () => {
     const message = failure({ minSize: -1, primaryCidr: 'x' }).message;
     expect(message).toMatch(/- primaryCidr:[\s\S]*- minSize:|- minSize:[\s\S]*- primaryCidr:/);

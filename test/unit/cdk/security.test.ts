@@ -89,12 +89,12 @@ describe('Auto Scaling group', () => {
     template.resourceCountIs('AWS::AutoScaling::LifecycleHook', 0);
   });
 
-  it('has a fixed name, ELB health checks with a grace period and both target groups', () => {
+  it('has a fixed name, EC2 health checks only (a reboot never costs a node) with a grace period, and both target groups', () => {
     expect(group.properties).toMatchObject({
       AutoScalingGroupName: 'CompileMasters-compile-masters',
       MinSize: '1',
       MaxSize: '4',
-      HealthCheckType: 'ELB',
+      HealthCheckType: 'EC2',
       HealthCheckGracePeriod: 120,
       TargetGroupARNs: [{ Ref: id('LoadBalancer/PuppetServerTargets/Resource') }, { Ref: id('LoadBalancer/PcpBrokerTargets/Resource') }],
     });
@@ -294,7 +294,7 @@ describe('lifecycle controller', () => {
         'GROUP_NAME', 'LAUNCH_HOOK_NAME', 'TERMINATE_HOOK_NAME', 'COMPILE_MASTER_ROLE_ID', 'REGISTRY_TABLE', 'QUEUE_URL', 'CLIENT_CERT_SECRET_ARN',
         'FLAVOR', 'PRIMARY_RUN', 'RBAC_TOKEN_SECRET_ARN', 'PRIMARY_HOSTNAME', 'PRIMARY_CERTNAME', 'CA_PORT', 'PUPPETDB_HOSTNAME', 'PUPPETDB_PORT',
         'ORCHESTRATOR_HOSTNAME', 'ORCHESTRATOR_PORT', 'ORCHESTRATOR_ENVIRONMENT', 'PROTECTED_CERTNAMES', 'NLB_DNS_NAME',
-        'EXTRA_ALT_NAMES', 'EXPECTED_EXTENSIONS', 'POWERTOOLS_SERVICE_NAME',
+        'EXTRA_ALT_NAMES', 'EXPECTED_EXTENSIONS', 'REPLACE_UNHEALTHY_AFTER_SECONDS', 'POWERTOOLS_SERVICE_NAME',
         'POWERTOOLS_METRICS_NAMESPACE', 'POWERTOOLS_LOG_LEVEL', 'NODE_OPTIONS',
       ].sort(),
     );
@@ -326,7 +326,7 @@ describe('lifecycle controller', () => {
   it('gets an environment the controller\'s own parser accepts', () => {
     const env = renderAsDeployed(template, fn.Properties.Environment.Variables);
     const config = loadControllerConfig({ ...env, AWS_REGION: 'eu-west-1' });
-    expect(config).toMatchObject({ groupName: 'CompileMasters-compile-masters', launchHookName: LAUNCH_HOOK_NAME });
+    expect(config).toMatchObject({ groupName: 'CompileMasters-compile-masters', launchHookName: LAUNCH_HOOK_NAME, replaceUnhealthyAfterSeconds: 15 * 60 });
   });
 
   it("trusts as instances' own word only messages sent with the compile masters' instance role", () => {
@@ -339,11 +339,11 @@ describe('lifecycle controller', () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', { TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true } });
   });
 
-  it('completes lifecycle actions of its own group only', () => {
+  it('completes lifecycle actions of, and marks unhealthy members in, its own group only', () => {
     expect(statementFor('autoscaling:CompleteLifecycleAction')).toEqual([
       {
         Effect: 'Allow',
-        Action: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat'],
+        Action: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat', 'autoscaling:SetInstanceHealth'],
         Resource: groupArn('CompileMasters-compile-masters'),
       },
     ]);

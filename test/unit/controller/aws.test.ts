@@ -3,6 +3,7 @@ import {
   CompleteLifecycleActionCommand,
   DescribeAutoScalingGroupsCommand,
   RecordLifecycleActionHeartbeatCommand,
+  SetInstanceHealthCommand,
 } from '@aws-sdk/client-auto-scaling';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
@@ -64,6 +65,13 @@ describe('AutoScalingGroup', () => {
       LifecycleHookName: 'compile-master-launching',
       InstanceId: 'i-0123456789abcdef0',
     });
+  });
+
+  it('marks a member Unhealthy without the grace period; a refusal is an AwsCallError', async () => {
+    asg.on(SetInstanceHealthCommand).resolvesOnce({}).rejectsOnce(sdkError('ValidationError', 'Instance Id not found'));
+    await expect(group.setUnhealthy('i-0123456789abcdef0')).resolves.toBeUndefined();
+    expect(asg.commandCalls(SetInstanceHealthCommand)[0]?.args[0].input).toEqual({ InstanceId: 'i-0123456789abcdef0', HealthStatus: 'Unhealthy', ShouldRespectGracePeriod: false });
+    await expect(group.setUnhealthy('i-0123456789abcdef0')).rejects.toThrow(AwsCallError);
   });
 
   it('lists members with their lifecycle states, and says so when the group is missing', async () => {

@@ -23,8 +23,10 @@ describe('parseMessage', () => {
     expect(parse({ source: 'aws.events', 'detail-type': 'Scheduled Event', detail: {} })).toEqual({ outcome: 'trigger', trigger: { kind: 'schedule' } });
   });
 
-  it("reads a node-agent notice sent by the instance it names, with its key report stamped by SQS's SentTimestamp", () => {
-    expect(parse(nodeAgentNotice(ID, 'enrolled'), byInstance(ID))).toEqual({ outcome: 'trigger', trigger: { kind: 'node-agent', instanceId: ID, event: 'enrolled' } });
+  it("reads a node-agent notice sent by the instance it names, with its key report or its boot stamped by SQS's SentTimestamp", () => {
+    for (const event of ['enrolled', 'booted'] as const) {
+      expect(parse(nodeAgentNotice(ID, event), byInstance(ID))).toEqual({ outcome: 'trigger', trigger: { kind: 'node-agent', instanceId: ID, event, bootedAt: SENT_AT } });
+    }
     expect(parse(nodeAgentNotice(ID, 'enrolling', KEY), byInstance(ID))).toEqual({
       outcome: 'trigger',
       trigger: { kind: 'node-agent', instanceId: ID, event: 'enrolling', keyReport: { publicKeySha256: KEY, reportedAt: SENT_AT } },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Action, Trigger } from '../../../lambdas/controller/model';
+import type { Action, RegistryEntry, Trigger } from '../../../lambdas/controller/model';
 import { plan } from '../../../lambdas/controller/planner';
 import { TIMING } from '../../../lambdas/controller/vocabulary';
 import { NOW, POLICY, csrFacts, entry, keyOf, node, validCsr, world, type WorldSpec } from './support';
@@ -406,6 +406,117 @@ describe('planner: serving members', () => {
       actions: [],
     },
   ]);
+});
+
+describe('planner: health of serving nodes (replaced only past the window, never for a reboot)', () => {
+  const WINDOW_MIN = POLICY.replaceUnhealthyAfterSeconds / 60;
+  const serving = (overrides: Partial<RegistryEntry> = {}, n = 1): WorldSpec['registry'] => [entry(n, 'in-service', overrides)];
+  const replace = (n: number, reason: RegExp) => ({ kind: 'replace-unhealthy' as const, instanceId: node(n).id, certname: node(n).certname, reason: expect.stringMatching(reason) });
+  run([
+    { name: 'healthy, no streak: nothing', world: { members: [[1, 'InService']], registry: serving(), certs: { 1: 'signed' }, healthy: [1] }, actions: [] },
+    {
+      name: 'first unhealthy answer: the streak starts now',
+      world: { members: [[1, 'InService']], registry: serving(), certs: { 1: 'signed' }, unhealthy: [1] },
+      actions: [{ kind: 'record-health', instanceId: n1.id, unhealthySince: NOW.toISOString() }],
+    },
+    {
+      name: 'unhealthy for less than the window: wait',
+      world: { members: [[1, 'InService']], registry: serving({ unhealthySince: minutesAgo(WINDOW_MIN - 1) }), certs: { 1: 'signed' }, unhealthy: [1] },
+      actions: [],
+      drift: 0,
+    },
+    {
+      name: 'unhealthy past the window, no boot at all: replace',
+      world: { members: [[1, 'InService']], registry: serving({ unhealthySince: minutesAgo(WINDOW_MIN + 1) }), certs: { 1: 'signed' }, unhealthy: [1] },
+      actions: [replace(1, /unhealthy for 16 min without a reboot/)],
+    },
+    {
+      name: 'unhealthy past the window, last boot long before the streak: replace',
+      world: { members: [[1, 'InService']], registry: serving({ unhealthySince: minutesAgo(WINDOW_MIN), bootedAt: minutesAgo(600) }), certs: { 1: 'signed' }, unhealthy: [1] },
+      actions: [replace(1, /without a reboot/)],
+    },
+    {
+      name: 'a reboot within the window: the window counts from the boot, no replace',
+      world: { members: [[1, 'InService']], registry: serving({ unhealthySince: minutesAgo(WINDOW_MIN + 10), bootedAt: minutesAgo(WINDOW_MIN - 1) }), certs: { 1: 'signed' }, unhealthy: [1] },
+      actions: [],
+    },
+    {
+      name: 'unhealthy the whole window since its boot: replace',
+      world: { members: [[1, 'InService']], registry: serving({ unhealthySince: minutesAgo(WINDOW_MIN + 10), bootedAt: minutesAgo(WINDOW_MIN) }), certs: { 1: 'signed' }, unhealthy: [1] },
+      actions: [replace(1, /without a reboot/)],
+    },
+    {
+      name: 'crash loop: booting again and again, unhealthy for twice the window: replace all the same',
+      world: { members: [[1, 'InService']], registry: serving({ unhealthySince: minutesAgo(2 * WINDOW_MIN), bootedAt: minutesAgo(2) }), certs: { 1: 'signed' }, unhealthy: [1] },
+      actions: [replace(1, /unhealthy for 30 min, through reboots/)],
+    },
+    {
+      name: 'healthy again: the streak ends',
+      world: { members: [[1, 'InService']], registry: serving({ unhealthySince: minutesAgo(WINDOW_MIN + 5) }), certs: { 1: 'signed' }, healthy: [1] },
+      actions: [{ kind: 'record-health', instanceId: n1.id, unhealthySince: undefined }],
+    },
+    {
+      name: 'not asked about (no address, certificate not signed): the streak is left as it is',
+      world: { members: [[1, 'InService']], registry: serving({ unhealthySince: minutesAgo(WINDOW_MIN + 5) }), certs: { 1: 'signed' } },
+      actions: [],
+    },
+    {
+      name: 'in Standby with a streak: the streak ends, never replaced',
+      world: { members: [[1, 'Standby']], registry: serving({ unhealthySince: minutesAgo(WINDOW_MIN + 5) }), certs: { 1: 'signed' }, unhealthy: [1] },
+      actions: [{ kind: 'record-health', instanceId: n1.id, unhealthySince: undefined }],
+    },
+    {
+      name: 'not owned: never replaced (drift as any unowned member)',
+      world: { members: [[1, 'InService']], certs: { 1: 'signed' }, unhealthy: [1] },
+      actions: [],
+      drift: 1,
+    },
+    {
+      name: 'launching, signed, unhealthy: waits for its Puppet Server, never replaced',
+      world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'signed', { unhealthySince: minutesAgo(60) })], certs: { 1: 'signed' }, unhealthy: [1] },
+      actions: [],
+    },
+    {
+      name: 'launch completed but AWS still says Pending:Wait: complete it again, never replaced',
+      world: { members: [[1, 'Pending:Wait']], registry: serving({ unhealthySince: minutesAgo(60) }), certs: { 1: 'signed' }, unhealthy: [1] },
+      actions: [{ kind: 'launched', instanceId: n1.id }],
+    },
+    {
+      name: 'draining for termination already: never replaced again',
+      world: { members: [[1, 'Terminating']], registry: serving({ unhealthySince: minutesAgo(60) }), certs: { 1: 'signed' }, unhealthy: [1] },
+      actions: [],
+    },
+    {
+      name: 'one of two unhealthy past the window, the other healthy: replace that one',
+      world: { members: [[1, 'InService'], [2, 'InService']], registry: [...serving({ unhealthySince: minutesAgo(60) }), ...serving({}, 2)], certs: { 1: 'signed', 2: 'signed' }, unhealthy: [1], healthy: [2] },
+      actions: [replace(1, /without a reboot/)],
+    },
+    {
+      name: 'none of two healthy (a shared cause): drift, nothing replaced',
+      world: {
+        members: [[1, 'InService'], [2, 'InService']],
+        registry: [...serving({ unhealthySince: minutesAgo(60) }), ...serving({ unhealthySince: minutesAgo(5) }, 2)],
+        certs: { 1: 'signed', 2: 'signed' },
+        unhealthy: [1, 2],
+      },
+      actions: [],
+      drift: 1,
+    },
+  ]);
+
+  it('never replaces a node whose certname is protected: drift instead', () => {
+    const observed = world({ members: [[1, 'InService']], registry: serving({ certname: 'primary.corp.example.com', unhealthySince: minutesAgo(60) }), unhealthy: [1] });
+    (observed.certs as Map<string, string>).set('primary.corp.example.com', 'signed');
+    const result = plan(observed, schedule, POLICY);
+    expect(result.actions).toEqual([]);
+    expect(result.drift).toEqual([expect.objectContaining({ instanceId: n1.id, detail: expect.stringMatching(/not replaced although unhealthy: primary.corp.example.com is a protected certname/) })]);
+  });
+
+  it('follows the configured window', () => {
+    const observed = world({ members: [[1, 'InService']], registry: serving({ unhealthySince: minutesAgo(6) }), certs: { 1: 'signed' }, unhealthy: [1] });
+    expect(plan(observed, schedule, POLICY).actions).toEqual([]);
+    expect(plan(observed, schedule, { ...POLICY, replaceUnhealthyAfterSeconds: 300 }).actions).toMatchObject([replace(1, /6 min without a reboot/)]);
+  });
 });
 
 describe('planner: instances that left the group', () => {

@@ -35,6 +35,7 @@ export const POLICY: PlannerPolicy = {
   extraAltNames: ['puppet.corp.example.com'],
   expectedExtensions: { pp_role: 'compile_master' },
   protectedCertnames: new Set(['primary.corp.example.com', 'lifecycle-controller.corp.example.com']),
+  replaceUnhealthyAfterSeconds: 900,
 };
 
 /** A simulated compile master number n: instance id, private IP and certname that belong together. */
@@ -82,6 +83,8 @@ export interface WorldSpec {
   /** Node numbers that reported their key (the one csrFacts(n) carries), unless a key is given. */
   reported?: Array<number | [number, string]>;
   healthy?: number[];
+  /** Nodes whose Puppet Server was asked and did not answer healthy (the rest were not asked). */
+  unhealthy?: number[];
   run?: Partial<RunRecord>;
   runState?: RunObservation;
   signingSuspended?: string;
@@ -122,7 +125,7 @@ export function world(spec: WorldSpec = {}): Observed {
         return [node(n).id, { publicKeySha256: key, reportedAt: now.toISOString() }];
       }),
     ),
-    health: new Map((spec.healthy ?? []).map((n) => [node(n).id, true])),
+    health: new Map([...(spec.unhealthy ?? []).map((n) => [node(n).id, false] as const), ...(spec.healthy ?? []).map((n) => [node(n).id, true] as const)]),
     runState: spec.runState,
     signingSuspended: spec.signingSuspended,
   };
