@@ -410,7 +410,7 @@ describe('planner: serving members', () => {
 
 describe('planner: health of serving nodes (replaced only past the window, never for a reboot)', () => {
   const WINDOW_MIN = POLICY.replaceUnhealthyAfterSeconds / 60;
-  const serving = (overrides: Partial<RegistryEntry> = {}, n = 1): WorldSpec['registry'] => [entry(n, 'in-service', overrides)];
+  const serving = (overrides: Partial<RegistryEntry> = {}, n = 1): NonNullable<WorldSpec['registry']> => [entry(n, 'in-service', overrides)];
   const replace = (n: number, reason: RegExp) => ({ kind: 'replace-unhealthy' as const, instanceId: node(n).id, certname: node(n).certname, reason: expect.stringMatching(reason) });
   run([
     { name: 'healthy, no streak: nothing', world: { members: [[1, 'InService']], registry: serving(), certs: { 1: 'signed' }, healthy: [1] }, actions: [] },
