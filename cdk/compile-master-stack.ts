@@ -12,6 +12,7 @@ import { LifecycleQueue } from './constructs/lifecycle-queue';
 import { CompileMasterLoadBalancer, PUPPET_SERVER_PORT } from './constructs/load-balancer';
 import { Monitoring } from './constructs/monitoring';
 import { Network } from './constructs/network';
+import { routedCidrs } from './reachability';
 import { SharedStorage } from './constructs/shared-storage';
 
 export const LAUNCH_HOOK_NAME = 'compile-master-launching';
@@ -46,6 +47,9 @@ export class CompileMasterStack extends Stack {
       loadBalancerSubnetIds: config.nlbSubnetIds,
       vpcCidr: config.vpcCidr,
       internetFacingLoadBalancer: config.nlbScheme === 'internet-facing',
+      primaryRoute: config.primaryRoute,
+      routedCidrs: routedCidrs(config),
+      mustReach: [config.primaryCidr, ...config.dnsResolverCidrs],
     });
 
     const loadBalancer = new CompileMasterLoadBalancer(this, 'LoadBalancer', {

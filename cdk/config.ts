@@ -8,6 +8,7 @@ import { primaryInstanceIdsSchema, primaryInstanceTagSchema, type PrimaryInstanc
 import { ENVIRONMENT_NAME_PATTERN, ENVIRONMENT_NAME_RULE } from '../lib/puppet/environment';
 import { configuredExtensionProblem } from '../lib/puppet/extensions';
 import { AGENT_SOURCES, type AgentSource, agentSourceProblem, defaultAgentSource } from './agent-install';
+import { primaryReachabilityProblem, primaryRouteSchema } from './reachability';
 
 /**
  * Every CDK context key the stack reads, parsed once at synth. The embedded defaults describe an
@@ -42,6 +43,7 @@ export const CONTEXT_DEFAULTS = {
   replaceUnhealthyAfterMinutes: 15,
   metricsNamespace: 'CompileMasters',
   logLevel: 'INFO' as 'DEBUG' | 'INFO' | 'WARN' | 'ERROR',
+  dnsResolverCidrs: [] as string[],
 } as const;
 
 /**
@@ -90,7 +92,8 @@ export const CONTEXT_EXAMPLES: Record<string, string> = {
   desiredCapacity: '2',
   cpuTargetPercent: '70',
   vpcId: 'vpc-0123456789abcdef0',
-  vpcCidr: '10.0.0.0/16',
+  // Not the default: shown when the default overlaps the primary's network.
+  vpcCidr: '10.100.0.0/16',
   privateSubnetIds: '["subnet-0123456789abcdef0","subnet-0fedcba9876543210"]',
   nlbSubnetIds: '["subnet-0aaaabbbbccccdddd","subnet-0eeeeffff00001111"]',
   nlbScheme: 'internal',
@@ -105,6 +108,8 @@ export const CONTEXT_EXAMPLES: Record<string, string> = {
   metricsNamespace: 'CompileMasters',
   logLevel: 'INFO',
   alarmTopicArn: 'arn:aws:sns:eu-west-1:123456789012:ops-alarms',
+  primaryRoute: '{"transitGatewayId":"tgw-0123456789abcdef0"}',
+  dnsResolverCidrs: '["10.20.0.2/32","10.21.0.2/32"]',
 };
 
 // `-c key=value` on the command line always yields a string, cdk.json yields JSON types:
@@ -144,6 +149,8 @@ const cidr = z.string().regex(IPV4_CIDR, 'must be an IPv4 CIDR such as 10.20.0.1
 const agentCidr = cidr.refine((value) => !value.endsWith('/0'), {
   message: 'would admit every address to Puppet Server; list the networks your agents live in',
 });
+// DNS to anywhere would be an open channel out of the VPC: name the resolvers.
+const resolverCidr = cidr.refine((value) => !value.endsWith('/0'), { message: 'would allow DNS to every address; list your resolvers' });
 const port = integer(1, 65535);
 const secretArn = z
   .string()
@@ -220,6 +227,9 @@ const ContextSchema = z
       .default(CONTEXT_DEFAULTS.metricsNamespace),
     logLevel: z.enum(['DEBUG', 'INFO', 'WARN', 'ERROR']).default(CONTEXT_DEFAULTS.logLevel),
     alarmTopicArn: z.string().regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+$/, 'must be an SNS topic ARN').optional(),
+    // How the primary is reached (cdk/reachability.ts): judged in loadConfig, after these parse.
+    primaryRoute: record(primaryRouteSchema).optional(),
+    dnsResolverCidrs: list(resolverCidr).default([...CONTEXT_DEFAULTS.dnsResolverCidrs]),
   })
   .superRefine((c, ctx) => {
     const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: [key], message });
@@ -290,6 +300,12 @@ export function loadConfig(getContext: (key: string) => unknown, baseDir = proce
   const agentSource = parsed.agentSource ?? defaultAgentSource(flavor);
   const flavorIssues = flavorProblems({ flavor, primaryRun, agentSource }, raw);
   if (flavorIssues.length > 0) throw new ConfigError(describeIssues(flavorIssues, raw), { hint: HINT });
+  const unreachable = primaryReachabilityProblem(parsed);
+  if (unreachable) {
+    throw new ConfigError(describeIssues([{ path: [unreachable.key], message: unreachable.message }], raw), {
+      hint: 'the README\'s "Connectivity" section lists the ways a compile tier reaches its primary, and what to set up on your side',
+    });
+  }
 
   const primaryCertname = parsed.primaryCertname ?? parsed.primaryHostname;
   const puppetdbHostname = parsed.puppetdbHostname ?? parsed.primaryHostname;

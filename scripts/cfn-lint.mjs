@@ -21,6 +21,12 @@ const CONTEXTS = [
   { name: 'flavor=oss', args: ['-c', 'flavor=oss'] },
   // The primary by tag: SendCommand on instance/* under an ssm:resourceTag condition.
   { name: 'flavor=openvox, primary by tag', args: ['-c', 'flavor=openvox', '-c', 'primaryInstanceTag={"key":"puppet-role","value":"primary"}'] },
+  // A private primary through a Transit Gateway: the attachment, its routes, DNS to custom resolvers.
+  {
+    name: 'primary through a Transit Gateway, custom resolvers',
+    args: ['-c', 'primaryCidr=10.20.0.15/32', '-c', 'primaryRoute={"transitGatewayId":"tgw-0123456789abcdef0"}', '-c', 'dnsResolverCidrs=10.30.0.2/32,10.31.0.2/32'],
+  },
+  { name: 'primary through peering', args: ['-c', 'primaryCidr=10.20.0.15/32', '-c', 'primaryRoute={"vpcPeeringConnectionId":"pcx-0123456789abcdef0"}'] },
 ];
 
 const reuseCdkOut = process.argv.includes('--reuse-cdk-out');

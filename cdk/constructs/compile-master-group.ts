@@ -8,6 +8,7 @@ import { type AwsCall, efsMount } from '../../lib/aws-calls';
 import { FLAVOR } from '../../lib/flavor';
 import { READINESS_CHECK } from '../../lib/readiness-check';
 import type { CompileMasterConfig } from '../config';
+import { allowDnsEgress } from '../dns-egress';
 import { PCP_BROKER_PORT } from '../target-groups';
 import { type CompileMasterLoadBalancer, PUPPET_SERVER_PORT } from './load-balancer';
 import type { SharedStorage } from './shared-storage';
@@ -59,6 +60,7 @@ export type GroupSettings = Pick<
   | 'orchestratorPort'
   | 'flavor'
   | 'primaryRun'
+  | 'dnsResolverCidrs'
 >;
 
 export interface CompileMasterGroupProps {
@@ -115,6 +117,8 @@ export class CompileMasterGroup extends Construct {
     }
     // Packages (OS, puppet-agent from the primary's or Puppet's repositories) and SQS.
     securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS: packages and AWS APIs');
+    // The primary, EFS, package mirrors and AWS endpoints are all reached by name.
+    allowDnsEgress(securityGroup, settings.dnsResolverCidrs);
 
     const role = new iam.Role(this, 'InstanceRole', {
       assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),

@@ -9,6 +9,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { PrimaryInstances } from '../../lib/primary-instances';
 import type { CompileMasterConfig } from '../config';
+import { allowDnsEgress } from '../dns-egress';
 import { SOURCE_MAPS_ENVIRONMENT, typescriptFunction } from '../lambda-defaults';
 import { LEASE_CALLS } from '../../lambdas/controller/aws/lease';
 import { REGISTRY_CALLS, TTL_ATTRIBUTE } from '../../lambdas/controller/aws/registry';
@@ -52,6 +53,7 @@ export type PuppetSettings = Pick<
   | 'flavor'
   | 'primaryRun'
   | 'primaryInstances'
+  | 'dnsResolverCidrs'
 >;
 
 export interface LifecycleControllerProps {
@@ -114,6 +116,8 @@ export class LifecycleController extends Construct {
     // AWS APIs (Auto Scaling, EC2, ELB, SQS, DynamoDB, Secrets Manager, SSM) are public endpoints
     // reached through the NAT; their addresses are not stable enough to list.
     securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'AWS APIs over HTTPS');
+    // The primary's services and the AWS endpoints are reached by name.
+    allowDnsEgress(securityGroup, puppet.dnsResolverCidrs);
 
     const logGroup = new logs.LogGroup(this, 'Logs', {
       retention: logs.RetentionDays.THREE_MONTHS,

@@ -17,11 +17,19 @@ const OPENVOX_DEPLOY_CONTEXT = {
 describe.each([
   ['the embedded example configuration', {}, ['compile-masters:example-config']],
   // An explicit desiredCapacity resets the group's size on every deploy: the operator is told.
-  ['a real-deploy configuration (existing VPC, imported secrets, own AMI)', REAL_DEPLOY_CONTEXT, ['desiredCapacitySet']],
+  // An existing VPC's routes are the operator's: synth says what they must reach.
+  ['a real-deploy configuration (existing VPC, imported secrets, own AMI)', REAL_DEPLOY_CONTEXT, ['existing-vpc-routes', 'desiredCapacitySet']],
   // Open source: SSM runs on the primary's instance (by id), the vendor repository without a key yet.
   ['open-source Puppet with the embedded examples', { flavor: 'oss' }, ['compile-masters:example-config']],
   // OpenVox, the primary chosen by tag: SendCommand on instance/* under a tag condition.
-  ['OpenVox, real-deploy keys, the primary by tag', OPENVOX_DEPLOY_CONTEXT, ['desiredCapacitySet']],
+  ['OpenVox, real-deploy keys, the primary by tag', OPENVOX_DEPLOY_CONTEXT, ['existing-vpc-routes', 'desiredCapacitySet']],
+  // A new VPC routed to a private primary: the attachment, its routes and DNS to custom resolvers.
+  [
+    'a new VPC through a Transit Gateway, with custom resolvers',
+    { primaryCidr: '10.20.0.15/32', primaryRoute: '{"transitGatewayId":"tgw-0123456789abcdef0"}', dnsResolverCidrs: '10.30.0.2/32' },
+    ['compile-masters:example-config'],
+  ],
+  ['a new VPC peered with the primary\'s', { primaryCidr: '10.20.0.15/32', primaryRoute: '{"vpcPeeringConnectionId":"pcx-0123456789abcdef0"}' }, ['compile-masters:example-config']],
 ])('%s', (_name, context, expectedWarnings) => {
   const { app, stack } = synthStack(context, { validate: true });
 
