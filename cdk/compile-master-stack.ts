@@ -161,6 +161,6 @@ function agentInstall(config: CompileMasterConfig): AgentConfig['agentInstall'] 
       return { source: config.agentSource };
     case 'repository':
       if (config.flavor === 'pe') throw new Error('PE takes puppet-agent from the primary (cdk/config.ts refuses this)');
-      return { source: 'repository', package: FLAVOR[config.flavor].agentPackage, rpmBaseUrl: VENDOR_REPOSITORY[config.flavor].rpmBaseUrl };
+      return { source: 'repository', package: FLAVOR[config.flavor].agentPackage, ...VENDOR_REPOSITORY[config.flavor][config.platform] };
   }
 }
