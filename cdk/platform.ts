@@ -132,3 +132,22 @@ export function efsUtilsInstall(platform: Platform): string[] {
     'rm -rf "$src"',
   ];
 }
+
+export interface PlatformChoice {
+  readonly platform: Platform;
+  readonly architecture: Architecture;
+  readonly primaryPlatform: Platform;
+  readonly primaryArchitecture: Architecture;
+}
+
+/**
+ * On PE, compile masters of another platform or architecture than the primary's get their
+ * puppet-agent from the primary only once its PE Master node group has that platform's pe_repo
+ * class (install.bash fails without it). Undefined when the platforms agree.
+ */
+export function peRepoClassNeeded(choice: PlatformChoice): { compilers: string; primary: string; peRepoClass: string } | undefined {
+  const compilers = PLATFORM[choice.platform].peTag(choice.architecture);
+  const primary = PLATFORM[choice.primaryPlatform].peTag(choice.primaryArchitecture);
+  if (compilers === primary) return undefined;
+  return { compilers, primary, peRepoClass: peRepoClass(choice.platform, choice.architecture) };
+}

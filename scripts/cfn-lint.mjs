@@ -21,6 +21,8 @@ const CONTEXTS = [
   { name: 'flavor=oss', args: ['-c', 'flavor=oss'] },
   // The primary by tag: SendCommand on instance/* under an ssm:resourceTag condition.
   { name: 'flavor=openvox, primary by tag', args: ['-c', 'flavor=openvox', '-c', 'primaryInstanceTag={"key":"puppet-role","value":"primary"}'] },
+  // Another image (Canonical's SSM parameter), root device and user data, on Graviton.
+  { name: 'platform=ubuntu2404 on arm64', args: ['-c', 'platform=ubuntu2404', '-c', 'instanceType=m7g.xlarge'] },
 ];
 
 const reuseCdkOut = process.argv.includes('--reuse-cdk-out');
