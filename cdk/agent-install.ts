@@ -1,4 +1,5 @@
 import { FLAVOR, type Flavor } from '../lib/flavor';
+import type { Platform } from './platform';
 
 /**
  * Where a new compile master's bootstrap gets puppet-agent when the image has none:
@@ -29,11 +30,29 @@ export function agentSourceProblem(flavor: Flavor, source: AgentSource): string 
 }
 
 /**
- * The vendors' repositories for Amazon Linux 2023, the one platform the stack builds today (a
- * `platform` setting, issue 12, picks the path for others). Only URLs: the signing key is the
- * operator's file, so the stack never vouches for a key it did not get from them.
+ * Where the bootstrap finds a vendor's agent package: a dnf baseurl (dnf expands $basearch), or an
+ * apt source. Only URLs: the signing key is the operator's file, so the stack never vouches for a
+ * key it did not get from them.
  */
-export const VENDOR_REPOSITORY: Readonly<Record<Exclude<Flavor, 'pe'>, { rpmBaseUrl: string }>> = {
-  oss: { rpmBaseUrl: 'https://yum.puppet.com/puppet8/amazon/2023/$basearch' },
-  openvox: { rpmBaseUrl: 'https://yum.voxpupuli.org/openvox8/amazon/2023/$basearch' },
+export type VendorRepository =
+  | { readonly packageManager: 'dnf'; readonly rpmBaseUrl: string }
+  | { readonly packageManager: 'apt'; readonly aptUri: string; readonly aptSuite: string; readonly aptComponent: string };
+
+const apt = (aptUri: string, aptSuite: string, aptComponent: string): VendorRepository => ({ packageManager: 'apt', aptUri, aptSuite, aptComponent });
+const dnf = (rpmBaseUrl: string): VendorRepository => ({ packageManager: 'dnf', rpmBaseUrl });
+
+/** Puppet's apt suites are Ubuntu's code names; Vox Pupuli's are `ubuntu<version>`. */
+export const VENDOR_REPOSITORY: Readonly<Record<Exclude<Flavor, 'pe'>, Readonly<Record<Platform, VendorRepository>>>> = {
+  oss: {
+    al2023: dnf('https://yum.puppet.com/puppet8/amazon/2023/$basearch'),
+    rhel9: dnf('https://yum.puppet.com/puppet8/el/9/$basearch'),
+    ubuntu2204: apt('https://apt.puppet.com', 'jammy', 'puppet8'),
+    ubuntu2404: apt('https://apt.puppet.com', 'noble', 'puppet8'),
+  },
+  openvox: {
+    al2023: dnf('https://yum.voxpupuli.org/openvox8/amazon/2023/$basearch'),
+    rhel9: dnf('https://yum.voxpupuli.org/openvox8/el/9/$basearch'),
+    ubuntu2204: apt('https://apt.voxpupuli.org', 'ubuntu22.04', 'openvox8'),
+    ubuntu2404: apt('https://apt.voxpupuli.org', 'ubuntu24.04', 'openvox8'),
+  },
 };

@@ -3,6 +3,7 @@ import type { Construct } from 'constructs';
 import { FLAVOR } from '../lib/flavor';
 import { READINESS_CHECK, drainSeconds } from '../lib/readiness-check';
 import { VENDOR_REPOSITORY } from './agent-install';
+import { peRepoClassNeeded } from './platform';
 import type { CompileMasterConfig } from './config';
 import type { AgentConfig } from './constructs/efs-content-writer';
 import { CompileMasterGroup } from './constructs/compile-master-group';
@@ -38,6 +39,16 @@ export class CompileMasterStack extends Stack {
           'not for a deploy. Without primaryCaCertificateFile the node agent refuses to enroll; without ' +
           'agentRepositoryKeyFile the bootstrap installs no puppet-agent from a repository; the example ' +
           'primaryInstanceIds names no instance of yours.',
+      );
+    }
+
+    const mismatch = config.flavor === 'pe' ? peRepoClassNeeded(config) : undefined;
+    if (mismatch) {
+      Annotations.of(this).addWarningV2(
+        'compile-masters:platform-differs',
+        `The compile masters (${mismatch.compilers}) differ from the primary (${mismatch.primary}): PE supports ` +
+          `compilers only on the primary's OS and architecture, and install.bash serves them only once the PE Master ` +
+          `node group has ${mismatch.peRepoClass} (npx compile-masters primary-setup says how).`,
       );
     }
 
@@ -166,6 +177,6 @@ function agentInstall(config: CompileMasterConfig): AgentConfig['agentInstall'] 
       return { source: config.agentSource };
     case 'repository':
       if (config.flavor === 'pe') throw new Error('PE takes puppet-agent from the primary (cdk/config.ts refuses this)');
-      return { source: 'repository', package: FLAVOR[config.flavor].agentPackage, rpmBaseUrl: VENDOR_REPOSITORY[config.flavor].rpmBaseUrl };
+      return { source: 'repository', package: FLAVOR[config.flavor].agentPackage, ...VENDOR_REPOSITORY[config.flavor][config.platform] };
   }
 }

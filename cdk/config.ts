@@ -9,6 +9,7 @@ import { ENVIRONMENT_NAME_PATTERN, ENVIRONMENT_NAME_RULE } from '../lib/puppet/e
 import { configuredExtensionProblem } from '../lib/puppet/extensions';
 import { AGENT_SOURCES, type AgentSource, agentSourceProblem, defaultAgentSource } from './agent-install';
 import { primaryReachabilityProblem, primaryRouteSchema } from './reachability';
+import { ARCHITECTURES, type Architecture, PLATFORM, PLATFORMS, type Platform, instanceArchitecture } from './platform';
 
 /**
  * Every CDK context key the stack reads, parsed once at synth. The embedded defaults describe an
@@ -17,6 +18,7 @@ import { primaryReachabilityProblem, primaryRouteSchema } from './reachability';
  */
 export const CONTEXT_DEFAULTS = {
   flavor: 'pe' as Flavor,
+  platform: 'al2023' as Platform,
   primaryHostname: 'puppet.example.internal',
   primaryCidr: '192.0.2.10/32',
   caPort: 8140,
@@ -29,7 +31,6 @@ export const CONTEXT_DEFAULTS = {
   roleExtension: { name: 'pp_role', value: 'compile_master' },
   instanceType: 'm6i.xlarge',
   rootVolumeGiB: 50,
-  rootDeviceName: '/dev/xvda',
   minSize: 1,
   maxSize: 4,
   cpuTargetPercent: 70,
@@ -63,6 +64,9 @@ const ORCHESTRATOR_KEYS = ['rbacTokenSecretArn', 'orchestratorHostname', 'orches
 /** Shown in error messages: one valid value per key, in `-c key=value` form. */
 export const CONTEXT_EXAMPLES: Record<string, string> = {
   flavor: 'openvox',
+  platform: 'ubuntu2404',
+  primaryPlatform: 'rhel9',
+  primaryArchitecture: 'x86_64',
   primaryRun: 'ssm',
   primaryInstanceIds: '["i-0123456789abcdef0"]',
   primaryInstanceTag: '{"key":"puppet-role","value":"primary"}',
@@ -163,6 +167,10 @@ const subnetId = z.string().regex(/^subnet-[0-9a-f]{8,17}$/, 'must be a subnet i
 const ContextSchema = z
   .object({
     flavor: z.enum(FLAVORS).default(CONTEXT_DEFAULTS.flavor),
+    platform: z.enum(PLATFORMS).default(CONTEXT_DEFAULTS.platform),
+    // Default to the compile masters' own: resolved in loadConfig.
+    primaryPlatform: z.enum(PLATFORMS).optional(),
+    primaryArchitecture: z.enum(ARCHITECTURES).optional(),
     // Defaults depend on the flavor: resolved in loadConfig.
     primaryRun: z.enum(PRIMARY_RUN_MODES).optional(),
     primaryInstanceIds: list(z.string()).pipe(primaryInstanceIdsSchema).optional(),
@@ -198,10 +206,11 @@ const ContextSchema = z
     amiId: z.string().regex(/^ami-[0-9a-f]{8,17}$/, 'must be an AMI id such as ami-0123456789abcdef0').optional(),
     amiSsmParameter: z.string().regex(/^\/[A-Za-z0-9_./-]+$/, 'must be an SSM parameter name starting with /').optional(),
     rootVolumeGiB: integer(8, 16384).default(CONTEXT_DEFAULTS.rootVolumeGiB),
+    // The platform's own by default: resolved in loadConfig.
     rootDeviceName: z
       .string()
       .regex(/^\/dev\/[a-z0-9]+$/, 'must be a device name such as /dev/xvda')
-      .default(CONTEXT_DEFAULTS.rootDeviceName),
+      .optional(),
     minSize: integer(0, 100).default(CONTEXT_DEFAULTS.minSize),
     maxSize: integer(1, 100).default(CONTEXT_DEFAULTS.maxSize),
     desiredCapacity: integer(0, 100).optional(),
@@ -238,6 +247,8 @@ const ContextSchema = z
       issue('desiredCapacity', `must lie between minSize (${c.minSize}) and maxSize (${c.maxSize})`);
     }
     if (c.amiId && c.amiSsmParameter) issue('amiSsmParameter', 'set either amiId or amiSsmParameter, not both');
+    const image = PLATFORM[c.platform].defaultImage;
+    if (!c.amiId && !c.amiSsmParameter && image.source === 'none') issue('amiId', `is required with platform ${c.platform}: ${image.howToFind}`);
     if (c.vpcId && !c.privateSubnetIds?.length) issue('privateSubnetIds', 'is required when vpcId is set');
     if (!c.vpcId && c.privateSubnetIds) issue('vpcId', 'is required when privateSubnetIds is set');
     if (!c.vpcId && c.nlbSubnetIds) issue('vpcId', 'is required when nlbSubnetIds is set');
@@ -265,7 +276,16 @@ export interface CompileMasterConfig
     | 'primaryInstanceTag'
     | 'agentSource'
     | 'agentRepositoryKeyFile'
+    | 'rootDeviceName'
+    | 'primaryPlatform'
+    | 'primaryArchitecture'
   > {
+  /** The compile masters' architecture, from instanceType (cdk/platform.ts). */
+  readonly architecture: Architecture;
+  readonly rootDeviceName: string;
+  /** The primary's platform and architecture: PE serves compilers of its own kind only. */
+  readonly primaryPlatform: Platform;
+  readonly primaryArchitecture: Architecture;
   readonly primaryRun: PrimaryRunMode;
   /** Set exactly when primaryRun is ssm. */
   readonly primaryInstances: PrimaryInstances | undefined;
@@ -322,8 +342,13 @@ export function loadConfig(getContext: (key: string) => unknown, baseDir = proce
         : { instanceIds: parsed.primaryInstanceIds ?? [EXAMPLE_PRIMARY_INSTANCE_ID] };
   const { primaryInstanceIds: _ids, primaryInstanceTag: _tag, agentRepositoryKeyFile: _key, ...rest } = parsed;
 
+  const architecture = instanceArchitecture(parsed.instanceType);
   return {
     ...rest,
+    architecture,
+    rootDeviceName: parsed.rootDeviceName ?? PLATFORM[parsed.platform].rootDeviceName,
+    primaryPlatform: parsed.primaryPlatform ?? parsed.platform,
+    primaryArchitecture: parsed.primaryArchitecture ?? architecture,
     primaryRun,
     primaryInstances,
     agentSource,

@@ -2,13 +2,26 @@ import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { namedPrimaryInstances, type CompileMasterConfig } from '../cdk/config';
+import { peRepoClassNeeded } from '../cdk/platform';
 import { ConfigError } from '../lib/errors';
 import { defaultPrimaryRun, FLAVOR, primaryRunProblem, type Flavor } from '../lib/flavor';
 
 /** What the primary needs, from the stack's own context (so it matches what the stack deploys). */
 export type PrimarySettings = Pick<
   CompileMasterConfig,
-  'primaryCertname' | 'lifecycleClientCertname' | 'roleExtension' | 'orchestratorHostname' | 'orchestratorPort' | 'flavor' | 'primaryRun' | 'primaryInstances' | 'exampleKeysInUse'
+  | 'primaryCertname'
+  | 'lifecycleClientCertname'
+  | 'roleExtension'
+  | 'orchestratorHostname'
+  | 'orchestratorPort'
+  | 'flavor'
+  | 'primaryRun'
+  | 'primaryInstances'
+  | 'exampleKeysInUse'
+  | 'platform'
+  | 'architecture'
+  | 'primaryPlatform'
+  | 'primaryArchitecture'
 >;
 
 /**
@@ -122,6 +135,16 @@ trusted.extensions.${role.name} = ${role.value} (classifier API form in classifi
       `Needs puppetlabs-puppet_authorization, puppetlabs-hocon and puppetlabs-stdlib. Copy the module to the
 primary's modulepath and classify the primary with primary.pp:
 ${files['primary.pp']!.trimEnd()}`,
+    );
+  }
+  const mismatch = pe ? peRepoClassNeeded(settings) : undefined;
+  if (mismatch) {
+    step(
+      `Serve ${mismatch.compilers} agents from the primary (the compile masters' platform; the primary is ${mismatch.primary})`,
+      `In the console: PE Infrastructure > PE Master node group, Classes: add ${mismatch.peRepoClass}, commit, then run
+Puppet on the primary (puppet agent -t) so it downloads that platform's agent packages. Without it the
+compile masters' install.bash fails. PE supports compilers only on the primary's OS and architecture:
+prefer platform/instanceType settings that match it.`,
     );
   }
   step(...primaryRunStep(settings));

@@ -24,6 +24,8 @@ readonly UNIT_NAME=compile-master-agent.service
 readonly CRL_UNIT_NAME=compile-master-crl-refresh.service
 readonly READINESS_UNIT_NAME=compile-master-readiness.service
 readonly SIGNING_KEY_NAME=package-signing-key.asc
+# Debian's hook that lets an installation start services or not (tests point it elsewhere).
+readonly POLICY_RC_D="${COMPILE_MASTERS_POLICY_RC_D:-/usr/sbin/policy-rc.d}"
 
 log() { printf 'compile-master bootstrap: %s\n' "$*" >&2; }
 die() {
@@ -62,21 +64,25 @@ install_puppet_agent() {
   source="$(config_value agentInstall.source)"
   case "$source" in
     primary) install_from_primary ;;
-    repository) install_from_repository "$(config_value agentInstall.package)" "$(config_value agentInstall.rpmBaseUrl)" "$ETC_DIR/$SIGNING_KEY_NAME" ;;
+    repository) install_from_repository "$(config_value agentInstall.package)" "$ETC_DIR/$SIGNING_KEY_NAME" ;;
     ami) die "$(config_value puppetBin) is missing and agentSource is ami: bake the agent package into the image" ;;
     *) die "unknown agentInstall.source '$source' in $ETC_DIR/agent.json" ;;
   esac
 }
 
-# One function per package manager; Amazon Linux 2023 (dnf) is the platform the stack builds today.
+# One function per package manager; agent.json names the platform's (the stack's platform setting).
 install_from_repository() {
-  local package="$1" rpm_base_url="$2" key="$3"
+  local package="$1" key="$2" manager
   [[ -s "$key" ]] || die "no package-signing key at $key: set agentRepositoryKeyFile (the vendor's public key) in the stack's context and deploy, or use agentSource ami"
-  if command -v dnf >/dev/null 2>&1; then
-    install_with_dnf "$package" "$rpm_base_url" "$key" /etc/yum.repos.d
-  else
-    die "no dnf here: installing $package from the vendor's repository is only defined for dnf; bake it into the image (agentSource ami)"
-  fi
+  manager="$(config_value agentInstall.packageManager)"
+  case "$manager" in
+    dnf | apt) command -v "${manager/apt/apt-get}" >/dev/null 2>&1 || die "no $manager here, yet agent.json says the platform uses it: is the stack's platform setting this image's?" ;;
+    *) die "unknown agentInstall.packageManager '$manager' in $ETC_DIR/agent.json" ;;
+  esac
+  case "$manager" in
+    dnf) install_with_dnf "$package" "$(config_value agentInstall.rpmBaseUrl)" "$key" /etc/yum.repos.d ;;
+    apt) install_with_apt "$package" "$(config_value agentInstall.aptUri)" "$(config_value agentInstall.aptSuite)" "$(config_value agentInstall.aptComponent)" "$key" /etc/apt ;;
+  esac
 }
 
 # The repository definition pinned to the stack's key: dnf refuses an unsigned package or a bad
@@ -99,6 +105,37 @@ install_with_dnf() {
   # The package leaves the puppet service disabled (systemd presets), as the node agent needs:
   # it runs Puppet itself once the node is enrolled.
   dnf install -y "$package"
+}
+
+# The apt source trusts the stack's key and no other (signed-by): apt refuses the repository's
+# metadata, and so its packages, unless that key signed them. apt reads an ASCII-armored key when
+# its file ends in .asc, so no gpg is needed.
+apt_source() {
+  local uri="$1" suite="$2" component="$3" keyring="$4"
+  printf 'deb [signed-by=%s] %s %s %s\n' "$keyring" "$uri" "$suite" "$component"
+}
+
+install_with_apt() {
+  local package="$1" uri="$2" suite="$3" component="$4" key="$5" apt_dir="$6"
+  local keyring="$apt_dir/keyrings/compile-masters-$package.asc"
+  log "installing $package from $uri $suite $component"
+  install -d -m 0755 "$apt_dir/keyrings" "$apt_dir/sources.list.d"
+  install -m 0644 "$key" "$keyring"
+  apt_source "$uri" "$suite" "$component" "$keyring" >"$apt_dir/sources.list.d/compile-masters-$package.list"
+  apt-get update
+  # Debian packages start their services at install; the puppet service must not run before the
+  # node agent has enrolled the node, so installation may start nothing (unless the image already
+  # has a policy of its own).
+  local own_policy=false
+  if [[ ! -e "$POLICY_RC_D" ]]; then
+    own_policy=true
+    printf '#!/bin/sh\n# compile-master bootstrap: start no service while puppet-agent installs\nexit 101\n' >"$POLICY_RC_D"
+    chmod 0755 "$POLICY_RC_D"
+  fi
+  local status=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y "$package" || status=$?
+  if [[ "$own_policy" == true ]]; then rm -f "$POLICY_RC_D"; fi
+  [[ "$status" -eq 0 ]] || die "apt-get install $package failed ($status)"
 }
 
 install_from_primary() {

@@ -27,6 +27,8 @@ const CONTEXTS = [
     args: ['-c', 'primaryCidr=10.20.0.15/32', '-c', 'primaryRoute={"transitGatewayId":"tgw-0123456789abcdef0"}', '-c', 'dnsResolverCidrs=10.30.0.2/32,10.31.0.2/32'],
   },
   { name: 'primary through peering', args: ['-c', 'primaryCidr=10.20.0.15/32', '-c', 'primaryRoute={"vpcPeeringConnectionId":"pcx-0123456789abcdef0"}'] },
+  // Another image (Canonical's SSM parameter), root device and user data, on Graviton.
+  { name: 'platform=ubuntu2404 on arm64', args: ['-c', 'platform=ubuntu2404', '-c', 'instanceType=m7g.xlarge'] },
 ];
 
 const reuseCdkOut = process.argv.includes('--reuse-cdk-out');

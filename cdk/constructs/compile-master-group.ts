@@ -9,6 +9,7 @@ import { FLAVOR } from '../../lib/flavor';
 import { READINESS_CHECK } from '../../lib/readiness-check';
 import type { CompileMasterConfig } from '../config';
 import { allowDnsEgress } from '../dns-egress';
+import { PLATFORM, efsUtilsInstall, type Platform } from '../platform';
 import { PCP_BROKER_PORT } from '../target-groups';
 import { type CompileMasterLoadBalancer, PUPPET_SERVER_PORT } from './load-balancer';
 import type { SharedStorage } from './shared-storage';
@@ -61,6 +62,8 @@ export type GroupSettings = Pick<
   | 'flavor'
   | 'primaryRun'
   | 'dnsResolverCidrs'
+  | 'platform'
+  | 'architecture'
 >;
 
 export interface CompileMasterGroupProps {
@@ -133,7 +136,7 @@ export class CompileMasterGroup extends Construct {
     const launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
       instanceType: new ec2.InstanceType(settings.instanceType),
       machineImage: machineImage(settings),
-      userData: userData(props.storage),
+      userData: userData(props.storage, settings.platform),
       role,
       securityGroup,
       requireImdsv2: true,
@@ -220,10 +223,17 @@ function machineImage(settings: GroupSettings): ec2.IMachineImage {
   }
   if (amiSsmParameter) return ec2.MachineImage.fromSsmParameter(amiSsmParameter, { os: ec2.OperatingSystemType.LINUX });
   // Resolved by CloudFormation from the public SSM parameter at deploy time: works offline.
-  const arm = new ec2.InstanceType(settings.instanceType).architecture === ec2.InstanceArchitecture.ARM_64;
-  return ec2.MachineImage.latestAmazonLinux2023({
-    cpuType: arm ? ec2.AmazonLinuxCpuType.ARM_64 : ec2.AmazonLinuxCpuType.X86_64,
-  });
+  const image = PLATFORM[settings.platform].defaultImage;
+  switch (image.source) {
+    case 'amazon-linux-2023':
+      return ec2.MachineImage.latestAmazonLinux2023({
+        cpuType: settings.architecture === 'arm64' ? ec2.AmazonLinuxCpuType.ARM_64 : ec2.AmazonLinuxCpuType.X86_64,
+      });
+    case 'ssm':
+      return ec2.MachineImage.fromSsmParameter(image.parameter(settings.architecture), { os: ec2.OperatingSystemType.LINUX });
+    case 'none':
+      throw new Error(`platform ${settings.platform} has no default image (cdk/config.ts requires amiId or amiSsmParameter)`);
+  }
 }
 
 /**
@@ -237,17 +247,16 @@ export const INSTANCE_MOUNT_CALLS: readonly AwsCall[] = [efsMount('elasticfilesy
  * the instance role, which needs IMDSv2 credentials), then hands over to bootstrap.sh. No secret
  * appears here: the instance has none to be given.
  */
-function userData(storage: SharedStorage): ec2.UserData {
+function userData(storage: SharedStorage, platform: Platform): ec2.UserData {
   const fileSystemId = storage.fileSystem.fileSystemId;
   const accessPointId = storage.accessPoint.accessPointId;
   const data = ec2.UserData.forLinux();
   data.addCommands(
     'set -euo pipefail',
     `MOUNT=${INSTANCE_MOUNT_PATH}`,
+    // An image with efs-utils baked in skips this (cdk/platform.ts says where it comes from).
     'if ! command -v mount.efs >/dev/null 2>&1; then',
-    // Amazon Linux ships efs-utils; other distributions need it baked into the AMI.
-    '  if command -v dnf >/dev/null 2>&1; then dnf install -y amazon-efs-utils;',
-    '  else echo "amazon-efs-utils is missing: bake it into the AMI" >&2; exit 1; fi',
+    ...efsUtilsInstall(platform).map((line) => `  ${line}`),
     'fi',
     'mkdir -p "$MOUNT"',
     // In fstab so the mount comes back after a reboot (the node agent survives reboots).

@@ -25,6 +25,10 @@ const absolutePath = z.string().refine(isAbsolute, { error: 'must be an absolute
 const port = z.number().int().min(1).max(65_535);
 const seconds = z.number().int().positive();
 
+const packageName = z.string().regex(/^[a-z0-9][a-z0-9+.-]*$/, 'must be a package name such as openvox-agent');
+const repositoryUrl = z.url({ protocol: /^https$/, error: 'must be an https:// repository URL' }).refine((url) => !/\s/.test(url), 'must not contain spaces');
+const aptWord = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be one apt suite or component name such as jammy or puppet8');
+
 const extensions = z.record(z.string(), z.string()).superRefine((value, context) => {
   for (const [name, text] of Object.entries(value)) {
     const problem = configuredExtensionProblem(name, text);
@@ -60,12 +64,25 @@ export const AgentConfigSchema = z.strictObject({
     .discriminatedUnion('source', [
       z.strictObject({ source: z.literal('primary') }),
       z.strictObject({ source: z.literal('ami') }),
-      z.strictObject({
-        source: z.literal('repository'),
-        package: z.string().regex(/^[a-z0-9][a-z0-9+.-]*$/, 'must be a package name such as openvox-agent'),
-        /** A dnf baseurl; dnf expands $basearch itself. */
-        rpmBaseUrl: z.url({ protocol: /^https$/, error: 'must be an https:// repository URL' }),
-      }),
+      // The repository's package manager is the platform's (cdk/platform.ts).
+      z.discriminatedUnion('packageManager', [
+        z.strictObject({
+          source: z.literal('repository'),
+          package: packageName,
+          packageManager: z.literal('dnf'),
+          /** A dnf baseurl; dnf expands $basearch itself. */
+          rpmBaseUrl: repositoryUrl,
+        }),
+        z.strictObject({
+          source: z.literal('repository'),
+          package: packageName,
+          packageManager: z.literal('apt'),
+          /** One `deb [signed-by=…] URI SUITE COMPONENT` line; single words, so nothing else fits in it. */
+          aptUri: repositoryUrl,
+          aptSuite: aptWord,
+          aptComponent: aptWord,
+        }),
+      ]),
     ])
     .default({ source: 'primary' }),
   confdir: absolutePath.default('/etc/puppetlabs/puppet'),

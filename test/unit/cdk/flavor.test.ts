@@ -100,7 +100,7 @@ describe.each(['oss', 'openvox'] as const)('flavor %s', (flavor) => {
     const content = only(template, 'Custom::CompileMasterEfsContent').properties;
     const agent = parseConfig(JSON.parse(renderAsDeployed(template, content.AgentConfig)), 'agent.json');
     expect(agent.localServerService).toBe('puppetserver');
-    expect(agent.agentInstall).toEqual({ source: 'repository', package: FLAVOR[flavor].agentPackage, rpmBaseUrl: VENDOR_REPOSITORY[flavor].rpmBaseUrl });
+    expect(agent.agentInstall).toEqual({ source: 'repository', package: FLAVOR[flavor].agentPackage, ...VENDOR_REPOSITORY[flavor].al2023 });
     expect(content.PackageSigningKey).toBe(KEY);
   });
 });

@@ -54,8 +54,11 @@ describe('agent configuration', () => {
     [{ extensions: { pp_instance_id: 'i-1' } }, /set by the node agent from instance metadata/],
     [{ extensions: { pp_cli_auth: 'true' } }, /CA-administrator rights/],
     [{ agentInstall: { source: 'internet' } }, /agentInstall/],
-    [{ agentInstall: { source: 'repository', package: 'openvox-agent', rpmBaseUrl: 'http://yum.voxpupuli.org/openvox8/amazon/2023/$basearch' } }, /https:\/\/ repository URL/],
-    [{ agentInstall: { source: 'repository', package: 'openvox-agent; rm -rf /', rpmBaseUrl: 'https://yum.voxpupuli.org/x' } }, /package name such as openvox-agent/],
+    [{ agentInstall: { source: 'repository', package: 'openvox-agent', packageManager: 'dnf', rpmBaseUrl: 'http://yum.voxpupuli.org/openvox8/amazon/2023/$basearch' } }, /https:\/\/ repository URL/],
+    [{ agentInstall: { source: 'repository', package: 'openvox-agent; rm -rf /', packageManager: 'dnf', rpmBaseUrl: 'https://yum.voxpupuli.org/x' } }, /package name such as openvox-agent/],
+    // One word each: a suite or component cannot smuggle more into the apt source line.
+    [{ agentInstall: { source: 'repository', package: 'openvox-agent', packageManager: 'apt', aptUri: 'https://apt.voxpupuli.org', aptSuite: 'ubuntu24.04 main', aptComponent: 'openvox8' } }, /one apt suite or component name/],
+    [{ agentInstall: { source: 'repository', package: 'openvox-agent', packageManager: 'zypper', rpmBaseUrl: 'https://yum.voxpupuli.org/x' } }, /packageManager/],
     [{ extensions: { role: 'x' } }, /not a Puppet extension short name/],
     [{ extensions: { pp_role: 'compile_master\u00e9' } }, /printable ASCII/],
     [{ dnsAltNames: ['bad name'] }, /dnsAltNames/],

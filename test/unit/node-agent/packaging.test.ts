@@ -157,7 +157,7 @@ describe('bootstrap.sh', () => {
 
 describe('bootstrap.sh: where puppet-agent comes from', () => {
   /** Sources the script (which then runs nothing by itself) and runs `body` with a PATH of stubs first. */
-  function sourced(body: string, stubs: Record<string, string> = {}) {
+  function sourced(body: string, stubs: Record<string, string> = {}, env: Record<string, string> = {}) {
     const bin = mkdtempSync(join(tmpdir(), 'bootstrap-stubs-'));
     for (const [name, script] of Object.entries(stubs)) {
       writeFileSync(join(bin, name), `#!/bin/sh\n${script}\n`);
@@ -165,10 +165,13 @@ describe('bootstrap.sh: where puppet-agent comes from', () => {
     }
     const result = spawnSync('bash', ['-c', `source ${BOOTSTRAP}\n${body}`], {
       encoding: 'utf8',
-      env: { ...process.env, PATH: `${bin}:/usr/bin:/bin` },
+      env: { ...process.env, ...env, PATH: `${bin}:/usr/bin:/bin` },
     });
     return { status: result.status, stdout: result.stdout, stderr: result.stderr };
   }
+  /** agent.json's agentInstall as config_value answers it. */
+  const agentInstall = (values: Record<string, string>) =>
+    `config_value() { case "$1" in ${Object.entries(values).map(([key, value]) => `agentInstall.${key}) echo '${value}';;`).join(' ')} esac; }`;
   const KEY = '-----BEGIN PGP PUBLIC KEY BLOCK-----\nmQINBGexample\n-----END PGP PUBLIC KEY BLOCK-----\n';
   const BASE_URL = 'https://yum.voxpupuli.org/openvox8/amazon/2023/$basearch';
 
@@ -180,7 +183,11 @@ describe('bootstrap.sh: where puppet-agent comes from', () => {
     const dir = mkdtempSync(join(tmpdir(), 'bootstrap-dnf-'));
     writeFileSync(join(dir, 'key.asc'), KEY);
     const result = sourced(
-      ['install_with_dnf() { echo "install_with_dnf $*"; }', `install_from_repository openvox-agent '${BASE_URL}' ${dir}/key.asc`].join('\n'),
+      [
+        agentInstall({ packageManager: 'dnf', rpmBaseUrl: BASE_URL }),
+        'install_with_dnf() { echo "install_with_dnf $*"; }',
+        `install_from_repository openvox-agent ${dir}/key.asc`,
+      ].join('\n'),
       { dnf: 'exit 0' },
     );
     expect(result).toEqual({ status: 0, stdout: `install_with_dnf openvox-agent ${BASE_URL} ${dir}/key.asc /etc/yum.repos.d\n`, stderr: '' });
@@ -210,27 +217,77 @@ describe('bootstrap.sh: where puppet-agent comes from', () => {
   it('refuses to install from a repository without the pinned key, before touching anything', () => {
     const dir = mkdtempSync(join(tmpdir(), 'bootstrap-nokey-'));
     const calls = join(dir, 'dnf-calls');
-    const result = sourced(`install_from_repository openvox-agent '${BASE_URL}' ${dir}/missing.asc`, { dnf: `echo "$*" >> ${calls}` });
+    const result = sourced(`install_from_repository openvox-agent ${dir}/missing.asc`, { dnf: `echo "$*" >> ${calls}` });
     expect(result.status).toBe(1);
     expect(result.stderr).toContain(`no package-signing key at ${dir}/missing.asc: set agentRepositoryKeyFile`);
     expect(existsSync(calls)).toBe(false);
   });
 
-  it('refuses where no package manager it knows is present', () => {
+  it.each(['dnf', 'apt'])('refuses when agent.json says %s and the image has none', (manager) => {
     const dir = mkdtempSync(join(tmpdir(), 'bootstrap-nodnf-'));
     writeFileSync(join(dir, 'key.asc'), KEY);
-    const result = sourced(`PATH=/nonexistent; install_from_repository openvox-agent '${BASE_URL}' ${dir}/key.asc`);
+    const result = sourced(`${agentInstall({ packageManager: manager })}\nPATH=/nonexistent; install_from_repository openvox-agent ${dir}/key.asc`);
     expect(result.status).toBe(1);
-    expect(result.stderr).toContain('no dnf here: installing openvox-agent from the vendor\'s repository is only defined for dnf');
+    expect(result.stderr).toContain(`no ${manager} here, yet agent.json says the platform uses it: is the stack's platform setting this image's?`);
+  });
+
+  it('with apt on the machine, installs with apt into /etc/apt, with the source and suite agent.json names', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bootstrap-apt-'));
+    writeFileSync(join(dir, 'key.asc'), KEY);
+    const result = sourced(
+      [
+        agentInstall({ packageManager: 'apt', aptUri: 'https://apt.voxpupuli.org', aptSuite: 'ubuntu24.04', aptComponent: 'openvox8' }),
+        'install_with_apt() { echo "install_with_apt $*"; }',
+        `install_from_repository openvox-agent ${dir}/key.asc`,
+      ].join('\n'),
+      { 'apt-get': 'exit 0' },
+    );
+    expect(result).toEqual({ status: 0, stdout: `install_with_apt openvox-agent https://apt.voxpupuli.org ubuntu24.04 openvox8 ${dir}/key.asc /etc/apt\n`, stderr: '' });
+  });
+
+  it('writes an apt source that trusts only the stack\'s key (signed-by), installs with no service started, and removes its policy after', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bootstrap-apt-'));
+    writeFileSync(join(dir, 'key.asc'), KEY);
+    const calls = join(dir, 'apt-calls');
+    const policy = join(dir, 'policy-rc.d');
+    const result = sourced(
+      `install_with_apt openvox-agent https://apt.voxpupuli.org ubuntu24.04 openvox8 ${dir}/key.asc ${dir}/apt`,
+      // The policy must be in force while the package installs: the stub records what it answers.
+      { 'apt-get': `echo "$* policy:$(${policy} >/dev/null 2>&1; echo $?) frontend:$DEBIAN_FRONTEND" >> ${calls}` },
+      { COMPILE_MASTERS_POLICY_RC_D: policy },
+    );
+    expect(result.status).toBe(0);
+    const keyring = `${dir}/apt/keyrings/compile-masters-openvox-agent.asc`;
+    expect(readFileSync(join(dir, 'apt/sources.list.d/compile-masters-openvox-agent.list'), 'utf8')).toBe(
+      `deb [signed-by=${keyring}] https://apt.voxpupuli.org ubuntu24.04 openvox8\n`,
+    );
+    expect(readFileSync(keyring, 'utf8')).toBe(KEY);
+    expect(readFileSync(calls, 'utf8')).toMatch(/^update policy:\d+ .*\ninstall -y openvox-agent policy:101 frontend:noninteractive\n$/);
+    expect(existsSync(policy)).toBe(false);
+  });
+
+  it('keeps a policy-rc.d the image already has, and stops when the install fails', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bootstrap-apt-'));
+    writeFileSync(join(dir, 'key.asc'), KEY);
+    const policy = join(dir, 'policy-rc.d');
+    writeFileSync(policy, '#!/bin/sh\nexit 0\n');
+    const result = sourced(
+      `install_with_apt openvox-agent https://apt.voxpupuli.org ubuntu24.04 openvox8 ${dir}/key.asc ${dir}/apt`,
+      { 'apt-get': '[ "$1" = update ] || exit 100' },
+      { COMPILE_MASTERS_POLICY_RC_D: policy },
+    );
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain('apt-get install openvox-agent failed (100)');
+    expect(readFileSync(policy, 'utf8')).toBe('#!/bin/sh\nexit 0\n');
   });
 
   it.each([
     ['primary', 'install_from_primary'],
-    ['repository', 'install_from_repository openvox-agent https://repo.example/$basearch /etc/compile-master-agent/package-signing-key.asc'],
+    ['repository', 'install_from_repository openvox-agent /etc/compile-master-agent/package-signing-key.asc'],
   ])('takes the %s path from agent.json, with the key the bootstrap copied from the share', (source, expected) => {
     const result = sourced(
       [
-        `config_value() { case "$1" in agentInstall.source) echo ${source};; agentInstall.package) echo openvox-agent;; agentInstall.rpmBaseUrl) echo 'https://repo.example/$basearch';; esac; }`,
+        agentInstall({ source, package: 'openvox-agent' }),
         'install_from_primary() { echo install_from_primary; }',
         'install_from_repository() { echo "install_from_repository $*"; }',
         'install_puppet_agent',
