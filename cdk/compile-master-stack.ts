@@ -1,4 +1,5 @@
 import { Annotations, Aws, CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type { Construct } from 'constructs';
 import { FLAVOR } from '../lib/flavor';
 import { READINESS_CHECK, drainSeconds } from '../lib/readiness-check';
@@ -69,6 +70,7 @@ export class CompileMasterStack extends Stack {
       subnets: network.privateSubnets,
       caCertificate: config.primaryCaCertificate,
       packageSigningKey: config.agentRepositoryKey,
+      nodeArchitecture: new ec2.InstanceType(config.instanceType).architecture,
       agentConfig: {
         primaryServer: config.primaryHostname,
         caPort: config.caPort,
