@@ -84,6 +84,7 @@ export class CompileMasterStack extends Stack {
       subnets: network.privateSubnets,
       caCertificate: config.primaryCaCertificate,
       packageSigningKey: config.agentRepositoryKey,
+      nodeArchitecture: config.architecture,
       agentConfig: {
         primaryServer: config.primaryHostname,
         caPort: config.caPort,

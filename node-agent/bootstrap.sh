@@ -4,8 +4,10 @@
 # file there. It installs what the node agent needs and starts it; the agent does the enrollment.
 # Safe to run again: every step converges.
 #
-# Node.js: the bundle needs Node.js >= 20. On Amazon Linux 2023 the `nodejs` package is Node 18,
-# so we install `nodejs20` (binary /usr/bin/node-20) unless a Node >= 20 is already present.
+# Node.js: the stack ships the official Node.js build for this instance's architecture on the
+# share (node-runtime/node, with a manifest naming its version, architecture and SHA-256); it is
+# copied to the local disk, so a reboot or an EFS hiccup does not take the units' runtime away,
+# and checked against the manifest before use. Nothing comes from the distribution.
 #
 # Puppet agent: when the configured puppet binary is missing, it comes from where agent.json's
 # agentInstall says (the stack's agentSource):
@@ -26,6 +28,9 @@ readonly READINESS_UNIT_NAME=compile-master-readiness.service
 readonly SIGNING_KEY_NAME=package-signing-key.asc
 # Debian's hook that lets an installation start services or not (tests point it elsewhere).
 readonly POLICY_RC_D="${COMPILE_MASTERS_POLICY_RC_D:-/usr/sbin/policy-rc.d}"
+# The units' ExecStart runs this Node.js.
+readonly RUNTIME_DIR=$LIB_DIR/node
+readonly NODE=$RUNTIME_DIR/bin/node
 
 log() { printf 'compile-master bootstrap: %s\n' "$*" >&2; }
 die() {
@@ -33,19 +38,45 @@ die() {
   exit 1
 }
 
-node_major() { "$1" -e 'process.stdout.write(process.versions.node.split(".")[0])' 2>/dev/null; }
+# Reads one key of the runtime manifest the stack wrote beside the binary.
+manifest_value() { sed -n "s/^$2=//p" "$1"; }
 
-# Prints the first Node.js >= 20 found, preferring the newest.
-find_node() {
-  local candidate path
-  for candidate in node-22 node-20 node; do
-    path="$(command -v "$candidate" 2>/dev/null)" || continue
-    if [[ "$(node_major "$path")" -ge 20 ]]; then
-      printf '%s\n' "$path"
-      return 0
-    fi
-  done
-  return 1
+# This machine's architecture in the stack's words (EC2's instance-type architectures).
+machine_architecture() {
+  local machine
+  machine="$(uname -m)"
+  case "$machine" in
+    x86_64) printf 'x86_64\n' ;;
+    aarch64) printf 'arm64\n' ;;
+    *) printf '%s\n' "$machine" ;;
+  esac
+}
+
+# Copies the shipped Node.js from the share's runtime directory ($1) to $2/bin/node, and refuses a
+# copy that is not the manifest's: another architecture, other bytes, or another version.
+install_node_runtime() {
+  local from="$1" to="$2" version architecture sha256 staging actual
+  version="$(manifest_value "$from/manifest" version)"
+  architecture="$(manifest_value "$from/manifest" architecture)"
+  sha256="$(manifest_value "$from/manifest" sha256)"
+  [[ -n "$version" && -n "$architecture" && -n "$sha256" ]] || die "$from/manifest names no version, architecture and sha256: redeploy the stack"
+  [[ "$architecture" == "$(machine_architecture)" ]] || die "the stack ships Node.js for $architecture, this instance is $(uname -m): the stack's instanceType and this instance disagree"
+  install -d -m 0755 "$to" "$to/bin"
+  staging="$(mktemp "$to/bin/.node.XXXXXX")"
+  cp "$from/node" "$staging"
+  actual="$(sha256sum "$staging")"
+  if [[ "${actual%% *}" != "$sha256" ]]; then
+    rm -f "$staging"
+    die "$from/node is not the runtime the manifest names (SHA-256 ${actual%% *}, expected $sha256): was the share being rewritten? run this script again"
+  fi
+  chmod 0755 "$staging"
+  if ! actual="$("$staging" --version 2>&1)" || [[ "$actual" != "v$version" ]]; then
+    rm -f "$staging"
+    die "the shipped Node.js reports '$actual', its manifest says v$version: refusing it; redeploy the stack"
+  fi
+  # A rename: units running the previous runtime keep it until they restart.
+  mv -f "$staging" "$to/bin/node"
+  log "Node.js v$version ($architecture) installed at $to/bin/node"
 }
 
 # Reads one value from the agent configuration by its dotted path (with the agent's defaults).
@@ -158,7 +189,7 @@ install_from_primary() {
 main() {
   [[ "$(id -u)" -eq 0 ]] || die "must run as root"
   local file
-  for file in config/agent.json config/ca.pem node-agent/node-agent.mjs node-agent/$UNIT_NAME node-agent/$CRL_UNIT_NAME node-agent/$READINESS_UNIT_NAME; do
+  for file in config/agent.json config/ca.pem node-runtime/node node-runtime/manifest node-agent/node-agent.mjs node-agent/$UNIT_NAME node-agent/$CRL_UNIT_NAME node-agent/$READINESS_UNIT_NAME; do
     [[ -s "$SHARE/$file" ]] || die "$SHARE/$file is missing or empty: is the EFS share mounted at $SHARE?"
   done
 
@@ -173,13 +204,7 @@ main() {
     rm -f "$ETC_DIR/$SIGNING_KEY_NAME"
   fi
 
-  if ! NODE="$(find_node)"; then
-    command -v dnf >/dev/null || die "no Node.js >= 20 found and no dnf to install one: install Node.js >= 20 first"
-    log "installing Node.js 20"
-    dnf install -y nodejs20
-    NODE="$(find_node)" || die "nodejs20 is installed but no Node.js >= 20 was found on PATH"
-  fi
-  readonly NODE
+  install_node_runtime "$SHARE/node-runtime" "$RUNTIME_DIR"
 
   local puppet_bin
   puppet_bin="$(config_value puppetBin)"
@@ -187,8 +212,6 @@ main() {
   [[ -x "$puppet_bin" ]] || die "$puppet_bin is still missing after installing puppet-agent"
 
   install -m 0644 -o root -g root "$SHARE/node-agent/node-agent.mjs" "$LIB_DIR/node-agent.mjs"
-  # The unit runs this fixed path, whichever Node.js binary the distribution provides.
-  ln -sfn "$NODE" "$LIB_DIR/node"
   install -m 0644 -o root -g root "$SHARE/node-agent/$UNIT_NAME" "/etc/systemd/system/$UNIT_NAME"
   install -m 0644 -o root -g root "$SHARE/node-agent/$CRL_UNIT_NAME" "/etc/systemd/system/$CRL_UNIT_NAME"
   install -m 0644 -o root -g root "$SHARE/node-agent/$READINESS_UNIT_NAME" "/etc/systemd/system/$READINESS_UNIT_NAME"

@@ -1,5 +1,5 @@
 // Bundles the node agent into one file that the instance bootstrap copies from EFS and runs
-// with the distribution's Node.js: no node_modules on the instance.
+// with the Node.js runtime the stack ships (cdk/node-runtime.ts): no node_modules on the instance.
 import { isBuiltin } from 'node:module';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';

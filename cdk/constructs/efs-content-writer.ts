@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { CustomResource, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as efs from 'aws-cdk-lib/aws-efs';
@@ -9,9 +9,11 @@ import type * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import type * as z from 'zod';
+import { NODE_RUNTIME_BINARY_PATH, NODE_RUNTIME_MANIFEST_PATH } from '../../lambdas/efs-seeder/content';
 import type { AgentConfigSchema } from '../../node-agent/src/config';
 import { SOURCE_MAPS_ENVIRONMENT, typescriptFunction } from '../lambda-defaults';
 import { acknowledgeLambdaExecutionPolicies } from '../nag';
+import { type NodeArchitecture, nodeRuntime, runtimeManifest } from '../node-runtime';
 
 /** Non-secret node-agent configuration, written as config/agent.json: what the agent's own schema takes. */
 export type AgentConfig = z.input<typeof AgentConfigSchema>;
@@ -25,15 +27,18 @@ export interface EfsContentWriterProps {
   readonly caCertificate: string | undefined;
   /** The vendor's public package-signing key (ASCII-armored); bootstrap.sh trusts no other. */
   readonly packageSigningKey: string | undefined;
+  /** The instances' architecture: the Node.js runtime shipped for the node agent is built for it. */
+  readonly nodeArchitecture: NodeArchitecture;
 }
 
 const LAMBDA_MOUNT_PATH = '/mnt/compile-masters';
 
 /**
- * Writes the node agent, its units (boot step, CRL refresher, readiness daemon), the bootstrap script and the
- * public configuration onto EFS at deploy time, through the same access point the instances mount
- * read-only. The node agent is built from source at synth, so nothing has to be built or uploaded
- * beforehand.
+ * Writes the node agent, the Node.js runtime it runs on, its units (boot step, CRL refresher,
+ * readiness daemon), the bootstrap script and the public configuration onto EFS at deploy time,
+ * through the same access point the instances mount read-only. The node agent is built from
+ * source at synth and the runtime comes from the lock file's package, so nothing has to be built
+ * or uploaded beforehand.
  */
 export class EfsContentWriter extends Construct {
   constructor(scope: Construct, id: string, props: EfsContentWriterProps) {
@@ -44,6 +49,10 @@ export class EfsContentWriter extends Construct {
       description: 'EFS content writer: NFS to the file system only',
       allowAllOutbound: false,
     });
+
+    // Resolved only when this stack is bundled: another architecture's runtime may have to be
+    // fetched, which a synth that skips bundling (unit tests, `cdk synth` of another stack) must not do.
+    const runtime = Stack.of(this).bundlingRequired ? nodeRuntime(props.nodeArchitecture) : undefined;
 
     const writer = new nodejs.NodejsFunction(this, 'Function', {
       ...typescriptFunction('lambdas/efs-seeder/handler.ts', {
@@ -63,12 +72,20 @@ export class EfsContentWriter extends Construct {
               `cp ${from('node-agent/systemd/compile-master-crl-refresh.service')} ${to('node-agent/compile-master-crl-refresh.service')}`,
               `cp ${from('node-agent/systemd/compile-master-readiness.service')} ${to('node-agent/compile-master-readiness.service')}`,
               `cp ${from('node-agent/bootstrap.sh')} ${to('bootstrap.sh')}`,
+              ...(runtime
+                ? [
+                    `mkdir -p ${to(dirname(NODE_RUNTIME_BINARY_PATH))}`,
+                    `cp ${shellQuote(runtime.binary)} ${to(NODE_RUNTIME_BINARY_PATH)}`,
+                    `printf '%s' ${shellQuote(runtimeManifest(runtime))} > ${to(NODE_RUNTIME_MANIFEST_PATH)}`,
+                  ]
+                : []),
             ];
           },
         },
       }),
       memorySize: 256,
-      timeout: Duration.minutes(2),
+      // Most of it is the runtime's copy (~120 MB) onto EFS, streamed, not held in memory.
+      timeout: Duration.minutes(5),
       vpc: props.vpc,
       vpcSubnets: props.subnets,
       securityGroups: [securityGroup],

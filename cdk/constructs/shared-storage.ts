@@ -3,6 +3,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as efs from 'aws-cdk-lib/aws-efs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
+import type { NodeArchitecture } from '../node-runtime';
 import { type AgentConfig, EfsContentWriter } from './efs-content-writer';
 
 export interface SharedStorageProps {
@@ -13,11 +14,13 @@ export interface SharedStorageProps {
   readonly caCertificate: string | undefined;
   /** The vendor's public package-signing key, when puppet-agent comes from its repository. */
   readonly packageSigningKey: string | undefined;
+  /** The instances' architecture, for the node agent's Node.js runtime. */
+  readonly nodeArchitecture: NodeArchitecture;
 }
 
 /**
- * EFS carrying what every compile master needs at boot (node agent, unit, bootstrap script,
- * public configuration). Nothing on it is secret, and nothing on it is unique: the stack
+ * EFS carrying what every compile master needs at boot (node agent and its Node.js runtime,
+ * units, bootstrap script, public configuration). Nothing on it is secret, and nothing on it is unique: the stack
  * rewrites all of it on every deploy.
  */
 export class SharedStorage extends Construct {
@@ -67,6 +70,7 @@ export class SharedStorage extends Construct {
       agentConfig: props.agentConfig,
       caCertificate: props.caCertificate,
       packageSigningKey: props.packageSigningKey,
+      nodeArchitecture: props.nodeArchitecture,
     });
   }
 

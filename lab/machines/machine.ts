@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from '../processes';
@@ -41,11 +41,6 @@ export interface MachineOptions {
    * user data mounts EFS, then runs `bash /mnt/compile-masters/bootstrap.sh`).
    */
   userData?: string;
-  /**
-   * The host's Node.js, bound read-only at /usr/local/bin/node (Debian 12's nodejs is 18, the node
-   * agent needs >= 20); false for none.
-   */
-  nodeBinary?: string | false;
 }
 
 export interface RunningState {
@@ -242,9 +237,8 @@ export class Machine {
   }
 
   private nspawnArgs(root: string): string[] {
-    const binds = [...(this.options.binds ?? [])];
-    const node = this.options.nodeBinary ?? process.execPath;
-    if (node !== false) binds.push({ source: realpathSync(node), target: '/usr/local/bin/node' });
+    // No Node.js from the host: the node agent runs on the runtime the share ships, as on EC2.
+    const binds = this.options.binds ?? [];
     return [
       '--quiet',
       '--boot',

@@ -1,8 +1,9 @@
-import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { applyContent, planContent } from '../../lambdas/efs-seeder/content';
+import { type NodeArchitecture, nodeRuntime, runtimeManifest } from '../../cdk/node-runtime';
+import { applyContent, NODE_RUNTIME_BINARY_PATH, NODE_RUNTIME_MANIFEST_PATH, planContent } from '../../lambdas/efs-seeder/content';
 import type { AgentConfigSchema } from '../../node-agent/src/config';
 import { run } from '../processes';
 import type * as z from 'zod';
@@ -28,10 +29,18 @@ export const DEBIAN_PUPPET = {
 
 export type ShareAgentConfig = z.input<typeof AgentConfigSchema>;
 
+/** The lab machines run on this host's CPU: the architecture whose Node.js runtime they get. */
+export function hostNodeArchitecture(): NodeArchitecture {
+  if (process.arch === 'x64') return 'x86_64';
+  if (process.arch === 'arm64') return 'arm64';
+  throw new Error(`no Node.js runtime is shipped for ${process.arch} machines`);
+}
+
 /**
  * Fills `dir` as the stack's EFS content writer fills the share: the same planContent and
- * applyContent, over the same files (the node-agent bundle from scripts/build-node-agent.mjs, its
- * three units and bootstrap.sh), with this machine's agent.json and the lab CA's certificate.
+ * applyContent, over the same files (the node-agent bundle from scripts/build-node-agent.mjs, the
+ * lock file's Node.js runtime and its manifest, the three units and bootstrap.sh), with this
+ * machine's agent.json and the lab CA's certificate.
  */
 export async function writeShare(dir: string, options: { agentConfig: ShareAgentConfig; caCertificate: string }): Promise<void> {
   const bundle = await mkdtemp(join(tmpdir(), 'compile-masters-share-'));
@@ -59,4 +68,8 @@ async function assembleBundle(bundle: string): Promise<void> {
     ['node-agent/bootstrap.sh', 'bootstrap.sh'],
   ];
   for (const [from, to] of copies) await copyFile(join(REPO, from), join(bundle, to));
+  const runtime = nodeRuntime(hostNodeArchitecture());
+  await mkdir(join(bundle, dirname(NODE_RUNTIME_BINARY_PATH)), { recursive: true });
+  await copyFile(runtime.binary, join(bundle, NODE_RUNTIME_BINARY_PATH));
+  await writeFile(join(bundle, NODE_RUNTIME_MANIFEST_PATH), runtimeManifest(runtime));
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, constants, copyFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as z from 'zod';
 
@@ -13,7 +13,16 @@ export const BUNDLED_FILES = [
   { path: 'node-agent/compile-master-agent.service', mode: 0o644 },
   { path: 'node-agent/compile-master-crl-refresh.service', mode: 0o644 },
   { path: 'node-agent/compile-master-readiness.service', mode: 0o644 },
+  // Binary before manifest: the manifest names the binary a deploy has finished writing.
+  { path: 'node-runtime/node', mode: 0o755 },
+  { path: 'node-runtime/manifest', mode: 0o644 },
 ] as const;
+/**
+ * The official Node.js build for the instances' architecture (cdk/node-runtime.ts), and the
+ * manifest (version, architecture, SHA-256) bootstrap.sh checks its copy against.
+ */
+export const NODE_RUNTIME_BINARY_PATH = 'node-runtime/node' satisfies (typeof BUNDLED_FILES)[number]['path'];
+export const NODE_RUNTIME_MANIFEST_PATH = 'node-runtime/manifest' satisfies (typeof BUNDLED_FILES)[number]['path'];
 export const AGENT_CONFIG_PATH = 'config/agent.json';
 export const CA_CERTIFICATE_PATH = 'config/ca.pem';
 /** The vendor's public package-signing key (open source, OpenVox); bootstrap.sh trusts no other. */
@@ -39,11 +48,8 @@ export const ContentPropertiesSchema = z.looseObject({
 });
 export type ContentProperties = z.output<typeof ContentPropertiesSchema>;
 
-export interface FileToWrite {
-  readonly path: string;
-  readonly mode: number;
-  readonly content: string | Buffer;
-}
+/** A file to write: its content, or the bundled file to copy (the runtime is ~120 MB, more than to hold in memory). */
+export type FileToWrite = { readonly path: string; readonly mode: number } & ({ readonly content: string | Buffer } | { readonly source: string });
 
 export interface ContentPlan {
   readonly write: FileToWrite[];
@@ -52,9 +58,9 @@ export interface ContentPlan {
 }
 
 export async function planContent(props: ContentProperties, bundleDir: string): Promise<ContentPlan> {
-  const bundled = await Promise.all(
-    BUNDLED_FILES.map(async ({ path, mode }) => ({ path, mode, content: await readFile(join(bundleDir, path)) })),
-  );
+  const bundled = BUNDLED_FILES.map(({ path, mode }) => ({ path, mode, source: join(bundleDir, path) }));
+  // A package missing a file fails here, before anything on EFS is replaced.
+  await Promise.all(bundled.map(({ source }) => access(source, constants.R_OK)));
   const config: FileToWrite = {
     path: AGENT_CONFIG_PATH,
     mode: 0o644,
@@ -84,8 +90,10 @@ export async function applyContent(root: string, plan: ContentPlan): Promise<voi
     await mkdir(dirname(target), { recursive: true, mode: 0o755 });
     const staging = `${target}.${randomUUID()}.tmp`;
     try {
-      await writeFile(staging, file.content, { mode: file.mode });
-      // writeFile's mode is filtered by the umask; the access point's files must be exactly this.
+      if ('source' in file) await copyFile(file.source, staging);
+      else await writeFile(staging, file.content, { mode: file.mode });
+      // writeFile's mode is filtered by the umask and copyFile keeps the package's; the access
+      // point's files must be exactly this.
       await chmod(staging, file.mode);
       await rename(staging, target);
     } catch (error) {

@@ -4,13 +4,14 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lockedRuntime } from '../../cdk/node-runtime';
 import { labDir } from '../../lab/description';
 import { MachineImds } from '../../lab/machines/imds';
 import { Machine } from '../../lab/machines/machine';
 import { mountsBelow } from '../../lab/machines/mounts';
 import { LabNetwork } from '../../lab/machines/network';
 import { ensureRootfs, rootfsBuildInfo } from '../../lab/machines/rootfs';
-import { DEBIAN_PUPPET, SHARE_MOUNT, USER_DATA, writeShare } from '../../lab/machines/share';
+import { DEBIAN_PUPPET, hostNodeArchitecture, SHARE_MOUNT, USER_DATA, writeShare } from '../../lab/machines/share';
 import { fakePuppet, type FakePuppet } from '../support/fake-puppet';
 import { makeTestCa } from '../support/pki';
 
@@ -154,9 +155,8 @@ describe('a lab machine', () => {
     expect(state.failedUnits).toEqual([]);
     expect(await inside(['hostname'])).toBe(certname);
     expect(await inside(['cat', '/etc/machine-id'])).toBe(machine.machineId);
-    // The host's Node.js, bound in: its libraries resolve on Debian 12 and it is >= 20.
-    expect(await inside(['ldd', '/usr/local/bin/node'])).not.toMatch(/not found/);
-    expect(Number((await inside(['node', '-p', 'process.versions.node'])).split('.')[0])).toBeGreaterThanOrEqual(20);
+    // No Node.js but the one the share ships (no host binary bound in, none from Debian).
+    expect((await machine.exec(['sh', '-c', 'command -v node; command -v nodejs; true'])).stdout).toBe('');
     // Nothing the machine must not start by itself is running.
     expect((await machine.exec(['systemctl', 'is-active', 'puppetserver.service', 'puppet.service'])).stdout.trim().split('\n')).toEqual(['inactive', 'inactive']);
   });
@@ -180,6 +180,11 @@ describe('a lab machine', () => {
   it('ran the bootstrap once, and the node agent ran under the shipped hardening', async () => {
     const userData = await inside(['systemctl', 'show', '-p', 'ActiveState,Result', 'lab-user-data.service']);
     expect(userData.split('\n').sort()).toEqual(['ActiveState=active', 'Result=success']);
+    // The runtime the lock file pins, copied off the share; its libraries resolve on Debian 12.
+    const node = '/usr/local/lib/compile-master-agent/node/bin/node';
+    expect(await inside(['ldd', node])).not.toMatch(/not found/);
+    expect(await inside([node, '--version'])).toBe(`v${lockedRuntime(hostNodeArchitecture()).version}`);
+    expect(await inside(['systemctl', 'show', '-p', 'ExecStart', '--value', 'compile-master-agent.service'])).toContain(`path=${node} `);
     const agent = await eventually(() => inside(['systemctl', 'show', '-p', 'ActiveState,Result,ProtectSystem,NoNewPrivileges', 'compile-master-agent.service']), /ActiveState=active/);
     expect(agent).toContain('ProtectSystem=strict');
     expect(agent).toContain('NoNewPrivileges=yes');

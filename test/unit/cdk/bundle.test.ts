@@ -1,10 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CONTROLLER_CODE } from '../../../cdk/constructs/lifecycle-controller';
-import { BUNDLED_FILES } from '../../../lambdas/efs-seeder/content';
+import { lockedRuntime, type NodeArchitecture } from '../../../cdk/node-runtime';
+import { BUNDLED_FILES, NODE_RUNTIME_BINARY_PATH, NODE_RUNTIME_MANIFEST_PATH } from '../../../lambdas/efs-seeder/content';
 import { bundleLikeStack } from '../../support/stack-bundle';
 import { logicalIdByPath, only, synthStack } from './stack-fixture';
 
@@ -12,11 +14,39 @@ import { logicalIdByPath, only, synthStack } from './stack-fixture';
 // prebuilt; this synthesizes it with NodejsFunction's real bundling.
 const { app, template } = synthStack({}, { bundle: true });
 const root = new URL('../../../', import.meta.url);
-const assetDir = (functionPath: string) => {
-  const code = template.toJSON().Resources[logicalIdByPath(template, functionPath)].Properties.Code;
+const assetDir = (functionPath: string, { app: synthesized, template: synthesizedTemplate } = { app, template }) => {
+  const code = synthesizedTemplate.toJSON().Resources[logicalIdByPath(synthesizedTemplate, functionPath)].Properties.Code;
   const hash = String(code.S3Key).replace(/\.zip$/, '');
-  return { hash, dir: join(app.outdir, `asset.${hash}`) };
+  return { hash, dir: join(synthesized.outdir, `asset.${hash}`) };
 };
+const WRITER = 'SharedStorage/Content/Function/Resource';
+
+/** The ELF header's e_machine: what CPU an executable is for, whatever its name says. */
+const ELF_MACHINES: Record<NodeArchitecture, number> = { x86_64: 62, arm64: 183 };
+function elfMachine(file: string): number {
+  const header = Buffer.alloc(20);
+  const fd = openSync(file, 'r');
+  try {
+    readSync(fd, header, 0, header.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  expect(header.subarray(0, 4)).toEqual(Buffer.from([0x7f, 0x45, 0x4c, 0x46]));
+  // ELFCLASS64, little-endian: where e_machine sits and how it reads.
+  expect([header[4], header[5]]).toEqual([2, 1]);
+  return header.readUInt16LE(18);
+}
+
+/** The writer's package carries the lock's runtime for `architecture`, and the manifest that names it. */
+function expectRuntime(dir: string, architecture: NodeArchitecture): void {
+  const binary = join(dir, 'files', NODE_RUNTIME_BINARY_PATH);
+  const locked = lockedRuntime(architecture);
+  expect(elfMachine(binary)).toBe(ELF_MACHINES[architecture]);
+  expect(statSync(binary).mode & 0o111).not.toBe(0);
+  expect(readFileSync(join(dir, 'files', NODE_RUNTIME_MANIFEST_PATH), 'utf8')).toBe(
+    `package=${locked.name}\nversion=${locked.version}\narchitecture=${architecture}\nsha256=${createHash('sha256').update(readFileSync(binary)).digest('hex')}\n`,
+  );
+}
 
 describe('controller bundle', () => {
   const { dir } = assetDir('LifecycleController/Function/Resource');
@@ -44,7 +74,22 @@ describe('controller bundle', () => {
 });
 
 describe('EFS content writer bundle', () => {
-  const { hash, dir } = assetDir('SharedStorage/Content/Function/Resource');
+  const { hash, dir } = assetDir(WRITER);
+
+  it('carries the Node.js runtime for the stack\'s architecture (x86_64 by default), at the lock file\'s version', () => {
+    expectRuntime(dir, 'x86_64');
+    if (process.arch === 'x64') {
+      const run = spawnSync(join(dir, 'files', NODE_RUNTIME_BINARY_PATH), ['--version'], { encoding: 'utf8' });
+      expect(run.stdout.trim()).toBe(`v${lockedRuntime('x86_64').version}`);
+    }
+  });
+
+  it('fits a Lambda function package (250 MB unzipped)', () => {
+    const bytes = (path: string): number => (statSync(path).isDirectory() ? readdirSync(path).reduce((sum, name) => sum + bytes(join(path, name)), 0) : statSync(path).size);
+    const total = bytes(dir);
+    console.log(`EFS content writer package: ${(total / 1e6).toFixed(1)} MB unzipped`);
+    expect(total).toBeLessThan(200e6);
+  });
 
   it('carries the node agent as one self-contained ESM file: it loads and runs with no node_modules anywhere near', () => {
     // scripts/build-node-agent.mjs refuses to build with a package left outside the file.
@@ -74,5 +119,20 @@ describe('EFS content writer bundle', () => {
 
   it('changes the custom resource whenever the bundle changes, so updates rewrite EFS', () => {
     expect(only(template, 'Custom::CompileMasterEfsContent').properties.ContentHash).toBe(hash);
+  });
+});
+
+describe('EFS content writer bundle of an arm64 stack', () => {
+  // The arm64 runtime is not installed on an x86_64 machine: the synth takes the lock's tarball
+  // (fetched once into node_modules/.cache/compile-masters, checked against the lock's integrity).
+  const arm = synthStack({ instanceType: 'm7g.xlarge' }, { bundle: true });
+  const { dir } = assetDir(WRITER, arm);
+
+  it('carries an aarch64 Node.js, at the lock file\'s version', () => {
+    expectRuntime(dir, 'arm64');
+  });
+
+  it('differs from the x86_64 stack\'s package, so switching architectures rewrites EFS', () => {
+    expect(only(arm.template, 'Custom::CompileMasterEfsContent').properties.ContentHash).not.toBe(only(template, 'Custom::CompileMasterEfsContent').properties.ContentHash);
   });
 });

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
@@ -9,6 +9,8 @@ import {
   BUNDLED_FILES,
   CA_CERTIFICATE_PATH,
   ContentPropertiesSchema,
+  NODE_RUNTIME_BINARY_PATH,
+  NODE_RUNTIME_MANIFEST_PATH,
   PACKAGE_SIGNING_KEY_PATH,
   planContent,
 } from '../../../lambdas/efs-seeder/content';
@@ -45,9 +47,12 @@ describe('EFS content', () => {
     await applyContent(root, await planContent(properties({ CaCertificate: CA }), bundleDir()));
 
     expect(filesUnder(root).sort()).toEqual(
-      ['bootstrap.sh', 'config/agent.json', 'config/ca.pem', 'node-agent/compile-master-agent.service', 'node-agent/compile-master-crl-refresh.service', 'node-agent/compile-master-readiness.service', 'node-agent/node-agent.mjs'],
+      ['bootstrap.sh', 'config/agent.json', 'config/ca.pem', 'node-agent/compile-master-agent.service', 'node-agent/compile-master-crl-refresh.service', 'node-agent/compile-master-readiness.service', 'node-agent/node-agent.mjs', NODE_RUNTIME_MANIFEST_PATH, NODE_RUNTIME_BINARY_PATH],
     );
     expect(statSync(join(root, 'bootstrap.sh')).mode & 0o777).toBe(0o755);
+    expect(statSync(join(root, NODE_RUNTIME_BINARY_PATH)).mode & 0o777).toBe(0o755);
+    expect(readFileSync(join(root, NODE_RUNTIME_BINARY_PATH), 'utf8')).toBe(`content of ${NODE_RUNTIME_BINARY_PATH}\n`);
+    expect(statSync(join(root, NODE_RUNTIME_MANIFEST_PATH)).mode & 0o777).toBe(0o644);
     expect(statSync(join(root, 'node-agent/node-agent.mjs')).mode & 0o777).toBe(0o644);
     expect(statSync(join(root, AGENT_CONFIG_PATH)).mode & 0o777).toBe(0o644);
     expect(JSON.parse(readFileSync(join(root, AGENT_CONFIG_PATH), 'utf8'))).toEqual({
@@ -81,6 +86,12 @@ describe('EFS content', () => {
     await applyContent(root, await planContent(properties({ CaCertificate: CA }), bundle));
     expect(filesUnder(root)).not.toContain(PACKAGE_SIGNING_KEY_PATH);
     expect(filesUnder(root)).toContain(CA_CERTIFICATE_PATH);
+  });
+
+  it('refuses to plan from a package that lacks a file, before anything is written', async () => {
+    const bundle = bundleDir();
+    rmSync(join(bundle, NODE_RUNTIME_BINARY_PATH));
+    await expect(planContent(properties({ CaCertificate: CA }), bundle)).rejects.toThrow(/ENOENT.*node-runtime\/node/);
   });
 
   it('refuses properties that are not what the stack sends', () => {

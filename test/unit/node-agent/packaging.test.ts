@@ -1,11 +1,14 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { chmod, cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { lockedRuntime, type NodeRuntime, nodeRuntime, runtimeManifest } from '../../../cdk/node-runtime';
+import { hostNodeArchitecture } from '../../../lab/machines/share';
 import { drainSeconds } from '../../../lib/readiness-check';
-import { PACKAGE_SIGNING_KEY_PATH } from '../../../lambdas/efs-seeder/content';
+import { NODE_RUNTIME_BINARY_PATH, NODE_RUNTIME_MANIFEST_PATH, PACKAGE_SIGNING_KEY_PATH } from '../../../lambdas/efs-seeder/content';
 import { DEFAULT_BOOT_MARKER_PATH, parseConfig } from '../../../node-agent/src/config';
 
 const UNIT = 'node-agent/systemd/compile-master-agent.service';
@@ -33,16 +36,16 @@ describe('systemd units', () => {
   let root: string;
   beforeAll(async () => {
     ensureProgram('systemd-analyze', 'systemd');
-    // A root holding the host's own units plus ours, with a stand-in for the node binary the
-    // bootstrap links: verify checks that ExecStart/ExecStop are executable.
+    // A root holding the host's own units plus ours, with a stand-in for the Node.js runtime the
+    // bootstrap installs: verify checks that ExecStart/ExecStop are executable.
     root = await mkdtemp(join(tmpdir(), 'agent-unit-'));
     await mkdir(join(root, 'usr/lib/systemd'), { recursive: true });
     await cp('/usr/lib/systemd/system', join(root, 'usr/lib/systemd/system'), { recursive: true, verbatimSymlinks: true });
     await mkdir(join(root, 'etc/systemd/system'), { recursive: true });
     for (const unit of UNITS) await cp(join('node-agent/systemd', unit), join(root, 'etc/systemd/system', unit));
-    await mkdir(join(root, 'usr/local/lib/compile-master-agent'), { recursive: true });
-    await writeFile(join(root, 'usr/local/lib/compile-master-agent/node'), '#!/bin/sh\n');
-    await chmod(join(root, 'usr/local/lib/compile-master-agent/node'), 0o755);
+    await mkdir(join(root, 'usr/local/lib/compile-master-agent/node/bin'), { recursive: true });
+    await writeFile(join(root, 'usr/local/lib/compile-master-agent/node/bin/node'), '#!/bin/sh\n');
+    await chmod(join(root, 'usr/local/lib/compile-master-agent/node/bin/node'), 0o755);
   }, 300_000);
 
   it.each(UNITS)('%s passes systemd-analyze verify without a single warning', (unit) => {
@@ -111,6 +114,29 @@ describe('systemd units', () => {
   });
 });
 
+/** Sources the script (which then runs nothing by itself) and runs `body` with a PATH of stubs first. */
+function sourced(body: string, stubs: Record<string, string> = {}, env: Record<string, string> = {}) {
+  const bin = mkdtempSync(join(tmpdir(), 'bootstrap-stubs-'));
+  for (const [name, script] of Object.entries(stubs)) {
+    writeFileSync(join(bin, name), `#!/bin/sh\n${script}\n`);
+    chmodSync(join(bin, name), 0o755);
+  }
+  const result = spawnSync('bash', ['-c', `source ${BOOTSTRAP}\n${body}`], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env, PATH: `${bin}:/usr/bin:/bin` },
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** bootstrap.sh's `readonly NAME=value` constants, each expanded with the ones before it. */
+function bootstrapConstants(script: string): Record<string, string> {
+  const constants: Record<string, string> = {};
+  for (const [, name, value] of script.matchAll(/^readonly (\w+)=(\S+)$/gm)) {
+    constants[name!] = value!.replace(/\$(\w+)/g, (_, other: string) => constants[other] ?? `$${other}`);
+  }
+  return constants;
+}
+
 describe('bootstrap.sh', () => {
   beforeAll(() => ensureProgram('shellcheck', 'shellcheck'), 300_000);
 
@@ -119,20 +145,30 @@ describe('bootstrap.sh', () => {
     expect(run('shellcheck', ['--severity=style', BOOTSTRAP])).toEqual({ status: 0, output: '' });
   });
 
-  it('never skips TLS verification and installs the files where the unit expects them', async () => {
+  it('never skips TLS verification and installs the runtime and the agent where the units run them', async () => {
     const script = await readFile(BOOTSTRAP, 'utf8');
     expect(script).not.toMatch(/curl[^\n]*(\s-k\b|--insecure)/);
     expect(script).toMatch(/--cacert "\$ETC_DIR\/ca\.pem"/);
-    const unit = await readFile(UNIT, 'utf8');
-    for (const path of ['/usr/local/lib/compile-master-agent/node', '/usr/local/lib/compile-master-agent/node-agent.mjs']) expect(unit).toContain(path);
-    expect(script).toContain('readonly LIB_DIR=/usr/local/lib/compile-master-agent');
+    const constants = bootstrapConstants(script);
+    const runtimeFrom = /^\s*install_node_runtime "\$SHARE\/([^"]+)" "\$RUNTIME_DIR"$/m.exec(script)?.[1];
+    expect([`${runtimeFrom}/node`, `${runtimeFrom}/manifest`]).toEqual([NODE_RUNTIME_BINARY_PATH, NODE_RUNTIME_MANIFEST_PATH]);
+    expect(script).toMatch(/^\s*install .*"\$SHARE\/node-agent\/node-agent\.mjs" "\$LIB_DIR\/node-agent\.mjs"$/m);
+    for (const unit of UNITS) {
+      const execs = [...(await readFile(join('node-agent/systemd', unit), 'utf8')).matchAll(/^Exec(?:Start|Stop)=(\S+) (\S+) /gm)];
+      expect(execs.length).toBeGreaterThan(0);
+      for (const [, node, agent] of execs) expect([node, agent]).toEqual([constants.NODE, `${constants.LIB_DIR}/node-agent.mjs`]);
+    }
+    expect(constants.NODE).toBe('/usr/local/lib/compile-master-agent/node/bin/node');
+    // Nothing from the distribution: no search for a Node.js on the machine, no package of it.
+    expect(script).not.toMatch(/command -v node|nodejs|dnf install -y node/);
   });
 
   it('requires every unit on the share, installs it where systemd reads it, and enables it', async () => {
     const script = await readFile(BOOTSTRAP, 'utf8');
-    const constants = Object.fromEntries([...script.matchAll(/^readonly (\w+)=(\S+)$/gm)].map((match) => [match[1], match[2]]));
+    const constants = bootstrapConstants(script);
     const expand = (text: string) => text.replace(/\$(\w+)/g, (_, name: string) => constants[name] ?? `$${name}`);
     const required = expand(/for file in ([^;]+); do/.exec(script)?.[1] ?? '').split(' ');
+    for (const path of [NODE_RUNTIME_BINARY_PATH, NODE_RUNTIME_MANIFEST_PATH]) expect(required).toContain(path);
     const installed = [...script.matchAll(/^\s*install .*"\$SHARE\/node-agent\/\$(\w+)" "\/etc\/systemd\/system\/\$(\w+)"$/gm)].map((match) => expand(`$${match[2]}`));
     const enabled = [...script.matchAll(/^\s*systemctl (?:--no-block )?enable (?:--now )?"\$(\w+)"$/gm)].map((match) => expand(`$${match[1]}`));
     for (const unit of UNITS) {
@@ -156,19 +192,6 @@ describe('bootstrap.sh', () => {
 });
 
 describe('bootstrap.sh: where puppet-agent comes from', () => {
-  /** Sources the script (which then runs nothing by itself) and runs `body` with a PATH of stubs first. */
-  function sourced(body: string, stubs: Record<string, string> = {}, env: Record<string, string> = {}) {
-    const bin = mkdtempSync(join(tmpdir(), 'bootstrap-stubs-'));
-    for (const [name, script] of Object.entries(stubs)) {
-      writeFileSync(join(bin, name), `#!/bin/sh\n${script}\n`);
-      chmodSync(join(bin, name), 0o755);
-    }
-    const result = spawnSync('bash', ['-c', `source ${BOOTSTRAP}\n${body}`], {
-      encoding: 'utf8',
-      env: { ...process.env, ...env, PATH: `${bin}:/usr/bin:/bin` },
-    });
-    return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-  }
   /** agent.json's agentInstall as config_value answers it. */
   const agentInstall = (values: Record<string, string>) =>
     `config_value() { case "$1" in ${Object.entries(values).map(([key, value]) => `agentInstall.${key}) echo '${value}';;`).join(' ')} esac; }`;
@@ -315,4 +338,76 @@ describe('bootstrap.sh: where puppet-agent comes from', () => {
     expect(script).toMatch(/repository\) install_from_repository .* "\$ETC_DIR\/\$SIGNING_KEY_NAME"/);
     expect(`config/${/^readonly SIGNING_KEY_NAME=(\S+)$/m.exec(script)?.[1]}`).toBe(PACKAGE_SIGNING_KEY_PATH);
   });
+});
+
+describe('bootstrap.sh: the shipped Node.js runtime', () => {
+  const machine = hostNodeArchitecture();
+  const other = machine === 'arm64' ? 'x86_64' : 'arm64';
+  const locked = lockedRuntime(machine);
+
+  /** A share's node-runtime directory: a stand-in `node` and the manifest the stack writes for it. */
+  function runtimeShare(script: string, manifest: Partial<Pick<NodeRuntime, 'version' | 'architecture' | 'sha256'>> = {}): { from: string; to: string } {
+    const dir = mkdtempSync(join(tmpdir(), 'bootstrap-runtime-'));
+    const from = join(dir, 'share', dirname(NODE_RUNTIME_BINARY_PATH));
+    mkdirSync(from, { recursive: true });
+    writeFileSync(join(dir, 'share', NODE_RUNTIME_BINARY_PATH), `#!/bin/sh\n${script}\n`, { mode: 0o755 });
+    const sha256 = createHash('sha256').update(readFileSync(join(dir, 'share', NODE_RUNTIME_BINARY_PATH))).digest('hex');
+    writeFileSync(join(dir, 'share', NODE_RUNTIME_MANIFEST_PATH), runtimeManifest({ ...locked, binary: 'unused', sha256, ...manifest }));
+    return { from, to: join(dir, 'lib', 'node') };
+  }
+  const leftovers = (to: string) => (existsSync(join(to, 'bin')) ? readdirSync(join(to, 'bin')).filter((name) => name !== 'node') : []);
+
+  it('installs the runtime the manifest names, executable by every unit\'s user', () => {
+    const { from, to } = runtimeShare(`echo v${locked.version}`);
+    const result = sourced(`install_node_runtime ${from} ${to}`);
+    expect(result).toMatchObject({ status: 0, stdout: '' });
+    expect(result.stderr).toContain(`Node.js v${locked.version} (${machine}) installed at ${to}/bin/node`);
+    expect(readFileSync(join(to, 'bin/node'))).toEqual(readFileSync(join(from, 'node')));
+    expect(statSync(join(to, 'bin/node')).mode & 0o777).toBe(0o755);
+    expect(leftovers(to)).toEqual([]);
+  });
+
+  it('refuses a runtime whose version is not the manifest\'s, and keeps the one installed', () => {
+    const { from, to } = runtimeShare('echo v20.19.0');
+    mkdirSync(join(to, 'bin'), { recursive: true });
+    writeFileSync(join(to, 'bin/node'), 'the runtime installed before');
+    const result = sourced(`install_node_runtime ${from} ${to}`);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(`the shipped Node.js reports 'v20.19.0', its manifest says v${locked.version}: refusing it`);
+    expect(readFileSync(join(to, 'bin/node'), 'utf8')).toBe('the runtime installed before');
+    expect(leftovers(to)).toEqual([]);
+  });
+
+  it('refuses bytes other than the manifest\'s (a share half rewritten) before running them', () => {
+    const marker = join(mkdtempSync(join(tmpdir(), 'bootstrap-ran-')), 'ran');
+    const { from, to } = runtimeShare(`touch ${marker}; echo v${locked.version}`, { sha256: '0'.repeat(64) });
+    const result = sourced(`install_node_runtime ${from} ${to}`);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(`${from}/node is not the runtime the manifest names`);
+    expect(existsSync(marker)).toBe(false);
+    expect(existsSync(join(to, 'bin/node'))).toBe(false);
+    expect(leftovers(to)).toEqual([]);
+  });
+
+  it('refuses a runtime built for another architecture than this machine\'s', () => {
+    const { from, to } = runtimeShare(`echo v${locked.version}`, { architecture: other });
+    const result = sourced(`install_node_runtime ${from} ${to}`);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(`the stack ships Node.js for ${other}, this instance is`);
+    expect(existsSync(join(to, 'bin'))).toBe(false);
+  });
+
+  it('installs the real runtime the lock file pins for this machine, which runs', () => {
+    const runtime = nodeRuntime(machine);
+    const dir = mkdtempSync(join(tmpdir(), 'bootstrap-real-runtime-'));
+    mkdirSync(join(dir, 'node-runtime'));
+    copyFileSync(runtime.binary, join(dir, NODE_RUNTIME_BINARY_PATH));
+    writeFileSync(join(dir, NODE_RUNTIME_MANIFEST_PATH), runtimeManifest(runtime));
+    try {
+      expect(sourced(`install_node_runtime ${dir}/node-runtime ${dir}/lib/node`).status).toBe(0);
+      expect(run(join(dir, 'lib/node/bin/node'), ['-p', 'process.versions.node'])).toEqual({ status: 0, output: runtime.version });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
