@@ -67,6 +67,8 @@ export interface LifecycleControllerProps {
   readonly serviceName: string;
   readonly metricsNamespace: string;
   readonly logLevel: string;
+  /** Past this age (from EC2's launch time) a launch gets no more heartbeats (lib/launch-budget.ts). */
+  readonly launchCeilingMinutes: number;
 }
 
 /**
@@ -148,6 +150,7 @@ export class LifecycleController extends Construct {
         NLB_DNS_NAME: props.loadBalancerDnsName,
         EXTRA_ALT_NAMES: JSON.stringify(puppet.dnsAltNames),
         EXPECTED_EXTENSIONS: JSON.stringify({ [puppet.roleExtension.name]: puppet.roleExtension.value }),
+        LAUNCH_CEILING_SECONDS: String(props.launchCeilingMinutes * 60),
         POWERTOOLS_SERVICE_NAME: props.serviceName,
         POWERTOOLS_METRICS_NAMESPACE: props.metricsNamespace,
         POWERTOOLS_LOG_LEVEL: props.logLevel,

@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import { certnameProblem } from '../../lib/certname';
 import { ConfigError } from '../../lib/errors';
+import { LAUNCH_CEILING_MINUTES } from '../../lib/launch-budget';
 import { FLAVORS, PRIMARY_RUN_MODES, defaultPrimaryRun, primaryRunProblem, type Flavor, type PrimaryRunMode } from '../../lib/flavor';
 import { primaryInstanceIdsSchema, primaryInstanceTagSchema } from '../../lib/primary-instances';
 import { ENVIRONMENT_NAME_PATTERN, ENVIRONMENT_NAME_RULE } from '../../lib/puppet/environment';
@@ -35,6 +36,8 @@ export interface ControllerConfig {
   extraAltNames: readonly string[];
   /** Puppet extensions every compile master's CSR must carry, short name → value. */
   expectedExtensions: Readonly<Record<string, string>>;
+  /** A launch older than this (from EC2's launch time) gets no more heartbeats: its hook times out. */
+  launchCeilingSeconds: number;
 }
 
 export type PrimaryRunConfig =
@@ -75,6 +78,7 @@ export const ENVIRONMENT_EXAMPLES: Readonly<Record<string, string>> = {
   EXPECTED_EXTENSIONS: '{"pp_role":"compile_master"}',
   POWERTOOLS_SERVICE_NAME: 'compile-masters-controller',
   POWERTOOLS_METRICS_NAMESPACE: 'CompileMasters',
+  LAUNCH_CEILING_SECONDS: String(LAUNCH_CEILING_MINUTES.default * 60),
 };
 
 /** Examples of the variables only PRIMARY_RUN=ssm takes (not part of the complete environment above). */
@@ -155,6 +159,12 @@ const EnvSchema = z.object({
   ),
   POWERTOOLS_SERVICE_NAME: required,
   POWERTOOLS_METRICS_NAMESPACE: required,
+  LAUNCH_CEILING_SECONDS: z.coerce
+    .number({ error: 'must be a number of seconds' })
+    .int('must be a whole number')
+    .min(LAUNCH_CEILING_MINUTES.min * 60)
+    .max(LAUNCH_CEILING_MINUTES.max * 60)
+    .default(LAUNCH_CEILING_MINUTES.default * 60),
 });
 
 /** A problem with one variable: its name, where inside its JSON value, and what is wrong. */
@@ -246,5 +256,6 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     nlbDnsName: v.NLB_DNS_NAME,
     extraAltNames: v.EXTRA_ALT_NAMES,
     expectedExtensions: v.EXPECTED_EXTENSIONS,
+    launchCeilingSeconds: v.LAUNCH_CEILING_SECONDS,
   };
 }
