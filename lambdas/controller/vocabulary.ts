@@ -73,4 +73,6 @@ export const METRIC = {
   signingSuspended: 'SigningSuspended',
   /** Registry items quarantined this pass (each is drift too): worth an alarm of its own, since a person must repair them. */
   damagedEntries: 'RegistryEntriesDamaged',
+  /** Passes that found the client certificate secret empty or missing: nothing signed or purged until it is put. */
+  secretsMissing: 'SecretsMissing',
 } as const;
