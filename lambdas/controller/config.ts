@@ -162,8 +162,8 @@ const EnvSchema = z.object({
   LAUNCH_CEILING_SECONDS: z.coerce
     .number({ error: 'must be a number of seconds' })
     .int('must be a whole number')
-    .min(LAUNCH_CEILING_MINUTES.min * 60)
-    .max(LAUNCH_CEILING_MINUTES.max * 60)
+    .min(LAUNCH_CEILING_MINUTES.min * 60, `must be at least ${LAUNCH_CEILING_MINUTES.min * 60} (launchCeilingMinutes ${LAUNCH_CEILING_MINUTES.min})`)
+    .max(LAUNCH_CEILING_MINUTES.max * 60, `must be at most ${LAUNCH_CEILING_MINUTES.max * 60} (launchCeilingMinutes ${LAUNCH_CEILING_MINUTES.max})`)
     .default(LAUNCH_CEILING_MINUTES.default * 60),
 });
 

@@ -33,6 +33,14 @@ describe('loadConfig', () => {
       expectedExtensions: { pp_role: 'compile_master' },
     });
     expect([...config.protectedCertnames]).toEqual(['puppet.corp.example.com']);
+    // The launch budget's default ceiling, 90 min.
+    expect(config.launchCeilingSeconds).toBe(5400);
+  });
+
+  it('reads the launch ceiling, within the range of the context key', () => {
+    expect(loadConfig({ ...VALID_ENV, LAUNCH_CEILING_SECONDS: '7200' }).launchCeilingSeconds).toBe(7200);
+    expect(failure({ ...VALID_ENV, LAUNCH_CEILING_SECONDS: '60' })).toMatch(/LAUNCH_CEILING_SECONDS must be at least 1800 \(launchCeilingMinutes 30\)/);
+    expect(failure({ ...VALID_ENV, LAUNCH_CEILING_SECONDS: 'soon' })).toMatch(/LAUNCH_CEILING_SECONDS must be a number of seconds/);
   });
 
   it('takes explicit PuppetDB and orchestrator hosts, ports and lists', () => {
