@@ -16,6 +16,7 @@ import { eventually, labClients, labOrchestratorRun, labPuppetApis } from '../la
 import { mapLimit } from '../lib/concurrency';
 import { enrollSimulatedNodes } from '../test/support/fleet';
 import { loadLab } from '../lab/running-lab';
+import { LAUNCH_CEILING_MINUTES } from '../lib/launch-budget';
 import { ManualClock, MemoryCloud, QueueDriver } from '../lab/memory-cloud';
 import { RecordingLogger, RecordingMetrics } from '../test/unit/controller/support';
 
@@ -53,7 +54,7 @@ async function main(): Promise<void> {
   const metrics = new RecordingMetrics();
   const context: ControllerContext = {
     ports: cloud.ports(puppet, primaryRun),
-    policy: { region: cloud.region, nlbDnsName: 'compile-masters.elb.amazonaws.com', extraAltNames: [], expectedExtensions: {}, protectedCertnames: new Set([lab.primary.certname, lab.lifecycleClient.certname]), replaceUnhealthyAfterSeconds: 900 },
+    policy: { region: cloud.region, nlbDnsName: 'compile-masters.elb.amazonaws.com', extraAltNames: [], expectedExtensions: {}, protectedCertnames: new Set([lab.primary.certname, lab.lifecycleClient.certname]), replaceUnhealthyAfterSeconds: 900, launchCeilingSeconds: LAUNCH_CEILING_MINUTES.default * 60 },
     logger,
     metrics,
     clock: clock.now,

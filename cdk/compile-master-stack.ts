@@ -1,6 +1,7 @@
 import { Annotations, Aws, CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import { FLAVOR } from '../lib/flavor';
+import { nodeAgentWaits } from '../lib/launch-budget';
 import { READINESS_CHECK, drainSeconds } from '../lib/readiness-check';
 import { VENDOR_REPOSITORY } from './agent-install';
 import { peRepoClassNeeded } from './platform';
@@ -101,6 +102,8 @@ export class CompileMasterStack extends Stack {
         localServerPort: PUPPET_SERVER_PORT,
         readinessPort: READINESS_CHECK.port,
         drainSeconds: drainSeconds(),
+        // The agent's waits fit inside the launch ceiling, past which the controller stops heartbeating.
+        timeouts: nodeAgentWaits(config.launchCeilingMinutes * 60),
       },
     });
 
@@ -125,6 +128,7 @@ export class CompileMasterStack extends Stack {
       serviceName,
       metricsNamespace: config.metricsNamespace,
       logLevel: config.logLevel,
+      launchCeilingMinutes: config.launchCeilingMinutes,
     });
 
     const group = new CompileMasterGroup(this, 'CompileMasters', {

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import * as z from 'zod';
 import { certnameProblem } from '../lib/certname';
+import { LAUNCH_CEILING_MINUTES, launchBudgetProblems } from '../lib/launch-budget';
 import { ConfigError } from '../lib/errors';
 import { FLAVOR, FLAVORS, type Flavor, PRIMARY_RUN_MODES, type PrimaryRunMode, defaultPrimaryRun, primaryRunProblem } from '../lib/flavor';
 import { primaryInstanceIdsSchema, primaryInstanceTagSchema, type PrimaryInstances } from '../lib/primary-instances';
@@ -31,7 +32,8 @@ export const CONTEXT_DEFAULTS = {
   roleExtension: { name: 'pp_role', value: 'compile_master' },
   instanceType: 'm6i.xlarge',
   rootVolumeGiB: 50,
-  minSize: 1,
+  // A first deploy launches nothing: instances would wait for a client certificate not put yet.
+  minSize: 0,
   maxSize: 4,
   cpuTargetPercent: 70,
   vpcCidr: '10.0.0.0/16',
@@ -39,6 +41,7 @@ export const CONTEXT_DEFAULTS = {
   agentCidrs: ['10.0.0.0/8'],
   deregistrationDelaySeconds: 60,
   heartbeatTimeoutSeconds: 1800,
+  launchCeilingMinutes: LAUNCH_CEILING_MINUTES.default,
   healthCheckGracePeriodSeconds: 120,
   reconcileIntervalMinutes: 5,
   replaceUnhealthyAfterMinutes: 15,
@@ -104,6 +107,7 @@ export const CONTEXT_EXAMPLES: Record<string, string> = {
   agentCidrs: '["10.0.0.0/8"]',
   deregistrationDelaySeconds: '60',
   heartbeatTimeoutSeconds: '1800',
+  launchCeilingMinutes: '120',
   healthCheckGracePeriodSeconds: '120',
   clientCertSecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:compile-masters/client-cert-AbCdEf',
   rbacTokenSecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:compile-masters/rbac-token-AbCdEf',
@@ -224,6 +228,7 @@ const ContextSchema = z
     agentCidrs: list(agentCidr, 1).optional(),
     deregistrationDelaySeconds: integer(0, 3600).default(CONTEXT_DEFAULTS.deregistrationDelaySeconds),
     heartbeatTimeoutSeconds: integer(30, 7200).default(CONTEXT_DEFAULTS.heartbeatTimeoutSeconds),
+    launchCeilingMinutes: integer(LAUNCH_CEILING_MINUTES.min, LAUNCH_CEILING_MINUTES.max).default(CONTEXT_DEFAULTS.launchCeilingMinutes),
     healthCheckGracePeriodSeconds: integer(0, 7200).default(CONTEXT_DEFAULTS.healthCheckGracePeriodSeconds),
     clientCertSecretArn: secretArn.optional(),
     rbacTokenSecretArn: secretArn.optional(),
@@ -258,6 +263,7 @@ const ContextSchema = z
     if (c.nlbScheme === 'internet-facing' && c.agentCidrs === undefined) {
       issue('agentCidrs', `is required when nlbScheme is internet-facing: name the agents' public CIDRs (the default ${CONTEXT_DEFAULTS.agentCidrs.join(', ')} is for an internal load balancer)`);
     }
+    for (const { key, message } of launchBudgetProblems(c)) issue(key, message);
   });
 
 type ParsedContext = z.output<typeof ContextSchema>;

@@ -23,6 +23,22 @@ export class ConfigError extends CompileMastersError {
   override name = 'ConfigError';
 }
 
+/**
+ * The secret holds no value yet (created empty by the stack, or deleted): an operator's step not
+ * taken, not a failure a retry can fix. The controller keeps heartbeating launches meanwhile.
+ */
+export class SecretMissingError extends ConfigError {
+  override name = 'SecretMissingError';
+
+  constructor(
+    message: string,
+    readonly secretArn: string,
+    options: { cause?: unknown; hint?: string },
+  ) {
+    super(message, options);
+  }
+}
+
 /** Input from outside (an event, a certname, a CSR) was refused; nothing was changed. */
 export class RefusedInputError extends CompileMastersError {
   override name = 'RefusedInputError';

@@ -1,4 +1,4 @@
-import { Duration, Validations } from 'aws-cdk-lib';
+import { Duration, Stack, Tags, Validations } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -13,6 +13,11 @@ import { PLATFORM, efsUtilsInstall, type Platform } from '../platform';
 import { PCP_BROKER_PORT } from '../target-groups';
 import { type CompileMasterLoadBalancer, PUPPET_SERVER_PORT } from './load-balancer';
 import type { SharedStorage } from './shared-storage';
+
+/** The instances' Name tag, set at launch. */
+export function compileMasterName(stackName: string): string {
+  return `${stackName}-compile-master`;
+}
 
 /** Where the instances mount the EFS access point (bootstrap.sh lives at its root). */
 export const INSTANCE_MOUNT_PATH = '/mnt/compile-masters';
@@ -177,6 +182,9 @@ export class CompileMasterGroup extends Construct {
       defaultInstanceWarmup: Duration.minutes(5),
       groupMetrics: [autoscaling.GroupMetrics.all()],
     });
+    // A name an operator recognizes in the console, in place of CDK's construct path; above the
+    // group's own Name tag in priority.
+    Tags.of(this.autoScalingGroup).add('Name', compileMasterName(Stack.of(this).stackName), { applyToLaunchedInstances: true, priority: 200 });
     for (const { targets } of props.loadBalancer.targetGroups.values()) this.autoScalingGroup.attachToNetworkTargetGroup(targets);
     this.autoScalingGroup.scaleOnCpuUtilization('CpuTarget', {
       targetUtilizationPercent: settings.cpuTargetPercent,

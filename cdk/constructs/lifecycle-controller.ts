@@ -71,6 +71,8 @@ export interface LifecycleControllerProps {
   readonly serviceName: string;
   readonly metricsNamespace: string;
   readonly logLevel: string;
+  /** Past this age (from EC2's launch time) a launch gets no more heartbeats (lib/launch-budget.ts). */
+  readonly launchCeilingMinutes: number;
 }
 
 /**
@@ -155,6 +157,7 @@ export class LifecycleController extends Construct {
         EXTRA_ALT_NAMES: JSON.stringify(puppet.dnsAltNames),
         EXPECTED_EXTENSIONS: JSON.stringify({ [puppet.roleExtension.name]: puppet.roleExtension.value }),
         REPLACE_UNHEALTHY_AFTER_SECONDS: String(props.replaceUnhealthyAfter.toSeconds()),
+        LAUNCH_CEILING_SECONDS: String(props.launchCeilingMinutes * 60),
         POWERTOOLS_SERVICE_NAME: props.serviceName,
         POWERTOOLS_METRICS_NAMESPACE: props.metricsNamespace,
         POWERTOOLS_LOG_LEVEL: props.logLevel,

@@ -98,6 +98,11 @@ export class Monitoring extends Construct {
       "The controller signs nothing: the CA accepts duplicate CSRs (allow-duplicate-certs), or could not be probed. Set allow-duplicate-certs to false on the primary and restart puppetserver; 'npx compile-masters doctor' checks it.",
     );
     anyAtAll(
+      'SecretsMissing',
+      controllerMetric(METRIC.secretsMissing),
+      "The lifecycle client certificate secret is empty or missing: the controller signs and purges nothing, and launches wait (heartbeated) until their ceiling. Put it with 'npm run cli -- secrets put'; the next scheduled pass picks everything up.",
+    );
+    anyAtAll(
       'DamagedRegistryEntries',
       controllerMetric(METRIC.damagedEntries),
       "A registry item does not parse (or names a hostile certname) and is quarantined: nothing is done for its instance until a person repairs or deletes it. See 'Damaged registry item left alone' in the controller logs.",

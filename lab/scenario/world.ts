@@ -10,6 +10,7 @@ import { ManualClock, MemoryCloud, QueueDriver, scheduledEvent, type EventBridge
 import type { NodeHealthPort, PrimaryRunPort } from '../../lambdas/controller/ports';
 import type { Log } from '../../lambdas/controller/execute';
 import { RecordingLogger, RecordingMetrics } from '../recorders';
+import { LAUNCH_CEILING_MINUTES } from '../../lib/launch-budget';
 
 export const REGION = 'us-west-2';
 export const NLB_DNS_NAME = 'compile-masters-lab.elb.us-west-2.amazonaws.com';
@@ -158,6 +159,7 @@ export class LabWorld {
       expectedExtensions: { pp_role: 'compile_master' },
       protectedCertnames: new Set([lab.primary.certname, lab.lifecycleClient.certname]),
       replaceUnhealthyAfterSeconds: 900,
+      launchCeilingSeconds: LAUNCH_CEILING_MINUTES.default * 60,
     };
     const context: ControllerContext = {
       ports: this.tap.wrap(this.cloud.ports(puppet, primaryRun(this.logger), machines?.health)),

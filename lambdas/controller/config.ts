@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import { certnameProblem } from '../../lib/certname';
 import { ConfigError } from '../../lib/errors';
+import { LAUNCH_CEILING_MINUTES } from '../../lib/launch-budget';
 import { FLAVORS, PRIMARY_RUN_MODES, defaultPrimaryRun, primaryRunProblem, type Flavor, type PrimaryRunMode } from '../../lib/flavor';
 import { primaryInstanceIdsSchema, primaryInstanceTagSchema } from '../../lib/primary-instances';
 import { ENVIRONMENT_NAME_PATTERN, ENVIRONMENT_NAME_RULE } from '../../lib/puppet/environment';
@@ -37,6 +38,8 @@ export interface ControllerConfig {
   expectedExtensions: Readonly<Record<string, string>>;
   /** How long a serving node's Puppet Server may stay unhealthy since its last boot before it is replaced. */
   replaceUnhealthyAfterSeconds: number;
+  /** A launch older than this (from EC2's launch time) gets no more heartbeats: its hook times out. */
+  launchCeilingSeconds: number;
 }
 
 export type PrimaryRunConfig =
@@ -78,6 +81,7 @@ export const ENVIRONMENT_EXAMPLES: Readonly<Record<string, string>> = {
   REPLACE_UNHEALTHY_AFTER_SECONDS: '900',
   POWERTOOLS_SERVICE_NAME: 'compile-masters-controller',
   POWERTOOLS_METRICS_NAMESPACE: 'CompileMasters',
+  LAUNCH_CEILING_SECONDS: String(LAUNCH_CEILING_MINUTES.default * 60),
 };
 
 /** Examples of the variables only PRIMARY_RUN=ssm takes (not part of the complete environment above). */
@@ -165,6 +169,12 @@ const EnvSchema = z.object({
     .default(900),
   POWERTOOLS_SERVICE_NAME: required,
   POWERTOOLS_METRICS_NAMESPACE: required,
+  LAUNCH_CEILING_SECONDS: z.coerce
+    .number({ error: 'must be a number of seconds' })
+    .int('must be a whole number')
+    .min(LAUNCH_CEILING_MINUTES.min * 60, `must be at least ${LAUNCH_CEILING_MINUTES.min * 60} (launchCeilingMinutes ${LAUNCH_CEILING_MINUTES.min})`)
+    .max(LAUNCH_CEILING_MINUTES.max * 60, `must be at most ${LAUNCH_CEILING_MINUTES.max * 60} (launchCeilingMinutes ${LAUNCH_CEILING_MINUTES.max})`)
+    .default(LAUNCH_CEILING_MINUTES.default * 60),
 });
 
 /** A problem with one variable: its name, where inside its JSON value, and what is wrong. */
@@ -257,5 +267,6 @@ export function loadConfig(env: NodeJS.ProcessEnv): ControllerConfig {
     extraAltNames: v.EXTRA_ALT_NAMES,
     expectedExtensions: v.EXPECTED_EXTENSIONS,
     replaceUnhealthyAfterSeconds: v.REPLACE_UNHEALTHY_AFTER_SECONDS,
+    launchCeilingSeconds: v.LAUNCH_CEILING_SECONDS,
   };
 }

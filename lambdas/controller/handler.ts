@@ -22,7 +22,7 @@ import { createLogger } from './logging';
 import { createPrimaryRun } from './primary-run';
 import { PuppetApis, PuppetServerHealth } from './puppet';
 import type { ClientBundle } from './ports';
-import { reconcile, type ControllerContext } from './reconcile';
+import { reconcile, reconcileWithoutSecrets, withClientCertificate, type ControllerContext, type SecretlessContext } from './reconcile';
 import { PASS_RESERVE_SECONDS, whileHoldingLease } from './reconcile-lease';
 
 // Cold start: configuration fails fast, clients are built once and reused by every invocation.
@@ -54,6 +54,9 @@ const aws = {
  */
 let controller: { bundle: ClientBundle; context: ControllerContext } | undefined;
 
+/** Until the client certificate secret is put, passes heartbeat waiting launches and nothing else. */
+const secretless: SecretlessContext = { ports: aws, ceiling: config, logger, metrics, clock: () => new Date() };
+
 function connect(bundle: ClientBundle): ControllerContext {
   // The controller's own certificate is as untouchable as the primary.
   const ownCertname = readCertificate(bundle.cert).commonName;
@@ -82,22 +85,25 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
       scope: config,
       logger,
       metrics,
-      reconcile: async (triggers) => {
-        // Secrets first: an invocation that cannot read them has no business holding the lease.
-        const controller = await getController();
-        // Another invocation may be mid-pass (the event source runs two): take turns.
-        return whileHoldingLease(
-          {
-            lease,
-            holder: context.awsRequestId,
-            clock: () => new Date(),
-            sleep: (milliseconds) => sleep(milliseconds),
-            waitUntil: new Date(Date.now() + context.getRemainingTimeInMillis() - PASS_RESERVE_SECONDS * 1000),
-            logger,
-          },
-          () => reconcile(controller, triggers),
-        );
-      },
+      // Secrets first: an invocation that cannot read them has no business holding the lease (its
+      // heartbeats are safe to repeat alongside another pass).
+      reconcile: (triggers) =>
+        withClientCertificate(getController, {
+          missing: (error) => reconcileWithoutSecrets(secretless, triggers, error),
+          // Another invocation may be mid-pass (the event source runs two): take turns.
+          ready: (controller) =>
+            whileHoldingLease(
+              {
+                lease,
+                holder: context.awsRequestId,
+                clock: () => new Date(),
+                sleep: (milliseconds) => sleep(milliseconds),
+                waitUntil: new Date(Date.now() + context.getRemainingTimeInMillis() - PASS_RESERVE_SECONDS * 1000),
+                logger,
+              },
+              () => reconcile(controller, triggers),
+            ),
+        }),
     });
   } finally {
     // A batch of other instances' EC2 events runs no pass and has nothing to count.

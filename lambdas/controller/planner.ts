@@ -1,9 +1,10 @@
 import { certnameProblem, describeUntrusted } from '../../lib/certname';
 import { csrProblems, type CsrPolicy } from './csr-policy';
+import { launchHeartbeats, type LaunchCeiling } from './launch-heartbeats';
 import type { Action, CheckedRequest, Drift, Ec2Instance, Member, Observed, Plan, PurgeTarget, RegistryEntry, RunRecord, Trigger } from './model';
 import { DRAINING, IN_SERVICE, isGoneEc2State, LAUNCHING, LEAVING, SERVING, TERMINATING, TIMING } from './vocabulary';
 
-export interface PlannerPolicy extends CsrPolicy {
+export interface PlannerPolicy extends CsrPolicy, LaunchCeiling {
   protectedCertnames: ReadonlySet<string>;
   /** How long a serving node's Puppet Server may stay unhealthy, counted from its last boot, before it is replaced. */
   replaceUnhealthyAfterSeconds: number;
@@ -66,6 +67,7 @@ class Planner {
     this.servingHealth();
     this.purges();
     this.run();
+    this.heartbeats();
     if (this.toConverge.length > 0) {
       this.act({ kind: 'converge', instanceIds: this.toConverge });
       this.needsRunStart = true;
@@ -425,25 +427,36 @@ class Planner {
   }
 
   /**
-   * Converging nodes not settled above: covered by a run still to come (heartbeat their launches on
-   * follow-ups), completed by the last finished run, or lost track of (ask again).
+   * Converging nodes not settled above: covered by a run still to come (their launches keep their
+   * heartbeats, see heartbeats()), completed by the last finished run, or lost track of (ask again).
    */
   private waitingForRun(run: RunRecord, settled: boolean, settledCovers: readonly string[] = []): void {
-    const followUp = this.triggers.some((t) => t.kind === 'schedule' || (t.kind === 'recheck' && t.reason === 'follow-run'));
-    const heartbeats: string[] = [];
     for (const entry of this.converging) {
       const { instanceId } = entry;
       if (settled && settledCovers.includes(instanceId)) continue;
       const waiting = run.pending.includes(instanceId) || (run.job?.covers.includes(instanceId) ?? false);
-      if (waiting) {
-        if (followUp && this.members.get(instanceId)?.lifecycleState === LAUNCHING) heartbeats.push(instanceId);
-      } else if (run.last?.outcome === 'finished' && run.last.covers.includes(instanceId)) {
+      if (waiting) continue;
+      if (run.last?.outcome === 'finished' && run.last.covers.includes(instanceId)) {
         this.launched(entry);
       } else {
         this.toConverge.push(instanceId);
       }
     }
-    if (heartbeats.length > 0) this.act({ kind: 'heartbeat', instanceIds: heartbeats });
+  }
+
+  /** One heartbeat action for every launch making progress that this pass does not end. */
+  private heartbeats(): void {
+    const ending = new Set(
+      this.actions.flatMap((action) => {
+        if (action.kind === 'refuse' && action.abandon) return [action.instanceId];
+        if (action.kind === 'launched' && action.completeLaunch) return [action.instanceId];
+        if (action.kind === 'stall') return action.instanceIds;
+        return [];
+      }),
+    );
+    const { instanceIds, drift } = launchHeartbeats(this.observed, this.triggers, this.policy, ending);
+    for (const item of drift) this.addDrift(item);
+    if (instanceIds.length > 0) this.act({ kind: 'heartbeat', instanceIds });
   }
 
   private launched(entry: RegistryEntry): void {

@@ -1,9 +1,13 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import { execute, type ExecutionContext } from './execute';
+import { mapLimit } from '../../lib/concurrency';
+import { SecretMissingError } from '../../lib/errors';
+import { execute, type ExecutionContext, type Log, type MetricsSink } from './execute';
+import { planWithoutSecrets, type LaunchCeiling } from './launch-heartbeats';
 import type { Plan, Trigger } from './model';
 import { observe } from './observe';
 import { plan, type PlannerPolicy } from './planner';
-import { METRIC } from './vocabulary';
+import type { Ports } from './ports';
+import { LAUNCHING, METRIC } from './vocabulary';
 
 export interface ControllerContext extends Omit<ExecutionContext, 'now'> {
   policy: PlannerPolicy;
@@ -18,22 +22,8 @@ export interface ControllerContext extends Omit<ExecutionContext, 'now'> {
  */
 export async function reconcile(context: ControllerContext, triggers: readonly Trigger[]): Promise<Plan | undefined> {
   const { ports, logger } = context;
-  if (triggers.length > 0 && triggers.every((trigger) => trigger.kind === 'instance-state')) {
-    // Every instance of the account reports its state changes here; only the ones the
-    // registry knows are worth a pass.
-    const known = await Promise.all(triggers.map((trigger) => ports.registry.get(trigger.instanceId)));
-    if (known.every((entry) => entry === undefined)) {
-      logger.debug('EC2 state changes of instances the controller never enrolled; nothing to do');
-      return undefined;
-    }
-  }
-  // What an instance proved about its key is kept before anything else: the CSR it speaks of may
-  // only be read by a later pass.
-  for (const trigger of triggers) {
-    if (trigger.kind === 'node-agent' && trigger.keyReport) await ports.registry.recordKeyReport(trigger.instanceId, trigger.keyReport);
-    // So is its word that it just booted: this pass may already judge how long it has been unhealthy.
-    if (trigger.kind === 'node-agent' && trigger.bootedAt) await ports.registry.recordBooted(trigger.instanceId, trigger.bootedAt);
-  }
+  if (!(await concernsGroup(ports, logger, triggers))) return undefined;
+  await keepInstanceReports(ports, triggers);
   const now = context.clock();
   const observed = await observe(ports, now);
   if (observed.signingSuspended) {
@@ -49,6 +39,92 @@ export async function reconcile(context: ControllerContext, triggers: readonly T
   });
   await execute(result, { ports, logger, metrics: context.metrics, now });
   return result;
+}
+
+/**
+ * The handler's pass: the full reconcile once the client certificate can be read (`connect`),
+ * else the pass without secrets. Any other failure to read it (access denied, throttling) throws,
+ * so the batch is delivered again.
+ */
+export async function withClientCertificate<T>(
+  connect: () => Promise<ControllerContext>,
+  then: { ready: (context: ControllerContext) => Promise<T>; missing: (error: SecretMissingError) => Promise<T> },
+): Promise<T> {
+  let context: ControllerContext;
+  try {
+    context = await connect();
+  } catch (error) {
+    if (error instanceof SecretMissingError) return then.missing(error);
+    throw error;
+  }
+  return then.ready(context);
+}
+
+/** What the pass without secrets may use: AWS only, no Puppet side. */
+export interface SecretlessContext {
+  ports: Pick<Ports, 'group' | 'instances' | 'registry'>;
+  ceiling: LaunchCeiling;
+  logger: Log;
+  metrics: MetricsSink;
+  clock: () => Date;
+}
+
+/**
+ * While the client certificate secret is empty or missing (a first deploy before `secrets put`),
+ * nothing can be signed or purged, but the messages are acknowledged rather than retried toward
+ * the DLQ: the scheduled pass picks everything up once the secret is put. Launches waiting for it
+ * are not at fault, so they keep their heartbeats up to the ceiling; key reports are kept for the
+ * signing to come.
+ */
+export async function reconcileWithoutSecrets(context: SecretlessContext, triggers: readonly Trigger[], missing: SecretMissingError): Promise<Plan | undefined> {
+  const { ports, logger, metrics } = context;
+  if (!(await concernsGroup(ports, logger, triggers))) return undefined;
+  logger.error('The lifecycle client certificate secret has no value: nothing is signed or purged until it is put', {
+    secretArn: missing.secretArn,
+    problem: missing.summary,
+    fix: `npx compile-masters secrets put --stack <stack> --cert … --key … --ca … (fills ${missing.secretArn}); the next scheduled pass picks everything up`,
+  });
+  metrics.addMetric(METRIC.secretsMissing, MetricUnit.Count, 1);
+  await keepInstanceReports(ports, triggers);
+  const [members, { entries: registry, damaged }] = await Promise.all([ports.group.members(), ports.registry.list()]);
+  const instances = await ports.instances.describe(members.filter((member) => member.lifecycleState === LAUNCHING).map((member) => member.instanceId));
+  const result = planWithoutSecrets({ now: context.clock(), members, instances, registry, damaged }, triggers, context.ceiling);
+  for (const drift of result.drift) logger.warn('Drift', { ...drift });
+  metrics.addMetric(METRIC.drift, MetricUnit.Count, result.drift.length);
+  for (const action of result.actions) {
+    if (action.kind !== 'heartbeat') continue;
+    await mapLimit(action.instanceIds, HEARTBEAT_CONCURRENCY, (instanceId) => ports.group.recordHeartbeat(instanceId, 'launch'));
+    logger.info('Heartbeat recorded for launches waiting for the client certificate secret', { instanceIds: action.instanceIds });
+  }
+  return result;
+}
+
+const HEARTBEAT_CONCURRENCY = 8;
+
+/** Every instance of the account reports its state changes here; only the ones the registry knows are worth a pass. */
+async function concernsGroup(ports: Pick<Ports, 'registry'>, logger: Log, triggers: readonly Trigger[]): Promise<boolean> {
+  if (triggers.length === 0 || !triggers.every((trigger) => trigger.kind === 'instance-state')) return true;
+  const known = await Promise.all(triggers.map((trigger) => ports.registry.get(trigger.instanceId)));
+  if (known.some((entry) => entry !== undefined)) return true;
+  logger.debug('EC2 state changes of instances the controller never enrolled; nothing to do');
+  return false;
+}
+
+/**
+ * What an instance proved about its key is kept before anything else: the CSR it speaks of may
+ * only be read by a later pass.
+ */
+/**
+ * What an instance proved about its key is kept before anything else: the CSR it speaks of may only
+ * be read by a later pass. So is its word that it just booted: this pass may already judge how
+ * long it has been unhealthy.
+ */
+async function keepInstanceReports(ports: Pick<Ports, 'registry'>, triggers: readonly Trigger[]): Promise<void> {
+  for (const trigger of triggers) {
+    if (trigger.kind !== 'node-agent') continue;
+    if (trigger.keyReport) await ports.registry.recordKeyReport(trigger.instanceId, trigger.keyReport);
+    if (trigger.bootedAt) await ports.registry.recordBooted(trigger.instanceId, trigger.bootedAt);
+  }
 }
 
 function describeTrigger(trigger: Trigger): string {

@@ -77,4 +77,6 @@ export const METRIC = {
   damagedEntries: 'RegistryEntriesDamaged',
   /** Serving nodes whose Puppet Server stayed unhealthy past the window without rebooting: handed to the group to replace. */
   replacedUnhealthy: 'NodesReplacedUnhealthy',
+  /** Passes that found the client certificate secret empty or missing: nothing signed or purged until it is put. */
+  secretsMissing: 'SecretsMissing',
 } as const;

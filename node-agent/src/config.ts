@@ -3,6 +3,7 @@ import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { certnameProblem } from '../../lib/certname';
 import { ConfigError } from '../../lib/errors';
+import { LAUNCH_CEILING_MINUTES, nodeAgentWaits } from '../../lib/launch-budget';
 import { configuredExtensionProblem } from '../../lib/puppet';
 import { READINESS_CHECK, drainSeconds } from '../../lib/readiness-check';
 
@@ -24,6 +25,8 @@ const hostname = z
 const absolutePath = z.string().refine(isAbsolute, { error: 'must be an absolute path' });
 const port = z.number().int().min(1).max(65_535);
 const seconds = z.number().int().positive();
+/** Without agent.json's own (the stack writes them from launchCeilingMinutes): the default ceiling's. */
+const LAUNCH_WAITS = nodeAgentWaits(LAUNCH_CEILING_MINUTES.default * 60);
 
 const packageName = z.string().regex(/^[a-z0-9][a-z0-9+.-]*$/, 'must be a package name such as openvox-agent');
 const repositoryUrl = z.url({ protocol: /^https$/, error: 'must be an https:// repository URL' }).refine((url) => !/\s/.test(url), 'must not contain spaces');
@@ -130,16 +133,16 @@ export const AgentConfigSchema = z.strictObject({
       /** Per IMDS request; the shutdown step must never hold up a shutdown for long. */
       imdsMs: z.number().int().positive().default(2_000),
       /** How long a CA that cannot be reached is retried before the boot step gives up. */
-      caUnavailableSeconds: seconds.default(300),
+      caUnavailableSeconds: seconds.default(LAUNCH_WAITS.caUnavailableSeconds),
       /**
        * How long an enrollment waits for its certificate, from the key report on: the report
        * reaching SQS, a foreign pending CSR being removed and the controller signing, together.
        */
-      certificateSeconds: seconds.default(1_800),
+      certificateSeconds: seconds.default(LAUNCH_WAITS.certificateSeconds),
       /** Upper bound for each puppet command (the agent run installs the compile master). */
-      puppetRunSeconds: seconds.default(1_800),
+      puppetRunSeconds: seconds.default(LAUNCH_WAITS.puppetRunSeconds),
       /** How long the local Puppet Server may take to answer healthy after the run. */
-      serverHealthySeconds: seconds.default(600),
+      serverHealthySeconds: seconds.default(LAUNCH_WAITS.serverHealthySeconds),
     })
     .prefault({}),
 });

@@ -59,6 +59,7 @@ class LabController {
       expectedExtensions: { pp_role: 'compile_master' },
       protectedCertnames: new Set([lab.primary.certname, lab.lifecycleClient.certname, protectedSpare]),
       replaceUnhealthyAfterSeconds: 900,
+      launchCeilingSeconds: 90 * 60,
     };
     const context: ControllerContext = { ports: this.cloud.ports(puppet, primaryRun), policy, logger: this.logger, metrics: this.metrics, clock: this.clock.now };
     this.driver = new QueueDriver(this.cloud, this.clock, (event) =>

@@ -1,7 +1,7 @@
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import * as z from 'zod';
 import { type AwsCall, sdkCall } from '../../../lib/aws-calls';
-import { ConfigError } from '../../../lib/errors';
+import { ConfigError, SecretMissingError } from '../../../lib/errors';
 import type { ClientBundle, SecretsPort } from '../ports';
 import { errorName, toAwsCallError } from './call';
 
@@ -68,12 +68,12 @@ export class SecretsManagerSecrets implements SecretsPort {
   private async read(arn: string, what: string): Promise<string> {
     try {
       const answer = await this.client.send(new GetSecretValueCommand({ SecretId: arn }));
-      if (!answer.SecretString?.trim()) throw new ConfigError(`The ${what} secret ${arn} is empty`, { hint: putHint(what) });
+      if (!answer.SecretString?.trim()) throw new SecretMissingError(`The ${what} secret ${arn} is empty`, arn, { hint: putHint(what) });
       return answer.SecretString;
     } catch (error) {
       if (error instanceof ConfigError) throw error;
       if (errorName(error) === 'ResourceNotFoundException') {
-        throw new ConfigError(`The ${what} secret ${arn} has no value (or does not exist)`, { cause: error, hint: putHint(what) });
+        throw new SecretMissingError(`The ${what} secret ${arn} has no value (or does not exist)`, arn, { cause: error, hint: putHint(what) });
       }
       throw toAwsCallError('GetSecretValue', error);
     }

@@ -83,6 +83,8 @@ describe('a wrong key fails synth with a message that names it and shows an exam
     ['roleExtension', '{"name":"pp_role","value":"caf\u00e9"}', 'printable ASCII'],
     ['nlbScheme', 'public', 'internal'],
     ['heartbeatTimeoutSeconds', 10, 'expected number to be >=30'],
+    ['launchCeilingMinutes', 20, 'expected number to be >=30'],
+    ['launchCeilingMinutes', 3000, 'expected number to be <=2880'],
     ['clientCertSecretArn', 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:client-cert', 'complete secret ARN'],
     ['logLevel', 'verbose', 'DEBUG'],
   ])('%s = %j', (key, value, problem) => {
@@ -119,6 +121,9 @@ describe('keys that only make sense together', () => {
       'internet-facing',
     ],
     [{ nlbScheme: 'internet-facing' }, 'agentCidrs', "name the agents' public CIDRs"],
+    [{ heartbeatTimeoutSeconds: 600 }, 'heartbeatTimeoutSeconds', 'raise it above 900 or lower reconcileIntervalMinutes to at most 3'],
+    [{ reconcileIntervalMinutes: 15 }, 'heartbeatTimeoutSeconds', 'raise it above 2700'],
+    [{ launchCeilingMinutes: 30 }, 'launchCeilingMinutes', 'never limits a launch'],
   ])('%j names %s', (context, key, problem) => {
     const message = failure(context).message;
     expect(message).toContain(`- ${key}: `);

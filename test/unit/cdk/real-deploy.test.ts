@@ -56,7 +56,7 @@ describe('a real deploy into an existing VPC', () => {
     expect(data).toMatchObject({ ImageId: 'ami-0123456789abcdef0', InstanceType: 'm7g.2xlarge' });
     const group = only(template, 'AWS::AutoScaling::AutoScalingGroup').properties;
     expect(group).toMatchObject({ MinSize: '2', MaxSize: '6', DesiredCapacity: '3' });
-    expect(group.LifecycleHookSpecificationList.map((hook: Cfn) => hook.HeartbeatTimeout)).toEqual([900, 900]);
+    expect(group.LifecycleHookSpecificationList.map((hook: Cfn) => hook.HeartbeatTimeout)).toEqual([1200, 1200]);
   });
 
   it('writes the primary\'s CA certificate and an agent configuration the node agent accepts', () => {
@@ -75,6 +75,8 @@ describe('a real deploy into an existing VPC', () => {
       // The health check's port, and the drain its settings need (3 × 10 s + 5 s + 10 s).
       readinessPort: 8141,
       drainSeconds: 45,
+      // launchCeilingMinutes 180: the default ceiling's waits, doubled (lib/launch-budget.ts).
+      timeouts: { caUnavailableSeconds: 600, certificateSeconds: 3600, puppetRunSeconds: 3600, serverHealthySeconds: 1200 },
     });
     expect(Stack.of(stack).resolve(content.ContentHash)).toMatch(/^[0-9a-f]{64}$/);
   });
@@ -84,6 +86,7 @@ describe('a real deploy into an existing VPC', () => {
     const config = loadControllerConfig({ ...env, AWS_REGION: 'eu-west-1' });
     expect(config.protectedCertnames).toContain('puppet-replica.corp.example.com');
     expect(config.puppetdb).toEqual({ hostname: 'puppetdb.corp.example.com', port: 8081 });
+    expect(config.launchCeilingSeconds).toBe(180 * 60);
   });
 
   it('notifies the operator\'s topic on every alarm', () => {

@@ -92,7 +92,7 @@ describe('Auto Scaling group', () => {
   it('has a fixed name, EC2 health checks only (a reboot never costs a node) with a grace period, and both target groups', () => {
     expect(group.properties).toMatchObject({
       AutoScalingGroupName: 'CompileMasters-compile-masters',
-      MinSize: '1',
+      MinSize: '0',
       MaxSize: '4',
       HealthCheckType: 'EC2',
       HealthCheckGracePeriod: 120,
@@ -100,6 +100,20 @@ describe('Auto Scaling group', () => {
     });
     // Unset, so a deploy never resets the size the scaling policy chose.
     expect(group.properties.DesiredCapacity).toBeUndefined();
+  });
+
+  it("names its instances after the stack, from launch on (in place of CDK's construct path)", () => {
+    expect(group.properties.Tags).toEqual([{ Key: 'Name', Value: 'CompileMasters-compile-master', PropagateAtLaunch: true }]);
+  });
+
+  it("writes into agent.json the node agent's waits the launch budget gives the default ceiling (90 min)", () => {
+    const content = only(template, 'Custom::CompileMasterEfsContent').properties;
+    expect(JSON.parse(renderAsDeployed(template, content.AgentConfig)).timeouts).toEqual({
+      caUnavailableSeconds: 300,
+      certificateSeconds: 1800,
+      puppetRunSeconds: 1800,
+      serverHealthySeconds: 600,
+    });
   });
 
   it('scales on 70 % CPU', () => {
@@ -294,7 +308,7 @@ describe('lifecycle controller', () => {
         'GROUP_NAME', 'LAUNCH_HOOK_NAME', 'TERMINATE_HOOK_NAME', 'COMPILE_MASTER_ROLE_ID', 'REGISTRY_TABLE', 'QUEUE_URL', 'CLIENT_CERT_SECRET_ARN',
         'FLAVOR', 'PRIMARY_RUN', 'RBAC_TOKEN_SECRET_ARN', 'PRIMARY_HOSTNAME', 'PRIMARY_CERTNAME', 'CA_PORT', 'PUPPETDB_HOSTNAME', 'PUPPETDB_PORT',
         'ORCHESTRATOR_HOSTNAME', 'ORCHESTRATOR_PORT', 'ORCHESTRATOR_ENVIRONMENT', 'PROTECTED_CERTNAMES', 'NLB_DNS_NAME',
-        'EXTRA_ALT_NAMES', 'EXPECTED_EXTENSIONS', 'REPLACE_UNHEALTHY_AFTER_SECONDS', 'POWERTOOLS_SERVICE_NAME',
+        'EXTRA_ALT_NAMES', 'EXPECTED_EXTENSIONS', 'REPLACE_UNHEALTHY_AFTER_SECONDS', 'LAUNCH_CEILING_SECONDS', 'POWERTOOLS_SERVICE_NAME',
         'POWERTOOLS_METRICS_NAMESPACE', 'POWERTOOLS_LOG_LEVEL', 'NODE_OPTIONS',
       ].sort(),
     );
@@ -314,6 +328,7 @@ describe('lifecycle controller', () => {
       ORCHESTRATOR_ENVIRONMENT: 'production',
       EXTRA_ALT_NAMES: '[]',
       EXPECTED_EXTENSIONS: '{"pp_role":"compile_master"}',
+      LAUNCH_CEILING_SECONDS: '5400',
       NLB_DNS_NAME: { 'Fn::GetAtt': [id('LoadBalancer/Resource/Resource'), 'DNSName'] },
       POWERTOOLS_METRICS_NAMESPACE: 'CompileMasters',
       POWERTOOLS_LOG_LEVEL: 'INFO',
@@ -501,7 +516,7 @@ describe('monitoring and outputs', () => {
       { Name: 'QueueName', Value: { 'Fn::GetAtt': [id('LifecycleQueue/DeadLetters/Resource'), 'QueueName'] } },
     ]);
     expect(byMetric('Errors')).toHaveLength(1);
-    for (const metric of ['LifecycleActionsRefused', 'LifecycleActionsFailed', 'PrimaryRunsFailed', 'Drift', 'ImpostorCsrsRemoved', 'ForgedMessagesIgnored', 'SigningSuspended', 'RegistryEntriesDamaged']) {
+    for (const metric of ['LifecycleActionsRefused', 'LifecycleActionsFailed', 'PrimaryRunsFailed', 'Drift', 'ImpostorCsrsRemoved', 'ForgedMessagesIgnored', 'SigningSuspended', 'RegistryEntriesDamaged', 'SecretsMissing']) {
       expect(byMetric(metric)).toEqual([
         expect.objectContaining({
           Namespace: 'CompileMasters',

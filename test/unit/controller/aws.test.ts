@@ -12,7 +12,7 @@ import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AwsCallError, ConfigError } from '../../../lib/errors';
+import { AwsCallError, ConfigError, SecretMissingError } from '../../../lib/errors';
 import { AutoScalingGroup } from '../../../lambdas/controller/aws/auto-scaling';
 import { Ec2Instances } from '../../../lambdas/controller/aws/ec2';
 import { DynamoRegistry } from '../../../lambdas/controller/aws/registry';
@@ -262,9 +262,12 @@ describe('SecretsManagerSecrets', () => {
       .resolvesOnce({ SecretString: '  ' })
       .resolvesOnce({ SecretString: JSON.stringify({ ...bundle, key: 'SECRETKEYMATERIAL' }) })
       .resolvesOnce({ SecretString: '{"token":"TOKEN-0123456789"}' });
-    await expect(secrets.clientBundle()).rejects.toThrow(ConfigError);
-    await expect(secrets.clientBundle()).rejects.toThrow(/is empty.*put-secret-value/);
+    // Missing and empty are an operator's step not taken yet (the controller waits); malformed is not.
+    await expect(secrets.clientBundle()).rejects.toThrow(SecretMissingError);
+    await expect(secrets.clientBundle()).rejects.toMatchObject({ name: 'SecretMissingError', secretArn: arns.clientCert, message: expect.stringMatching(/is empty.*put-secret-value/) });
     const error = (await secrets.clientBundle().catch((e: unknown) => e)) as Error;
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error).not.toBeInstanceOf(SecretMissingError);
     expect(error.message).toMatch(/key must hold a PEM private key/);
     expect(error.message).not.toContain('SECRETKEYMATERIAL');
     const tokenError = (await secrets.rbacToken().catch((e: unknown) => e)) as Error;

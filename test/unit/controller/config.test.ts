@@ -34,6 +34,14 @@ describe('loadConfig', () => {
       replaceUnhealthyAfterSeconds: 900,
     });
     expect([...config.protectedCertnames]).toEqual(['puppet.corp.example.com']);
+    // The launch budget's default ceiling, 90 min.
+    expect(config.launchCeilingSeconds).toBe(5400);
+  });
+
+  it('reads the launch ceiling, within the range of the context key', () => {
+    expect(loadConfig({ ...VALID_ENV, LAUNCH_CEILING_SECONDS: '7200' }).launchCeilingSeconds).toBe(7200);
+    expect(failure({ ...VALID_ENV, LAUNCH_CEILING_SECONDS: '60' })).toMatch(/LAUNCH_CEILING_SECONDS must be at least 1800 \(launchCeilingMinutes 30\)/);
+    expect(failure({ ...VALID_ENV, LAUNCH_CEILING_SECONDS: 'soon' })).toMatch(/LAUNCH_CEILING_SECONDS must be a number of seconds/);
   });
 
   it('takes the unhealthy window in seconds, at least 5 minutes (a reboot must fit) and at most 2 hours', () => {

@@ -1,6 +1,6 @@
 import type { SQSBatchResponse } from 'aws-lambda';
 import { handleBatch } from '../../../lambdas/controller/batch';
-import { reconcile, type ControllerContext } from '../../../lambdas/controller/reconcile';
+import { reconcile, reconcileWithoutSecrets, withClientCertificate, type ControllerContext } from '../../../lambdas/controller/reconcile';
 import { nodeAgentNotice, type NodeAgentEvent } from '../../../lib/node-agent-notice';
 import { ManualClock, MemoryCloud, QueueDriver, scheduledEvent, type EventBridgeEvent, type QueueRedrive } from '../../../lab/memory-cloud';
 import { FakePrimaryRun, FakePuppet, NOW, POLICY, RecordingLogger, RecordingMetrics, csrFacts, keyOf } from './support';
@@ -21,6 +21,8 @@ export class Harness {
   /** Events the simulated EventBridge dropped. */
   readonly dropped: EventBridgeEvent[] = [];
   dropEvents = false;
+  /** Thrown where the handler reads the client certificate secret (none: it reads fine). */
+  clientCertificateError: Error | undefined;
   private readonly enrollments = new Map<string, number>();
 
   /**
@@ -36,8 +38,23 @@ export class Harness {
     });
     this.context = { ports: this.cloud.ports(this.puppet, this.primaryRun), policy: POLICY, logger: this.logger, metrics: this.metrics, clock: this.clock.now };
     this.driver = new QueueDriver(this.cloud, this.clock, (event) =>
-      handleBatch(event, { scope: this.cloud, logger: this.logger, metrics: this.metrics, reconcile: (triggers) => reconcile(this.context, triggers) }),
+      handleBatch(event, {
+        scope: this.cloud,
+        logger: this.logger,
+        metrics: this.metrics,
+        // The handler's wiring, with the secret read replaced by clientCertificateError.
+        reconcile: (triggers) =>
+          withClientCertificate(async () => this.readClientCertificate(), {
+            ready: (context) => reconcile(context, triggers),
+            missing: (error) => reconcileWithoutSecrets({ ...this.context, ceiling: POLICY }, triggers, error),
+          }),
+      }),
     );
+  }
+
+  private readClientCertificate(): ControllerContext {
+    if (this.clientCertificateError) throw this.clientCertificateError;
+    return this.context;
   }
 
   get now(): Date {

@@ -20,6 +20,8 @@ const schedule: Trigger[] = [{ kind: 'schedule' }];
 const minutesAgo = (minutes: number) => new Date(NOW.getTime() - minutes * 60_000).toISOString();
 const n1 = node(1);
 const n2 = node(2);
+/** Every launch making progress keeps its hook alive on a scheduled pass. */
+const beat = (...instanceIds: string[]) => ({ kind: 'heartbeat' as const, instanceIds });
 
 function run(rows: Row[]) {
   it.each(rows.map((row) => [row.name, row] as const))('%s', (_name, row) => {
@@ -34,17 +36,17 @@ const refusedLaunch = (reason: RegExp) => [{ kind: 'refuse' as const, instanceId
 describe('planner: launches (Pending:Wait)', () => {
   run([
     { name: 'no private DNS name from EC2 yet: wait', world: { members: [[1, 'Pending:Wait']], ec2: { 1: undefined } }, actions: [] },
-    { name: 'no CSR yet: wait', world: { members: [[1, 'Pending:Wait']] }, actions: [], drift: 0 },
+    { name: 'no CSR yet: wait (heartbeat on the schedule)', world: { members: [[1, 'Pending:Wait']] }, actions: [beat(n1.id)], drift: 0 },
     {
-      name: 'no CSR for longer than the stuck threshold: drift, still no action',
+      name: 'no CSR for longer than the stuck threshold: drift, still heartbeated below the ceiling',
       world: { members: [[1, 'Pending:Wait']], launchedMinutesAgo: TIMING.stuckLaunchMs / 60_000 + 5 },
-      actions: [],
+      actions: [beat(n1.id)],
       drift: 1,
     },
     {
       name: 'valid CSR: sign it',
       world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) }, reported: [1] },
-      actions: [{ kind: 'sign', instanceId: n1.id, certname: n1.certname, checked: { publicKeySha256: keyOf(n1.certname), dnsAltNames: csrFacts(1).dnsAltNames, puppetExtensions: csrFacts(1).puppetExtensions }, reEnrollment: false }],
+      actions: [{ kind: 'sign', instanceId: n1.id, certname: n1.certname, checked: { publicKeySha256: keyOf(n1.certname), dnsAltNames: csrFacts(1).dnsAltNames, puppetExtensions: csrFacts(1).puppetExtensions }, reEnrollment: false }, beat(n1.id)],
     },
     {
       name: 'valid CSR without pp_region, with the extra alt name: sign it',
@@ -54,17 +56,17 @@ describe('planner: launches (Pending:Wait)', () => {
         csrs: { 1: { ok: true, facts: csrFacts(1, { dnsAltNames: [n1.certname, 'PUPPET.corp.example.com'], puppetExtensions: { pp_instance_id: n1.id, pp_role: 'compile_master' } }) } },
         reported: [1],
       },
-      actions: [{ kind: 'sign', instanceId: n1.id }],
+      actions: [{ kind: 'sign', instanceId: n1.id }, beat(n1.id)],
     },
     {
       name: 'valid CSR of a node enrolled before (registry purged): sign as a first enrollment',
       world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'purged')], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) }, reported: [1] },
-      actions: [{ kind: 'sign', instanceId: n1.id, reEnrollment: false }],
+      actions: [{ kind: 'sign', instanceId: n1.id, reEnrollment: false }, beat(n1.id)],
     },
     {
       name: 'signed by us, Puppet Server not answering yet: wait',
       world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'signed')], certs: { 1: 'signed' } },
-      actions: [],
+      actions: [beat(n1.id)],
     },
     {
       name: 'signed by us, node agent says enrolled but not healthy yet: recheck the node soon',
@@ -81,7 +83,7 @@ describe('planner: launches (Pending:Wait)', () => {
     {
       name: 'signed by us and healthy: converge (ask for the primary run)',
       world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'signed')], certs: { 1: 'signed' }, healthy: [1] },
-      actions: [{ kind: 'converge', instanceIds: [n1.id] }, { kind: 'recheck', reason: 'start-run', delaySeconds: TIMING.runQuietSeconds }],
+      actions: [beat(n1.id), { kind: 'converge', instanceIds: [n1.id] }, { kind: 'recheck', reason: 'start-run', delaySeconds: TIMING.runQuietSeconds }],
     },
     {
       name: 'converging, waiting in the pending run: nothing on an unrelated trigger',
@@ -102,26 +104,88 @@ describe('planner: launches (Pending:Wait)', () => {
     {
       name: 'our certificate vanished from the CA: purge what is left, the node re-enrolls',
       world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'signed')], certs: { 1: 'absent' } },
-      actions: [{ kind: 'purge', targets: [{ instanceId: n1.id, completeTerminate: false }] }, { kind: 'recheck', reason: 'start-run' }],
+      actions: [{ kind: 'purge', targets: [{ instanceId: n1.id, completeTerminate: false }] }, beat(n1.id), { kind: 'recheck', reason: 'start-run' }],
       drift: 1,
     },
     {
       name: 'our certificate was revoked outside the controller: purge (clean deletes it, so it can re-enroll)',
       world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'in-service')], certs: { 1: 'revoked' } },
-      actions: [{ kind: 'purge', targets: [{ instanceId: n1.id }] }, { kind: 'recheck' }],
+      actions: [{ kind: 'purge', targets: [{ instanceId: n1.id }] }, beat(n1.id), { kind: 'recheck' }],
       drift: 1,
     },
     {
       name: 'purge of it claimed by another pass moments ago: leave it',
       world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'purging', { claimedAt: minutesAgo(1) })], certs: { 1: 'signed' } },
-      actions: [],
+      actions: [beat(n1.id)],
     },
     {
       name: 'purge claimed long ago by a pass that died: take it over',
       world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'purging', { claimedAt: minutesAgo(10) })], certs: { 1: 'signed' } },
-      actions: [{ kind: 'purge', targets: [{ instanceId: n1.id }] }, { kind: 'recheck' }],
+      actions: [{ kind: 'purge', targets: [{ instanceId: n1.id }] }, beat(n1.id), { kind: 'recheck' }],
     },
   ]);
+});
+
+describe('planner: heartbeats keep every launch making progress alive, up to the launch ceiling', () => {
+  const ceilingMinutes = POLICY.launchCeilingSeconds / 60;
+  const waiting: WorldSpec = { members: [[1, 'Pending:Wait']], registry: [entry(1, 'signed')], certs: { 1: 'signed' } };
+  const ceilingDrift = (result: ReturnType<typeof plan>) => result.drift.filter((d) => d.detail.startsWith('launch exceeded its ceiling'));
+  run([
+    { name: 'below the ceiling, on the schedule: heartbeat', world: { ...waiting, launchedMinutesAgo: ceilingMinutes - 1 }, actions: [beat(n1.id)] },
+    {
+      name: "below the ceiling, on a follow-up of the primary's run: heartbeat",
+      world: waiting,
+      triggers: [{ kind: 'recheck', reason: 'follow-run', runId: 'some-run', attempt: 2 }],
+      actions: [beat(n1.id)],
+    },
+    {
+      name: "a node agent's message: no heartbeat (a burst of them must not multiply calls)",
+      world: waiting,
+      triggers: [{ kind: 'node-agent', instanceId: n1.id, event: 'enrolled' }],
+      actions: [{ kind: 'recheck', reason: 'await-node', instanceId: n1.id }],
+    },
+    {
+      name: 'installing, before any CSR or registry item: heartbeat',
+      world: { members: [[1, 'Pending:Wait']], launchedMinutesAgo: 50 },
+      actions: [beat(n1.id)],
+    },
+    { name: 'at the ceiling: no heartbeat, drift (the hook times out and abandons it)', world: { ...waiting, launchedMinutesAgo: ceilingMinutes }, actions: [] },
+    {
+      name: 'two launches, one past the ceiling: one heartbeat action for the other',
+      world: { members: [[1, 'Pending:Wait'], [2, 'Pending:Wait']], launchedMinutesAgo: { 1: ceilingMinutes + 30, 2: 10 } },
+      actions: [beat(n2.id)],
+    },
+    { name: 'stalled: no heartbeat', world: { ...waiting, registry: [entry(1, 'stalled')] }, actions: [] },
+    {
+      name: 'refused this pass: abandoned, no heartbeat',
+      world: { members: [[1, 'Pending:Wait']], certs: { 1: 'signed' } },
+      actions: refusedLaunch(/signed outside the controller/),
+    },
+    {
+      name: 'its registry item is damaged: left alone, no heartbeat',
+      world: { ...waiting, registry: [], damaged: [{ key: node(1).id, instanceId: n1.id, problem: 'not JSON' }] },
+      actions: [],
+    },
+    { name: 'EC2 does not report it yet: no launch time, no heartbeat', world: { ...waiting, ec2: { 1: undefined } }, actions: [] },
+    { name: 'serving members get none', world: { members: [[1, 'InService']], registry: [entry(1, 'in-service')], certs: { 1: 'signed' } }, actions: [] },
+  ]);
+
+  it('says how long past the launch the ceiling was, and what happens now', () => {
+    const result = plan(world({ ...waiting, launchedMinutesAgo: ceilingMinutes + 7 }), schedule, POLICY);
+    expect(ceilingDrift(result)).toEqual([
+      { instanceId: n1.id, detail: `launch exceeded its ceiling (${ceilingMinutes + 7} min since launch, ceiling ${ceilingMinutes} min): no more heartbeats, its launch hook times out and abandons it` },
+    ]);
+  });
+
+  it('reports drift from the ceiling on, not before', () => {
+    const ceilingDrifts = (minutes: number) => ceilingDrift(plan(world({ ...waiting, launchedMinutesAgo: minutes }), schedule, POLICY)).length;
+    expect([ceilingDrifts(ceilingMinutes - 1), ceilingDrifts(ceilingMinutes), ceilingDrifts(ceilingMinutes + 60)]).toEqual([0, 1, 1]);
+  });
+
+  it('reports the ceiling on any pass, not only scheduled ones', () => {
+    const result = plan(world({ ...waiting, launchedMinutesAgo: ceilingMinutes + 1 }), [{ kind: 'node-agent', instanceId: n1.id, event: 'enrolled' }], POLICY);
+    expect(ceilingDrift(result)).toHaveLength(1);
+  });
 });
 
 describe('planner: signing suspended (the CA accepts duplicate CSRs, or could not say)', () => {
@@ -139,7 +203,8 @@ describe('planner: signing suspended (the CA accepts duplicate CSRs, or could no
       schedule,
       POLICY,
     );
-    expect(result.actions).toEqual([]);
+    // The launch is not at fault: it keeps its hook.
+    expect(result.actions).toEqual([beat(n1.id)]);
     expect(result.drift).toEqual([
       { instanceId: n1.id, certname: n1.certname, detail: `CSR not signed: ${suspended}` },
       { instanceId: n2.id, certname: n2.certname, detail: `CSR not signed: ${suspended}` },
@@ -222,29 +287,29 @@ describe("planner: the key binding (DESIGN rule 2): only the key the instance re
     {
       name: 'a CSR pending, the instance has not reported its key yet: wait, sign nothing, abandon nothing',
       world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) } },
-      actions: [],
+      actions: [beat(n1.id)],
       drift: 0,
     },
     {
-      name: 'still no key report past the stuck threshold: drift, still no action',
+      name: 'still no key report past the stuck threshold: drift, still heartbeated below the ceiling',
       world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) }, launchedMinutesAgo: TIMING.stuckLaunchMs / 60_000 + 5 },
-      actions: [],
+      actions: [beat(n1.id)],
       drift: 1,
     },
     {
       name: "a flawless CSR made with another key than the instance's: removed, not signed, the launch goes on",
       world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: { ok: true, facts: csrFacts(1, { publicKeySha256: impostor }) } }, reported: [1] },
-      actions: [{ kind: 'remove-csr', instanceId: n1.id, certname: n1.certname, publicKeySha256: impostor, reason: expect.stringMatching(/not the one the instance reported/) }],
+      actions: [{ kind: 'remove-csr', instanceId: n1.id, certname: n1.certname, publicKeySha256: impostor, reason: expect.stringMatching(/not the one the instance reported/) }, beat(n1.id)],
     },
     {
       name: "an impostor's forged CSR (wrong role, other key) does not abandon the launch: it is removed",
       world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: { ok: true, facts: csrFacts(1, { publicKeySha256: impostor, puppetExtensions: { pp_instance_id: n1.id, pp_role: 'primary' } }) } }, reported: [1] },
-      actions: [{ kind: 'remove-csr', instanceId: n1.id, publicKeySha256: impostor }],
+      actions: [{ kind: 'remove-csr', instanceId: n1.id, publicKeySha256: impostor }, beat(n1.id)],
     },
     {
       name: "an unreadable CSR cannot be the instance's: removed",
       world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: { ok: false, problem: 'Refused CSR: it is not a PEM-encoded PKCS#10 request' } }, reported: [1] },
-      actions: [{ kind: 'remove-csr', instanceId: n1.id, publicKeySha256: undefined, reason: expect.stringMatching(/unreadable/) }],
+      actions: [{ kind: 'remove-csr', instanceId: n1.id, publicKeySha256: undefined, reason: expect.stringMatching(/unreadable/) }, beat(n1.id)],
     },
     {
       name: "re-enrollment squatting: a purged member's certname asked for with another key is removed, not signed",
@@ -270,7 +335,7 @@ describe("planner: the key binding (DESIGN rule 2): only the key the instance re
     {
       name: 'another instance\'s report does not count for this one',
       world: { members: [[1, 'Pending:Wait'], [2, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: { ok: true, facts: csrFacts(1, { publicKeySha256: keyOf(n2.certname) }) } }, reported: [2] },
-      actions: [],
+      actions: [beat(n1.id, n2.id)],
     },
   ]);
 });
@@ -646,7 +711,7 @@ describe.each([
     {
       name: 'converging but in no run at all (lost track): ask for a run again',
       world: converging(),
-      actions: [{ kind: 'converge', instanceIds: [n1.id] }, { kind: 'recheck', reason: 'start-run' }],
+      actions: [beat(n1.id), { kind: 'converge', instanceIds: [n1.id] }, { kind: 'recheck', reason: 'start-run' }],
     },
   ]);
 });
@@ -701,6 +766,7 @@ describe('planner: certificates signed but not yet verified (a pass died after s
       actions: [
         { kind: 'verify', instanceId: n1.id, certname: n1.certname, checked, launching: true },
         { kind: 'recheck', reason: 'await-node', instanceId: n1.id, attempt: 1 },
+        beat(n1.id),
       ],
     },
     {
@@ -717,7 +783,7 @@ describe('planner: certificates signed but not yet verified (a pass died after s
     {
       name: 'verified and healthy: converge',
       world: { members: [[1, 'Pending:Wait']], registry: [verified], certs: { 1: 'signed' }, healthy: [1] },
-      actions: [{ kind: 'converge', instanceIds: [n1.id] }, { kind: 'recheck', reason: 'start-run' }],
+      actions: [beat(n1.id), { kind: 'converge', instanceIds: [n1.id] }, { kind: 'recheck', reason: 'start-run' }],
     },
     {
       name: 'unverified and terminating: purge it (by the checked key), no verification',
@@ -752,7 +818,7 @@ describe('planner: damaged registry items (quarantine)', () => {
         csrs: { 2: validCsr(2) },
         reported: [2],
       },
-      actions: [{ kind: 'sign', instanceId: n2.id }, { kind: 'purge', targets: [{ instanceId: node(3).id }] }, { kind: 'recheck' }],
+      actions: [{ kind: 'sign', instanceId: n2.id }, { kind: 'purge', targets: [{ instanceId: node(3).id }] }, beat(n2.id), { kind: 'recheck' }],
       drift: 1,
     },
     {

@@ -36,6 +36,7 @@ export const POLICY: PlannerPolicy = {
   expectedExtensions: { pp_role: 'compile_master' },
   protectedCertnames: new Set(['primary.corp.example.com', 'lifecycle-controller.corp.example.com']),
   replaceUnhealthyAfterSeconds: 900,
+  launchCeilingSeconds: 90 * 60,
 };
 
 /** A simulated compile master number n: instance id, private IP and certname that belong together. */
@@ -75,7 +76,8 @@ export interface WorldSpec {
   members?: Array<[number, string]>;
   /** EC2 states of non-members worth describing; members are 'running' unless listed here. */
   ec2?: Record<number, string | undefined>;
-  launchedMinutesAgo?: number;
+  /** For every instance, or by node number (5 unless given). */
+  launchedMinutesAgo?: number | Record<number, number>;
   registry?: RegistryEntry[];
   damaged?: DamagedEntry[];
   certs?: Record<number, CertState>;
@@ -105,7 +107,7 @@ export function world(spec: WorldSpec = {}): Observed {
       state,
       privateIp: ip,
       privateDnsName: certname,
-      launchTime: new Date(now.getTime() - (spec.launchedMinutesAgo ?? 5) * 60_000),
+      launchTime: new Date(now.getTime() - ((typeof spec.launchedMinutesAgo === 'number' ? spec.launchedMinutesAgo : spec.launchedMinutesAgo?.[n]) ?? 5) * 60_000),
     });
   }
   const byNumber = <T>(record: Record<number, T> | undefined, key: (n: number) => string) =>
