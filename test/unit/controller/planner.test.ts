@@ -537,9 +537,9 @@ describe('planner: health of serving nodes (replaced only past the window, never
       drift: 1,
     },
     {
-      name: 'launching, signed, unhealthy: waits for its Puppet Server, never replaced',
+      name: 'launching, signed, unhealthy: waits for its Puppet Server, never replaced (its launch is heartbeated on the schedule)',
       world: { members: [[1, 'Pending:Wait']], registry: [entry(1, 'signed', { unhealthySince: minutesAgo(60) })], certs: { 1: 'signed' }, unhealthy: [1] },
-      actions: [],
+      actions: [beat(n1.id)],
     },
     {
       name: 'launch completed but AWS still says Pending:Wait: complete it again, never replaced',
