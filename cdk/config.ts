@@ -11,6 +11,7 @@ import { configuredExtensionProblem } from '../lib/puppet/extensions';
 import { AGENT_SOURCES, type AgentSource, agentSourceProblem, defaultAgentSource } from './agent-install';
 import { primaryReachabilityProblem, primaryRouteSchema } from './reachability';
 import { ARCHITECTURES, type Architecture, PLATFORM, PLATFORMS, type Platform, instanceArchitecture } from './platform';
+import { DEFAULT_INSTANCE_TYPES, resolveCapacity } from './capacity';
 
 /**
  * Every CDK context key the stack reads, parsed once at synth. The embedded defaults describe an
@@ -31,6 +32,11 @@ export const CONTEXT_DEFAULTS = {
   dnsAltNames: [] as string[],
   roleExtension: { name: 'pp_role', value: 'compile_master' },
   instanceType: 'm6i.xlarge',
+  // Spot capacity (cdk/capacity.ts): an on-demand base, spot above it.
+  spot: true,
+  instanceTypes: [...DEFAULT_INSTANCE_TYPES],
+  onDemandBaseCapacity: 1,
+  onDemandPercentageAboveBaseCapacity: 0,
   rootVolumeGiB: 50,
   // A first deploy launches nothing: instances would wait for a client certificate not put yet.
   minSize: 0,
@@ -90,6 +96,10 @@ export const CONTEXT_EXAMPLES: Record<string, string> = {
   dnsAltNames: '["puppet.corp.example.com","puppet"]',
   roleExtension: '{"name":"pp_role","value":"compile_master"}',
   instanceType: 'm6i.xlarge',
+  spot: 'false',
+  instanceTypes: '["m6i.xlarge","m6a.xlarge","m5.xlarge"]',
+  onDemandBaseCapacity: '2',
+  onDemandPercentageAboveBaseCapacity: '25',
   amiId: 'ami-0123456789abcdef0',
   amiSsmParameter: '/my-org/golden-ami/compile-master',
   rootVolumeGiB: '50',
@@ -166,6 +176,7 @@ const secretArn = z
     /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$/,
     'must be the complete secret ARN, including the 6-character suffix Secrets Manager appends',
   );
+const instanceTypeName = z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type such as m6i.xlarge');
 const subnetId = z.string().regex(/^subnet-[0-9a-f]{8,17}$/, 'must be a subnet id such as subnet-0123456789abcdef0');
 
 const ContextSchema = z
@@ -203,10 +214,12 @@ const ContextSchema = z
         if (problem) ctx.addIssue({ code: 'custom', message: `must be an allowed Puppet extension short name such as pp_role with its value: ${JSON.stringify(name)} ${problem}` });
       }),
     ).default({ ...CONTEXT_DEFAULTS.roleExtension }),
-    instanceType: z
-      .string()
-      .regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type such as m6i.xlarge')
-      .default(CONTEXT_DEFAULTS.instanceType),
+    instanceType: instanceTypeName.default(CONTEXT_DEFAULTS.instanceType),
+    spot: z.preprocess(fromString((text) => ({ true: true, false: false })[text] ?? text), z.boolean()).default(CONTEXT_DEFAULTS.spot),
+    // No default here: it depends on whether instanceType is set (resolveCapacity).
+    instanceTypes: list(instanceTypeName, 1).optional(),
+    onDemandBaseCapacity: integer(0, 100).default(CONTEXT_DEFAULTS.onDemandBaseCapacity),
+    onDemandPercentageAboveBaseCapacity: integer(0, 100).default(CONTEXT_DEFAULTS.onDemandPercentageAboveBaseCapacity),
     amiId: z.string().regex(/^ami-[0-9a-f]{8,17}$/, 'must be an AMI id such as ami-0123456789abcdef0').optional(),
     amiSsmParameter: z.string().regex(/^\/[A-Za-z0-9_./-]+$/, 'must be an SSM parameter name starting with /').optional(),
     rootVolumeGiB: integer(8, 16384).default(CONTEXT_DEFAULTS.rootVolumeGiB),
@@ -285,7 +298,10 @@ export interface CompileMasterConfig
     | 'rootDeviceName'
     | 'primaryPlatform'
     | 'primaryArchitecture'
+    | 'instanceTypes'
   > {
+  /** What the group may launch, the launch template's type (instanceType) first; just that one with spot off. */
+  readonly instanceTypes: string[];
   /** The compile masters' architecture, from instanceType (cdk/platform.ts). */
   readonly architecture: Architecture;
   readonly rootDeviceName: string;
@@ -325,7 +341,9 @@ export function loadConfig(getContext: (key: string) => unknown, baseDir = proce
   const primaryRun = parsed.primaryRun ?? defaultPrimaryRun(flavor);
   const agentSource = parsed.agentSource ?? defaultAgentSource(flavor);
   const flavorIssues = flavorProblems({ flavor, primaryRun, agentSource }, raw);
-  if (flavorIssues.length > 0) throw new ConfigError(describeIssues(flavorIssues, raw), { hint: HINT });
+  const { capacity, issues: capacityIssues } = resolveCapacity(parsed, (key) => raw[key] !== undefined);
+  const keyIssues = [...flavorIssues, ...capacityIssues.map(({ key, message }) => ({ path: [key], message }))];
+  if (keyIssues.length > 0) throw new ConfigError(describeIssues(keyIssues, raw), { hint: HINT });
   const unreachable = primaryReachabilityProblem(parsed);
   if (unreachable) {
     throw new ConfigError(describeIssues([{ path: [unreachable.key], message: unreachable.message }], raw), {
@@ -348,9 +366,11 @@ export function loadConfig(getContext: (key: string) => unknown, baseDir = proce
         : { instanceIds: parsed.primaryInstanceIds ?? [EXAMPLE_PRIMARY_INSTANCE_ID] };
   const { primaryInstanceIds: _ids, primaryInstanceTag: _tag, agentRepositoryKeyFile: _key, ...rest } = parsed;
 
-  const architecture = instanceArchitecture(parsed.instanceType);
+  // Every type of the group has this one architecture (resolveCapacity refuses a mix).
+  const architecture = instanceArchitecture(capacity.instanceType);
   return {
     ...rest,
+    ...capacity,
     architecture,
     rootDeviceName: parsed.rootDeviceName ?? PLATFORM[parsed.platform].rootDeviceName,
     primaryPlatform: parsed.primaryPlatform ?? parsed.platform,

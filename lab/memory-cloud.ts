@@ -3,6 +3,7 @@ import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { instanceSenderId, type NodeAgentNotice } from '../lib/node-agent-notice';
 import { LIVE_STATES, readRegistryItem } from '../lambdas/controller/aws/registry';
 import { LIFECYCLE_ACTION, SCHEDULE, STATE_CHANGE, type RecheckMessage } from '../lambdas/controller/messages';
+import { isGoneEc2State } from '../lambdas/controller/vocabulary';
 import type { CertificateContents } from '../lib/puppet/csr';
 import type { CheckedRequest, Ec2Instance, KeyReport, Member, PurgeStep, RegistryEntry, RegistryListing, RegistryState, RunRecord } from '../lambdas/controller/model';
 import type {
@@ -79,6 +80,9 @@ export type Operation = `${'group' | 'instances' | 'registry' | 'lease' | 'queue
 export const EVENTBRIDGE_SENDER = 'AIDAEXAMPLEEVENTBRIDGE';
 export const CONTROLLER_SENDER = 'AROAEXAMPLECONTROLLER0:compile-masters-controller';
 
+/** How long a spot interruption notice comes before EC2 interrupts the instance. */
+export const SPOT_NOTICE_SECONDS = 120;
+
 /** The memory cloud's account unless told otherwise; the lab's other AWS doubles share it. */
 export const LAB_ACCOUNT_ID = '123456789012';
 
@@ -104,6 +108,8 @@ export class MemoryCloud {
   readonly calls: Array<{ operation: Operation; args: unknown[] }> = [];
   private readonly faults: Array<{ operation: Operation; error: Error; remaining: number }> = [];
   private readonly onEvent: (event: EventBridgeEvent) => void;
+  /** What AWS will do at a set time, run by runDue once the clock gets there. */
+  private readonly timers: Array<{ at: Date; run: () => void }> = [];
   private sequence = 0;
 
   constructor(options: MemoryCloudOptions = {}) {
@@ -171,14 +177,44 @@ export class MemoryCloud {
 
   /** Someone runs `aws ec2 terminate-instances`: the group loses the instance without any hook. */
   terminateOutside(instanceId: string): void {
-    this.group.remove(instanceId);
-    this.targets.remove(instanceId);
-    for (const state of ['shutting-down', 'terminated'] as const) {
-      this.instances.setState(instanceId, state);
-      this.emit(STATE_CHANGE.source, STATE_CHANGE.detailType, { 'instance-id': instanceId, state }, [
-        `arn:aws:ec2:${this.region}:${this.accountId}:instance/${instanceId}`,
-      ]);
+    this.ec2Terminates(instanceId);
+  }
+
+  /**
+   * EC2 interrupts a spot instance, with its notice `afterSeconds` (two minutes) ahead. With
+   * capacity rebalancing on, the group launches a replacement and terminates the instance through
+   * the terminate hook (Terminating:Wait), as for a scale-in; but the instance does not wait for
+   * the hook: unless the action was completed by the end of the notice, EC2 terminates it then
+   * (shutting-down, terminated, gone from the group, the state-change events the stack's rule
+   * forwards). The clock decides when that is; see runDue. Resolves once the hook waits.
+   */
+  async interruptSpot(instanceId: string, options: { afterSeconds?: number } = {}): Promise<{ replacement: Ec2Instance }> {
+    const deadline = new Date(this.clock().getTime() + (options.afterSeconds ?? SPOT_NOTICE_SECONDS) * 1000);
+    this.timers.push({
+      at: deadline,
+      run: () => {
+        const state = this.instances.get(instanceId)?.state;
+        if (state !== undefined && !isGoneEc2State(state)) this.ec2Terminates(instanceId);
+      },
+    });
+    const replacement = this.launch();
+    await this.beginTermination(instanceId);
+    return { replacement };
+  }
+
+  /** Runs what AWS does on its own at a set time (an interruption's end) once the clock has reached it. */
+  runDue(): void {
+    const now = this.clock().getTime();
+    for (const timer of [...this.timers].sort((a, b) => a.at.getTime() - b.at.getTime())) {
+      if (timer.at.getTime() > now) continue;
+      this.timers.splice(this.timers.indexOf(timer), 1);
+      timer.run();
     }
+  }
+
+  /** When runDue has something to do next, if ever. */
+  nextDueAt(): Date | undefined {
+    return this.timers.reduce<Date | undefined>((soonest, timer) => (!soonest || timer.at < soonest ? timer.at : soonest), undefined);
   }
 
   /** A node agent's notice, sent with that instance's credentials (or, to forge, another's). */
@@ -196,8 +232,9 @@ export class MemoryCloud {
     return this.calls.filter((call) => call.operation === operation).map((call) => call.args);
   }
 
-  /** @internal Records the call and throws an injected fault, if any. */
+  /** @internal Lets what is due happen first (the controller sees the world as of now), records the call and throws an injected fault, if any. */
   enter(operation: Operation, args: unknown[]): void {
+    this.runDue();
     this.calls.push({ operation, args });
     const fault = this.faults.find((candidate) => candidate.operation === operation && candidate.remaining > 0);
     if (fault) {
@@ -223,6 +260,18 @@ export class MemoryCloud {
     this.group.remove(instanceId);
     this.targets.remove(instanceId);
     this.instances.setState(instanceId, 'terminated');
+  }
+
+  /** EC2 terminates the instance outside the group's lifecycle: it leaves the group at once, without a hook. */
+  private ec2Terminates(instanceId: string): void {
+    this.group.remove(instanceId);
+    this.targets.remove(instanceId);
+    for (const state of ['shutting-down', 'terminated'] as const) {
+      this.instances.setState(instanceId, state);
+      this.emit(STATE_CHANGE.source, STATE_CHANGE.detailType, { 'instance-id': instanceId, state }, [
+        `arn:aws:ec2:${this.region}:${this.accountId}:instance/${instanceId}`,
+      ]);
+    }
   }
 
   private emitLifecycle(instanceId: string, hook: LifecycleHook): void {
@@ -777,6 +826,7 @@ export class QueueDriver {
 
   /** One invocation with what is visible now; undefined when nothing is. */
   async deliver(batchSize = this.options.batchSize ?? 10): Promise<SQSBatchResponse | undefined> {
+    this.cloud.runDue();
     const event = this.cloud.queue.receive(batchSize);
     if (event.Records.length === 0) return undefined;
     const response = await this.handle(event);
@@ -802,6 +852,7 @@ export class QueueDriver {
     const poller = async (): Promise<void> => {
       for (;;) {
         if (++turns > 1_000_000) throw new Error('the queue never settled');
+        this.cloud.runDue();
         const event = queue.receive(this.options.batchSize ?? 10);
         if (event.Records.length > 0) {
           if (running >= limit) {
@@ -824,13 +875,19 @@ export class QueueDriver {
           await nextTurn();
           continue;
         }
-        const next = queue.nextAvailableAt();
+        const next = this.nextAt();
         if (!next || next.getTime() > until) return;
         this.clock.advanceTo(next);
       }
     };
     await Promise.all(Array.from({ length: options.pollers }, poller));
     return report;
+  }
+
+  /** The next moment something happens: a message becomes visible or AWS acts on its own. */
+  private nextAt(): Date | undefined {
+    const times = [this.cloud.queue.nextAvailableAt(), this.cloud.nextDueAt()].filter((at): at is Date => at !== undefined);
+    return times.length === 0 ? undefined : new Date(Math.min(...times.map((at) => at.getTime())));
   }
 
   private finish(event: SQSEvent, response: SQSBatchResponse): void {
@@ -844,7 +901,7 @@ export class QueueDriver {
     const until = this.clock.now().getTime() + maxSeconds * 1000;
     for (let guard = 0; guard < 10_000; guard++) {
       if (await this.deliver()) continue;
-      const next = this.cloud.queue.nextAvailableAt();
+      const next = this.nextAt();
       if (!next || next.getTime() > until) return;
       this.clock.advanceTo(next);
     }

@@ -50,6 +50,10 @@ function primaryPorts(settings: GroupSettings): Map<number, string> {
 export type GroupSettings = Pick<
   CompileMasterConfig,
   | 'instanceType'
+  | 'instanceTypes'
+  | 'spot'
+  | 'onDemandBaseCapacity'
+  | 'onDemandPercentageAboveBaseCapacity'
   | 'amiId'
   | 'amiSsmParameter'
   | 'rootVolumeGiB'
@@ -166,7 +170,7 @@ export class CompileMasterGroup extends Construct {
     this.autoScalingGroup = new autoscaling.AutoScalingGroup(this, 'Resource', {
       vpc: props.vpc,
       vpcSubnets: props.subnets,
-      launchTemplate,
+      ...purchase(settings, launchTemplate),
       // Known at synth so the controller's IAM, environment and EventBridge rule can name it
       // without referencing the group, which lets the group depend on the controller instead.
       autoScalingGroupName: props.groupName,
@@ -214,12 +218,44 @@ export class CompileMasterGroup extends Construct {
     ];
     this.autoScalingGroup.node.addDependency(...props.launchPrerequisites);
 
+    if (settings.spot) {
+      Validations.of(this.autoScalingGroup).acknowledge({
+        id: 'AwsSolutions-EC26',
+        reason:
+          "The group launches from the launch template through its mixed instances policy, which the rule does not follow (it reads only the group's own LaunchTemplate); that template's only volume is encrypted.",
+      });
+    }
     Validations.of(this.autoScalingGroup).acknowledge({
       id: 'AwsSolutions-AS3',
       reason:
         'Launch and terminate are reported through lifecycle hooks to EventBridge and the controller, whose failures raise CloudWatch alarms.',
     });
   }
+}
+
+/**
+ * With spot, a mixed instances policy: the first `onDemandBaseCapacity` instances on demand (the
+ * launch template's type first), the rest spot at `onDemandPercentageAboveBaseCapacity` on demand,
+ * spot from the pools least likely to be interrupted at a low price, and capacity rebalancing so
+ * that an at-risk spot instance is replaced before it is interrupted. Either way an instance
+ * leaves through the terminate hook, and the controller purges it (README, "Spot capacity").
+ * Without spot, the launch template alone: an on-demand group of its type.
+ */
+function purchase(settings: GroupSettings, launchTemplate: ec2.LaunchTemplate): Pick<autoscaling.AutoScalingGroupProps, 'launchTemplate' | 'mixedInstancesPolicy' | 'capacityRebalance'> {
+  if (!settings.spot) return { launchTemplate };
+  return {
+    mixedInstancesPolicy: {
+      launchTemplate,
+      launchTemplateOverrides: settings.instanceTypes.map((type) => ({ instanceType: new ec2.InstanceType(type) })),
+      instancesDistribution: {
+        onDemandAllocationStrategy: autoscaling.OnDemandAllocationStrategy.PRIORITIZED,
+        onDemandBaseCapacity: settings.onDemandBaseCapacity,
+        onDemandPercentageAboveBaseCapacity: settings.onDemandPercentageAboveBaseCapacity,
+        spotAllocationStrategy: autoscaling.SpotAllocationStrategy.PRICE_CAPACITY_OPTIMIZED,
+      },
+    },
+    capacityRebalance: true,
+  };
 }
 
 function machineImage(settings: GroupSettings): ec2.IMachineImage {

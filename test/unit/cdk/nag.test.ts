@@ -30,6 +30,8 @@ describe.each([
     ['compile-masters:example-config'],
   ],
   ['a new VPC peered with the primary\'s', { primaryCidr: '10.20.0.15/32', primaryRoute: '{"vpcPeeringConnectionId":"pcx-0123456789abcdef0"}' }, ['compile-masters:example-config']],
+  // On demand only: the group names its launch template itself, with no mixed instances policy.
+  ['the embedded examples without spot', { spot: 'false' }, ['compile-masters:example-config']],
 ])('%s', (_name, context, expectedWarnings) => {
   const { app, stack } = synthStack(context, { validate: true });
 
