@@ -2,6 +2,7 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { isValidCertname } from '../../../lib/certname';
+import { SecretMissingError } from '../../../lib/errors';
 import { SecretsManagerSecrets } from '../../../lambdas/controller/aws/secrets';
 import { handleBatch } from '../../../lambdas/controller/batch';
 import { execute } from '../../../lambdas/controller/execute';
@@ -215,8 +216,6 @@ describe('missing and malformed secrets', () => {
   const keyBody = () => client.key.split('\n')[1] as string;
   const bundle = (fields: Record<string, unknown>) => JSON.stringify({ cert: client.cert, key: client.key, ca: client.cert, ...fields });
   const cases: Array<[string, () => { bundle?: string; token?: string; missing?: 'bundle' | 'token' }, RegExp]> = [
-    ['a missing bundle secret', () => ({ missing: 'bundle' }), /certificate bundle secret .* has no value \(or does not exist\)/],
-    ['an empty bundle', () => ({ bundle: '  ' }), /certificate bundle secret .* is empty/],
     ['a bundle that is not JSON', () => ({ bundle: `${client.key}` }), /bundle secret .* is not JSON/],
     ['a bundle whose key is not a PEM key', () => ({ bundle: bundle({ key: keyBody() }) }), /key must hold a PEM private key/],
     ['a bundle with the key where the certificate goes', () => ({ bundle: bundle({ cert: client.key }) }), /cert must hold a PEM certificate/],
@@ -225,6 +224,22 @@ describe('missing and malformed secrets', () => {
     ['a token wrapped in JSON', () => ({ token: JSON.stringify({ token: TOKEN }) }), /RBAC token secret .* does not hold a bare token/],
     ['a token with a line break inside', () => ({ token: `${TOKEN}\nsecond-line` }), /does not hold a bare token/],
   ];
+
+  // A bundle that was never put is not a fault to retry: the handler runs the secretless pass on
+  // this error (no-secrets.test.ts), which signs nothing and acknowledges its messages.
+  it.each([
+    ['a missing bundle secret', 'missing', /certificate bundle secret .* has no value \(or does not exist\)/],
+    ['an empty bundle', 'empty', /certificate bundle secret .* is empty/],
+  ] as const)('tells %s apart as SecretMissingError, naming the secret', async (_name, kind, reason) => {
+    const call = sm.on(GetSecretValueCommand, { SecretId: VALID_ENV.CLIENT_CERT_SECRET_ARN });
+    if (kind === 'missing') call.rejects(Object.assign(new Error("Secrets Manager can't find the specified secret value"), { name: 'ResourceNotFoundException' }));
+    else call.resolves({ SecretString: '  ' });
+    const secrets = new SecretsManagerSecrets(new SecretsManagerClient({}), { clientCert: VALID_ENV.CLIENT_CERT_SECRET_ARN });
+    const error = await secrets.clientBundle().then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(SecretMissingError);
+    expect((error as SecretMissingError).secretArn).toBe(VALID_ENV.CLIENT_CERT_SECRET_ARN);
+    expect((error as Error).message).toMatch(reason);
+  });
 
   it.each(cases)('fails the batch on %s, saying which field is wrong and never what it holds', async (_name, setup, reason) => {
     const given = setup();
