@@ -48,8 +48,13 @@ export interface PlatformTraits {
   readonly peTag: (arch: Architecture) => string;
 }
 
-const ubuntuImage = (version: string) => (arch: Architecture) =>
-  `/aws/service/canonical/ubuntu/server/${version}/stable/current/${arch === 'arm64' ? 'arm64' : 'amd64'}/hvm/ebs-gp3/ami-id`;
+/**
+ * Canonical's parameters name the root volume type its images were built for: 22.04's are
+ * published as ebs-gp2 (image names hvm-ssd/…), 24.04's as ebs-gp3 (hvm-ssd-gp3/…). The launch
+ * template's own gp3 root volume applies either way.
+ */
+const ubuntuImage = (version: string, volume: 'ebs-gp2' | 'ebs-gp3') => (arch: Architecture) =>
+  `/aws/service/canonical/ubuntu/server/${version}/stable/current/${arch === 'arm64' ? 'arm64' : 'amd64'}/hvm/${volume}/ami-id`;
 
 const ubuntuTag = (version: string) => (arch: Architecture) => `ubuntu-${version}-${arch === 'arm64' ? 'aarch64' : 'amd64'}`;
 const rpmTag = (os: string) => (arch: Architecture) => `${os}-${arch === 'arm64' ? 'aarch64' : 'x86_64'}`;
@@ -85,7 +90,7 @@ export const PLATFORM: Readonly<Record<Platform, PlatformTraits>> = {
     title: 'Ubuntu 22.04',
     packageManager: 'apt',
     rootDeviceName: '/dev/sda1',
-    defaultImage: { source: 'ssm', parameter: ubuntuImage('22.04') },
+    defaultImage: { source: 'ssm', parameter: ubuntuImage('22.04', 'ebs-gp2') },
     efsUtils: 'source',
     peTag: ubuntuTag('22.04'),
   },
@@ -93,7 +98,7 @@ export const PLATFORM: Readonly<Record<Platform, PlatformTraits>> = {
     title: 'Ubuntu 24.04',
     packageManager: 'apt',
     rootDeviceName: '/dev/sda1',
-    defaultImage: { source: 'ssm', parameter: ubuntuImage('24.04') },
+    defaultImage: { source: 'ssm', parameter: ubuntuImage('24.04', 'ebs-gp3') },
     efsUtils: 'source',
     peTag: ubuntuTag('24.04'),
   },

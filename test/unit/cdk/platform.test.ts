@@ -42,8 +42,8 @@ describe('instanceArchitecture', () => {
 const CASES: [Platform, string, string, string, RegExp][] = [
   ['al2023', 'm6i.xlarge', '/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-x86_64', '/dev/xvda', /dnf install -y amazon-efs-utils/],
   ['al2023', 'm7g.xlarge', '/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-arm64', '/dev/xvda', /dnf install -y amazon-efs-utils/],
-  ['ubuntu2204', 'm6i.xlarge', '/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp3/ami-id', '/dev/sda1', /\.\/build-deb\.sh && apt-get install -y \.\/build\/amazon-efs-utils\*\.deb/],
-  ['ubuntu2204', 'm7g.xlarge', '/aws/service/canonical/ubuntu/server/22.04/stable/current/arm64/hvm/ebs-gp3/ami-id', '/dev/sda1', /build-deb\.sh/],
+  ['ubuntu2204', 'm6i.xlarge', '/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id', '/dev/sda1', /\.\/build-deb\.sh && apt-get install -y \.\/build\/amazon-efs-utils\*\.deb/],
+  ['ubuntu2204', 'm7g.xlarge', '/aws/service/canonical/ubuntu/server/22.04/stable/current/arm64/hvm/ebs-gp2/ami-id', '/dev/sda1', /build-deb\.sh/],
   ['ubuntu2404', 'm6i.xlarge', '/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id', '/dev/sda1', /build-deb\.sh/],
   ['ubuntu2404', 'm7g.xlarge', '/aws/service/canonical/ubuntu/server/24.04/stable/current/arm64/hvm/ebs-gp3/ami-id', '/dev/sda1', /build-deb\.sh/],
 ];
