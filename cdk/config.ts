@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import * as z from 'zod';
 import { certnameProblem } from '../lib/certname';
+import { REPLACE_UNHEALTHY_AFTER_MINUTES } from '../lib/health-window';
 import { LAUNCH_CEILING_MINUTES, launchBudgetProblems } from '../lib/launch-budget';
 import { ConfigError } from '../lib/errors';
 import { FLAVOR, FLAVORS, type Flavor, PRIMARY_RUN_MODES, type PrimaryRunMode, defaultPrimaryRun, primaryRunProblem } from '../lib/flavor';
@@ -50,7 +51,7 @@ export const CONTEXT_DEFAULTS = {
   launchCeilingMinutes: LAUNCH_CEILING_MINUTES.default,
   healthCheckGracePeriodSeconds: 120,
   reconcileIntervalMinutes: 5,
-  replaceUnhealthyAfterMinutes: 15,
+  replaceUnhealthyAfterMinutes: REPLACE_UNHEALTHY_AFTER_MINUTES.default,
   metricsNamespace: 'CompileMasters',
   logLevel: 'INFO' as 'DEBUG' | 'INFO' | 'WARN' | 'ERROR',
   dnsResolverCidrs: [] as string[],
@@ -247,7 +248,7 @@ const ContextSchema = z
     rbacTokenSecretArn: secretArn.optional(),
     reconcileIntervalMinutes: integer(1, 60).default(CONTEXT_DEFAULTS.reconcileIntervalMinutes),
     // The controller's REPLACE_UNHEALTHY_AFTER_SECONDS: the longest reboot or restart that never costs a node.
-    replaceUnhealthyAfterMinutes: integer(5, 120).default(CONTEXT_DEFAULTS.replaceUnhealthyAfterMinutes),
+    replaceUnhealthyAfterMinutes: integer(REPLACE_UNHEALTHY_AFTER_MINUTES.min, REPLACE_UNHEALTHY_AFTER_MINUTES.max).default(CONTEXT_DEFAULTS.replaceUnhealthyAfterMinutes),
     metricsNamespace: z
       .string()
       .regex(/^[A-Za-z0-9._/#:-]{1,255}$/, 'must be a CloudWatch namespace such as CompileMasters')

@@ -122,9 +122,10 @@ export function efsUtilsInstall(platform: Platform): string[] {
     packageManager === 'apt'
       ? [
           'export DEBIAN_FRONTEND=noninteractive',
-          'apt-get update',
-          'apt-get install -y git binutils',
-          'build() { ./build-deb.sh && apt-get install -y ./build/amazon-efs-utils*.deb; }',
+          // cloud-init and unattended-upgrades hold dpkg's lock at first boot: wait for it.
+          'apt-get -o DPkg::Lock::Timeout=600 update',
+          'apt-get -o DPkg::Lock::Timeout=600 install -y git binutils',
+          'build() { ./build-deb.sh && apt-get -o DPkg::Lock::Timeout=600 install -y ./build/amazon-efs-utils*.deb; }',
         ]
       : ['dnf install -y git make rpm-build', 'build() { make rpm && dnf install -y ./build/amazon-efs-utils*.rpm; }'];
   return [

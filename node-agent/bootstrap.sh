@@ -61,6 +61,8 @@ install_node_runtime() {
   sha256="$(manifest_value "$from/manifest" sha256)"
   [[ -n "$version" && -n "$architecture" && -n "$sha256" ]] || die "$from/manifest names no version, architecture and sha256: redeploy the stack"
   [[ "$architecture" == "$(machine_architecture)" ]] || die "the stack ships Node.js for $architecture, this instance is $(uname -m): the stack's instanceType and this instance disagree"
+  # Bootstraps before the shipped runtime linked the distribution's node here.
+  if [[ -L "$to" || -f "$to" ]]; then rm -f "$to"; fi
   install -d -m 0755 "$to" "$to/bin"
   staging="$(mktemp "$to/bin/.node.XXXXXX")"
   cp "$from/node" "$staging"
@@ -153,7 +155,7 @@ install_with_apt() {
   install -d -m 0755 "$apt_dir/keyrings" "$apt_dir/sources.list.d"
   install -m 0644 "$key" "$keyring"
   apt_source "$uri" "$suite" "$component" "$keyring" >"$apt_dir/sources.list.d/compile-masters-$package.list"
-  apt-get update
+  apt-get -o DPkg::Lock::Timeout=600 update
   # Debian packages start their services at install; the puppet service must not run before the
   # node agent has enrolled the node, so installation may start nothing (unless the image already
   # has a policy of its own).
@@ -164,7 +166,7 @@ install_with_apt() {
     chmod 0755 "$POLICY_RC_D"
   fi
   local status=0
-  DEBIAN_FRONTEND=noninteractive apt-get install -y "$package" || status=$?
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y "$package" || status=$?
   if [[ "$own_policy" == true ]]; then rm -f "$POLICY_RC_D"; fi
   [[ "$status" -eq 0 ]] || die "apt-get install $package failed ($status)"
 }
@@ -229,7 +231,7 @@ main() {
   log "compile-master-crl-refresh enabled and (re)started"
   # The readiness daemon answers "not ready" until the boot step has completed. Start, not
   # restart: restarting it on a node in service would drain it (the NLB takes it out for a minute
-  # and the group's ELB health check may replace it); it takes up a new bundle at the next boot.
+  # for a minute); it takes up a new bundle at the next boot.
   systemctl --no-block enable --now "$READINESS_UNIT_NAME"
   log "compile-master-readiness enabled and started"
 }

@@ -129,6 +129,11 @@ export class CompileMasterGroup extends Construct {
     }
     // Packages (OS, puppet-agent from the primary's or Puppet's repositories) and SQS.
     securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS: packages and AWS APIs');
+    if (PLATFORM[settings.platform].packageManager === 'apt') {
+      // Canonical's images point apt at http://<region>.ec2.archive.ubuntu.com and
+      // security.ubuntu.com; apt verifies the signed Release files, not the transport.
+      securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(80), 'HTTP: Ubuntu archives (signed metadata)');
+    }
     // The primary, EFS, package mirrors and AWS endpoints are all reached by name.
     allowDnsEgress(securityGroup, settings.dnsResolverCidrs);
 

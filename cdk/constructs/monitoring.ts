@@ -100,7 +100,7 @@ export class Monitoring extends Construct {
     anyAtAll(
       'SecretsMissing',
       controllerMetric(METRIC.secretsMissing),
-      "The lifecycle client certificate secret is empty or missing: the controller signs and purges nothing, and launches wait (heartbeated) until their ceiling. Put it with 'npm run cli -- secrets put'; the next scheduled pass picks everything up.",
+      "The lifecycle client certificate secret is empty or missing: the controller signs and purges nothing, and launches wait (heartbeated) until their ceiling. Put it with 'npx compile-masters secrets put'; the next scheduled pass picks everything up.",
     );
     anyAtAll(
       'DamagedRegistryEntries',

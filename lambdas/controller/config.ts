@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import { certnameProblem } from '../../lib/certname';
 import { ConfigError } from '../../lib/errors';
+import { REPLACE_UNHEALTHY_AFTER_MINUTES } from '../../lib/health-window';
 import { LAUNCH_CEILING_MINUTES } from '../../lib/launch-budget';
 import { FLAVORS, PRIMARY_RUN_MODES, defaultPrimaryRun, primaryRunProblem, type Flavor, type PrimaryRunMode } from '../../lib/flavor';
 import { primaryInstanceIdsSchema, primaryInstanceTagSchema } from '../../lib/primary-instances';
@@ -78,7 +79,7 @@ export const ENVIRONMENT_EXAMPLES: Readonly<Record<string, string>> = {
   NLB_DNS_NAME: 'compile-masters-0123456789abcdef.elb.us-west-2.amazonaws.com',
   EXTRA_ALT_NAMES: '["puppet.corp.example.com"]',
   EXPECTED_EXTENSIONS: '{"pp_role":"compile_master"}',
-  REPLACE_UNHEALTHY_AFTER_SECONDS: '900',
+  REPLACE_UNHEALTHY_AFTER_SECONDS: String(REPLACE_UNHEALTHY_AFTER_MINUTES.default * 60),
   POWERTOOLS_SERVICE_NAME: 'compile-masters-controller',
   POWERTOOLS_METRICS_NAMESPACE: 'CompileMasters',
   LAUNCH_CEILING_SECONDS: String(LAUNCH_CEILING_MINUTES.default * 60),
@@ -164,9 +165,9 @@ const EnvSchema = z.object({
   REPLACE_UNHEALTHY_AFTER_SECONDS: z.coerce
     .number({ error: 'must be a number of seconds' })
     .int('must be a whole number of seconds')
-    .min(300, 'must be at least 300 (5 minutes): a reboot must fit in it')
-    .max(7200, 'must be at most 7200 (2 hours)')
-    .default(900),
+    .min(REPLACE_UNHEALTHY_AFTER_MINUTES.min * 60, `must be at least ${REPLACE_UNHEALTHY_AFTER_MINUTES.min * 60} (replaceUnhealthyAfterMinutes ${REPLACE_UNHEALTHY_AFTER_MINUTES.min}): a reboot must fit in it`)
+    .max(REPLACE_UNHEALTHY_AFTER_MINUTES.max * 60, `must be at most ${REPLACE_UNHEALTHY_AFTER_MINUTES.max * 60} (replaceUnhealthyAfterMinutes ${REPLACE_UNHEALTHY_AFTER_MINUTES.max})`)
+    .default(REPLACE_UNHEALTHY_AFTER_MINUTES.default * 60),
   POWERTOOLS_SERVICE_NAME: required,
   POWERTOOLS_METRICS_NAMESPACE: required,
   LAUNCH_CEILING_SECONDS: z.coerce

@@ -2,7 +2,7 @@ import type { Drift, Observed, Plan, Trigger } from './model';
 import { LAUNCHING } from './vocabulary';
 
 /** What deciding on heartbeats looks at: nothing of it needs the Puppet side or its secrets. */
-export type LaunchView = Pick<Observed, 'now' | 'members' | 'instances' | 'registry' | 'damaged'>;
+export type LaunchView = Pick<Observed, 'now' | 'members' | 'instances' | 'registry' | 'damaged' | 'keyReports'>;
 
 export interface LaunchCeiling {
   /** lib/launch-budget.ts: past this age from EC2's launch time, a launch gets no more heartbeats. */
@@ -18,11 +18,14 @@ export function heartbeatsDue(triggers: readonly Trigger[]): boolean {
 }
 
 /**
- * Every launch still making progress keeps its hook alive, whatever it waits for (dnf, PE's
- * install.bash, its CSR, signing, its first Puppet run, the primary's run): a member in
- * Pending:Wait whose registry item is sound, that is not stalled, not ended by this very pass
- * (`ending`: refused, completed, stalled), and younger than the ceiling. Past the ceiling it is
- * drift, and the hook's timeout ABANDONs it.
+ * Every launch still making progress keeps its hook alive, whatever it waits for (its CSR,
+ * signing, its first Puppet run, the primary's run): a member in Pending:Wait that has shown it is
+ * alive — its node agent reported a key, or the controller enrolled it — whose registry item is
+ * sound, that is not stalled, not ended by this very pass (`ending`: refused, completed, stalled),
+ * and younger than the ceiling. Past the ceiling it is drift, and the hook's timeout ABANDONs it.
+ * A launch that never reports (its bootstrap died: EFS, packages) gets none, so the hook's own
+ * timeout (heartbeatTimeoutSeconds, which covers the bootstrap's installs) ABANDONs it and the
+ * group launches a replacement without waiting for the ceiling.
  */
 export function launchHeartbeats(
   view: LaunchView,
@@ -32,6 +35,7 @@ export function launchHeartbeats(
 ): { instanceIds: string[]; drift: Drift[] } {
   const quarantined = new Set(view.damaged.flatMap((damaged) => (damaged.instanceId ? [damaged.instanceId] : [])));
   const stalled = new Set(view.registry.filter((entry) => entry.state === 'stalled').map((entry) => entry.instanceId));
+  const enrolled = new Set(view.registry.filter((entry) => entry.state !== 'purged').map((entry) => entry.instanceId));
   const due = heartbeatsDue(triggers);
   const instanceIds: string[] = [];
   const drift: Drift[] = [];
@@ -46,7 +50,7 @@ export function launchHeartbeats(
         instanceId,
         detail: `launch exceeded its ceiling (${Math.floor(ageSeconds / 60)} min since launch, ceiling ${Math.floor(launchCeilingSeconds / 60)} min): no more heartbeats, its launch hook times out and abandons it`,
       });
-    } else if (due) {
+    } else if (due && (enrolled.has(instanceId) || view.keyReports.has(instanceId))) {
       instanceIds.push(instanceId);
     }
   }

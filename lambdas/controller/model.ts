@@ -165,7 +165,7 @@ export interface Observed {
   certs: ReadonlyMap<string, CertState>;
   /** Pending CSRs of launching (or re-enrolling) members, by certname. */
   csrs: ReadonlyMap<string, CsrObservation>;
-  /** The latest key report of each instance whose pending CSR was read, by instance id. */
+  /** The latest key report of each launching instance not enrolled yet, and of each whose pending CSR was read, by instance id. */
   keyReports: ReadonlyMap<string, KeyReport>;
   /** Puppet Server health of nodes waiting to be converged, and of owned InService nodes, by instance id. */
   health: ReadonlyMap<string, boolean>;

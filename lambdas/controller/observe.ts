@@ -72,6 +72,17 @@ export async function observe(ports: Ports, now: Date): Promise<Observed> {
   );
 
   // Nodes waiting to be converged, and serving ones: a lasting failure of those gets them replaced.
+  // A launch not enrolled yet shows it is alive by its key report: only such launches are
+  // heartbeated (launch-heartbeats.ts).
+  const unheard = members.filter(
+    ({ instanceId, lifecycleState }) =>
+      lifecycleState === LAUNCHING && !quarantined.has(instanceId) && !keyReports.has(instanceId) && (entries.get(instanceId)?.state ?? 'purged') === 'purged',
+  );
+  await mapLimit(unheard, OBSERVE_CONCURRENCY, async ({ instanceId }) => {
+    const report = await ports.registry.keyReport(instanceId);
+    if (report) keyReports.set(instanceId, report);
+  });
+
   const health = new Map<string, boolean>();
   const inService = new Set(members.filter((member) => member.lifecycleState === IN_SERVICE).map((member) => member.instanceId));
   const probed = registry.filter(

@@ -87,8 +87,13 @@ export async function reconcileWithoutSecrets(context: SecretlessContext, trigge
   metrics.addMetric(METRIC.secretsMissing, MetricUnit.Count, 1);
   await keepInstanceReports(ports, triggers);
   const [members, { entries: registry, damaged }] = await Promise.all([ports.group.members(), ports.registry.list()]);
-  const instances = await ports.instances.describe(members.filter((member) => member.lifecycleState === LAUNCHING).map((member) => member.instanceId));
-  const result = planWithoutSecrets({ now: context.clock(), members, instances, registry, damaged }, triggers, context.ceiling);
+  const launching = members.filter((member) => member.lifecycleState === LAUNCHING).map((member) => member.instanceId);
+  const [instances, reports] = await Promise.all([
+    ports.instances.describe(launching),
+    Promise.all(launching.map(async (instanceId) => [instanceId, await ports.registry.keyReport(instanceId)] as const)),
+  ]);
+  const keyReports = new Map(reports.flatMap(([instanceId, report]) => (report ? [[instanceId, report] as const] : [])));
+  const result = planWithoutSecrets({ now: context.clock(), members, instances, registry, damaged, keyReports }, triggers, context.ceiling);
   for (const drift of result.drift) logger.warn('Drift', { ...drift });
   metrics.addMetric(METRIC.drift, MetricUnit.Count, result.drift.length);
   for (const action of result.actions) {
@@ -110,10 +115,6 @@ async function concernsGroup(ports: Pick<Ports, 'registry'>, logger: Log, trigge
   return false;
 }
 
-/**
- * What an instance proved about its key is kept before anything else: the CSR it speaks of may
- * only be read by a later pass.
- */
 /**
  * What an instance proved about its key is kept before anything else: the CSR it speaks of may only
  * be read by a later pass. So is its word that it just booted: this pass may already judge how

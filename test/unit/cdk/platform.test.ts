@@ -42,7 +42,7 @@ describe('instanceArchitecture', () => {
 const CASES: [Platform, string, string, string, RegExp][] = [
   ['al2023', 'm6i.xlarge', '/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-x86_64', '/dev/xvda', /dnf install -y amazon-efs-utils/],
   ['al2023', 'm7g.xlarge', '/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-arm64', '/dev/xvda', /dnf install -y amazon-efs-utils/],
-  ['ubuntu2204', 'm6i.xlarge', '/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id', '/dev/sda1', /\.\/build-deb\.sh && apt-get install -y \.\/build\/amazon-efs-utils\*\.deb/],
+  ['ubuntu2204', 'm6i.xlarge', '/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id', '/dev/sda1', /\.\/build-deb\.sh && apt-get -o DPkg::Lock::Timeout=600 install -y \.\/build\/amazon-efs-utils\*\.deb/],
   ['ubuntu2204', 'm7g.xlarge', '/aws/service/canonical/ubuntu/server/22.04/stable/current/arm64/hvm/ebs-gp2/ami-id', '/dev/sda1', /build-deb\.sh/],
   ['ubuntu2404', 'm6i.xlarge', '/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id', '/dev/sda1', /build-deb\.sh/],
   ['ubuntu2404', 'm7g.xlarge', '/aws/service/canonical/ubuntu/server/24.04/stable/current/arm64/hvm/ebs-gp3/ami-id', '/dev/sda1', /build-deb\.sh/],
@@ -65,6 +65,14 @@ describe.each(CASES)('platform %s on %s', (platform, instanceType, parameter, de
     expect(script).toMatch(efsInstall);
     expect(script.indexOf('if ! command -v mount.efs')).toBeLessThan(script.search(efsInstall));
     expect(script).toMatch(/ efs _netdev,nofail,noresvport,tls,iam,accesspoint=<ref>,ro 0 0/);
+  });
+
+  it('opens HTTP out only where apt fetches Ubuntu\'s archives (port 80), HTTPS everywhere', () => {
+    const group = Object.values(template.findResources('AWS::EC2::SecurityGroup')).find((resource) =>
+      String((resource as Cfn).Properties.GroupDescription).startsWith('Compile masters'),
+    ) as Cfn;
+    const anywhere = (group.Properties.SecurityGroupEgress as Cfn[]).filter((rule) => rule.CidrIp === '0.0.0.0/0').map((rule) => rule.FromPort);
+    expect(anywhere.sort()).toEqual(platform.startsWith('ubuntu') ? [443, 80] : [443]);
   });
 
   it('tells the bootstrap the platform\'s vendor repository and package manager', () => {

@@ -46,7 +46,7 @@ describe('loadConfig', () => {
 
   it('takes the unhealthy window in seconds, at least 5 minutes (a reboot must fit) and at most 2 hours', () => {
     expect(loadConfig({ ...VALID_ENV, REPLACE_UNHEALTHY_AFTER_SECONDS: '300' }).replaceUnhealthyAfterSeconds).toBe(300);
-    expect(failure({ ...VALID_ENV, REPLACE_UNHEALTHY_AFTER_SECONDS: '60' })).toMatch(/REPLACE_UNHEALTHY_AFTER_SECONDS must be at least 300 \(5 minutes\): a reboot must fit in it \(example: REPLACE_UNHEALTHY_AFTER_SECONDS=900\)/);
+    expect(failure({ ...VALID_ENV, REPLACE_UNHEALTHY_AFTER_SECONDS: '60' })).toMatch(/REPLACE_UNHEALTHY_AFTER_SECONDS must be at least 300 \(replaceUnhealthyAfterMinutes 5\): a reboot must fit in it \(example: REPLACE_UNHEALTHY_AFTER_SECONDS=900\)/);
     expect(failure({ ...VALID_ENV, REPLACE_UNHEALTHY_AFTER_SECONDS: '7201' })).toMatch(/REPLACE_UNHEALTHY_AFTER_SECONDS must be at most 7200/);
     expect(failure({ ...VALID_ENV, REPLACE_UNHEALTHY_AFTER_SECONDS: '15m' })).toMatch(/REPLACE_UNHEALTHY_AFTER_SECONDS must be a number of seconds/);
   });

@@ -36,10 +36,13 @@ const refusedLaunch = (reason: RegExp) => [{ kind: 'refuse' as const, instanceId
 describe('planner: launches (Pending:Wait)', () => {
   run([
     { name: 'no private DNS name from EC2 yet: wait', world: { members: [[1, 'Pending:Wait']], ec2: { 1: undefined } }, actions: [] },
-    { name: 'no CSR yet: wait (heartbeat on the schedule)', world: { members: [[1, 'Pending:Wait']] }, actions: [beat(n1.id)], drift: 0 },
+    // Until its node agent reports a key, the hook's own timeout covers the bootstrap's installs:
+    // a launch that never reports (EFS, packages) is abandoned then, not kept until the ceiling.
+    { name: 'no CSR yet, nothing reported: wait, no heartbeat', world: { members: [[1, 'Pending:Wait']] }, actions: [], drift: 0 },
+    { name: 'no CSR yet, its key reported: wait (heartbeat on the schedule)', world: { members: [[1, 'Pending:Wait']], reported: [1] }, actions: [beat(n1.id)], drift: 0 },
     {
       name: 'no CSR for longer than the stuck threshold: drift, still heartbeated below the ceiling',
-      world: { members: [[1, 'Pending:Wait']], launchedMinutesAgo: TIMING.stuckLaunchMs / 60_000 + 5 },
+      world: { members: [[1, 'Pending:Wait']], launchedMinutesAgo: TIMING.stuckLaunchMs / 60_000 + 5, reported: [1] },
       actions: [beat(n1.id)],
       drift: 1,
     },
@@ -145,14 +148,19 @@ describe('planner: heartbeats keep every launch making progress alive, up to the
       actions: [{ kind: 'recheck', reason: 'await-node', instanceId: n1.id }],
     },
     {
-      name: 'installing, before any CSR or registry item: heartbeat',
-      world: { members: [[1, 'Pending:Wait']], launchedMinutesAgo: 50 },
+      name: 'its key reported, before any CSR or registry item: heartbeat',
+      world: { members: [[1, 'Pending:Wait']], launchedMinutesAgo: 50, reported: [1] },
       actions: [beat(n1.id)],
+    },
+    {
+      name: 'installing, nothing reported yet: no heartbeat (the hook\'s timeout covers the bootstrap)',
+      world: { members: [[1, 'Pending:Wait']], launchedMinutesAgo: 10 },
+      actions: [],
     },
     { name: 'at the ceiling: no heartbeat, drift (the hook times out and abandons it)', world: { ...waiting, launchedMinutesAgo: ceilingMinutes }, actions: [] },
     {
       name: 'two launches, one past the ceiling: one heartbeat action for the other',
-      world: { members: [[1, 'Pending:Wait'], [2, 'Pending:Wait']], launchedMinutesAgo: { 1: ceilingMinutes + 30, 2: 10 } },
+      world: { members: [[1, 'Pending:Wait'], [2, 'Pending:Wait']], launchedMinutesAgo: { 1: ceilingMinutes + 30, 2: 10 }, reported: [1, 2] },
       actions: [beat(n2.id)],
     },
     { name: 'stalled: no heartbeat', world: { ...waiting, registry: [entry(1, 'stalled')] }, actions: [] },
@@ -285,15 +293,15 @@ describe("planner: the key binding (DESIGN rule 2): only the key the instance re
   const impostor = keyOf('an attacker on 8140');
   run([
     {
-      name: 'a CSR pending, the instance has not reported its key yet: wait, sign nothing, abandon nothing',
+      name: 'a CSR pending, the instance has not reported its key yet: wait, sign nothing, abandon nothing (and no heartbeat: a CSR anyone could queue is no sign of life)',
       world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) } },
-      actions: [beat(n1.id)],
+      actions: [],
       drift: 0,
     },
     {
-      name: 'still no key report past the stuck threshold: drift, still heartbeated below the ceiling',
+      name: 'still no key report past the stuck threshold: drift, no heartbeat',
       world: { members: [[1, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: validCsr(1) }, launchedMinutesAgo: TIMING.stuckLaunchMs / 60_000 + 5 },
-      actions: [beat(n1.id)],
+      actions: [],
       drift: 1,
     },
     {
@@ -335,7 +343,7 @@ describe("planner: the key binding (DESIGN rule 2): only the key the instance re
     {
       name: 'another instance\'s report does not count for this one',
       world: { members: [[1, 'Pending:Wait'], [2, 'Pending:Wait']], certs: { 1: 'requested' }, csrs: { 1: { ok: true, facts: csrFacts(1, { publicKeySha256: keyOf(n2.certname) }) } }, reported: [2] },
-      actions: [beat(n1.id, n2.id)],
+      actions: [beat(n2.id)],
     },
   ]);
 });

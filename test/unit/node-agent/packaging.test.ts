@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { chmod, cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -285,7 +285,8 @@ describe('bootstrap.sh: where puppet-agent comes from', () => {
       `deb [signed-by=${keyring}] https://apt.voxpupuli.org ubuntu24.04 openvox8\n`,
     );
     expect(readFileSync(keyring, 'utf8')).toBe(KEY);
-    expect(readFileSync(calls, 'utf8')).toMatch(/^update policy:\d+ .*\ninstall -y openvox-agent policy:101 frontend:noninteractive\n$/);
+    // Both wait for dpkg's lock, which cloud-init and unattended-upgrades hold at first boot.
+    expect(readFileSync(calls, 'utf8')).toMatch(/^-o DPkg::Lock::Timeout=600 update policy:\d+ .*\n-o DPkg::Lock::Timeout=600 install -y openvox-agent policy:101 frontend:noninteractive\n$/);
     expect(existsSync(policy)).toBe(false);
   });
 
@@ -296,7 +297,7 @@ describe('bootstrap.sh: where puppet-agent comes from', () => {
     writeFileSync(policy, '#!/bin/sh\nexit 0\n');
     const result = sourced(
       `install_with_apt openvox-agent https://apt.voxpupuli.org ubuntu24.04 openvox8 ${dir}/key.asc ${dir}/apt`,
-      { 'apt-get': '[ "$1" = update ] || exit 100' },
+      { 'apt-get': '[ "$3" = update ] || exit 100' },
       { COMPILE_MASTERS_POLICY_RC_D: policy },
     );
     expect(result.status).toBe(1);
@@ -365,6 +366,16 @@ describe('bootstrap.sh: the shipped Node.js runtime', () => {
     expect(readFileSync(join(to, 'bin/node'))).toEqual(readFileSync(join(from, 'node')));
     expect(statSync(join(to, 'bin/node')).mode & 0o777).toBe(0o755);
     expect(leftovers(to)).toEqual([]);
+  });
+
+  it('replaces the link to the distribution\'s node that bootstraps before the shipped runtime left', () => {
+    const { from, to } = runtimeShare(`echo v${locked.version}`);
+    mkdirSync(dirname(to), { recursive: true });
+    symlinkSync('/usr/bin/true', to);
+    const result = sourced(`install_node_runtime ${from} ${to}`);
+    expect(result.status).toBe(0);
+    expect(lstatSync(to).isDirectory()).toBe(true);
+    expect(readFileSync(join(to, 'bin/node'))).toEqual(readFileSync(join(from, 'node')));
   });
 
   it('refuses a runtime whose version is not the manifest\'s, and keeps the one installed', () => {
