@@ -2,7 +2,7 @@ import { Annotations, Aws, CfnOutput, Duration, Stack, type StackProps } from 'a
 import type { Construct } from 'constructs';
 import { FLAVOR } from '../lib/flavor';
 import { nodeAgentWaits } from '../lib/launch-budget';
-import { READINESS_CHECK, drainSeconds } from '../lib/readiness-check';
+import { READINESS_CHECK, drainSeconds, inFlightWaitSeconds } from '../lib/readiness-check';
 import { VENDOR_REPOSITORY } from './agent-install';
 import { peRepoClassNeeded } from './platform';
 import type { CompileMasterConfig } from './config';
@@ -102,6 +102,7 @@ export class CompileMasterStack extends Stack {
         localServerPort: PUPPET_SERVER_PORT,
         readinessPort: READINESS_CHECK.port,
         drainSeconds: drainSeconds(),
+        inFlightWaitSeconds: inFlightWaitSeconds(config.deregistrationDelaySeconds),
         // The agent's waits fit inside the launch ceiling, past which the controller stops heartbeating.
         timeouts: nodeAgentWaits(config.launchCeilingMinutes * 60),
       },

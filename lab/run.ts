@@ -20,7 +20,7 @@ function agentSummary(result: ScenarioResult): Record<string, unknown> {
     agent_requests: agents.requests,
     agent_failures: agents.failures,
     agent_failures_by_step: agents.failuresByStep,
-    ...(agents.failures > 0 ? { agent_failures_by_kind: agents.failuresByKind } : {}),
+    ...(agents.failures > 0 ? { agent_failures_by_kind: agents.failuresByKind, agent_failure_details: agents.failureDetails } : {}),
     catalog_p50_ms: agents.catalogP50Ms,
     catalog_p95_ms: agents.catalogP95Ms,
     time_to_serving_s: agents.timeToServingS,

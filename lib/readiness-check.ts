@@ -35,3 +35,18 @@ export const DRAIN_MARGIN_SECONDS = 10;
 export function drainSeconds(check: ReadinessCheck = READINESS_CHECK): number {
   return check.unhealthyThresholdCount * check.intervalSeconds + check.timeoutSeconds + DRAIN_MARGIN_SECONDS;
 }
+
+/**
+ * The longest the readiness daemon waits, after the drain, for agents already connected to finish
+ * their runs before Puppet Server stops. A run that began just before the load balancer stopped
+ * sending new connections may still be compiling its catalog; Puppet Server answers its next
+ * request 503 once it begins to stop. Bounded because EC2 forces a reboot that has not shut down
+ * within four minutes, and an NLB closes an unhealthy target's connections after its draining
+ * interval (the deregistration delay) anyway.
+ */
+export const IN_FLIGHT_WAIT_MAX_SECONDS = 120;
+
+/** What the stack writes for the in-flight wait: the NLB's own draining interval, within the bound. */
+export function inFlightWaitSeconds(deregistrationDelaySeconds: number): number {
+  return Math.min(deregistrationDelaySeconds, IN_FLIGHT_WAIT_MAX_SECONDS);
+}

@@ -178,6 +178,7 @@ export async function runAgent(options: RunOptions): Promise<RunRecord> {
         latencyMs: performance.now() - started,
         ...(answeredBy !== undefined ? { answeredBy } : {}),
         ...(typeof retryAfter === 'string' ? { retryAfter } : {}),
+        ...(ok ? {} : { detail: raw.toString('utf8').replace(/\s+/g, ' ').trim().slice(0, 200) }),
       });
       if (!ok) throw new StepFailed(step);
       return { status: response.statusCode, body: decode(raw, response.headers['content-encoding']) };

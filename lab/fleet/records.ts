@@ -21,6 +21,8 @@ export interface RequestRecord {
   errorCode?: string;
   /** Retry-After of a 503 (a Puppet Server with no free JRuby answers so). */
   retryAfter?: string;
+  /** The start of the body of an answer that was not 2xx, on one line: Puppet Server says why. */
+  detail?: string;
   ok: boolean;
   latencyMs: number;
   /** Epoch ms when the request was sent. */

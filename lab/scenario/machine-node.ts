@@ -9,6 +9,9 @@ import type { MachineTier } from './machine-tier';
 import type { AgentRun, BootAttemptFailure, TierNode } from './node';
 
 const AGENT_UNIT = 'compile-master-agent.service';
+const READINESS_UNIT = 'compile-master-readiness.service';
+/** The readiness daemon's lines about a drain (node-agent/src/readiness.ts). */
+const DRAIN_LINE = /^(draining \d+ s|no drain|waiting for \d+ agent|every agent connection closed|\d+ agent connection\(s\) still open|no agent is connected|cannot see which agents)/;
 /** Enrollment, a Puppet run that installs and starts Puppet Server, its start-up: minutes on 2 cores. */
 const BOOT_STEP_TIMEOUT_MS = 20 * 60_000;
 /**
@@ -151,15 +154,16 @@ export class MachineNode implements TierNode {
     const all = await this.agentLines(since, true);
     const pid = all.find((line) => 'verdict' in line)?._pid;
     const lines = pid === undefined ? [] : all.filter((line) => line._pid === pid);
-    return { code: pid === undefined ? 1 : 0, lines: lines.map(({ _pid, ...line }) => (void _pid, line)), seconds };
+    const drain = (await this.agentLines(since, false, READINESS_UNIT)).map((line) => String(line.message)).filter((message) => DRAIN_LINE.test(message));
+    return { code: pid === undefined ? 1 : 0, lines: lines.map(({ _pid, ...line }) => (void _pid, line)), seconds, drain };
   }
 
   /**
    * The node agent's JSON lines since `since` (ms), from the machine's own journal: by time, not
    * by boot, since a reboot is read before the new boot has logged anything of its own.
    */
-  private async agentLines(since: number, withPid = false): Promise<Array<Record<string, unknown>>> {
-    const args = ['--no-pager', '--quiet', '-o', 'json', `--since=@${Math.floor(since / 1000) - 1}`, '-u', AGENT_UNIT];
+  private async agentLines(since: number, withPid = false, unit = AGENT_UNIT): Promise<Array<Record<string, unknown>>> {
+    const args = ['--no-pager', '--quiet', '-o', 'json', `--since=@${Math.floor(since / 1000) - 1}`, '-u', unit];
     const text = this.machine.running ? (await this.machine.exec(['journalctl', ...args], { timeoutMs: 30_000 })).stdout : run('journalctl', [`--root=${this.machine.paths.root}`, ...args], { maxBuffer: 64 * 2 ** 20 });
     const lines: Array<Record<string, unknown>> = [];
     for (const entry of text.split('\n')) {

@@ -8,6 +8,8 @@ export interface AgentRun {
    * Restart=on-failure), as on an instance. Only machines restart; processes run once.
    */
   restarts?: BootAttemptFailure[];
+  /** At a shutdown: what the readiness daemon said about its drain and the agents still connected. */
+  drain?: string[];
 }
 
 export interface BootAttemptFailure {

@@ -64,6 +64,8 @@ export interface AgentFigures {
   failures: number;
   failuresByStep: Record<string, number>;
   failuresByKind: Record<string, number>;
+  /** Each failed request: when (s from the scenario's start), during which step, and what answered. */
+  failureDetails: FailureDetail[];
   /** Successful catalog latency, ms: steady state and each step after it. */
   catalogP50Ms: Record<string, number | null>;
   catalogP95Ms: Record<string, number | null>;
@@ -74,6 +76,18 @@ export interface AgentFigures {
   bootRestarts: BootRestart[];
   realAgentRuns: Array<{ when: string; exitCode: number | null; seconds: number }>;
   byCompileMaster: Record<string, number>;
+}
+
+export interface FailureDetail {
+  atS: number;
+  /** The step's number, 'steady', or 'between' (a check or the final reconcile). */
+  during: string;
+  agent: string;
+  request: string;
+  status: number | string;
+  answeredBy?: string;
+  retryAfter?: string;
+  detail?: string;
 }
 
 type BootRestart = Omit<BootAttemptFailure, 'seconds'> & { node: string };
@@ -311,6 +325,17 @@ class Scenario {
     const records = [...(this.fleet?.records ?? []), ...this.realRuns.map((run) => run.record)];
     const whole = this.fleet?.summary();
     const failures = records.filter((record) => !record.ok);
+    const during = (at: number) => this.windows.findLast((window) => at >= window.from && (window.to === undefined || at < window.to))?.name ?? 'between';
+    const failureDetails: FailureDetail[] = failures.map((record) => ({
+      atS: Math.round((record.startedAt - this.started) / 100) / 10,
+      during: during(record.startedAt),
+      agent: record.agent,
+      request: `${record.step}: ${record.request}`,
+      status: record.status === 'connection-error' ? `connection-error:${record.errorCode ?? 'unknown'}` : record.status,
+      ...(record.answeredBy !== undefined ? { answeredBy: this.label(record.answeredBy) } : {}),
+      ...(record.retryAfter !== undefined ? { retryAfter: record.retryAfter } : {}),
+      ...(record.detail !== undefined ? { detail: record.detail } : {}),
+    }));
     const byStep: Record<string, number> = {};
     for (const record of failures) byStep[record.step] = (byStep[record.step] ?? 0) + 1;
     const p50: Record<string, number | null> = {};
@@ -332,6 +357,7 @@ class Scenario {
       failures: failures.length,
       failuresByStep: byStep,
       failuresByKind: whole?.failuresByKind ?? {},
+      failureDetails,
       catalogP50Ms: p50,
       catalogP95Ms: p95,
       timeToServingS: timeToServing,
@@ -537,6 +563,7 @@ class Scenario {
     const decision = run.lines.find((line) => line.message === 'boot decision' || typeof line.verdict === 'string');
     const what = decision?.plan ? `boot: ${String(decision.plan)} (${String(decision.reason)})` : `shutdown: ${String(decision?.verdict ?? 'no verdict')}`;
     this.timeline.note(`node-agent`, `${node.label}: ${what}, exit ${run.code} after ${run.seconds.toFixed(1)} s`);
+    if (run.drain?.length) this.timeline.note('readiness', `${node.label}: ${run.drain.join('; ')}`);
   }
 
   private throttle(operation: Operation, step: number, times: number): void {

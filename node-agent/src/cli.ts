@@ -14,6 +14,7 @@ import { jsonLogger, type Logger } from './log';
 import { sqsNotifier } from './notify';
 import { systemClock } from './poll';
 import { PuppetCli, execCommand, type RunCommand } from './puppet';
+import { openAgentConnections } from './connections';
 import { runReadinessDaemon } from './readiness';
 import { shutdown } from './shutdown';
 
@@ -84,6 +85,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       await runReadinessDaemon({
         port: config.readinessPort,
         drainMs: config.drainSeconds * 1000,
+        inFlightMs: config.inFlightWaitSeconds * 1000,
+        openAgentConnections: () => openAgentConnections(config.localServerPort),
         readBoot: () => readBootMarker(config.bootMarkerPath),
         serverRunning: local.running,
         // At stop, like the shutdown step: one quick retry, since every answer but Terminated drains.

@@ -5,7 +5,7 @@ import { certnameProblem } from '../../lib/certname';
 import { ConfigError } from '../../lib/errors';
 import { LAUNCH_CEILING_MINUTES, nodeAgentWaits } from '../../lib/launch-budget';
 import { configuredExtensionProblem } from '../../lib/puppet';
-import { READINESS_CHECK, drainSeconds } from '../../lib/readiness-check';
+import { IN_FLIGHT_WAIT_MAX_SECONDS, READINESS_CHECK, drainSeconds } from '../../lib/readiness-check';
 
 export const DEFAULT_CONFIG_PATH = '/etc/compile-master-agent/agent.json';
 /** In the boot step's RuntimeDirectory: gone when that unit stops or restarts, and at every boot. */
@@ -126,6 +126,11 @@ export const AgentConfigSchema = z.strictObject({
    * (the lab's HAProxy), and a longer one would outlast the unit's TimeoutStopSec.
    */
   drainSeconds: z.number().int().min(0).max(drainSeconds()).default(drainSeconds()),
+  /**
+   * After the drain, how long the readiness daemon waits for agents still connected to finish
+   * their runs (the stack writes the NLB's draining interval). Bounded by the unit's TimeoutStopSec.
+   */
+  inFlightWaitSeconds: z.number().int().min(0).max(IN_FLIGHT_WAIT_MAX_SECONDS).default(IN_FLIGHT_WAIT_MAX_SECONDS),
   /** Old SSL directories are moved here (timestamped, 0700) before a re-enrollment. */
   backupDir: absolutePath.default('/var/lib/compile-master-agent/ssl-backups'),
   timeouts: z

@@ -77,6 +77,12 @@ export interface ReadinessDaemonOptions {
   /** Every address when omitted (the NLB checks the instance's private address). */
   host?: string;
   drainMs: number;
+  /** After the drain, how long agents still connected may take to finish before Puppet Server stops. */
+  inFlightMs: number;
+  /** Agents connected to the local Puppet Server now (node-agent/src/connections.ts). */
+  openAgentConnections(): Promise<number>;
+  /** How often the in-flight wait looks again. */
+  pollMs?: number;
   readBoot(): Promise<BootObservation>;
   /** True when the local Puppet Server, verified as `certname`, answers "running". */
   serverRunning(certname: string): Promise<boolean>;
@@ -138,11 +144,46 @@ export async function runReadinessDaemon(options: ReadinessDaemonOptions): Promi
     const plan = drainPlan({ startedAt, lastReadyAt, now: now(), drainMs: options.drainMs, lifecycle: await options.lifecycle() });
     log.info(plan.reason, { waitSeconds: plan.waitMs / 1000 });
     if (plan.waitMs > 0) await sleep(plan.waitMs);
+    await waitForAgentRuns(options, now);
     log.info('drained: Puppet Server may stop now');
   } finally {
     server.closeAllConnections();
     server.close();
   }
+}
+
+/**
+ * The drain stops new connections; runs that began before it may still be compiling. Puppet
+ * Server answers the next request of each with 503 once it begins to stop, so this waits for
+ * them, up to `inFlightMs` (an NLB closes them after its draining interval anyway).
+ */
+async function waitForAgentRuns(options: ReadinessDaemonOptions, now: () => number): Promise<void> {
+  const { log } = options;
+  const started = now();
+  const count = async (): Promise<number | undefined> => {
+    try {
+      return await options.openAgentConnections();
+    } catch (error) {
+      log.warn('cannot see which agents are still connected to Puppet Server; letting it stop', { error });
+      return undefined;
+    }
+  };
+  let open = await count();
+  if (open === undefined) return;
+  if (open === 0) {
+    log.info('no agent is connected to Puppet Server');
+    return;
+  }
+  log.info(`waiting for ${open} agent connection(s) to finish their runs`, { open, atMostSeconds: options.inFlightMs / 1000 });
+  while (open > 0 && now() - started < options.inFlightMs) {
+    await sleep(options.pollMs ?? 1_000);
+    const next = await count();
+    if (next === undefined) return;
+    open = next;
+  }
+  const waited = Math.round((now() - started) / 1000);
+  if (open > 0) log.warn(`${open} agent connection(s) still open after ${waited} s; Puppet Server stops now and answers their next request 503`, { open });
+  else log.info(`every agent connection closed after ${waited} s`);
 }
 
 function reply(response: ServerResponse, status: number, reason: string): void {

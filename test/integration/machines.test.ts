@@ -1,6 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
+import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -61,6 +63,22 @@ async function eventually(read: () => Promise<string>, pattern: RegExp, timeoutM
     await sleep(1_000);
   }
   throw new Error(`no ${pattern} within ${timeoutMs} ms in:\n${last}`);
+}
+
+/** A TCP connection to `host:port`, retried while nothing listens there yet (up to 30 s). */
+async function connectWhenListening(host: string, port: number): Promise<Socket> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const socket = connect({ host, port });
+    try {
+      await once(socket, 'connect');
+      return socket;
+    } catch (error) {
+      socket.destroy();
+      if (Date.now() > deadline) throw error;
+      await sleep(500);
+    }
+  }
 }
 
 beforeAll(async () => {
@@ -220,8 +238,18 @@ describe('a lab machine', () => {
 
   it('powers off gracefully: the agent unit stop step runs (a termination), and the machine exits', async () => {
     imds.setTargetLifecycleState(INSTANCE_ID, 'Terminated');
-    const code = await seconds('poweroff', () => machine.poweroff());
+    // A stand-in Puppet Server on 8140 with an agent still connected from outside the machine: the
+    // readiness daemon, in its sandbox, must see the connection and hold the shutdown for it.
+    const node = '/usr/local/lib/compile-master-agent/node/bin/node';
+    // Ordered as Puppet Server is (the readiness unit is After= it): at shutdown it stops only after the daemon.
+    await inside(['systemd-run', '--unit=stand-in-puppetserver', '-p', 'Before=compile-master-readiness.service', node, '-e', "require('node:net').createServer(() => {}).listen(8140)"]);
+    const agent = await connectWhenListening(ip, 8140);
+    const poweredOff = seconds('poweroff', () => machine.poweroff());
+    await sleep(8_000);
+    agent.destroy();
+    const code = await poweredOff;
     expect(code).toBe(0);
+    expect(await machine.journal('compile-master-readiness.service', { output: 'cat' })).toMatch(/waiting for 1 agent connection\(s\) to finish their runs[\s\S]*every agent connection closed after \d+ s/);
     expect(machine.running).toBe(false);
     const journal = await machine.journal('compile-master-agent.service', { output: 'cat' });
     expect(journal).toMatch(/instance is terminating; leaving the purge to the controller/);

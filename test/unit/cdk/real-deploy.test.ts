@@ -75,6 +75,9 @@ describe('a real deploy into an existing VPC', () => {
       // The health check's port, and the drain its settings need (3 × 10 s + 5 s + 10 s).
       readinessPort: 8141,
       drainSeconds: 45,
+      // Then up to the NLB's draining interval for agents still connected: the context's
+      // deregistration delay of 30 s.
+      inFlightWaitSeconds: 30,
       // launchCeilingMinutes 180: the default ceiling's waits, doubled (lib/launch-budget.ts).
       timeouts: { caUnavailableSeconds: 600, certificateSeconds: 3600, puppetRunSeconds: 3600, serverHealthySeconds: 1200 },
     });

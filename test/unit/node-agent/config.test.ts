@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../lib/errors';
+import { IN_FLIGHT_WAIT_MAX_SECONDS } from '../../../lib/readiness-check';
 import { loadConfig, parseConfig } from '../../../node-agent/src/config';
 
 /** The shape the CDK stack writes to config/agent.json. */
@@ -31,6 +32,7 @@ describe('agent configuration', () => {
       bootMarkerPath: '/run/compile-master-agent/boot-complete.json',
       readinessPort: 8141,
       drainSeconds: 45,
+      inFlightWaitSeconds: IN_FLIGHT_WAIT_MAX_SECONDS,
       backupDir: '/var/lib/compile-master-agent/ssl-backups',
       timeouts: { imdsMs: 2000, caUnavailableSeconds: 300, certificateSeconds: 1800, puppetRunSeconds: 1800, serverHealthySeconds: 600 },
     });

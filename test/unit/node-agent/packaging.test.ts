@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { lockedRuntime, type NodeRuntime, nodeRuntime, runtimeManifest } from '../../../cdk/node-runtime';
 import { hostNodeArchitecture } from '../../../lab/machines/share';
-import { drainSeconds } from '../../../lib/readiness-check';
+import { IN_FLIGHT_WAIT_MAX_SECONDS, drainSeconds } from '../../../lib/readiness-check';
 import { NODE_RUNTIME_BINARY_PATH, NODE_RUNTIME_MANIFEST_PATH, PACKAGE_SIGNING_KEY_PATH } from '../../../lambdas/efs-seeder/content';
 import { DEFAULT_BOOT_MARKER_PATH, parseConfig } from '../../../node-agent/src/config';
 
@@ -103,10 +103,12 @@ describe('systemd units', () => {
     expect(after).toEqual(expect.arrayContaining(['pe-puppetserver.service', 'puppetserver.service', 'network-online.target']));
     // Not after the boot step: it answers "not ready" while the boot step runs (or fails).
     expect(after).not.toContain('compile-master-agent.service');
-    // The drain, the instance-metadata look-up (two tries, token and answer) and slack.
+    // The drain, the wait for connected agents, the instance-metadata look-up (two tries, token and answer) and slack.
     const stopSeconds = Number(/^TimeoutStopSec=(\d+)s$/m.exec(unit)?.[1]);
     const imdsSeconds = (4 * parseConfig({ primaryServer: 'p.example.com', queueUrl: 'https://sqs.eu-west-1.amazonaws.com/1/q', region: 'eu-west-1' }, 'x').timeouts.imdsMs) / 1000;
-    expect(stopSeconds).toBeGreaterThanOrEqual(drainSeconds() + imdsSeconds + 5);
+    expect(stopSeconds).toBeGreaterThanOrEqual(drainSeconds() + IN_FLIGHT_WAIT_MAX_SECONDS + imdsSeconds + 5);
+    // EC2 forces a reboot that has not shut down within four minutes.
+    expect(stopSeconds).toBeLessThan(240);
     expect(unit).toMatch(/^Restart=always$/m);
     expect(unit).toMatch(/^DynamicUser=yes$/m);
     expect(unit).toMatch(/^CapabilityBoundingSet=$/m);

@@ -2,8 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, type Server } from 'node:https';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -28,9 +28,30 @@ async function startStatusServer(identity: Pem, state: { answer: 'running' | 'st
     if (request.url !== '/status/v1/simple') return void response.writeHead(404).end();
     response.writeHead(state.answer === 'running' ? 200 : 503, { 'content-type': 'text/plain' }).end(state.answer);
   });
-  server.listen(0, '127.0.0.1');
+  // Every address: the daemon probes it over loopback, agents reach it from elsewhere.
+  server.listen(0, '0.0.0.0');
   await once(server, 'listening');
   return server;
+}
+
+/**
+ * An address of this machine that is not loopback, as an agent's connection through the load
+ * balancer arrives from: the daemon counts only those.
+ */
+function externalAddress(): string {
+  const address = Object.values(networkInterfaces())
+    .flat()
+    .find((candidate) => candidate && candidate.family === 'IPv4' && !candidate.internal)?.address;
+  if (!address) throw new Error('this machine has no IPv4 address but loopback: an agent connection cannot be told from a local one');
+  return address;
+}
+
+/** An agent's connection to the stand-in Puppet Server, held open until closed. */
+async function agentConnection(port: number): Promise<Socket> {
+  const address = externalAddress();
+  const socket = connect({ host: address, port, localAddress: address });
+  await once(socket, 'connect');
+  return socket;
 }
 
 async function freePort(): Promise<number> {
@@ -100,7 +121,7 @@ describe('readiness daemon (node-agent health), a real process against a real HT
   });
 
   /** Starts `node-agent health` with its own marker path and port; the marker is not written yet. */
-  async function startDaemon(options: { name: string; targetLifecycleState?: string; drainSeconds?: number; localServerPort?: number }) {
+  async function startDaemon(options: { name: string; targetLifecycleState?: string; drainSeconds?: number; inFlightWaitSeconds?: number; localServerPort?: number }) {
     const imds = await startImdsDouble({ instanceId: 'i-0123456789abcdef0', region: 'eu-west-1', localHostname: CERTNAME, targetLifecycleState: options.targetLifecycleState });
     imdsDoubles.push(imds);
     const port = await freePort();
@@ -116,6 +137,7 @@ describe('readiness daemon (node-agent health), a real process against a real HT
         localServerPort: options.localServerPort ?? statusPort,
         readinessPort: port,
         drainSeconds: options.drainSeconds ?? DRAIN_SECONDS,
+        ...(options.inFlightWaitSeconds !== undefined ? { inFlightWaitSeconds: options.inFlightWaitSeconds } : {}),
         bootMarkerPath: markerPath,
         timeouts: { imdsMs: 500 },
       }),
@@ -191,6 +213,47 @@ describe('readiness daemon (node-agent health), a real process against a real HT
     // Once it is gone, nothing answers (the next thing to stop is Puppet Server).
     expect(await check(port)).toBe('refused');
     expect(log()).toMatch(/draining \d+ s so the load balancer marks this target unhealthy/);
+  });
+
+  it('after the drain, waits for agents still connected to Puppet Server to finish before it exits', async () => {
+    const { daemon, port, markBooted, exited, log } = await startDaemon({ name: 'in-flight' });
+    await until(port, (answer) => answer !== 'refused');
+    await markBooted();
+    expect(await check(port)).toMatchObject({ status: 200 });
+    // An agent mid-run, connected through the load balancer before the drain.
+    const agent = await agentConnection(statusPort);
+    const stoppedAt = Date.now();
+    daemon.kill('SIGTERM');
+    let exitedAt: number | undefined;
+    void exited.then(({ at }) => (exitedAt = at));
+    // Well past the drain, it still waits for the run.
+    await sleep(DRAIN_SECONDS * 1000 + 2_000);
+    expect(exitedAt, log()).toBeUndefined();
+    expect(log()).toContain('waiting for 1 agent connection(s) to finish their runs');
+    const closedAt = Date.now();
+    agent.destroy();
+    const { code, at } = await exited;
+    expect(code, log()).toBe(0);
+    // It exits once the connection is gone: the next look finds none.
+    expect(at - closedAt).toBeLessThan(2_500);
+    expect(at - stoppedAt).toBeGreaterThan(DRAIN_SECONDS * 1000 + 2_000);
+    expect(log()).toMatch(/every agent connection closed after \d+ s/);
+  });
+
+  it('lets Puppet Server stop when agents stay connected past the in-flight wait, and says so', async () => {
+    const { daemon, port, markBooted, exited, log } = await startDaemon({ name: 'in-flight-capped', inFlightWaitSeconds: 2 });
+    await until(port, (answer) => answer !== 'refused');
+    await markBooted();
+    expect(await check(port)).toMatchObject({ status: 200 });
+    const agent = await agentConnection(statusPort);
+    const stoppedAt = Date.now();
+    daemon.kill('SIGTERM');
+    const { code, at } = await exited;
+    agent.destroy();
+    expect(code, log()).toBe(0);
+    expect(at - stoppedAt).toBeGreaterThanOrEqual((DRAIN_SECONDS + 2) * 1000);
+    expect(at - stoppedAt).toBeLessThan((DRAIN_SECONDS + 2) * 1000 + 3_000);
+    expect(log()).toMatch(/1 agent connection\(s\) still open after 2 s; Puppet Server stops now/);
   });
 
   it('exits at once when instance metadata says the group is terminating the instance', async () => {

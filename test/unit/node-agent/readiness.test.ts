@@ -2,7 +2,7 @@ import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DRAIN_MARGIN_SECONDS, READINESS_CHECK, drainSeconds } from '../../../lib/readiness-check';
+import { DRAIN_MARGIN_SECONDS, IN_FLIGHT_WAIT_MAX_SECONDS, READINESS_CHECK, drainSeconds, inFlightWaitSeconds } from '../../../lib/readiness-check';
 import { clearBootMarker, readBootMarker, writeBootMarker, type BootObservation } from '../../../node-agent/src/boot-marker';
 import { parseConfig } from '../../../node-agent/src/config';
 import { decideReadiness, drainPlan, type DrainInput } from '../../../node-agent/src/readiness';
@@ -37,6 +37,15 @@ describe('drain timing', () => {
     expect(drainSeconds()).toBe(45);
     // Tuning the check moves the drain with it.
     expect(drainSeconds({ ...READINESS_CHECK, intervalSeconds: 30, unhealthyThresholdCount: 2, timeoutSeconds: 10 })).toBe(80);
+  });
+
+  it('then waits for connected agents as long as the NLB keeps them (its deregistration delay), never past the bound', () => {
+    expect(inFlightWaitSeconds(60)).toBe(60);
+    expect(inFlightWaitSeconds(0)).toBe(0);
+    expect(inFlightWaitSeconds(3600)).toBe(IN_FLIGHT_WAIT_MAX_SECONDS);
+    const minimal = { primaryServer: 'puppet.example.com', queueUrl: 'https://sqs.eu-west-1.amazonaws.com/1/q', region: 'eu-west-1' };
+    expect(parseConfig(minimal, 'x').inFlightWaitSeconds).toBe(IN_FLIGHT_WAIT_MAX_SECONDS);
+    expect(() => parseConfig({ ...minimal, inFlightWaitSeconds: IN_FLIGHT_WAIT_MAX_SECONDS + 1 }, 'x')).toThrow(/inFlightWaitSeconds/);
   });
 
   it('is the agent configuration\'s default, which may only be shortened', () => {
