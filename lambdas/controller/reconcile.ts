@@ -1,6 +1,6 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { mapLimit } from '../../lib/concurrency';
-import { SecretMissingError } from '../../lib/errors';
+import { PuppetUnavailableError, SecretMissingError } from '../../lib/errors';
 import { execute, type ExecutionContext, type Log, type MetricsSink } from './execute';
 import { planWithoutSecrets, type LaunchCeiling } from './launch-heartbeats';
 import type { Plan, Trigger } from './model';
@@ -25,7 +25,21 @@ export async function reconcile(context: ControllerContext, triggers: readonly T
   if (!(await concernsGroup(ports, logger, triggers))) return undefined;
   await keepInstanceReports(ports, triggers);
   const now = context.clock();
-  const observed = await observe(ports, now);
+  let observed: Awaited<ReturnType<typeof observe>>;
+  try {
+    observed = await observe(ports, now);
+  } catch (error) {
+    // The CA or PuppetDB is down (a primary's upgrade or restart): nothing can be signed or
+    // purged, but launches that were converging are not at fault. Without heartbeats the hook
+    // would ABANDON them after its timeout and the group would launch again, in a loop, until the
+    // primary answers. The batch still fails, so its messages come back.
+    if (error instanceof PuppetUnavailableError) {
+      await heartbeatWaitingLaunches({ ports, ceiling: context.policy, logger, metrics: context.metrics, clock: context.clock }, triggers, `the ${error.server} to answer`).catch(
+        (heartbeatError: unknown) => logger.error('Heartbeats for waiting launches failed too', { error: heartbeatError }),
+      );
+    }
+    throw error;
+  }
   if (observed.signingSuspended) {
     logger.error('Signing suspended: no certificate request is signed this pass', { reason: observed.signingSuspended });
     context.metrics.addMetric(METRIC.signingSuspended, MetricUnit.Count, 1);
@@ -60,7 +74,7 @@ export async function withClientCertificate<T>(
   return then.ready(context);
 }
 
-/** What the pass without secrets may use: AWS only, no Puppet side. */
+/** What the pass without secrets (and the heartbeats of a pass whose Puppet side is down) may use: AWS only. */
 export interface SecretlessContext {
   ports: Pick<Ports, 'group' | 'instances' | 'registry'>;
   ceiling: LaunchCeiling;
@@ -86,6 +100,15 @@ export async function reconcileWithoutSecrets(context: SecretlessContext, trigge
   });
   metrics.addMetric(METRIC.secretsMissing, MetricUnit.Count, 1);
   await keepInstanceReports(ports, triggers);
+  return heartbeatWaitingLaunches(context, triggers, 'the client certificate secret');
+}
+
+/**
+ * AWS only: heartbeats the launches that show they are alive and are below the launch ceiling
+ * (lambdas/controller/launch-heartbeats.ts), and reports as drift those past it.
+ */
+async function heartbeatWaitingLaunches(context: SecretlessContext, triggers: readonly Trigger[], waitingFor: string): Promise<Plan> {
+  const { ports, logger, metrics } = context;
   const [members, { entries: registry, damaged }] = await Promise.all([ports.group.members(), ports.registry.list()]);
   const launching = members.filter((member) => member.lifecycleState === LAUNCHING).map((member) => member.instanceId);
   const [instances, reports] = await Promise.all([
@@ -99,7 +122,7 @@ export async function reconcileWithoutSecrets(context: SecretlessContext, trigge
   for (const action of result.actions) {
     if (action.kind !== 'heartbeat') continue;
     await mapLimit(action.instanceIds, HEARTBEAT_CONCURRENCY, (instanceId) => ports.group.recordHeartbeat(instanceId, 'launch'));
-    logger.info('Heartbeat recorded for launches waiting for the client certificate secret', { instanceIds: action.instanceIds });
+    logger.info(`Heartbeat recorded for launches waiting for ${waitingFor}`, { instanceIds: action.instanceIds });
   }
   return result;
 }

@@ -96,7 +96,8 @@ describe('EFS content writer bundle', () => {
     const alone = mkdtempSync(join(tmpdir(), 'node-agent-alone-'));
     try {
       copyFileSync(join(dir, 'files/node-agent/node-agent.mjs'), join(alone, 'node-agent.mjs'));
-      const run = spawnSync(process.execPath, [join(alone, 'node-agent.mjs'), 'no-such-step'], { cwd: alone, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+      // With the runtime the package ships for the instances, not the tools' Node.js.
+      const run = spawnSync(join(dir, 'files', NODE_RUNTIME_BINARY_PATH), [join(alone, 'node-agent.mjs'), 'no-such-step'], { cwd: alone, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
       // Its own usage error, from its own code: every module it imports was found in the file.
       expect(run.status).toBe(78);
       expect(run.stderr + run.stdout).toMatch(/"name":"ConfigError".*usage: node-agent\.mjs boot\|shutdown\|crl-refresh/);

@@ -97,3 +97,46 @@ describe('passes while the client certificate secret is empty or missing', () =>
     expect(h.metrics.get(METRIC.secretsMissing)).toBe(0);
   });
 });
+
+describe('passes while the CA does not answer (a primary being upgraded or restarted)', () => {
+  it('heartbeat a launch that shows it is alive, sign nothing and fail the batch so it comes back', async () => {
+    const h = new Harness({ redrive: STACK_REDRIVE });
+    const { instanceId, privateDnsName } = h.cloud.launch();
+    const idle = h.cloud.launch().instanceId;
+    h.nodeSubmitsCsr(instanceId);
+    h.puppet.down = true;
+    h.schedule();
+
+    const response = await h.deliver(100);
+
+    expect(response?.batchItemFailures.length).toBeGreaterThan(0);
+    // Only the launch that reported its key: one whose bootstrap never started gets no heartbeat.
+    expect(h.cloud.group.heartbeats.map((beat) => beat.instanceId)).toEqual([instanceId]);
+    expect(h.cloud.group.heartbeats.map((beat) => beat.instanceId)).not.toContain(idle);
+    expect(h.cloud.group.completions).toEqual([]);
+    expect(h.logger.lines.map((line) => line.message)).toContain('Heartbeat recorded for launches waiting for the ca to answer');
+
+    // Once the CA answers again, the batch that came back signs the CSR that waited.
+    h.puppet.down = false;
+    await h.settle(STACK_REDRIVE.visibilityTimeoutSeconds + 1);
+    expect(h.puppet.state(privateDnsName as string)).toBe('signed');
+  });
+
+  it('keep heartbeating through a long outage, up to the ceiling only', async () => {
+    const h = new Harness({ redrive: STACK_REDRIVE });
+    const { instanceId } = h.cloud.launch();
+    h.nodeSubmitsCsr(instanceId);
+    h.puppet.down = true;
+    h.advance(POLICY.launchCeilingSeconds - 120);
+    h.schedule();
+    await h.deliver(100);
+    expect(h.cloud.group.heartbeats.map((beat) => beat.instanceId)).toEqual([instanceId]);
+    h.advance(240);
+    h.schedule();
+    await h.deliver(100);
+    expect(h.cloud.group.heartbeats).toHaveLength(1);
+    expect(h.logger.lines.filter((line) => line.message === 'Drift').map((line) => line.attributes)).toContainEqual(
+      expect.objectContaining({ instanceId, detail: expect.stringMatching(/^launch exceeded its ceiling/) }),
+    );
+  });
+});
