@@ -1,6 +1,6 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { describeUntrusted } from '../../lib/certname';
-import { CompileMastersError, PuppetApiError, RefusedInputError } from '../../lib/errors';
+import { CompileMastersError, PuppetApiError, RefusedInputError, SecretMissingError } from '../../lib/errors';
 import type { CertificateContents } from '../../lib/puppet/csr';
 import { mapLimit } from '../../lib/concurrency';
 import { unhandled } from '../../lib/exhaustive';
@@ -354,6 +354,18 @@ class Executor {
       await this.mutateRun((run) =>
         run.job?.claimedAt === claimedAt && !run.job.name ? { ...run, job: undefined, pending: union(run.pending, job.covers) } : undefined,
       );
+      if (error instanceof SecretMissingError) {
+        // The RBAC token was never put (a first deploy): retrying the batch cannot help and would
+        // only carry it toward the DLQ. The changes wait in the registry; the first scheduled
+        // pass after the token is put starts the run, and the launches keep their heartbeats.
+        this.context.metrics.addMetric(METRIC.secretsMissing, MetricUnit.Count, 1);
+        return this.logger.error("The primary's run cannot start: its secret has no value", {
+          secretArn: error.secretArn,
+          problem: error.summary,
+          fix: error.hint,
+          waiting: job.covers,
+        });
+      }
       throw error;
     }
     await this.mutateRun((run) => (run.job?.claimedAt === claimedAt ? { ...run, job: { ...(run.job as RunJob), name } } : undefined));

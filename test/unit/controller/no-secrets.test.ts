@@ -140,3 +140,43 @@ describe('passes while the CA does not answer (a primary being upgraded or resta
     );
   });
 });
+
+describe('passes while the RBAC token secret is empty (PE, a first deploy)', () => {
+  const TOKEN_ARN = 'arn:aws:secretsmanager:us-west-2:123456789012:secret:compile-masters/rbac-token-AbCdEf';
+
+  it('sign and enroll, but start no run: say so once per pass, acknowledge, and start it after the token is put', async () => {
+    const h = new Harness({ redrive: STACK_REDRIVE });
+    h.primaryRun.failure = new SecretMissingError(`The RBAC token secret ${TOKEN_ARN} is empty`, TOKEN_ARN, { hint: 'store the token as plain text' });
+    const { instanceId, privateDnsName } = h.cloud.launch();
+    await h.settle();
+    h.nodeSubmitsCsr(instanceId);
+    await h.settle();
+    h.nodeEnrolled(instanceId);
+    const response = await h.deliver(100);
+    h.advance(10);
+    await h.settle(15);
+
+    expect(response?.batchItemFailures).toEqual([]);
+    expect(h.puppet.state(privateDnsName as string)).toBe('signed');
+    expect(h.primaryRun.runs).toEqual([]);
+    expect(h.cloud.queue.deadLetters).toEqual([]);
+    expect(h.metrics.get(METRIC.secretsMissing)).toBeGreaterThan(0);
+    expect(h.logger.lines.filter((line) => line.level === 'error').map((line) => line.attributes)).toContainEqual(
+      expect.objectContaining({ secretArn: TOKEN_ARN, fix: 'store the token as plain text', waiting: [instanceId] }),
+    );
+    expect(h.cloud.group.stateOf(instanceId)).toBe('Pending:Wait');
+    // Still alive and waiting: the scheduled pass heartbeats it.
+    const beats = h.cloud.group.heartbeats.length;
+    h.schedule();
+    await h.settle();
+    expect(h.cloud.group.heartbeats.length).toBeGreaterThan(beats);
+
+    h.primaryRun.failure = undefined;
+    h.schedule();
+    await h.settle();
+    expect(h.primaryRun.runs).toHaveLength(1);
+    h.runsEnd('finished');
+    await h.settle(120);
+    expect(h.cloud.group.stateOf(instanceId)).toBe('InService');
+  });
+});

@@ -284,6 +284,8 @@ export class FakePrimaryRun implements PrimaryRunPort {
   readonly states = new Map<string, PrimaryRunState>();
   readonly calls: string[] = [];
   down = false;
+  /** Thrown by every call while set (a secret the runner reads that has no value). */
+  failure: Error | undefined;
 
   constructor(private readonly runId: (n: number) => string = String) {}
 
@@ -312,6 +314,7 @@ export class FakePrimaryRun implements PrimaryRunPort {
 
   private enter(operation: string): void {
     this.calls.push(operation);
+    if (this.failure) throw this.failure;
     if (this.down) throw new PuppetUnavailableError({ server: 'orchestrator', url: 'https://primary.corp.example.com:8143', operation, detail: 'connection refused' });
   }
 }
