@@ -312,6 +312,8 @@ export class MemoryCloud {
 
 export class MemoryGroup implements GroupPort {
   private readonly states = new Map<string, string>();
+  /** Members marked unhealthy (SetInstanceHealth): AWS reports their HealthStatus so until they leave. */
+  private readonly unhealthy = new Set<string>();
   readonly completions: LifecycleRecord[] = [];
   readonly heartbeats: Array<{ instanceId: string; at: Date }> = [];
 
@@ -319,7 +321,7 @@ export class MemoryGroup implements GroupPort {
 
   async members(): Promise<Member[]> {
     this.cloud.enter('group.members', []);
-    return [...this.states].map(([instanceId, lifecycleState]) => ({ instanceId, lifecycleState }));
+    return [...this.states].map(([instanceId, lifecycleState]) => ({ instanceId, lifecycleState, healthStatus: this.unhealthy.has(instanceId) ? 'Unhealthy' : 'Healthy' }));
   }
 
   async completeLifecycleAction(instanceId: string, hook: LifecycleHook, result: 'CONTINUE' | 'ABANDON'): Promise<'completed' | 'already-completed'> {
@@ -348,7 +350,20 @@ export class MemoryGroup implements GroupPort {
    */
   async setUnhealthy(instanceId: string): Promise<void> {
     this.cloud.enter('group.setUnhealthy', [instanceId]);
-    if (this.states.get(instanceId) === 'InService') void this.cloud.beginTermination(instanceId);
+    if (this.states.get(instanceId) !== 'InService') return;
+    this.unhealthy.add(instanceId);
+    if (this.replacesUnhealthyAtOnce) void this.cloud.beginTermination(instanceId);
+  }
+
+  /**
+   * Auto Scaling replaces an unhealthy member on its own schedule (seconds to a minute); false
+   * keeps it InService and Unhealthy until `replaceUnhealthy()`, as a pass may see it in between.
+   */
+  replacesUnhealthyAtOnce = true;
+
+  /** Auto Scaling gets to the members marked unhealthy. */
+  replaceUnhealthy(): void {
+    for (const instanceId of this.unhealthy) if (this.states.get(instanceId) === 'InService') void this.cloud.beginTermination(instanceId);
   }
 
   /** The lifecycle state of a member; undefined once it left the group. */
@@ -367,6 +382,7 @@ export class MemoryGroup implements GroupPort {
 
   remove(instanceId: string): void {
     this.states.delete(instanceId);
+    this.unhealthy.delete(instanceId);
   }
 }
 

@@ -34,6 +34,11 @@ export interface Member {
   instanceId: string;
   /** AWS's LifecycleState, e.g. "Pending:Wait", "InService", "Terminating:Wait". */
   lifecycleState: string;
+  /**
+   * AWS's HealthStatus. "Unhealthy" on an InService member: someone (the controller's
+   * SetInstanceHealth) handed it to the group, which replaces it shortly.
+   */
+  healthStatus?: 'Healthy' | 'Unhealthy';
 }
 
 export interface Ec2Instance {

@@ -313,6 +313,11 @@ class Planner {
       return this.addDrift({ detail: `every serving compile master's Puppet Server has been unhealthy past the window (${due.map(({ entry }) => entry.instanceId).join(', ')}); none is replaced while none is healthy` });
     }
     for (const { entry, reason } of due) {
+      // Already handed to the group, which has not acted yet: asking again would count it twice.
+      if (this.members.get(entry.instanceId)?.healthStatus === 'Unhealthy') {
+        this.note(`${entry.instanceId}: marked unhealthy in its group; waiting for the group to replace it`);
+        continue;
+      }
       const refusal = this.certnameRefusal(entry.certname);
       if (refusal) {
         this.addDrift({ instanceId: entry.instanceId, detail: `not replaced although unhealthy: ${refusal}` });

@@ -42,7 +42,15 @@ export class AutoScalingGroup implements GroupPort {
     const group = answer.AutoScalingGroups?.find((candidate) => candidate.AutoScalingGroupName === groupName);
     if (!group) throw new AwsCallError(`Auto Scaling group ${groupName} does not exist`, { hint: 'check GROUP_NAME against the deployed stack' });
     return (group.Instances ?? []).flatMap((instance) =>
-      instance.InstanceId && instance.LifecycleState ? [{ instanceId: instance.InstanceId, lifecycleState: instance.LifecycleState }] : [],
+      instance.InstanceId && instance.LifecycleState
+        ? [
+            {
+              instanceId: instance.InstanceId,
+              lifecycleState: instance.LifecycleState,
+              ...(instance.HealthStatus === 'Healthy' || instance.HealthStatus === 'Unhealthy' ? { healthStatus: instance.HealthStatus } : {}),
+            },
+          ]
+        : [],
     );
   }
 

@@ -74,21 +74,23 @@ describe('AutoScalingGroup', () => {
     await expect(group.setUnhealthy('i-0123456789abcdef0')).rejects.toThrow(AwsCallError);
   });
 
-  it('lists members with their lifecycle states, and says so when the group is missing', async () => {
+  it('lists members with their lifecycle and health states, and says so when the group is missing', async () => {
     asg.on(DescribeAutoScalingGroupsCommand).resolvesOnce({
       AutoScalingGroups: [
         {
           AutoScalingGroupName: 'compile-masters',
           Instances: [
             { InstanceId: 'i-0123456789abcdef0', LifecycleState: 'Pending:Wait' },
-            { InstanceId: 'i-0123456789abcdef1', LifecycleState: 'InService' },
+            { InstanceId: 'i-0123456789abcdef1', LifecycleState: 'InService', HealthStatus: 'Healthy' },
+            { InstanceId: 'i-0123456789abcdef2', LifecycleState: 'InService', HealthStatus: 'Unhealthy' },
           ],
         } as never,
       ],
     });
     await expect(group.members()).resolves.toEqual([
       { instanceId: 'i-0123456789abcdef0', lifecycleState: 'Pending:Wait' },
-      { instanceId: 'i-0123456789abcdef1', lifecycleState: 'InService' },
+      { instanceId: 'i-0123456789abcdef1', lifecycleState: 'InService', healthStatus: 'Healthy' },
+      { instanceId: 'i-0123456789abcdef2', lifecycleState: 'InService', healthStatus: 'Unhealthy' },
     ]);
     expect(asg.commandCalls(DescribeAutoScalingGroupsCommand)[0]?.args[0].input).toEqual({ AutoScalingGroupNames: ['compile-masters'] });
     asg.on(DescribeAutoScalingGroupsCommand).resolves({ AutoScalingGroups: [] });

@@ -75,4 +75,26 @@ describe('serving nodes whose Puppet Server stays unhealthy', () => {
     expect(h.cloud.callsOf('group.setUnhealthy')).toEqual([]);
     expect(h.metrics.get(METRIC.replacedUnhealthy)).toBe(0);
   });
+
+  it('marks a node unhealthy once, however many passes run before the group replaces it', async () => {
+    const h = new Harness();
+    const [sick] = (await h.tier(2)) as [string, string];
+    const certname = h.cloud.instances.get(sick)?.privateDnsName as string;
+    h.cloud.group.replacesUnhealthyAtOnce = false;
+    h.cloud.health.set(certname, false);
+    await passAfter(h, 60);
+    await passAfter(h, WINDOW_SECONDS);
+    expect(h.cloud.callsOf('group.setUnhealthy')).toEqual([[sick]]);
+    // The group has not acted yet: it is still InService, reported Unhealthy.
+    expect(h.cloud.group.stateOf(sick)).toBe('InService');
+    await passAfter(h, 60);
+    await passAfter(h, 60);
+    expect(h.cloud.callsOf('group.setUnhealthy')).toEqual([[sick]]);
+    expect(h.metrics.get(METRIC.replacedUnhealthy)).toBe(1);
+
+    h.cloud.group.replaceUnhealthy();
+    await h.settle();
+    expect(h.cloud.group.stateOf(sick)).toBeUndefined();
+    expect(h.cloud.registry.peek(sick)?.state).toBe('purged');
+  });
 });
