@@ -20,6 +20,8 @@ function printFigures(flavor: string, result: ScenarioResult): void {
       consistent: result.report.consistent,
     })}`,
   );
+  // What each shutdown's drain did: how long agents still connected kept Puppet Server up.
+  console.log(`lab scenario drains\n${result.timeline.split('\n').filter((line) => / readiness /.test(line)).join('\n')}`);
 }
 
 /**
