@@ -15,6 +15,7 @@ import { CompileMasterLoadBalancer, PUPPET_SERVER_PORT } from './constructs/load
 import { Monitoring } from './constructs/monitoring';
 import { Network } from './constructs/network';
 import { routedCidrs } from './reachability';
+import { targetGroupSettings } from './target-groups';
 import { SharedStorage } from './constructs/shared-storage';
 
 export const LAUNCH_HOOK_NAME = 'compile-master-launching';
@@ -102,7 +103,7 @@ export class CompileMasterStack extends Stack {
         localServerPort: PUPPET_SERVER_PORT,
         readinessPort: READINESS_CHECK.port,
         drainSeconds: drainSeconds(),
-        inFlightWaitSeconds: inFlightWaitSeconds(config.deregistrationDelaySeconds),
+        inFlightWaitSeconds: inFlightWaitSeconds(targetGroupSettings(config)[0].unhealthyDrainingSeconds),
         // The agent's waits fit inside the launch ceiling, past which the controller stops heartbeating.
         timeouts: nodeAgentWaits(config.launchCeilingMinutes * 60),
       },

@@ -41,12 +41,13 @@ export function drainSeconds(check: ReadinessCheck = READINESS_CHECK): number {
  * their runs before Puppet Server stops. A run that began just before the load balancer stopped
  * sending new connections may still be compiling its catalog; Puppet Server answers its next
  * request 503 once it begins to stop. Bounded because EC2 forces a reboot that has not shut down
- * within four minutes, and an NLB closes an unhealthy target's connections after its draining
- * interval (the deregistration delay) anyway.
+ * within four minutes (the drain, this wait, the metadata look-up and Puppet Server's and PuppetDB's
+ * own graceful stops must all fit), and an NLB closes an unhealthy target's connections after its
+ * draining interval (the deregistration delay) anyway.
  */
-export const IN_FLIGHT_WAIT_MAX_SECONDS = 120;
+export const IN_FLIGHT_WAIT_MAX_SECONDS = 90;
 
-/** What the stack writes for the in-flight wait: the NLB's own draining interval, within the bound. */
-export function inFlightWaitSeconds(deregistrationDelaySeconds: number): number {
-  return Math.min(deregistrationDelaySeconds, IN_FLIGHT_WAIT_MAX_SECONDS);
+/** What the stack writes for the in-flight wait: how long the NLB keeps an unhealthy target's connections, within the bound. */
+export function inFlightWaitSeconds(unhealthyDrainingSeconds: number): number {
+  return Math.min(unhealthyDrainingSeconds, IN_FLIGHT_WAIT_MAX_SECONDS);
 }

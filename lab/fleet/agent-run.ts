@@ -105,6 +105,17 @@ function decode(body: Buffer, encoding: string | string[] | undefined): Buffer {
   return body;
 }
 
+/** The start of a failed answer's body on one line: Puppet Server says there why it refused. */
+function answerDetail(raw: Buffer, encoding: string | string[] | undefined): string {
+  let text: string;
+  try {
+    text = decode(raw, encoding).toString('utf8');
+  } catch {
+    text = raw.toString('utf8');
+  }
+  return text.replace(/\s+/g, ' ').trim().slice(0, 200);
+}
+
 function peerCommonName(socket: TLSSocket): string | undefined {
   const cn = socket.getPeerCertificate().subject?.CN as string | string[] | undefined;
   return Array.isArray(cn) ? cn[0] : cn;
@@ -178,7 +189,7 @@ export async function runAgent(options: RunOptions): Promise<RunRecord> {
         latencyMs: performance.now() - started,
         ...(answeredBy !== undefined ? { answeredBy } : {}),
         ...(typeof retryAfter === 'string' ? { retryAfter } : {}),
-        ...(ok ? {} : { detail: raw.toString('utf8').replace(/\s+/g, ' ').trim().slice(0, 200) }),
+        ...(ok ? {} : { detail: answerDetail(raw, response.headers['content-encoding']) }),
       });
       if (!ok) throw new StepFailed(step);
       return { status: response.statusCode, body: decode(raw, response.headers['content-encoding']) };

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Ec2Instance } from '../../lambdas/controller/model';
+import { DRAIN } from '../../node-agent/src/readiness';
 import { DEBIAN_PUPPET } from '../machines/share';
 import type { Machine } from '../machines/machine';
 import { run } from '../processes';
@@ -10,8 +11,6 @@ import type { AgentRun, BootAttemptFailure, TierNode } from './node';
 
 const AGENT_UNIT = 'compile-master-agent.service';
 const READINESS_UNIT = 'compile-master-readiness.service';
-/** The readiness daemon's lines about a drain (node-agent/src/readiness.ts). */
-const DRAIN_LINE = /^(draining \d+ s|no drain|waiting for \d+ agent|every agent connection closed|\d+ agent connection\(s\) still open|no agent is connected|cannot see which agents)/;
 /** Enrollment, a Puppet run that installs and starts Puppet Server, its start-up: minutes on 2 cores. */
 const BOOT_STEP_TIMEOUT_MS = 20 * 60_000;
 /**
@@ -154,7 +153,7 @@ export class MachineNode implements TierNode {
     const all = await this.agentLines(since, true);
     const pid = all.find((line) => 'verdict' in line)?._pid;
     const lines = pid === undefined ? [] : all.filter((line) => line._pid === pid);
-    const drain = (await this.agentLines(since, false, READINESS_UNIT)).map((line) => String(line.message)).filter((message) => DRAIN_LINE.test(message));
+    const drain = (await this.agentLines(since, false, READINESS_UNIT)).filter((line) => line.phase === DRAIN.phase).map((line) => String(line.message));
     return { code: pid === undefined ? 1 : 0, lines: lines.map(({ _pid, ...line }) => (void _pid, line)), seconds, drain };
   }
 

@@ -269,7 +269,7 @@ class Planner {
   private servingHealth(): void {
     const now = this.observed.now.getTime();
     const windowMs = this.policy.replaceUnhealthyAfterSeconds * 1000;
-    const due: Array<{ entry: RegistryEntry; reason: string }> = [];
+    const due: Array<{ entry: RegistryEntry; reason: string; overdueMs: number }> = [];
     let probed = 0;
     let healthyNodes = 0;
     for (const entry of this.observed.registry) {
@@ -299,9 +299,9 @@ class Planner {
       const streakMs = now - Math.max(since, booted);
       const minutes = (ms: number) => Math.round(ms / 60_000);
       if (streakMs >= windowMs) {
-        due.push({ entry, reason: `its Puppet Server has been unhealthy for ${minutes(streakMs)} min without a reboot` });
+        due.push({ entry, reason: `its Puppet Server has been unhealthy for ${minutes(streakMs)} min without a reboot`, overdueMs: streakMs - windowMs });
       } else if (now - since >= 2 * windowMs) {
-        due.push({ entry, reason: `its Puppet Server has been unhealthy for ${minutes(now - since)} min, through reboots` });
+        due.push({ entry, reason: `its Puppet Server has been unhealthy for ${minutes(now - since)} min, through reboots`, overdueMs: now - since - 2 * windowMs });
       } else {
         this.note(`${entry.instanceId}: serving, its Puppet Server unhealthy since ${entry.unhealthySince}${entry.bootedAt ? `, booted at ${entry.bootedAt}` : ''}`);
       }
@@ -312,10 +312,13 @@ class Planner {
     if (probed > 1 && healthyNodes === 0) {
       return this.addDrift({ detail: `every serving compile master's Puppet Server has been unhealthy past the window (${due.map(({ entry }) => entry.instanceId).join(', ')}); none is replaced while none is healthy` });
     }
-    for (const { entry, reason } of due) {
+    for (const { entry, reason, overdueMs } of due) {
       // Already handed to the group, which has not acted yet: asking again would count it twice.
+      // The group acts within a minute or two; far longer means it will not (ReplaceUnhealthy suspended).
       if (this.members.get(entry.instanceId)?.healthStatus === 'Unhealthy') {
-        this.note(`${entry.instanceId}: marked unhealthy in its group; waiting for the group to replace it`);
+        if (overdueMs >= TIMING.groupReplacesUnhealthyMs) {
+          this.addDrift({ instanceId: entry.instanceId, detail: `marked unhealthy in its group ${Math.round(overdueMs / 60_000)} min ago and still in service: is the group's ReplaceUnhealthy process suspended?` });
+        } else this.note(`${entry.instanceId}: marked unhealthy in its group; waiting for the group to replace it`);
         continue;
       }
       const refusal = this.certnameRefusal(entry.certname);

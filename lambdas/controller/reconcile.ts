@@ -1,6 +1,6 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { mapLimit } from '../../lib/concurrency';
-import { PuppetUnavailableError, SecretMissingError } from '../../lib/errors';
+import { PuppetUnavailableError, SecretMissingError, type PuppetServerKind } from '../../lib/errors';
 import { execute, type ExecutionContext, type Log, type MetricsSink } from './execute';
 import { planWithoutSecrets, type LaunchCeiling } from './launch-heartbeats';
 import type { Plan, Trigger } from './model';
@@ -34,7 +34,7 @@ export async function reconcile(context: ControllerContext, triggers: readonly T
     // would ABANDON them after its timeout and the group would launch again, in a loop, until the
     // primary answers. The batch still fails, so its messages come back.
     if (error instanceof PuppetUnavailableError) {
-      await heartbeatWaitingLaunches({ ports, ceiling: context.policy, logger, metrics: context.metrics, clock: context.clock }, triggers, `the ${error.server} to answer`).catch(
+      await heartbeatWaitingLaunches({ ports, ceiling: context.policy, logger, metrics: context.metrics, clock: context.clock }, triggers, `${SERVER_NAMES[error.server]} to answer`).catch(
         (heartbeatError: unknown) => logger.error('Heartbeats for waiting launches failed too', { error: heartbeatError }),
       );
     }
@@ -128,6 +128,8 @@ async function heartbeatWaitingLaunches(context: SecretlessContext, triggers: re
 }
 
 const HEARTBEAT_CONCURRENCY = 8;
+
+const SERVER_NAMES: Record<PuppetServerKind, string> = { ca: 'the CA', puppetdb: 'PuppetDB', orchestrator: 'the orchestrator', puppetserver: 'Puppet Server' };
 
 /** Every instance of the account reports its state changes here; only the ones the registry knows are worth a pass. */
 async function concernsGroup(ports: Pick<Ports, 'registry'>, logger: Log, triggers: readonly Trigger[]): Promise<boolean> {

@@ -52,6 +52,8 @@ export const TIMING = {
   runTimeoutMs: 30 * 60_000,
   runAttempts: 2,
   stuckLaunchMs: 30 * 60_000,
+  /** Auto Scaling replaces a member marked unhealthy within a minute or two; after this, say so. */
+  groupReplacesUnhealthyMs: 10 * 60_000,
 } as const;
 
 // ---- metrics -------------------------------------------------------------------------------

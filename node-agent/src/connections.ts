@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { endianness } from 'node:os';
 
 /**
  * Agents still connected to the local Puppet Server, read from the kernel's socket tables. The
@@ -56,6 +57,8 @@ export type ReadTable = (path: string) => Promise<string>;
 
 /** How many agent connections the local Puppet Server on `port` has open. */
 export async function openAgentConnections(port: number, read: ReadTable = (path) => readFile(path, 'utf8')): Promise<number> {
+  // decodeAddress reads little-endian words; elsewhere loopback would pass for an agent.
+  if (endianness() !== 'LE') throw new Error('the kernel socket tables are read as little-endian; this host is big-endian');
   let count = 0;
   for (const path of ['/proc/self/net/tcp', '/proc/self/net/tcp6']) {
     let table: string;

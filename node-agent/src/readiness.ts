@@ -14,8 +14,9 @@ import { decideShutdown } from './shutdown';
  * connections to a target until its health check has failed `unhealthyThresholdCount` times, each
  * one refused. This daemon's unit is ordered after Puppet Server's, so at shutdown systemd stops
  * it first: it answers "not ready" for the drain (derived from the check's settings) while Puppet
- * Server still serves, and only when it exits does Puppet Server stop. The node needs no AWS
- * rights for this, which a deregistration or standby would.
+ * Server still serves, then waits for the agents still connected to finish their runs, and only
+ * when it exits does Puppet Server stop. The node needs no AWS rights for this, which a
+ * deregistration or standby would.
  */
 
 export interface ReadinessObservation {
@@ -71,6 +72,9 @@ export function drainPlan(input: DrainInput): DrainPlan {
     ? { waitMs, reason: `no drain needed: ${since} ${Math.round((input.now - lastSeenReady) / 1000)} s ago, longer than the ${input.drainMs / 1000} s the load balancer needs` }
     : { waitMs, reason: `draining ${Math.ceil(waitMs / 1000)} s so the load balancer marks this target unhealthy while Puppet Server still serves (${shutdown.reason})` };
 }
+
+/** Marks the lines that say what a stop's drain did, for whoever reads the journal (the machine lab's timeline). */
+export const DRAIN = { phase: 'drain' } as const;
 
 export interface ReadinessDaemonOptions {
   port: number;
@@ -142,7 +146,7 @@ export async function runReadinessDaemon(options: ReadinessDaemonOptions): Promi
     stopping = true;
     log.info('stopping: answering "not ready" from now on');
     const plan = drainPlan({ startedAt, lastReadyAt, now: now(), drainMs: options.drainMs, lifecycle: await options.lifecycle() });
-    log.info(plan.reason, { waitSeconds: plan.waitMs / 1000 });
+    log.info(plan.reason, { ...DRAIN, waitSeconds: plan.waitMs / 1000 });
     if (plan.waitMs > 0) await sleep(plan.waitMs);
     await waitForAgentRuns(options, now);
     log.info('drained: Puppet Server may stop now');
@@ -159,22 +163,23 @@ export async function runReadinessDaemon(options: ReadinessDaemonOptions): Promi
  */
 async function waitForAgentRuns(options: ReadinessDaemonOptions, now: () => number): Promise<void> {
   const { log } = options;
+  if (options.inFlightMs <= 0) return;
   const started = now();
   const count = async (): Promise<number | undefined> => {
     try {
       return await options.openAgentConnections();
     } catch (error) {
-      log.warn('cannot see which agents are still connected to Puppet Server; letting it stop', { error });
+      log.warn('cannot see which agents are still connected to Puppet Server; letting it stop', { ...DRAIN, error });
       return undefined;
     }
   };
   let open = await count();
   if (open === undefined) return;
   if (open === 0) {
-    log.info('no agent is connected to Puppet Server');
+    log.info('no agent is connected to Puppet Server', DRAIN);
     return;
   }
-  log.info(`waiting for ${open} agent connection(s) to finish their runs`, { open, atMostSeconds: options.inFlightMs / 1000 });
+  log.info(`waiting for ${open} agent connection(s) to finish their runs`, { ...DRAIN, open, atMostSeconds: options.inFlightMs / 1000 });
   while (open > 0 && now() - started < options.inFlightMs) {
     await sleep(options.pollMs ?? 1_000);
     const next = await count();
@@ -182,8 +187,8 @@ async function waitForAgentRuns(options: ReadinessDaemonOptions, now: () => numb
     open = next;
   }
   const waited = Math.round((now() - started) / 1000);
-  if (open > 0) log.warn(`${open} agent connection(s) still open after ${waited} s; Puppet Server stops now and answers their next request 503`, { open });
-  else log.info(`every agent connection closed after ${waited} s`);
+  if (open > 0) log.warn(`${open} agent connection(s) still open after ${waited} s; Puppet Server stops now and answers their next request 503`, { ...DRAIN, open });
+  else log.info(`every agent connection closed after ${waited} s`, DRAIN);
 }
 
 function reply(response: ServerResponse, status: number, reason: string): void {

@@ -96,8 +96,9 @@ describe('EFS content writer bundle', () => {
     const alone = mkdtempSync(join(tmpdir(), 'node-agent-alone-'));
     try {
       copyFileSync(join(dir, 'files/node-agent/node-agent.mjs'), join(alone, 'node-agent.mjs'));
-      // With the runtime the package ships for the instances, not the tools' Node.js.
-      const run = spawnSync(join(dir, 'files', NODE_RUNTIME_BINARY_PATH), [join(alone, 'node-agent.mjs'), 'no-such-step'], { cwd: alone, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+      // With the runtime the package ships for the instances (x86_64) where this host can run it.
+      const node = process.arch === 'x64' ? join(dir, 'files', NODE_RUNTIME_BINARY_PATH) : process.execPath;
+      const run = spawnSync(node, [join(alone, 'node-agent.mjs'), 'no-such-step'], { cwd: alone, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
       // Its own usage error, from its own code: every module it imports was found in the file.
       expect(run.status).toBe(78);
       expect(run.stderr + run.stdout).toMatch(/"name":"ConfigError".*usage: node-agent\.mjs boot\|shutdown\|crl-refresh/);

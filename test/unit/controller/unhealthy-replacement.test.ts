@@ -91,6 +91,13 @@ describe('serving nodes whose Puppet Server stays unhealthy', () => {
     await passAfter(h, 60);
     expect(h.cloud.callsOf('group.setUnhealthy')).toEqual([[sick]]);
     expect(h.metrics.get(METRIC.replacedUnhealthy)).toBe(1);
+    expect(h.logger.lines.filter((line) => line.message === 'Drift')).toEqual([]);
+    // Ten minutes on and the group still has not acted (its ReplaceUnhealthy suspended): drift says so.
+    await passAfter(h, 600);
+    expect(h.cloud.callsOf('group.setUnhealthy')).toEqual([[sick]]);
+    expect(h.logger.lines.filter((line) => line.message === 'Drift').map((line) => line.attributes)).toContainEqual(
+      expect.objectContaining({ instanceId: sick, detail: expect.stringMatching(/^marked unhealthy in its group \d+ min ago and still in service/) }),
+    );
 
     h.cloud.group.replaceUnhealthy();
     await h.settle();

@@ -222,7 +222,6 @@ describe('readiness daemon (node-agent health), a real process against a real HT
     expect(await check(port)).toMatchObject({ status: 200 });
     // An agent mid-run, connected through the load balancer before the drain.
     const agent = await agentConnection(statusPort);
-    const stoppedAt = Date.now();
     daemon.kill('SIGTERM');
     let exitedAt: number | undefined;
     void exited.then(({ at }) => (exitedAt = at));
@@ -236,7 +235,6 @@ describe('readiness daemon (node-agent health), a real process against a real HT
     expect(code, log()).toBe(0);
     // It exits once the connection is gone: the next look finds none.
     expect(at - closedAt).toBeLessThan(2_500);
-    expect(at - stoppedAt).toBeGreaterThan(DRAIN_SECONDS * 1000 + 2_000);
     expect(log()).toMatch(/every agent connection closed after \d+ s/);
   });
 
