@@ -71,6 +71,11 @@ export function percentile(sorted: readonly number[], p: number): number | null 
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
 }
 
+/** What went wrong with a failed request: its HTTP status, or `connection-error:<code>`. */
+export function failureKind(record: RequestRecord): string {
+  return record.status === 'connection-error' ? `connection-error:${record.errorCode ?? 'unknown'}` : String(record.status);
+}
+
 function inWindow(startedAt: number, window: Window): boolean {
   return (window.from === undefined || startedAt >= window.from) && (window.to === undefined || startedAt < window.to);
 }
@@ -91,7 +96,7 @@ export function summarize(records: readonly RequestRecord[], runs: readonly RunR
     }
     failures += 1;
     failuresByStep[record.step] = (failuresByStep[record.step] ?? 0) + 1;
-    const kind = record.status === 'connection-error' ? `connection-error:${record.errorCode ?? 'unknown'}` : String(record.status);
+    const kind = failureKind(record);
     failuresByKind[kind] = (failuresByKind[kind] ?? 0) + 1;
   }
   catalogLatencies.sort((a, b) => a - b);

@@ -16,7 +16,7 @@ import { FaultLog, type FaultRecord } from './faults';
 import type { AgentRun, BootAttemptFailure, TierNode } from './node';
 import { Timeline, describeLine, type StepRecord } from './timeline';
 import { LabWorld, NLB_DNS_NAME, REGION } from './world';
-import { enrollAgents, realAgentRun, retireAgents, startFleet, type AgentIdentity, type FleetHandle, type RequestRecord } from '../fleet';
+import { enrollAgents, failureKind, realAgentRun, retireAgents, startFleet, type AgentIdentity, type FleetHandle, type RequestRecord } from '../fleet';
 import { MachineNode } from './machine-node';
 import { MachineTier } from './machine-tier';
 import { targetGroupSettings } from '../../cdk/target-groups';
@@ -84,7 +84,8 @@ export interface FailureDetail {
   during: string;
   agent: string;
   request: string;
-  status: number | string;
+  /** The HTTP status, or `connection-error:<code>`. */
+  status: string;
   answeredBy?: string;
   retryAfter?: string;
   detail?: string;
@@ -331,7 +332,7 @@ class Scenario {
       during: during(record.startedAt),
       agent: record.agent,
       request: `${record.step}: ${record.request}`,
-      status: record.status === 'connection-error' ? `connection-error:${record.errorCode ?? 'unknown'}` : record.status,
+      status: failureKind(record),
       ...(record.answeredBy !== undefined ? { answeredBy: this.label(record.answeredBy) } : {}),
       ...(record.retryAfter !== undefined ? { retryAfter: record.retryAfter } : {}),
       ...(record.detail !== undefined ? { detail: record.detail } : {}),

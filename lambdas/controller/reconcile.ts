@@ -1,6 +1,6 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { mapLimit } from '../../lib/concurrency';
-import { PuppetUnavailableError, SecretMissingError, type PuppetServerKind } from '../../lib/errors';
+import { PuppetUnavailableError, SecretMissingError } from '../../lib/errors';
 import { execute, type ExecutionContext, type Log, type MetricsSink } from './execute';
 import { planWithoutSecrets, type LaunchCeiling } from './launch-heartbeats';
 import type { Plan, Trigger } from './model';
@@ -25,21 +25,18 @@ export async function reconcile(context: ControllerContext, triggers: readonly T
   if (!(await concernsGroup(ports, logger, triggers))) return undefined;
   await keepInstanceReports(ports, triggers);
   const now = context.clock();
-  let observed: Awaited<ReturnType<typeof observe>>;
-  try {
-    observed = await observe(ports, now);
-  } catch (error) {
+  const observed = await observe(ports, now).catch(async (error: unknown) => {
     // The CA or PuppetDB is down (a primary's upgrade or restart): nothing can be signed or
     // purged, but launches that were converging are not at fault. Without heartbeats the hook
     // would ABANDON them after its timeout and the group would launch again, in a loop, until the
     // primary answers. The batch still fails, so its messages come back.
     if (error instanceof PuppetUnavailableError) {
-      await heartbeatWaitingLaunches({ ports, ceiling: context.policy, logger, metrics: context.metrics, clock: context.clock }, triggers, `${SERVER_NAMES[error.server]} to answer`).catch(
+      await heartbeatWaitingLaunches({ ...context, ceiling: context.policy }, triggers, `the Puppet side (${error.server}) to answer`).catch(
         (heartbeatError: unknown) => logger.error('Heartbeats for waiting launches failed too', { error: heartbeatError }),
       );
     }
     throw error;
-  }
+  });
   if (observed.signingSuspended) {
     logger.error('Signing suspended: no certificate request is signed this pass', { reason: observed.signingSuspended });
     context.metrics.addMetric(METRIC.signingSuspended, MetricUnit.Count, 1);
@@ -128,8 +125,6 @@ async function heartbeatWaitingLaunches(context: SecretlessContext, triggers: re
 }
 
 const HEARTBEAT_CONCURRENCY = 8;
-
-const SERVER_NAMES: Record<PuppetServerKind, string> = { ca: 'the CA', puppetdb: 'PuppetDB', orchestrator: 'the orchestrator', puppetserver: 'Puppet Server' };
 
 /** Every instance of the account reports its state changes here; only the ones the registry knows are worth a pass. */
 async function concernsGroup(ports: Pick<Ports, 'registry'>, logger: Log, triggers: readonly Trigger[]): Promise<boolean> {

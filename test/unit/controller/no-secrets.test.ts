@@ -113,7 +113,7 @@ describe('passes while the CA does not answer (a primary being upgraded or resta
     // Only the launch that reported its key: one whose bootstrap never started gets no heartbeat.
     expect(h.cloud.group.heartbeats.map((beat) => beat.instanceId)).toEqual([instanceId]);
     expect(h.cloud.group.completions).toEqual([]);
-    expect(h.logger.lines.map((line) => line.message)).toContain('Heartbeat recorded for launches waiting for the CA to answer');
+    expect(h.logger.lines.map((line) => line.message)).toContain('Heartbeat recorded for launches waiting for the Puppet side (ca) to answer');
 
     // Once the CA answers again, the batch that came back signs the CSR that waited.
     h.puppet.down = false;

@@ -1,9 +1,9 @@
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { networkInterfaces } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { establishedPeers, isLoopback, openAgentConnections } from '../../../node-agent/src/connections';
+import { externalIPv4 } from '../../support/network';
 
 const HEADER = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode';
 const row = (local: string, remote: string, state: string) => `   0: ${local} ${remote} ${state} 00000000:00000000 00:00000000 00000000   999        0 4242 1 0000000000000000 20 4 30 10 -1`;
@@ -64,8 +64,7 @@ describe('openAgentConnections, reading this machine\'s own socket tables', () =
   }
 
   it('counts a connection from another address, not one over loopback, and forgets it once closed', async () => {
-    const external = Object.values(networkInterfaces()).flat().find((candidate) => candidate && candidate.family === 'IPv4' && !candidate.internal)?.address;
-    if (!external) throw new Error('this machine has no IPv4 address but loopback');
+    const external = externalIPv4();
     const { port } = await listen();
     expect(await openAgentConnections(port)).toBe(0);
     await connectFrom('127.0.0.1', port);

@@ -3,13 +3,14 @@ import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, type Server } from 'node:https';
 import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
-import { networkInterfaces, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startImdsDouble, type ImdsDouble } from '../../../lab/imds-double';
 import { writeBootMarker } from '../../../node-agent/src/boot-marker';
+import { externalIPv4 } from '../../support/network';
 import { makeTestCa, type Pem } from '../../support/pki';
 
 /**
@@ -34,21 +35,9 @@ async function startStatusServer(identity: Pem, state: { answer: 'running' | 'st
   return server;
 }
 
-/**
- * An address of this machine that is not loopback, as an agent's connection through the load
- * balancer arrives from: the daemon counts only those.
- */
-function externalAddress(): string {
-  const address = Object.values(networkInterfaces())
-    .flat()
-    .find((candidate) => candidate && candidate.family === 'IPv4' && !candidate.internal)?.address;
-  if (!address) throw new Error('this machine has no IPv4 address but loopback: an agent connection cannot be told from a local one');
-  return address;
-}
-
 /** An agent's connection to the stand-in Puppet Server, held open until closed. */
 async function agentConnection(port: number): Promise<Socket> {
-  const address = externalAddress();
+  const address = externalIPv4();
   const socket = connect({ host: address, port, localAddress: address });
   await once(socket, 'connect');
   return socket;
